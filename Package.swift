@@ -1,0 +1,115 @@
+// swift-tools-version:6.0
+//
+// Belay: end-to-end encrypted messaging with a relay that learns as little as possible.
+//
+// Layers, dependencies pointing one way:
+//   CSodium -> BelaySodium (libsodium boundary)
+//           -> BelayWire   (pure codecs, Noise, relay commands)
+//           -> BelayRelay  (server, store)   |  BelayClient (relay connection, later sessions)
+//           -> belayd, belay, belay-bench    (thin executables)
+import PackageDescription
+
+let package = Package(
+    name: "belay",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "belayd", targets: ["belayd"]),
+        .executable(name: "belay", targets: ["belay"]),
+        .executable(name: "belay-bench", targets: ["belay-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
+        .target(name: "BelaySodium", dependencies: ["CSodium"]),
+        .target(
+            name: "BelayWire",
+            dependencies: [
+                "BelaySodium",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "BelayRelay",
+            dependencies: [
+                "BelaySodium",
+                "BelayWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "BelayClient",
+            dependencies: [
+                "BelaySodium",
+                "BelayWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "belayd",
+            dependencies: [
+                "BelayRelay",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "belay",
+            dependencies: [
+                "BelayClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "belay-bench",
+            dependencies: [
+                "BelayClient",
+                "BelayWire",
+                "BelaySodium",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "BelaySodiumTests", dependencies: ["BelaySodium"], resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "BelayWireTests",
+            dependencies: ["BelayWire", "BelaySodium", .product(name: "NIOCore", package: "swift-nio")],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "BelayRelayTests",
+            dependencies: [
+                "BelayRelay", "BelayClient", "BelayWire", "BelaySodium",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "BelaydTests",
+            dependencies: [
+                "BelayClient", "BelayWire", "BelaySodium",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+    ]
+)

@@ -1,0 +1,190 @@
+import BelaySodium
+import BelayWire
+import Foundation
+import Logging
+
+/// Reads `belayd.yaml`: a flat YAML subset of `key: value` lines and `#` comments, then applies
+/// `BELAYD_<KEY>` environment overrides, then validates. Every error names the key and its source.
+public enum ConfigLoader {
+    /// A configuration file is a page of settings; refuse anything larger before reading it.
+    public static let maxFileBytes = 64 * 1024
+
+    public struct Error: Swift.Error, Equatable, CustomStringConvertible {
+        public var source: String
+        public var key: String?
+        public var message: String
+        public var description: String {
+            if let key { return "\(source): \(key): \(message)" }
+            return "\(source): \(message)"
+        }
+    }
+
+    /// Keys in file order, each with how to apply it. Unknown keys are errors, not ignored:
+    /// a typo in a security setting must not silently fall back to a default.
+    static let keys: [String] = [
+        "listen", "public_host", "message_ttl", "max_queue_messages", "max_queue_bytes", "max_queues",
+        "max_timers", "max_connections", "handshake_timeout", "idle_timeout", "rate_limit_per_second",
+        "rate_burst", "max_subscriptions_per_connection", "max_proofs_per_connection", "sweep_interval",
+        "creation_tokens", "log_level",
+    ]
+
+    public static func load(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws(Error) -> RelayConfiguration {
+        var config = RelayConfiguration()
+        if let file {
+            let text: String
+            do {
+                let attributes = try FileManager.default.attributesOfItem(atPath: file)
+                if let size = attributes[.size] as? Int, size > maxFileBytes {
+                    throw Error(source: file, key: nil, message: "larger than \(maxFileBytes) bytes; is this the right file?")
+                }
+                text = try String(contentsOfFile: file, encoding: .utf8)
+            } catch let e as Error {
+                throw e
+            } catch {
+                throw Error(source: file, key: nil, message: "cannot read the configuration file (\(error.localizedDescription))")
+            }
+            try apply(text: text, source: file, to: &config)
+        }
+        for key in keys {
+            let name = "BELAYD_" + key.uppercased()
+            if let value = environment[name] {
+                try set(key, value, source: "environment \(name)", on: &config)
+            }
+        }
+        try validate(config, source: file ?? "configuration")
+        return config
+    }
+
+    public static func apply(text: String, source: String, to config: inout RelayConfiguration) throws(Error) {
+        var seen = Set<String>()
+        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = stripComment(String(rawLine)).trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line == "---" { continue }
+            let where_ = "\(source):\(index + 1)"
+            guard let colon = line.firstIndex(of: ":") else {
+                throw Error(source: where_, key: nil, message: "expected `key: value`")
+            }
+            let key = line[..<colon].trimmingCharacters(in: .whitespaces)
+            let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            guard !rawLine.hasPrefix(" "), !rawLine.hasPrefix("\t") else {
+                throw Error(source: where_, key: key, message: "nested settings are not supported; write every key at the start of a line")
+            }
+            guard seen.insert(key).inserted else { throw Error(source: where_, key: key, message: "set twice") }
+            try set(key, value, source: where_, on: &config)
+        }
+    }
+
+    static func set(_ key: String, _ rawValue: String, source: String, on config: inout RelayConfiguration) throws(Error) {
+        let value = unquote(rawValue)
+        func fail(_ message: String) -> Error { Error(source: source, key: key, message: message) }
+        switch key {
+        case "listen":
+            guard let hp = HostPort(parsing: value) else { throw fail("expected HOST:PORT, e.g. 0.0.0.0:7707 or [::]:7707") }
+            config.listen = hp
+        case "public_host":
+            guard !value.contains("/"), !value.contains(" ") else { throw fail("expected a host name or address") }
+            config.publicHost = value
+        case "message_ttl": config.messageTTLSeconds = UInt64(try duration(value, fail))
+        case "max_queue_messages": config.maxQueueMessages = try integer(value, fail)
+        case "max_queue_bytes": config.maxQueueBytes = try size(value, fail)
+        case "max_queues": config.maxQueues = try integer(value, fail)
+        case "max_timers": config.maxTimers = try integer(value, fail)
+        case "max_connections": config.maxConnections = try integer(value, fail)
+        case "handshake_timeout": config.handshakeTimeoutSeconds = try duration(value, fail)
+        case "idle_timeout": config.idleTimeoutSeconds = try duration(value, fail)
+        case "rate_limit_per_second": config.rateLimitPerSecond = try integer(value, fail)
+        case "rate_burst": config.rateBurst = try integer(value, fail)
+        case "max_subscriptions_per_connection": config.maxSubscriptionsPerConnection = try integer(value, fail)
+        case "max_proofs_per_connection": config.maxProofsPerConnection = try integer(value, fail)
+        case "sweep_interval": config.sweepIntervalSeconds = try duration(value, fail)
+        case "creation_tokens":
+            config.creationTokenHashes = try list(rawValue, fail).map { token throws(Error) in
+                guard token.utf8.count >= 16 else { throw fail("each token must be at least 16 characters") }
+                guard token.utf8.count <= 255 else { throw fail("each token must be at most 255 bytes") }
+                guard let hash = try? BLAKE2b.hash(Array(token.utf8), outputLength: 32) else { throw fail("cannot hash token") }
+                return hash
+            }
+        case "log_level":
+            guard let level = Logger.Level(rawValue: value.lowercased()) else {
+                throw fail("expected one of trace, debug, info, notice, warning, error, critical")
+            }
+            config.logLevel = level
+        default:
+            throw fail("unknown setting; the settings are: \(keys.joined(separator: ", "))")
+        }
+    }
+
+    static func validate(_ c: RelayConfiguration, source: String) throws(Error) {
+        func check(_ ok: Bool, _ key: String, _ message: String) throws(Error) {
+            if !ok { throw Error(source: source, key: key, message: message) }
+        }
+        try check(c.messageTTLSeconds >= 60 && c.messageTTLSeconds <= 366 * 86_400, "message_ttl", "must be between 1m and 366d")
+        try check((1...1_000_000).contains(c.maxQueueMessages), "max_queue_messages", "must be between 1 and 1000000")
+        try check(c.maxQueueBytes >= WireLimits.maxBodyLength && c.maxQueueBytes <= 1 << 34, "max_queue_bytes",
+                  "must be between 16KiB (one message) and 16GiB")
+        try check((1...100_000_000).contains(c.maxQueues), "max_queues", "must be between 1 and 100000000")
+        try check((0...10_000_000).contains(c.maxTimers), "max_timers", "must be between 0 and 10000000")
+        try check((1...1_000_000).contains(c.maxConnections), "max_connections", "must be between 1 and 1000000")
+        try check(c.handshakeTimeoutSeconds > 0 && c.handshakeTimeoutSeconds <= 300, "handshake_timeout", "must be between 1ms and 5m")
+        try check(c.idleTimeoutSeconds > 0 && c.idleTimeoutSeconds <= 86_400, "idle_timeout", "must be between 1ms and 1d")
+        try check((1...10_000_000).contains(c.rateLimitPerSecond), "rate_limit_per_second", "must be between 1 and 10000000")
+        try check((1...10_000_000).contains(c.rateBurst), "rate_burst", "must be between 1 and 10000000")
+        try check((1...100_000).contains(c.maxSubscriptionsPerConnection), "max_subscriptions_per_connection", "must be between 1 and 100000")
+        try check((1...100_000).contains(c.maxProofsPerConnection), "max_proofs_per_connection", "must be between 1 and 100000")
+        try check(c.sweepIntervalSeconds >= 0.01 && c.sweepIntervalSeconds <= 60, "sweep_interval", "must be between 10ms and 60s")
+    }
+
+    // MARK: Value syntax
+
+    static func stripComment(_ line: String) -> String {
+        var inQuote: Character? = nil
+        for (i, ch) in line.enumerated() {
+            if ch == "\"" || ch == "'" { inQuote = inQuote == nil ? ch : (inQuote == ch ? nil : inQuote) }
+            if ch == "#", inQuote == nil, i == 0 || line[line.index(line.startIndex, offsetBy: i - 1)] == " " {
+                return String(line.prefix(i))
+            }
+        }
+        return line
+    }
+
+    static func unquote(_ s: String) -> String {
+        if s.count >= 2, (s.hasPrefix("\"") && s.hasSuffix("\"")) || (s.hasPrefix("'") && s.hasSuffix("'")) {
+            return String(s.dropFirst().dropLast())
+        }
+        return s
+    }
+
+    static func integer(_ s: String, _ fail: (String) -> Error) throws(Error) -> Int {
+        guard let v = Int(s.replacingOccurrences(of: "_", with: "")), v >= 0 else { throw fail("expected a whole number, got `\(s)`") }
+        return v
+    }
+
+    /// `90s`, `30m`, `6h`, `14d`, `250ms`; a bare number is seconds.
+    static func duration(_ s: String, _ fail: (String) -> Error) throws(Error) -> Double {
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
+        for (suffix, scale) in units where s.hasSuffix(suffix) {
+            if let v = Double(s.dropLast(suffix.count)), v >= 0, v.isFinite { return v * scale }
+        }
+        if let v = Double(s), v >= 0, v.isFinite { return v }
+        throw fail("expected a duration such as 90s, 30m, 6h or 14d, got `\(s)`")
+    }
+
+    /// `8MiB`, `512KiB`, `1GiB` or a number of bytes.
+    static func size(_ s: String, _ fail: (String) -> Error) throws(Error) -> Int {
+        let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30)]
+        for (suffix, scale) in units where s.hasSuffix(suffix) {
+            if let v = Int(s.dropLast(suffix.count)), v >= 0, v <= Int.max / scale { return v * scale }
+        }
+        return try integer(s, { _ in fail("expected a size such as 8MiB, 512KiB or a number of bytes, got `\(s)`") })
+    }
+
+    /// `[a, "b", c]`, or a comma-separated list in an environment variable.
+    static func list(_ s: String, _ fail: (String) -> Error) throws(Error) -> [String] {
+        var t = s.trimmingCharacters(in: .whitespaces)
+        if t.hasPrefix("[") {
+            guard t.hasSuffix("]") else { throw fail("a list must end with ]") }
+            t = String(t.dropFirst().dropLast())
+        }
+        return t.split(separator: ",").map { unquote($0.trimmingCharacters(in: .whitespaces)) }.filter { !$0.isEmpty }
+    }
+}

@@ -1,0 +1,75 @@
+import BelaySodium
+import Logging
+
+/// Every tunable of the relay, with the defaults `make run` uses. `Config/belayd.yaml` documents
+/// the same values; a test keeps the two in step.
+public struct RelayConfiguration: Equatable, Sendable {
+    public var listen = HostPort(host: "127.0.0.1", port: 7707)
+    /// Host printed in the relay address; empty means the listen host.
+    public var publicHost = ""
+    public var messageTTLSeconds: UInt64 = 14 * 86_400
+    public var maxQueueMessages = 1_000
+    public var maxQueueBytes = 8 * 1024 * 1024
+    public var maxQueues = 1_000_000
+    public var maxTimers = 100_000
+    public var maxConnections = 1_024
+    public var handshakeTimeoutSeconds: Double = 10
+    public var idleTimeoutSeconds: Double = 300
+    public var rateLimitPerSecond = 5_000
+    public var rateBurst = 5_000
+    public var maxSubscriptionsPerConnection = 1_024
+    public var maxProofsPerConnection = 4_096
+    /// How often timers and expiry are checked; bounds how late a timer fires.
+    public var sweepIntervalSeconds: Double = 1
+    /// BLAKE2b-256 hashes of the configured queue-creation tokens; empty means open creation.
+    public var creationTokenHashes: [[UInt8]] = []
+    public var logLevel: Logger.Level = .info
+
+    public init() {}
+
+    public var requiresCreationToken: Bool { !creationTokenHashes.isEmpty }
+
+    /// The host to print in the address: the public host, else the listen host.
+    public var advertisedHost: String { publicHost.isEmpty ? listen.host : publicHost }
+
+    /// Constant-time check of a NEW command's token against the configured ones.
+    public func acceptsCreationToken(_ token: [UInt8]) -> Bool {
+        guard requiresCreationToken else { return true }
+        guard let hash = try? BLAKE2b.hash(token, outputLength: 32) else { return false }
+        var ok = false
+        for expected in creationTokenHashes where Sodium.constantTimeEquals(expected, hash) { ok = true }
+        return ok
+    }
+}
+
+public struct HostPort: Equatable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// `HOST:PORT`, with IPv6 hosts in brackets; port 0 asks the system for a free port.
+    public init?(parsing text: String) {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        let host: Substring
+        let portText: Substring
+        if t.hasPrefix("[") {
+            guard let close = t.firstIndex(of: "]"), t[t.index(after: close)...].hasPrefix(":") else { return nil }
+            host = t[t.index(after: t.startIndex)..<close]
+            portText = t[t.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = t.lastIndex(of: ":") else { return nil }
+            host = t[..<colon]
+            portText = t[t.index(after: colon)...]
+        }
+        guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else { return nil }
+        self.init(host: String(host), port: port)
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+import Foundation

@@ -1,0 +1,62 @@
+import BelayWire
+
+/// One queue as the core keeps it in memory: keys for authorisation, counters for quota, the
+/// next sequence number, and at most one subscription.
+final class QueueState {
+    let rowId: Int64
+    let recipientId: EntityID
+    let senderId: EntityID
+    var recipientKey: [UInt8]
+    var senderKey: [UInt8]?
+    var count: Int
+    var bytes: Int
+    /// The low half of the next `seq` in this start generation.
+    var nextCounter: UInt32 = 1
+    var subscription: Subscription?
+
+    init(rowId: Int64, recipientId: EntityID, senderId: EntityID, recipientKey: [UInt8], senderKey: [UInt8]?, count: Int, bytes: Int) {
+        self.rowId = rowId
+        self.recipientId = recipientId
+        self.senderId = senderId
+        self.recipientKey = recipientKey
+        self.senderKey = senderKey
+        self.count = count
+        self.bytes = bytes
+    }
+}
+
+/// Delivery state of a subscribed queue. Invariant: every stored message is either in
+/// `inFlight` (pushed, not yet acknowledged) or has `seq > cursor` (not yet pushed).
+final class Subscription {
+    let sink: CoreSink
+    var inFlight: [UInt64] = []
+    var cursor: UInt64 = 0
+
+    init(sink: CoreSink) {
+        self.sink = sink
+    }
+
+    var undeliveredCount: Int { 0 }
+}
+
+/// What one batch accumulates before its commit: outcomes per connection, queues whose
+/// subscription may push, and the bodies inserted in this batch (so pushing them needs no read).
+struct BatchContext {
+    var outcomes: [ObjectIdentifier: (sink: CoreSink, items: [CoreOutcome])] = [:]
+    var dirty: [Int64: QueueState] = [:]
+    var recent: [Int64: [(seq: UInt64, body: [UInt8])]] = [:]
+    var deletedSomething = false
+
+    mutating func add(_ outcome: CoreOutcome, for sink: CoreSink) {
+        let id = ObjectIdentifier(sink)
+        if outcomes[id] == nil {
+            outcomes[id] = (sink, [outcome])
+        } else {
+            outcomes[id]!.items.append(outcome)
+        }
+    }
+
+    mutating func reply(_ request: CoreRequest, _ reply: RelayReply, grant: (Proof, [UInt8])? = nil) {
+        add(.reply(requestId: request.requestId, reply, grant: grant), for: request.sink)
+    }
+}

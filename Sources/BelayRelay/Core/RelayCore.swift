@@ -1,0 +1,512 @@
+import BelaySodium
+import BelayWire
+import Foundation
+import GRDB
+import Logging
+
+/// The single owner of all queue, subscription and timer state. It runs on one dedicated thread:
+/// connections submit requests from their event loops, the core takes everything waiting,
+/// executes it in one transaction, commits durably, and only then hands out the replies
+/// (group commit). One thread means no locks around state and a total order of commands.
+public final class RelayCore: @unchecked Sendable {
+    // Shared between threads, guarded by `condition`.
+    private let condition = NSCondition()
+    private var inbox: [Job] = []
+    private var accepting = true
+    private var stopRequested = false
+    private var stopped: CheckedContinuation<Void, Never>?
+    private var hasStopped = false
+
+    // Owned by the core thread once `start()` has run.
+    let store: RelayStore
+    private let limits: CoreLimits
+    private let clock: RelayClock
+    private let random: RandomSource
+    private let logger: Logger
+    private let sweepInterval: Double?
+    private var generation: UInt32 = 0
+    private var byRecipient: [EntityID: QueueState] = [:]
+    private var bySender: [EntityID: QueueState] = [:]
+    private var byRow: [Int64: QueueState] = [:]
+    private var subscriptionsBySink: [ObjectIdentifier: Set<EntityID>] = [:]
+    private var timerCount = 0
+    private var deletedSinceCheckpoint = false
+
+    enum Job {
+        case request(CoreRequest)
+        case sweep(@Sendable () -> Void)
+        case barrier(@Sendable () -> Void)
+    }
+
+    /// `sweepInterval: nil` turns off automatic sweeps; tests then call `sweep()` themselves.
+    public init(store: RelayStore, limits: CoreLimits, clock: RelayClock, random: RandomSource = SystemRandom(),
+                sweepInterval: Double?, logger: Logger) throws {
+        self.store = store
+        self.limits = limits
+        self.clock = clock
+        self.random = random
+        self.sweepInterval = sweepInterval
+        self.logger = logger
+        try loadState()
+    }
+
+    private func loadState() throws {
+        generation = try store.nextGeneration()
+        byRecipient = [:]
+        bySender = [:]
+        byRow = [:]
+        for row in try store.loadQueues() {
+            let q = QueueState(rowId: row.rowId, recipientId: row.recipientId, senderId: row.senderId,
+                               recipientKey: row.recipientKey, senderKey: row.senderKey, count: row.count, bytes: row.bytes)
+            byRecipient[q.recipientId] = q
+            bySender[q.senderId] = q
+            byRow[q.rowId] = q
+        }
+        timerCount = try store.timerCount()
+    }
+
+    public var queueCount: Int { condition.withLock { byRecipient.count } }
+
+    public func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "belayd-core"
+        thread.start()
+    }
+
+    /// Hands a request to the core. After shutdown has begun, answers UNAVAILABLE at once.
+    public func submit(_ request: CoreRequest) {
+        condition.lock()
+        guard accepting else {
+            condition.unlock()
+            if case .disconnect = request.command { return }
+            request.sink.receive([.reply(requestId: request.requestId, .error(.unavailable))])
+            return
+        }
+        inbox.append(.request(request))
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Fires due timers and expires old messages now, returning once the results are handed out.
+    public func sweep() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            enqueue(.sweep { c.resume() }) { c.resume() }
+        }
+    }
+
+    /// Returns once everything submitted before it has been committed and handed out.
+    public func barrier() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            enqueue(.barrier { c.resume() }) { c.resume() }
+        }
+    }
+
+    private func enqueue(_ job: Job, ifStopped: () -> Void) {
+        condition.lock()
+        if hasStopped || stopRequested {
+            condition.unlock()
+            ifStopped()
+            return
+        }
+        inbox.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Stops taking requests, commits and answers everything already submitted, checkpoints the
+    /// WAL and returns. Safe to call more than once.
+    public func shutdown() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            condition.lock()
+            if hasStopped {
+                condition.unlock()
+                c.resume()
+                return
+            }
+            accepting = false
+            stopRequested = true
+            stopped = c
+            condition.signal()
+            condition.unlock()
+        }
+    }
+
+    // MARK: The core thread
+
+    private func run() {
+        var nextSweep = sweepInterval.map { _ in Date() }  // sweep at once: timers due while we were down
+        while true {
+            condition.lock()
+            while inbox.isEmpty && !stopRequested {
+                if let deadline = nextSweep {
+                    if !condition.wait(until: deadline) { break }
+                } else {
+                    condition.wait()
+                }
+            }
+            let take = min(inbox.count, CoreTuning.maxBatch)
+            let jobs = Array(inbox.prefix(take))
+            inbox.removeFirst(take)
+            let finishing = stopRequested && inbox.isEmpty
+            condition.unlock()
+
+            var requests: [CoreRequest] = []
+            var completions: [@Sendable () -> Void] = []
+            var sweepNow = false
+            if let deadline = nextSweep, Date() >= deadline {
+                sweepNow = true
+            }
+            for job in jobs {
+                switch job {
+                case let .request(r): requests.append(r)
+                case let .sweep(done): sweepNow = true; completions.append(done)
+                case let .barrier(done): completions.append(done)
+                }
+            }
+            let moreToSweep = runBatch(requests, sweep: sweepNow)
+            if sweepNow, let interval = sweepInterval {
+                nextSweep = moreToSweep ? Date() : Date().addingTimeInterval(interval)
+            }
+            if sweepNow { checkpointIfNeeded() }
+            for done in completions { done() }
+            if finishing { break }
+        }
+        checkpointIfNeeded()
+        condition.lock()
+        hasStopped = true
+        let c = stopped
+        stopped = nil
+        // Anything that raced in after the last batch gets its answer too.
+        let late = inbox
+        inbox = []
+        condition.unlock()
+        for job in late {
+            switch job {
+            case let .request(r):
+                if case .disconnect = r.command { continue }
+                r.sink.receive([.reply(requestId: r.requestId, .error(.unavailable))])
+            case let .sweep(done), let .barrier(done): done()
+            }
+        }
+        c?.resume()
+    }
+
+    private func checkpointIfNeeded() {
+        guard deletedSinceCheckpoint else { return }
+        do {
+            try store.checkpoint()
+            deletedSinceCheckpoint = false
+        } catch {
+            logger.warning("WAL checkpoint failed; deleted messages may linger in the WAL until the next one", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// One transaction for the whole batch; replies leave only after it commits. Returns whether a
+    /// sweep stopped at its bound and wants to run again.
+    private func runBatch(_ requests: [CoreRequest], sweep: Bool) -> Bool {
+        guard !requests.isEmpty || sweep else { return false }
+        var ctx = BatchContext()
+        var more = false
+        do {
+            try store.transaction { db in
+                for request in requests {
+                    try process(request, db, &ctx)
+                }
+                if sweep { more = try sweepDue(db, &ctx) }
+                try deliver(db, &ctx)
+            }
+        } catch {
+            logger.error("store transaction failed; answering UNAVAILABLE and reloading state", metadata: ["error": "\(error)"])
+            ctx = BatchContext()
+            for request in requests {
+                if case .disconnect = request.command { forgetSubscriptions(of: request.sink) } else { ctx.reply(request, .error(.unavailable)) }
+            }
+            recoverAfterFailedTransaction(&ctx)
+        }
+        if ctx.deletedSomething { deletedSinceCheckpoint = true }
+        for (_, entry) in ctx.outcomes {
+            entry.sink.receive(entry.items)
+        }
+        return more
+    }
+
+    /// After a rollback the in-memory counters may be ahead of the database: reload them, start a
+    /// new generation so no `seq` is reused, and end every subscription so clients resubscribe.
+    private func recoverAfterFailedTransaction(_ ctx: inout BatchContext) {
+        for q in byRecipient.values {
+            if let sub = q.subscription { ctx.add(.push(.end(recipient: q.recipientId)), for: sub.sink) }
+        }
+        subscriptionsBySink = [:]
+        do {
+            try loadState()
+        } catch {
+            logger.critical("cannot reload relay state after a failed transaction", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+extension NSCondition {
+    func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        lock()
+        defer { unlock() }
+        return try body()
+    }
+}
+
+// MARK: - Commands
+
+extension RelayCore {
+    private func process(_ r: CoreRequest, _ db: Database, _ ctx: inout BatchContext) throws {
+        switch r.command {
+        case let .create(recipientKey):
+            try create(r, recipientKey, db, &ctx)
+        case let .lookupKey(proof):
+            ctx.add(.key(requestId: r.requestId, proof, try lookupKey(proof, db)), for: r.sink)
+        case let .secure(recipient, proven, senderKey):
+            guard let q = try recipientQueue(recipient, proven, r, &ctx) else { return }
+            if let existing = q.senderKey {
+                ctx.reply(r, Sodium.constantTimeEquals(existing, senderKey) ? .ok : .error(.conflict))
+            } else {
+                try Queries.setSenderKey(db, queue: q.rowId, key: senderKey)
+                q.senderKey = senderKey
+                ctx.reply(r, .ok)
+            }
+        case let .send(sender, proven, body):
+            guard let q = bySender[sender] else { return ctx.reply(r, .error(.noQueue)) }
+            if let key = q.senderKey, !(proven.map { Sodium.constantTimeEquals($0, key) } ?? false) {
+                return ctx.reply(r, .error(.auth))
+            }
+            guard q.count < limits.maxQueueMessages, q.bytes + body.count <= limits.maxQueueBytes else {
+                return ctx.reply(r, .error(.quota))
+            }
+            guard try append(body, to: q, db, &ctx) else { return ctx.reply(r, .error(.quota)) }
+            ctx.reply(r, .ok)
+        case let .subscribe(recipient, proven):
+            guard let q = try recipientQueue(recipient, proven, r, &ctx) else { return }
+            subscribe(q, r, &ctx)
+        case let .ack(recipient, proven, seq):
+            guard let q = try recipientQueue(recipient, proven, r, &ctx) else { return }
+            guard let length = try Queries.deleteMessage(db, queue: q.rowId, seq: seq) else {
+                return ctx.reply(r, .error(.noMessage))
+            }
+            removeMessage(q, seq: seq, length: length, &ctx)
+            ctx.reply(r, .ok)
+        case let .get(recipient, proven):
+            guard let q = try recipientQueue(recipient, proven, r, &ctx) else { return }
+            if let (seq, body) = try Queries.messages(db, queue: q.rowId, after: 0, limit: 1).first {
+                ctx.reply(r, .message(.init(recipient: recipient, seq: seq, body: body)))
+            } else {
+                ctx.reply(r, .noMessage)
+            }
+        case let .delete(recipient, proven):
+            guard let q = try recipientQueue(recipient, proven, r, &ctx) else { return }
+            try Queries.deleteQueue(db, queue: q.rowId)
+            if let sub = q.subscription {
+                if sub.sink !== r.sink { ctx.add(.push(.end(recipient: recipient)), for: sub.sink) }
+                subscriptionsBySink[ObjectIdentifier(sub.sink)]?.remove(recipient)
+            }
+            byRecipient[q.recipientId] = nil
+            bySender[q.senderId] = nil
+            byRow[q.rowId] = nil
+            ctx.dirty[q.rowId] = nil
+            ctx.recent[q.rowId] = nil
+            ctx.deletedSomething = true
+            ctx.reply(r, .ok)
+        case let .timerSet(set, senderProofs, replacesProof):
+            try timerSet(r, set, senderProofs, replacesProof, db, &ctx)
+        case let .timerRenew(timer, proven, delay):
+            guard let row = try Queries.timer(db, id: timer) else { return ctx.reply(r, .error(.noTimer)) }
+            guard Sodium.constantTimeEquals(row.key, proven) else { return ctx.reply(r, .error(.auth)) }
+            let deadline = clock.now() + UInt64(delay)
+            try Queries.setTimerDeadline(db, rowId: row.rowId, deadline: deadline)
+            ctx.reply(r, .timer(id: timer, deadline: deadline))
+        case let .timerCancel(timer, proven):
+            guard let row = try Queries.timer(db, id: timer) else { return ctx.reply(r, .error(.noTimer)) }
+            guard Sodium.constantTimeEquals(row.key, proven) else { return ctx.reply(r, .error(.auth)) }
+            try Queries.deleteTimer(db, rowId: row.rowId)
+            timerCount -= 1
+            ctx.deletedSomething = true
+            ctx.reply(r, .ok)
+        case .disconnect:
+            forgetSubscriptions(of: r.sink)
+        }
+    }
+
+    private func recipientQueue(_ id: EntityID, _ proven: [UInt8], _ r: CoreRequest, _ ctx: inout BatchContext) throws -> QueueState? {
+        guard let q = byRecipient[id] else {
+            ctx.reply(r, .error(.noQueue))
+            return nil
+        }
+        guard Sodium.constantTimeEquals(q.recipientKey, proven) else {
+            ctx.reply(r, .error(.auth))
+            return nil
+        }
+        return q
+    }
+
+    private func create(_ r: CoreRequest, _ recipientKey: [UInt8], _ db: Database, _ ctx: inout BatchContext) throws {
+        guard byRecipient.count < limits.maxQueues else { return ctx.reply(r, .error(.limit)) }
+        var recipientId: EntityID
+        var senderId: EntityID
+        repeat {
+            recipientId = EntityID.random(random)
+            senderId = EntityID.random(random)
+        } while byRecipient[recipientId] != nil || bySender[senderId] != nil || recipientId == senderId
+        let rowId = try Queries.insertQueue(db, recipientId: recipientId, senderId: senderId, recipientKey: recipientKey)
+        let q = QueueState(rowId: rowId, recipientId: recipientId, senderId: senderId, recipientKey: recipientKey,
+                           senderKey: nil, count: 0, bytes: 0)
+        byRecipient[recipientId] = q
+        bySender[senderId] = q
+        byRow[rowId] = q
+        ctx.reply(r, .ids(recipient: recipientId, sender: senderId), grant: (Proof(role: .recipient, entity: recipientId), recipientKey))
+    }
+
+    private func lookupKey(_ proof: Proof, _ db: Database) throws -> Result<[UInt8], RelayErrorCode> {
+        switch proof.role {
+        case .recipient:
+            guard let q = byRecipient[proof.entity] else { return .failure(.noQueue) }
+            return .success(q.recipientKey)
+        case .sender:
+            guard let q = bySender[proof.entity] else { return .failure(.noQueue) }
+            // An unsecured queue has no sender key to prove.
+            guard let key = q.senderKey else { return .failure(.auth) }
+            return .success(key)
+        case .timer:
+            guard let row = try Queries.timer(db, id: proof.entity) else { return .failure(.noTimer) }
+            return .success(row.key)
+        }
+    }
+
+    private func timerSet(_ r: CoreRequest, _ set: RelayCommand.TimerSet, _ senderProofs: [[UInt8]?], _ replacesProof: [UInt8]?,
+                          _ db: Database, _ ctx: inout BatchContext) throws {
+        var targets: [(Int64, [UInt8])] = []
+        for (i, entry) in set.entries.enumerated() {
+            guard let q = bySender[entry.sender] else { return ctx.reply(r, .error(.noQueue)) }
+            if let key = q.senderKey {
+                let proof = i < senderProofs.count ? senderProofs[i] : nil
+                guard let proof, Sodium.constantTimeEquals(proof, key) else { return ctx.reply(r, .error(.auth)) }
+            }
+            targets.append((q.rowId, entry.body))
+        }
+        var replaced: Queries.TimerRow?
+        if let old = set.replaces {
+            guard let row = try Queries.timer(db, id: old) else { return ctx.reply(r, .error(.noTimer)) }
+            guard let replacesProof, Sodium.constantTimeEquals(row.key, replacesProof) else { return ctx.reply(r, .error(.auth)) }
+            replaced = row
+        }
+        guard replaced != nil || timerCount < limits.maxTimers else { return ctx.reply(r, .error(.limit)) }
+        var id: EntityID
+        repeat { id = EntityID.random(random) } while try Queries.timer(db, id: id) != nil
+        if let replaced {
+            try Queries.deleteTimer(db, rowId: replaced.rowId)
+            timerCount -= 1
+            ctx.deletedSomething = true
+        }
+        let deadline = clock.now() + UInt64(set.delay)
+        try Queries.insertTimer(db, id: id, key: set.timerKey, deadline: deadline, entries: targets)
+        timerCount += 1
+        ctx.reply(r, .timer(id: id, deadline: deadline), grant: (Proof(role: .timer, entity: id), set.timerKey))
+    }
+}
+
+// MARK: - Messages, subscriptions, sweeps
+
+extension RelayCore {
+    /// Stores a body in a queue with the next `seq`. False only if the generation's counter is
+    /// exhausted (4 billion messages to one queue in one run).
+    private func append(_ body: [UInt8], to q: QueueState, _ db: Database, _ ctx: inout BatchContext) throws -> Bool {
+        guard q.nextCounter < UInt32.max else { return false }
+        let seq = UInt64(generation) << 32 | UInt64(q.nextCounter)
+        q.nextCounter += 1
+        try Queries.insertMessage(db, queue: q.rowId, seq: seq, expiresAt: clock.now() + limits.messageTTLSeconds, body: body)
+        q.count += 1
+        q.bytes += body.count
+        ctx.recent[q.rowId, default: []].append((seq, body))
+        ctx.dirty[q.rowId] = q
+        return true
+    }
+
+    private func removeMessage(_ q: QueueState, seq: UInt64, length: Int, _ ctx: inout BatchContext) {
+        q.count -= 1
+        q.bytes -= length
+        if let sub = q.subscription, let i = sub.inFlight.firstIndex(of: seq) {
+            sub.inFlight.remove(at: i)
+            ctx.dirty[q.rowId] = q
+        }
+        if ctx.recent[q.rowId] != nil { ctx.recent[q.rowId]!.removeAll { $0.seq == seq } }
+        ctx.deletedSomething = true
+    }
+
+    private func subscribe(_ q: QueueState, _ r: CoreRequest, _ ctx: inout BatchContext) {
+        let sinkId = ObjectIdentifier(r.sink)
+        if let old = q.subscription, old.sink !== r.sink {
+            ctx.add(.push(.end(recipient: q.recipientId)), for: old.sink)
+            subscriptionsBySink[ObjectIdentifier(old.sink)]?.remove(q.recipientId)
+        }
+        if q.subscription?.sink !== r.sink, (subscriptionsBySink[sinkId]?.count ?? 0) >= limits.maxSubscriptionsPerConnection {
+            q.subscription = nil
+            return ctx.reply(r, .error(.limit))
+        }
+        // A fresh subscription (or a repeated SUB) starts from the oldest stored message.
+        q.subscription = Subscription(sink: r.sink)
+        subscriptionsBySink[sinkId, default: []].insert(q.recipientId)
+        ctx.dirty[q.rowId] = q
+        ctx.reply(r, .ok)
+    }
+
+    private func forgetSubscriptions(of sink: CoreSink) {
+        guard let ids = subscriptionsBySink.removeValue(forKey: ObjectIdentifier(sink)) else { return }
+        for id in ids {
+            if let q = byRecipient[id], q.subscription?.sink === sink { q.subscription = nil }
+        }
+    }
+
+    /// Pushes what each touched subscription has room for, from this batch's inserts when they
+    /// are all that is waiting, otherwise from the database.
+    private func deliver(_ db: Database, _ ctx: inout BatchContext) throws {
+        for (_, q) in ctx.dirty {
+            guard let sub = q.subscription else { continue }
+            let room = WireLimits.subscriptionWindow - sub.inFlight.count
+            let undelivered = q.count - sub.inFlight.count
+            guard room > 0, undelivered > 0 else { continue }
+            let take = min(room, undelivered)
+            let batch: [(UInt64, [UInt8])]
+            if let recent = ctx.recent[q.rowId], recent.count == undelivered {
+                batch = recent.prefix(take).map { ($0.seq, $0.body) }
+            } else {
+                batch = try Queries.messages(db, queue: q.rowId, after: sub.cursor, limit: take)
+            }
+            for (seq, body) in batch {
+                sub.inFlight.append(seq)
+                sub.cursor = seq
+                ctx.add(.push(.message(.init(recipient: q.recipientId, seq: seq, body: body))), for: sub.sink)
+            }
+        }
+    }
+
+    /// Releases due timers into their queues and deletes expired messages, each up to a bound.
+    private func sweepDue(_ db: Database, _ ctx: inout BatchContext) throws -> Bool {
+        let now = clock.now()
+        let due = try Queries.dueTimers(db, now: now, limit: CoreTuning.maxTimersPerSweep)
+        for timer in due {
+            for (queueRow, body) in try Queries.timerEntries(db, timer: timer) {
+                // A released alert is not refused for quota: it must not be lost to a full queue.
+                if let q = byRow[queueRow] { _ = try append(body, to: q, db, &ctx) }
+            }
+            try Queries.deleteTimer(db, rowId: timer)
+            timerCount -= 1
+        }
+        if !due.isEmpty {
+            ctx.deletedSomething = true
+            logger.info("timers released", metadata: ["count": "\(due.count)"])
+        }
+        let expired = try Queries.deleteExpired(db, now: now, limit: CoreTuning.maxExpiriesPerSweep)
+        for e in expired {
+            if let q = byRow[e.queue] { removeMessage(q, seq: e.seq, length: e.length, &ctx) }
+        }
+        if !expired.isEmpty {
+            logger.info("expired messages deleted", metadata: ["count": "\(expired.count)"])
+        }
+        return due.count == CoreTuning.maxTimersPerSweep || expired.count == CoreTuning.maxExpiriesPerSweep
+    }
+}

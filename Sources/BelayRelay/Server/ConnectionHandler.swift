@@ -1,0 +1,392 @@
+import BelaySodium
+import BelayWire
+import Logging
+import NIOCore
+
+/// One client connection: preamble, Noise NK as responder, then commands. It decrypts and
+/// parses on its event loop, answers what it can itself (PING, malformed, unauthorised, rate),
+/// and hands the rest to the core. Replies from the core arrive through `receive` and are
+/// encrypted and written in one flush per batch.
+final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// Commands handed to the core and not yet answered; past this the connection stops reading
+    /// from its socket until the core catches up, so one client cannot fill the relay's memory.
+    static let maxPendingCoreRequests = 512
+
+    private enum State {
+        case awaitingPreamble
+        case awaitingHandshake
+        case established(Session)
+        case closed
+    }
+
+    private struct Session {
+        var transport: NoiseTransport
+        var proofs: [Proof: [UInt8]] = [:]
+        var pendingAuth: [UInt32: RelayCommand.Auth] = [:]
+    }
+
+    private let core: RelayCore
+    private let settings: ConnectionSettings
+    private let relayStatic: X25519.KeyPair
+    private let eventLoop: EventLoop
+    private let logger: Logger
+
+    // Event-loop confined from here on.
+    private var state = State.awaitingPreamble
+    private var decoder = FrameDecoder()
+    private var context: ChannelHandlerContext?
+    private var out: ByteBuffer
+    private var scratch: ByteBuffer
+    private var pendingCore = 0
+    private var readHeld = false
+    private var rate: TokenBucket
+    private var lastFrame = NIODeadline.now()
+    private var handshakeTimeout: Scheduled<Void>?
+    private var idleCheck: RepeatedTask?
+    /// Set once we decide to close; `state` may be temporarily `.closed` while a session is lent out.
+    private var isClosing = false
+
+    init(core: RelayCore, settings: ConnectionSettings, relayStatic: X25519.KeyPair, eventLoop: EventLoop, logger: Logger) {
+        self.core = core
+        self.settings = settings
+        self.relayStatic = relayStatic
+        self.eventLoop = eventLoop
+        self.logger = logger
+        out = ByteBufferAllocator().buffer(capacity: 0)
+        scratch = ByteBufferAllocator().buffer(capacity: 256)
+        rate = TokenBucket(perSecond: Double(settings.rateLimitPerSecond), burst: Double(settings.rateBurst))
+    }
+
+    // MARK: Lifecycle
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { armTimers(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        armTimers(context)
+        context.fireChannelActive()
+    }
+
+    private func armTimers(_ context: ChannelHandlerContext) {
+        guard handshakeTimeout == nil else { return }
+        handshakeTimeout = context.eventLoop.scheduleTask(in: settings.handshakeTimeout) { [weak self] in
+            guard let self, case .established = self.state else {
+                self?.closeQuietly("handshake timeout")
+                return
+            }
+        }
+        let idle = settings.idleTimeout
+        idleCheck = context.eventLoop.scheduleRepeatedTask(initialDelay: idle, delay: max(.nanoseconds(idle.nanoseconds / 4), .milliseconds(10))) { [weak self] _ in
+            guard let self else { return }
+            if NIODeadline.now() - self.lastFrame >= idle { self.closeQuietly("idle timeout") }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        state = .closed
+        handshakeTimeout?.cancel()
+        idleCheck?.cancel()
+        core.submit(CoreRequest(sink: self, requestId: 0, command: .disconnect))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // I/O errors (resets, broken pipes) are the client's business; never log its address.
+        closeQuietly("I/O error")
+    }
+
+    private func closeQuietly(_ reason: String) {
+        guard let context else { return }
+        if isClosing { return }
+        isClosing = true
+        logger.debug("closing connection", metadata: ["reason": "\(reason)"])
+        state = .closed
+        handshakeTimeout?.cancel()
+        idleCheck?.cancel()
+        context.close(promise: nil)
+    }
+
+    // MARK: Backpressure
+
+    func read(context: ChannelHandlerContext) {
+        if pendingCore >= Self.maxPendingCoreRequests || !context.channel.isWritable {
+            readHeld = true
+        } else {
+            context.read()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        resumeReadingIfPossible(context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func resumeReadingIfPossible(_ context: ChannelHandlerContext) {
+        if readHeld, pendingCore < Self.maxPendingCoreRequests / 2, context.channel.isWritable {
+            readHeld = false
+            context.read()
+        }
+    }
+
+    // MARK: Inbound bytes
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        decoder.append(unwrapInboundIn(data))
+        while true {
+            switch state {
+            case .closed:
+                return
+            case _ where isClosing:
+                return
+            case .awaitingPreamble:
+                guard let raw = decoder.nextRaw(count: Preamble.length) else { return }
+                switch Preamble.check(raw.readableBytesView) {
+                case .accepted:
+                    state = .awaitingHandshake
+                case .notBelay:
+                    return closeQuietly("not a Belay client")
+                case .unsupportedVersion:
+                    var reply = context.channel.allocator.buffer(capacity: Preamble.length)
+                    reply.writeBytes(Preamble.bytes())
+                    context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
+                    return closeQuietly("unsupported protocol version")
+                }
+            case .awaitingHandshake:
+                guard let frame = nextFrame() else { return }
+                guard let session = respondToHandshake(frame, context) else { return closeQuietly("handshake failed") }
+                handshakeTimeout?.cancel()
+                state = .established(session)
+            case .established:
+                guard let frame = nextFrame() else { return }
+                lastFrame = NIODeadline.now()
+                handleTransportFrame(frame, context)
+            }
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushOut(context)
+    }
+
+    private func nextFrame() -> ByteBuffer? {
+        do {
+            return try decoder.nextFrame()
+        } catch {
+            closeQuietly("empty frame")
+            return nil
+        }
+    }
+
+    private func respondToHandshake(_ frame: ByteBuffer, _ context: ChannelHandlerContext) -> Session? {
+        guard frame.readableBytes == HandshakeSizes.message else { return nil }
+        do {
+            var handshake = try HandshakeState(pattern: .NK, initiator: false, prologue: Preamble.prologue, localStatic: relayStatic)
+            let payload = try handshake.readMessage(Array(frame.readableBytesView))
+            guard payload.isEmpty else { return nil }
+            let reply = try handshake.writeMessage()
+            FrameDecoder.writeFrame(reply, into: &out)
+            flushOut(context)
+            return Session(transport: try handshake.transport())
+        } catch {
+            return nil
+        }
+    }
+
+    private func handleTransportFrame(_ frame: ByteBuffer, _ context: ChannelHandlerContext) {
+        guard case .established(var session) = state else { return }
+        let plaintext: ByteBuffer
+        do {
+            plaintext = try session.transport.open(frame: frame, allocator: context.channel.allocator)
+        } catch {
+            return closeQuietly("transport decryption failed")
+        }
+        state = .closed  // avoid a copy-on-write of the session while we mutate it
+        handleCommand(plaintext, &session)
+        if !isClosing { state = .established(session) }
+    }
+
+    // MARK: Commands
+
+    private func handleCommand(_ plaintext: ByteBuffer, _ session: inout Session) {
+        let requestId: UInt32
+        let command: RelayCommand
+        do {
+            (requestId, command) = try RelayCodec.decodeCommand(plaintext)
+        } catch {
+            return reply(RelayCodec.peekRequestId(plaintext), .error(error.code), &session)
+        }
+        guard rate.take(now: NIODeadline.now()) else { return reply(requestId, .error(.rate), &session) }
+
+        func proof(_ role: AuthRole, _ id: EntityID) -> [UInt8]? { session.proofs[Proof(role: role, entity: id)] }
+
+        switch command {
+        case .ping:
+            reply(requestId, .pong, &session)
+        case let .new(n):
+            guard settings.acceptsToken(n.token) else { return reply(requestId, .error(.token), &session) }
+            submit(requestId, .create(recipientKey: n.recipientKey))
+        case let .auth(a):
+            guard session.proofs.count + session.pendingAuth.count < settings.maxProofsPerConnection else {
+                return reply(requestId, .error(.limit), &session)
+            }
+            session.pendingAuth[requestId] = a
+            submit(requestId, .lookupKey(Proof(role: a.role, entity: a.entity)))
+        case let .key(recipient, senderKey):
+            guard let p = proof(.recipient, recipient) else { return reply(requestId, .error(.auth), &session) }
+            submit(requestId, .secure(recipient: recipient, proven: p, senderKey: senderKey))
+        case let .send(sender, body):
+            submit(requestId, .send(sender: sender, proven: proof(.sender, sender), body: body))
+        case let .subscribe(recipient):
+            guard let p = proof(.recipient, recipient) else { return reply(requestId, .error(.auth), &session) }
+            submit(requestId, .subscribe(recipient: recipient, proven: p))
+        case let .ack(recipient, seq):
+            guard let p = proof(.recipient, recipient) else { return reply(requestId, .error(.auth), &session) }
+            submit(requestId, .ack(recipient: recipient, proven: p, seq: seq))
+        case let .get(recipient):
+            guard let p = proof(.recipient, recipient) else { return reply(requestId, .error(.auth), &session) }
+            submit(requestId, .get(recipient: recipient, proven: p))
+        case let .delete(recipient):
+            guard let p = proof(.recipient, recipient) else { return reply(requestId, .error(.auth), &session) }
+            submit(requestId, .delete(recipient: recipient, proven: p))
+        case let .timerSet(set):
+            guard Self.delayRange.contains(set.delay) else { return reply(requestId, .error(.delay), &session) }
+            var replacesProof: [UInt8]?
+            if let old = set.replaces {
+                guard let p = proof(.timer, old) else { return reply(requestId, .error(.auth), &session) }
+                replacesProof = p
+            }
+            let senderProofs = set.entries.map { proof(.sender, $0.sender) }
+            submit(requestId, .timerSet(set, senderProofs: senderProofs, replacesProof: replacesProof))
+        case let .timerRenew(timer, delay):
+            guard Self.delayRange.contains(delay) else { return reply(requestId, .error(.delay), &session) }
+            guard let p = proof(.timer, timer) else { return reply(requestId, .error(.auth), &session) }
+            submit(requestId, .timerRenew(timer: timer, proven: p, delay: delay))
+        case let .timerCancel(timer):
+            guard let p = proof(.timer, timer) else { return reply(requestId, .error(.auth), &session) }
+            submit(requestId, .timerCancel(timer: timer, proven: p))
+        }
+    }
+
+    static let delayRange = WireLimits.minTimerDelaySeconds...WireLimits.maxTimerDelaySeconds
+
+    private func submit(_ requestId: UInt32, _ command: CoreCommand) {
+        pendingCore += 1
+        core.submit(CoreRequest(sink: self, requestId: requestId, command: command))
+    }
+
+    private func reply(_ requestId: UInt32, _ reply: RelayReply, _ session: inout Session) {
+        scratch.clear()
+        RelayCodec.encode(reply, requestId: requestId, into: &scratch)
+        do {
+            try session.transport.writeFrame(plaintext: scratch, into: &out)
+        } catch {
+            closeQuietly("cannot encrypt: \(error)")
+        }
+    }
+
+    private func flushOut(_ context: ChannelHandlerContext) {
+        guard out.readableBytes > 0 else { return }
+        let buffer = out
+        out = context.channel.allocator.buffer(capacity: 0)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    // MARK: From the core
+
+    func receive(_ outcomes: [CoreOutcome]) {
+        eventLoop.execute { self.handle(outcomes) }
+    }
+
+    private func handle(_ outcomes: [CoreOutcome]) {
+        guard let context, !isClosing, case .established(var session) = state else { return }
+        state = .closed
+        for outcome in outcomes {
+            switch outcome {
+            case let .reply(requestId, r, grant):
+                pendingCore -= 1
+                if let (proof, key) = grant, session.proofs.count < settings.maxProofsPerConnection {
+                    session.proofs[proof] = key
+                }
+                reply(requestId, r, &session)
+            case let .push(r):
+                reply(0, r, &session)
+            case let .key(requestId, proof, result):
+                pendingCore -= 1
+                guard let auth = session.pendingAuth.removeValue(forKey: requestId) else { continue }
+                switch result {
+                case let .success(key):
+                    if AuthProof.verify(signature: auth.signature, publicKey: key, sessionHash: session.transport.handshakeHash,
+                                        role: proof.role, entity: proof.entity) {
+                        session.proofs[proof] = key
+                        reply(requestId, .ok, &session)
+                    } else {
+                        reply(requestId, .error(.auth), &session)
+                    }
+                case let .failure(code):
+                    reply(requestId, .error(code), &session)
+                }
+            }
+        }
+        guard !isClosing else { return }
+        state = .established(session)
+        flushOut(context)
+        resumeReadingIfPossible(context)
+    }
+}
+
+enum HandshakeSizes {
+    /// NK messages with empty payloads: a 32-byte ephemeral key and a 16-byte tag.
+    static let message = 48
+}
+
+/// The per-connection slice of the configuration, in the units the handler uses.
+struct ConnectionSettings: Sendable {
+    var handshakeTimeout: TimeAmount
+    var idleTimeout: TimeAmount
+    var rateLimitPerSecond: Int
+    var rateBurst: Int
+    var maxProofsPerConnection: Int
+    var configuration: RelayConfiguration
+
+    init(_ c: RelayConfiguration) {
+        handshakeTimeout = .nanoseconds(Int64(c.handshakeTimeoutSeconds * 1e9))
+        idleTimeout = .nanoseconds(Int64(c.idleTimeoutSeconds * 1e9))
+        rateLimitPerSecond = c.rateLimitPerSecond
+        rateBurst = c.rateBurst
+        maxProofsPerConnection = c.maxProofsPerConnection
+        configuration = c
+    }
+
+    func acceptsToken(_ token: [UInt8]) -> Bool { configuration.acceptsCreationToken(token) }
+}
+
+/// A token bucket: `burst` commands at once, refilled at `perSecond`.
+struct TokenBucket {
+    let perSecond: Double
+    let burst: Double
+    private var tokens: Double
+    private var last: NIODeadline?
+
+    init(perSecond: Double, burst: Double) {
+        self.perSecond = perSecond
+        self.burst = burst
+        tokens = burst
+    }
+
+    mutating func take(now: NIODeadline) -> Bool {
+        if let last {
+            let elapsed = Double((now - last).nanoseconds) / 1e9
+            tokens = min(burst, tokens + elapsed * perSecond)
+        }
+        last = now
+        guard tokens >= 1 else { return false }
+        tokens -= 1
+        return true
+    }
+}

@@ -1,0 +1,53 @@
+import BelaySodium
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// belayd under swift-service-lifecycle: start, announce readiness, wait for SIGTERM/SIGINT,
+/// drain, stop.
+public struct RelayService: Service {
+    let configuration: RelayConfiguration
+    let state: RelayStateDirectory
+    let logger: Logger
+    /// Called once the database is open and the port bound, with the relay's address.
+    let onReady: @Sendable (RelayServer) -> Void
+
+    public init(configuration: RelayConfiguration, state: RelayStateDirectory, logger: Logger,
+                onReady: @escaping @Sendable (RelayServer) -> Void) {
+        self.configuration = configuration
+        self.state = state
+        self.logger = logger
+        self.onReady = onReady
+    }
+
+    public func run() async throws {
+        let key = try state.loadKey()
+        let store = try RelayStore(path: state.databasePath)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let server: RelayServer
+        do {
+            server = try await RelayServer.start(configuration: configuration, relayKey: key, store: store, group: group, logger: logger)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        logger.info("relay ready", metadata: ["listen": "\(configuration.listen)", "queues": "\(server.core.queueCount)"])
+        onReady(server)
+        SystemdNotifier.notify("READY=1\nSTATUS=relaying")
+
+        // Suspends until SIGTERM/SIGINT (graceful shutdown) or cancellation.
+        try? await gracefulShutdown()
+
+        SystemdNotifier.notify("STOPPING=1")
+        logger.info("draining: no new connections; committing and answering what is in flight")
+        await server.shutdown()
+        do {
+            try store.close()
+        } catch {
+            logger.error("closing the database failed", metadata: ["error": "\(error)"])
+        }
+        try? await group.shutdownGracefully()
+        logger.info("stopped")
+    }
+}

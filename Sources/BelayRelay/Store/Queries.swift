@@ -1,0 +1,98 @@
+import BelayWire
+import Foundation
+import GRDB
+
+/// The statements the core runs inside a batch transaction. Cached statements keep the hot path
+/// (insert, delete) free of SQL parsing.
+enum Queries {
+    static func insertQueue(_ db: Database, recipientId: EntityID, senderId: EntityID, recipientKey: [UInt8]) throws -> Int64 {
+        try db.cachedStatement(sql: "INSERT INTO queue(recipient_id, sender_id, recipient_key) VALUES (?, ?, ?)")
+            .execute(arguments: [Data(recipientId.bytes), Data(senderId.bytes), Data(recipientKey)])
+        return db.lastInsertedRowID
+    }
+
+    static func setSenderKey(_ db: Database, queue: Int64, key: [UInt8]) throws {
+        try db.cachedStatement(sql: "UPDATE queue SET sender_key = ? WHERE id = ?").execute(arguments: [Data(key), queue])
+    }
+
+    static func deleteQueue(_ db: Database, queue: Int64) throws {
+        try db.cachedStatement(sql: "DELETE FROM queue WHERE id = ?").execute(arguments: [queue])
+    }
+
+    static func insertMessage(_ db: Database, queue: Int64, seq: UInt64, expiresAt: UInt64, body: [UInt8]) throws {
+        let statement = try db.cachedStatement(sql: "INSERT INTO message(queue_id, seq, expires_at, body) VALUES (?, ?, ?, ?)")
+        statement.setUncheckedArguments([queue, Int64(bitPattern: seq), Int64(clamping: expiresAt), Data(body)])
+        try statement.execute()
+    }
+
+    /// Deletes one message; returns its body length, or nil if it was not stored.
+    static func deleteMessage(_ db: Database, queue: Int64, seq: UInt64) throws -> Int? {
+        let statement = try db.cachedStatement(sql: "DELETE FROM message WHERE queue_id = ? AND seq = ? RETURNING length(body)")
+        statement.setUncheckedArguments([queue, Int64(bitPattern: seq)])
+        return try Int.fetchOne(statement)
+    }
+
+    static func messages(_ db: Database, queue: Int64, after seq: UInt64, limit: Int) throws -> [(UInt64, [UInt8])] {
+        let statement = try db.cachedStatement(sql: "SELECT seq, body FROM message WHERE queue_id = ? AND seq > ? ORDER BY seq LIMIT ?")
+        statement.setUncheckedArguments([queue, Int64(bitPattern: seq), limit])
+        return try Row.fetchAll(statement).map { row in (UInt64(bitPattern: row[0] as Int64), [UInt8](row[1] as Data)) }
+    }
+
+    struct Expired {
+        var queue: Int64
+        var seq: UInt64
+        var length: Int
+    }
+
+    static func deleteExpired(_ db: Database, now: UInt64, limit: Int) throws -> [Expired] {
+        try Row.fetchAll(db, sql: """
+            DELETE FROM message WHERE id IN (SELECT id FROM message WHERE expires_at <= ? LIMIT ?)
+            RETURNING queue_id, seq, length(body)
+            """, arguments: [Int64(clamping: now), limit]).map { row in
+            Expired(queue: row[0], seq: UInt64(bitPattern: row[1] as Int64), length: row[2])
+        }
+    }
+
+    // MARK: Timers
+
+    struct TimerRow {
+        var rowId: Int64
+        var key: [UInt8]
+        var deadline: UInt64
+    }
+
+    static func timer(_ db: Database, id: EntityID) throws -> TimerRow? {
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT id, timer_key, deadline FROM timer WHERE timer_id = ?"),
+                         arguments: [Data(id.bytes)]).map { row in
+            TimerRow(rowId: row[0], key: [UInt8](row[1] as Data), deadline: UInt64(row[2] as Int64))
+        }
+    }
+
+    static func insertTimer(_ db: Database, id: EntityID, key: [UInt8], deadline: UInt64, entries: [(Int64, [UInt8])]) throws {
+        try db.cachedStatement(sql: "INSERT INTO timer(timer_id, timer_key, deadline) VALUES (?, ?, ?)")
+            .execute(arguments: [Data(id.bytes), Data(key), Int64(clamping: deadline)])
+        let rowId = db.lastInsertedRowID
+        let statement = try db.cachedStatement(sql: "INSERT INTO timer_entry(timer_id, position, queue_id, body) VALUES (?, ?, ?, ?)")
+        for (position, (queue, body)) in entries.enumerated() {
+            try statement.execute(arguments: [rowId, position, queue, Data(body)])
+        }
+    }
+
+    static func setTimerDeadline(_ db: Database, rowId: Int64, deadline: UInt64) throws {
+        try db.cachedStatement(sql: "UPDATE timer SET deadline = ? WHERE id = ?").execute(arguments: [Int64(clamping: deadline), rowId])
+    }
+
+    static func deleteTimer(_ db: Database, rowId: Int64) throws {
+        try db.cachedStatement(sql: "DELETE FROM timer WHERE id = ?").execute(arguments: [rowId])
+    }
+
+    static func dueTimers(_ db: Database, now: UInt64, limit: Int) throws -> [Int64] {
+        try Int64.fetchAll(db, sql: "SELECT id FROM timer WHERE deadline <= ? ORDER BY deadline LIMIT ?",
+                           arguments: [Int64(clamping: now), limit])
+    }
+
+    static func timerEntries(_ db: Database, timer: Int64) throws -> [(Int64, [UInt8])] {
+        try Row.fetchAll(db, sql: "SELECT queue_id, body FROM timer_entry WHERE timer_id = ? ORDER BY position", arguments: [timer])
+            .map { row in (row[0] as Int64, [UInt8](row[1] as Data)) }
+    }
+}

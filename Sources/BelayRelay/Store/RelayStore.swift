@@ -1,0 +1,116 @@
+import BelayWire
+import Foundation
+import GRDB
+
+/// The relay's SQLite database: durable (`synchronous=FULL`, WAL), forgetful (`secure_delete`,
+/// WAL truncated after deletions). Only the core thread uses it, one transaction per batch.
+public final class RelayStore: @unchecked Sendable {
+    public enum Error: Swift.Error, CustomStringConvertible {
+        case open(path: String, underlying: Swift.Error)
+        case notWAL(String)
+
+        public var description: String {
+            switch self {
+            case let .open(path, e): "cannot open the relay database at \(path): \(e)"
+            case let .notWAL(mode): "the database refused WAL mode (journal_mode is \(mode)); is it on a network file system?"
+            }
+        }
+    }
+
+    let database: DatabaseQueue
+    public let path: String
+
+    public init(path: String) throws {
+        self.path = path
+        var configuration = Configuration()
+        configuration.foreignKeysEnabled = true
+        configuration.label = "belayd.store"
+        configuration.prepareDatabase { db in
+            // FULL: a commit returns only after the WAL is fsynced, so an acknowledged send
+            // survives a power cut. secure_delete: freed cells are overwritten with zeros.
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA secure_delete = ON")
+        }
+        do {
+            database = try DatabaseQueue(path: path, configuration: configuration)
+            let mode = try database.writeWithoutTransaction { db in
+                try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL") ?? "?"
+            }
+            guard mode.lowercased() == "wal" else { throw Error.notWAL(mode) }
+            try Schema.migrator().migrate(database)
+        } catch let e as Error {
+            throw e
+        } catch {
+            throw Error.open(path: path, underlying: error)
+        }
+    }
+
+    /// Runs `body` in one IMMEDIATE transaction; commits if it returns, rolls back if it throws.
+    func transaction(_ body: (Database) throws -> Void) throws {
+        try database.writeWithoutTransaction { db in
+            try db.inTransaction(.immediate) {
+                try body(db)
+                return .commit
+            }
+        }
+    }
+
+    /// Copies the WAL into the database and truncates it, so deleted ciphertext does not linger.
+    public func checkpoint() throws {
+        try database.writeWithoutTransaction { db in
+            _ = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+        }
+    }
+
+    public func integrityCheck() throws -> String {
+        try database.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? "" }
+    }
+
+    public func close() throws {
+        try database.close()
+    }
+
+    // MARK: Start-up
+
+    /// Increments and returns the start generation, the high half of every new `seq`.
+    func nextGeneration() throws -> UInt32 {
+        try database.write { db in
+            let current = try Int64.fetchOne(db, sql: "SELECT value FROM relay_meta WHERE name = 'generation'") ?? 0
+            let next = current + 1
+            try db.execute(sql: "INSERT INTO relay_meta(name, value) VALUES ('generation', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                           arguments: [next])
+            return UInt32(truncatingIfNeeded: next)
+        }
+    }
+
+    struct QueueRow {
+        var rowId: Int64
+        var recipientId: EntityID
+        var senderId: EntityID
+        var recipientKey: [UInt8]
+        var senderKey: [UInt8]?
+        var count: Int
+        var bytes: Int
+    }
+
+    func loadQueues() throws -> [QueueRow] {
+        try database.read { db in
+            var stats: [Int64: (Int, Int)] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT queue_id, count(*), sum(length(body)) FROM message GROUP BY queue_id") {
+                stats[row[0]] = (row[1], row[2])
+            }
+            return try Row.fetchAll(db, sql: "SELECT id, recipient_id, sender_id, recipient_key, sender_key FROM queue").compactMap { row in
+                let rowId: Int64 = row[0]
+                guard let r = EntityID(bytes: (row[1] as Data)), let s = EntityID(bytes: (row[2] as Data)) else { return nil }
+                let senderKey: Data? = row[4]
+                let (count, bytes) = stats[rowId] ?? (0, 0)
+                return QueueRow(rowId: rowId, recipientId: r, senderId: s, recipientKey: [UInt8](row[3] as Data),
+                                senderKey: senderKey.map { [UInt8]($0) }, count: count, bytes: bytes)
+            }
+        }
+    }
+
+    func timerCount() throws -> Int {
+        try database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM timer") ?? 0 }
+    }
+}
