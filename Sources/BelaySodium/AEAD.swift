@@ -14,7 +14,7 @@ public enum ChaChaPoly {
         key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer,
         plaintext: UnsafeRawBufferPointer, ad: UnsafeRawBufferPointer,
         into output: UnsafeMutableRawBufferPointer
-    ) throws(SodiumError) {
+    ) throws {
         try Sodium.ensureReady()
         try SodiumError.check("ChaCha20-Poly1305 key", key.count, is: keyLength)
         try SodiumError.check("ChaCha20-Poly1305 nonce", nonce.count, is: nonceLength)
@@ -27,7 +27,7 @@ public enum ChaChaPoly {
             nil,
             nonce.baseAddress!.assumingMemoryBound(to: UInt8.self),
             key.baseAddress!.assumingMemoryBound(to: UInt8.self))
-        guard rc == 0, written == UInt64(output.count) else { throw .operationFailed("ChaCha20-Poly1305 encryption") }
+        guard rc == 0, written == UInt64(output.count) else { throw SodiumError.operationFailed("ChaCha20-Poly1305 encryption") }
     }
 
     /// Decrypts and verifies; `output` must hold `ciphertext.count - tagLength` bytes.
@@ -35,11 +35,11 @@ public enum ChaChaPoly {
         key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer,
         ciphertext: UnsafeRawBufferPointer, ad: UnsafeRawBufferPointer,
         into output: UnsafeMutableRawBufferPointer
-    ) throws(SodiumError) {
+    ) throws {
         try Sodium.ensureReady()
         try SodiumError.check("ChaCha20-Poly1305 key", key.count, is: keyLength)
         try SodiumError.check("ChaCha20-Poly1305 nonce", nonce.count, is: nonceLength)
-        guard ciphertext.count >= tagLength else { throw .authenticationFailed }
+        guard ciphertext.count >= tagLength else { throw SodiumError.authenticationFailed }
         try SodiumError.check("ChaCha20-Poly1305 output", output.count, is: ciphertext.count - tagLength)
         var written: UInt64 = 0
         let rc = nonNull(output) { out in crypto_aead_chacha20poly1305_ietf_decrypt(
@@ -48,21 +48,21 @@ public enum ChaChaPoly {
             ad.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(ad.count),
             nonce.baseAddress!.assumingMemoryBound(to: UInt8.self),
             key.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
-        guard rc == 0 else { throw .authenticationFailed }
+        guard rc == 0 else { throw SodiumError.authenticationFailed }
     }
 
-    public static func seal(key: SecureBytes, nonce: [UInt8], plaintext: [UInt8], ad: [UInt8]) throws(SodiumError) -> [UInt8] {
+    public static func seal(key: SecureBytes, nonce: [UInt8], plaintext: [UInt8], ad: [UInt8]) throws -> [UInt8] {
         var out = [UInt8](repeating: 0, count: plaintext.count + tagLength)
-        try withBuffers(key, nonce, plaintext, ad, &out) { k, n, p, a, o throws(SodiumError) in
+        try withBuffers(key, nonce, plaintext, ad, &out) { k, n, p, a, o in
             try seal(key: k, nonce: n, plaintext: p, ad: a, into: o)
         }
         return out
     }
 
-    public static func open(key: SecureBytes, nonce: [UInt8], ciphertext: [UInt8], ad: [UInt8]) throws(SodiumError) -> [UInt8] {
-        guard ciphertext.count >= tagLength else { throw .authenticationFailed }
+    public static func open(key: SecureBytes, nonce: [UInt8], ciphertext: [UInt8], ad: [UInt8]) throws -> [UInt8] {
+        guard ciphertext.count >= tagLength else { throw SodiumError.authenticationFailed }
         var out = [UInt8](repeating: 0, count: ciphertext.count - tagLength)
-        try withBuffers(key, nonce, ciphertext, ad, &out) { k, n, c, a, o throws(SodiumError) in
+        try withBuffers(key, nonce, ciphertext, ad, &out) { k, n, c, a, o in
             try open(key: k, nonce: n, ciphertext: c, ad: a, into: o)
         }
         return out
@@ -76,7 +76,7 @@ public enum XChaChaPoly {
     public static let nonceLength = 24
     public static let tagLength = 16
 
-    public static func seal(key: SecureBytes, nonce: [UInt8], plaintext: [UInt8], ad: [UInt8]) throws(SodiumError) -> [UInt8] {
+    public static func seal(key: SecureBytes, nonce: [UInt8], plaintext: [UInt8], ad: [UInt8]) throws -> [UInt8] {
         try Sodium.ensureReady()
         try SodiumError.check("XChaCha20-Poly1305 key", key.count, is: keyLength)
         try SodiumError.check("XChaCha20-Poly1305 nonce", nonce.count, is: nonceLength)
@@ -89,15 +89,15 @@ public enum XChaChaPoly {
                 a.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(a.count), nil,
                 n.baseAddress!.assumingMemoryBound(to: UInt8.self), k.baseAddress!.assumingMemoryBound(to: UInt8.self))
         }
-        guard rc == 0 else { throw .operationFailed("XChaCha20-Poly1305 encryption") }
+        guard rc == 0 else { throw SodiumError.operationFailed("XChaCha20-Poly1305 encryption") }
         return out
     }
 
-    public static func open(key: SecureBytes, nonce: [UInt8], ciphertext: [UInt8], ad: [UInt8]) throws(SodiumError) -> [UInt8] {
+    public static func open(key: SecureBytes, nonce: [UInt8], ciphertext: [UInt8], ad: [UInt8]) throws -> [UInt8] {
         try Sodium.ensureReady()
         try SodiumError.check("XChaCha20-Poly1305 key", key.count, is: keyLength)
         try SodiumError.check("XChaCha20-Poly1305 nonce", nonce.count, is: nonceLength)
-        guard ciphertext.count >= tagLength else { throw .authenticationFailed }
+        guard ciphertext.count >= tagLength else { throw SodiumError.authenticationFailed }
         var out = [UInt8](repeating: 0, count: ciphertext.count - tagLength)
         let rc = withBuffers(key, nonce, ciphertext, ad, &out) { k, n, c, a, o in
             nonNull(o) { out in crypto_aead_xchacha20poly1305_ietf_decrypt(
@@ -106,29 +106,26 @@ public enum XChaChaPoly {
                 a.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(a.count),
                 n.baseAddress!.assumingMemoryBound(to: UInt8.self), k.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
         }
-        guard rc == 0 else { throw .authenticationFailed }
+        guard rc == 0 else { throw SodiumError.authenticationFailed }
         return out
     }
 }
 
 @inline(__always)
-func withBuffers<R, E: Error>(
+func withBuffers<R>(
     _ key: SecureBytes, _ a: [UInt8], _ b: [UInt8], _ c: [UInt8], _ out: inout [UInt8],
     _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer, UnsafeRawBufferPointer, UnsafeRawBufferPointer,
-             UnsafeMutableRawBufferPointer) throws(E) -> R
-) throws(E) -> R {
-    let result: Result<R, E> = key.withUnsafeBytes { k in
-        a.withUnsafeBytes { pa in
-            b.withUnsafeBytes { pb in
-                c.withUnsafeBytes { pc in
-                    out.withUnsafeMutableBytes { po in
-                        do throws(E) { return .success(try body(k, pa, pb, pc, po)) } catch { return .failure(error) }
-                    }
+             UnsafeMutableRawBufferPointer) throws -> R
+) rethrows -> R {
+    try key.withUnsafeBytes { k in
+        try a.withUnsafeBytes { pa in
+            try b.withUnsafeBytes { pb in
+                try c.withUnsafeBytes { pc in
+                    try out.withUnsafeMutableBytes { po in try body(k, pa, pb, pc, po) }
                 }
             }
         }
     }
-    return try result.get()
 }
 
 /// libsodium wants a valid pointer even for zero-length buffers, whose Swift base address may be nil.

@@ -6,7 +6,7 @@ public enum SHA256 {
     public static let outputLength = 32
     public static let blockLength = 64
 
-    public static func hash(_ data: some ContiguousBytes) throws(SodiumError) -> [UInt8] {
+    public static func hash(_ data: some ContiguousBytes) throws -> [UInt8] {
         try Sodium.ensureReady()
         var out = [UInt8](repeating: 0, count: outputLength)
         let rc = data.withUnsafeBytes { d in
@@ -15,7 +15,7 @@ public enum SHA256 {
                                    d.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(d.count))
             }
         }
-        guard rc == 0 else { throw .operationFailed("SHA-256") }
+        guard rc == 0 else { throw SodiumError.operationFailed("SHA-256") }
         return out
     }
 }
@@ -25,7 +25,7 @@ public enum SHA256 {
 public enum HMACSHA256 {
     public static let outputLength = 32
 
-    public static func authenticate(key: UnsafeRawBufferPointer, parts: [UnsafeRawBufferPointer]) throws(SodiumError) -> SecureBytes {
+    public static func authenticate(key: UnsafeRawBufferPointer, parts: [UnsafeRawBufferPointer]) throws -> SecureBytes {
         try Sodium.ensureReady()
         do {
             return try SecureBytes(count: outputLength) { out in
@@ -44,17 +44,14 @@ public enum HMACSHA256 {
         } catch let error as SodiumError {
             throw error
         } catch {
-            throw .operationFailed("HMAC-SHA-256")
+            throw SodiumError.operationFailed("HMAC-SHA-256")
         }
     }
 
-    public static func authenticate(key: some ContiguousBytes, message: some ContiguousBytes) throws(SodiumError) -> SecureBytes {
-        let result: Result<SecureBytes, SodiumError> = key.withUnsafeBytes { k in
-            message.withUnsafeBytes { m in
-                do throws(SodiumError) { return .success(try authenticate(key: k, parts: [m])) } catch { return .failure(error) }
-            }
+    public static func authenticate(key: some ContiguousBytes, message: some ContiguousBytes) throws -> SecureBytes {
+        try key.withUnsafeBytes { k in
+            try message.withUnsafeBytes { m in try authenticate(key: k, parts: [m]) }
         }
-        return try result.get()
     }
 
     /// Constant-time check of a received tag.
@@ -69,20 +66,19 @@ public enum HKDFSHA256 {
     /// RFC 5869 §2.3: L <= 255 * HashLen.
     public static let maxOutputLength = 255 * HMACSHA256.outputLength
 
-    public static func extract(salt: some ContiguousBytes, ikm: some ContiguousBytes) throws(SodiumError) -> SecureBytes {
+    public static func extract(salt: some ContiguousBytes, ikm: some ContiguousBytes) throws -> SecureBytes {
         // RFC 5869 §2.2: an absent salt is HashLen zero bytes; HMAC pads a short key with zeros,
         // so an empty key gives the same result.
         try HMACSHA256.authenticate(key: salt, message: ikm)
     }
 
-    public static func expand(prk: SecureBytes, info: some ContiguousBytes, length: Int) throws(SodiumError) -> SecureBytes {
+    public static func expand(prk: SecureBytes, info: some ContiguousBytes, length: Int) throws -> SecureBytes {
         guard length >= 0, length <= maxOutputLength else {
-            throw .lengthOutOfRange(what: "HKDF output", maximum: maxOutputLength, actual: length)
+            throw SodiumError.lengthOutOfRange(what: "HKDF output", maximum: maxOutputLength, actual: length)
         }
-        let result: Result<SecureBytes, SodiumError> = prk.withUnsafeBytes { k in
-            info.withUnsafeBytes { infoBytes in
-                do {
-                    return .success(try SecureBytes(count: length) { out in
+        return try prk.withUnsafeBytes { k in
+            try info.withUnsafeBytes { infoBytes in
+                    try SecureBytes(count: length) { out in
                         var previous: SecureBytes? = nil
                         var written = 0
                         var counter: UInt8 = 1
@@ -101,18 +97,12 @@ public enum HKDFSHA256 {
                             previous = block
                             counter &+= 1
                         }
-                    })
-                } catch let error as SodiumError {
-                    return .failure(error)
-                } catch {
-                    return .failure(.operationFailed("HKDF"))
-                }
+                    }
             }
         }
-        return try result.get()
     }
 
-    public static func deriveKey(salt: some ContiguousBytes, ikm: some ContiguousBytes, info: some ContiguousBytes, length: Int) throws(SodiumError) -> SecureBytes {
+    public static func deriveKey(salt: some ContiguousBytes, ikm: some ContiguousBytes, info: some ContiguousBytes, length: Int) throws -> SecureBytes {
         try expand(prk: extract(salt: salt, ikm: ikm), info: info, length: length)
     }
 }
@@ -123,12 +113,12 @@ public enum BLAKE2b {
     public static let maxOutputLength = Int(crypto_generichash_BYTES_MAX)
     public static let maxKeyLength = Int(crypto_generichash_KEYBYTES_MAX)
 
-    public static func hash(_ data: some ContiguousBytes, outputLength: Int = 32, key: [UInt8] = []) throws(SodiumError) -> [UInt8] {
+    public static func hash(_ data: some ContiguousBytes, outputLength: Int = 32, key: [UInt8] = []) throws -> [UInt8] {
         try Sodium.ensureReady()
         guard outputLength >= minOutputLength, outputLength <= maxOutputLength else {
-            throw .lengthOutOfRange(what: "BLAKE2b output", maximum: maxOutputLength, actual: outputLength)
+            throw SodiumError.lengthOutOfRange(what: "BLAKE2b output", maximum: maxOutputLength, actual: outputLength)
         }
-        guard key.count <= maxKeyLength else { throw .lengthOutOfRange(what: "BLAKE2b key", maximum: maxKeyLength, actual: key.count) }
+        guard key.count <= maxKeyLength else { throw SodiumError.lengthOutOfRange(what: "BLAKE2b key", maximum: maxKeyLength, actual: key.count) }
         var out = [UInt8](repeating: 0, count: outputLength)
         let rc = data.withUnsafeBytes { d in
             key.withUnsafeBytes { k in
@@ -139,7 +129,7 @@ public enum BLAKE2b {
                 }
             }
         }
-        guard rc == 0 else { throw .operationFailed("BLAKE2b") }
+        guard rc == 0 else { throw SodiumError.operationFailed("BLAKE2b") }
         return out
     }
 }

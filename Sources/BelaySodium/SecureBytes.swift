@@ -31,13 +31,10 @@ public final class SecureBytes: @unchecked Sendable {
         }
         self.count = count
         self.storage = storage
-        let buffer = UnsafeMutableRawBufferPointer(start: pointer, count: count)
-        do {
-            try fill(buffer)
-        } catch {
-            Self.release(pointer, size, storage)
-            throw error
-        }
+        // Every stored property is set, so if `fill` throws, Swift runs `deinit`, which wipes
+        // and frees the buffer; releasing it here too would free it twice.
+        sodium_memzero(pointer, size)
+        try fill(UnsafeMutableRawBufferPointer(start: pointer, count: count))
     }
 
     public convenience init(copying bytes: some Collection<UInt8>, storage: Storage = .wiped) throws {

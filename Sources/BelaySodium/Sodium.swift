@@ -8,8 +8,8 @@ public enum Sodium {
     private static let initResult: Int32 = sodium_init()
 
     @inline(__always)
-    static func ensureReady() throws(SodiumError) {
-        if initResult < 0 { throw .initialisationFailed }
+    static func ensureReady() throws {
+        if initResult < 0 { throw SodiumError.initialisationFailed }
     }
 
     /// The libsodium version string, for diagnostics.
@@ -65,7 +65,7 @@ public enum SodiumError: Error, Equatable, CustomStringConvertible {
     }
 
     @inline(__always)
-    static func check(_ what: String, _ actual: Int, is expected: Int) throws(SodiumError) {
-        if actual != expected { throw .invalidLength(what: what, expected: expected, actual: actual) }
+    static func check(_ what: String, _ actual: Int, is expected: Int) throws {
+        if actual != expected { throw SodiumError.invalidLength(what: what, expected: expected, actual: actual) }
     }
 }

@@ -38,33 +38,33 @@ public struct RelayAddress: Equatable, Hashable, Sendable, CustomStringConvertib
         self.publicKey = publicKey
     }
 
-    public init(parsing text: String) throws(ParseError) {
+    public init(parsing text: String) throws {
         let text = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard text.utf8.count <= Self.maxLength else { throw .tooLong }
-        guard text.lowercased().hasPrefix(Self.scheme) else { throw .notBelayAddress }
+        guard text.utf8.count <= Self.maxLength else { throw ParseError.tooLong }
+        guard text.lowercased().hasPrefix(Self.scheme) else { throw ParseError.notBelayAddress }
         let rest = text.dropFirst(Self.scheme.count)
-        guard let hashIndex = rest.firstIndex(of: "#") else { throw .missingKey }
+        guard let hashIndex = rest.firstIndex(of: "#") else { throw ParseError.missingKey }
         var authority = rest[..<hashIndex]
         if authority.hasSuffix("/") { authority = authority.dropLast() }
         let keyText = rest[rest.index(after: hashIndex)...]
-        guard !keyText.isEmpty else { throw .missingKey }
-        guard let key = Base64URL.decode(String(keyText)), key.count == Self.keyLength else { throw .invalidKey }
+        guard !keyText.isEmpty else { throw ParseError.missingKey }
+        guard let key = Base64URL.decode(String(keyText)), key.count == Self.keyLength else { throw ParseError.invalidKey }
 
         let host: Substring
         let portText: Substring
         if authority.hasPrefix("[") {
-            guard let close = authority.firstIndex(of: "]") else { throw .missingHost }
+            guard let close = authority.firstIndex(of: "]") else { throw ParseError.missingHost }
             host = authority[authority.index(after: authority.startIndex)..<close]
             let after = authority[authority.index(after: close)...]
-            guard after.hasPrefix(":") else { throw .invalidPort }
+            guard after.hasPrefix(":") else { throw ParseError.invalidPort }
             portText = after.dropFirst()
         } else {
-            guard let colon = authority.lastIndex(of: ":") else { throw .invalidPort }
+            guard let colon = authority.lastIndex(of: ":") else { throw ParseError.invalidPort }
             host = authority[..<colon]
             portText = authority[authority.index(after: colon)...]
         }
-        guard !host.isEmpty, !host.contains("/"), !host.contains("@") else { throw .missingHost }
-        guard let port = Int(portText), (1...65535).contains(port) else { throw .invalidPort }
+        guard !host.isEmpty, !host.contains("/"), !host.contains("@") else { throw ParseError.missingHost }
+        guard let port = Int(portText), (1...65535).contains(port) else { throw ParseError.invalidPort }
         self.init(host: String(host), port: port, publicKey: key)
     }
 

@@ -28,7 +28,7 @@ public enum ConfigLoader {
         "creation_tokens", "log_level",
     ]
 
-    public static func load(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws(Error) -> RelayConfiguration {
+    public static func load(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> RelayConfiguration {
         var config = RelayConfiguration()
         if let file {
             let text: String
@@ -55,7 +55,7 @@ public enum ConfigLoader {
         return config
     }
 
-    public static func apply(text: String, source: String, to config: inout RelayConfiguration) throws(Error) {
+    public static func apply(text: String, source: String, to config: inout RelayConfiguration) throws {
         var seen = Set<String>()
         for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = stripComment(String(rawLine)).trimmingCharacters(in: .whitespaces)
@@ -74,7 +74,7 @@ public enum ConfigLoader {
         }
     }
 
-    static func set(_ key: String, _ rawValue: String, source: String, on config: inout RelayConfiguration) throws(Error) {
+    static func set(_ key: String, _ rawValue: String, source: String, on config: inout RelayConfiguration) throws {
         let value = unquote(rawValue)
         func fail(_ message: String) -> Error { Error(source: source, key: key, message: message) }
         switch key {
@@ -98,7 +98,7 @@ public enum ConfigLoader {
         case "max_proofs_per_connection": config.maxProofsPerConnection = try integer(value, fail)
         case "sweep_interval": config.sweepIntervalSeconds = try duration(value, fail)
         case "creation_tokens":
-            config.creationTokenHashes = try list(rawValue, fail).map { token throws(Error) in
+            config.creationTokenHashes = try list(rawValue, fail).map { token throws in
                 guard token.utf8.count >= 16 else { throw fail("each token must be at least 16 characters") }
                 guard token.utf8.count <= 255 else { throw fail("each token must be at most 255 bytes") }
                 guard let hash = try? BLAKE2b.hash(Array(token.utf8), outputLength: 32) else { throw fail("cannot hash token") }
@@ -114,8 +114,8 @@ public enum ConfigLoader {
         }
     }
 
-    static func validate(_ c: RelayConfiguration, source: String) throws(Error) {
-        func check(_ ok: Bool, _ key: String, _ message: String) throws(Error) {
+    static func validate(_ c: RelayConfiguration, source: String) throws {
+        func check(_ ok: Bool, _ key: String, _ message: String) throws {
             if !ok { throw Error(source: source, key: key, message: message) }
         }
         try check(c.messageTTLSeconds >= 60 && c.messageTTLSeconds <= 366 * 86_400, "message_ttl", "must be between 1m and 366d")
@@ -154,13 +154,13 @@ public enum ConfigLoader {
         return s
     }
 
-    static func integer(_ s: String, _ fail: (String) -> Error) throws(Error) -> Int {
+    static func integer(_ s: String, _ fail: (String) -> Error) throws -> Int {
         guard let v = Int(s.replacingOccurrences(of: "_", with: "")), v >= 0 else { throw fail("expected a whole number, got `\(s)`") }
         return v
     }
 
     /// `90s`, `30m`, `6h`, `14d`, `250ms`; a bare number is seconds.
-    static func duration(_ s: String, _ fail: (String) -> Error) throws(Error) -> Double {
+    static func duration(_ s: String, _ fail: (String) -> Error) throws -> Double {
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
         for (suffix, scale) in units where s.hasSuffix(suffix) {
             if let v = Double(s.dropLast(suffix.count)), v >= 0, v.isFinite { return v * scale }
@@ -170,7 +170,7 @@ public enum ConfigLoader {
     }
 
     /// `8MiB`, `512KiB`, `1GiB` or a number of bytes.
-    static func size(_ s: String, _ fail: (String) -> Error) throws(Error) -> Int {
+    static func size(_ s: String, _ fail: (String) -> Error) throws -> Int {
         let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30)]
         for (suffix, scale) in units where s.hasSuffix(suffix) {
             if let v = Int(s.dropLast(suffix.count)), v >= 0, v <= Int.max / scale { return v * scale }
@@ -179,7 +179,7 @@ public enum ConfigLoader {
     }
 
     /// `[a, "b", c]`, or a comma-separated list in an environment variable.
-    static func list(_ s: String, _ fail: (String) -> Error) throws(Error) -> [String] {
+    static func list(_ s: String, _ fail: (String) -> Error) throws -> [String] {
         var t = s.trimmingCharacters(in: .whitespaces)
         if t.hasPrefix("[") {
             guard t.hasSuffix("]") else { throw fail("a list must end with ]") }

@@ -219,7 +219,8 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
         do {
             (requestId, command) = try RelayCodec.decodeCommand(plaintext)
         } catch {
-            return reply(RelayCodec.peekRequestId(plaintext), .error(error.code), &session)
+            let code = (error as? RelayCodec.DecodeError)?.code ?? .malformed
+            return reply(RelayCodec.peekRequestId(plaintext), .error(code), &session)
         }
         guard rate.take(now: NIODeadline.now()) else { return reply(requestId, .error(.rate), &session) }
 

@@ -36,10 +36,15 @@ public struct FrameDecoder: Sendable {
         buffer.readSlice(length: count)
     }
 
+    /// Looks at the next `count` raw bytes without consuming them.
+    public func peekRaw(count: Int) -> [UInt8]? {
+        buffer.getBytes(at: buffer.readerIndex, length: count)
+    }
+
     /// The next complete frame's payload, nil if it has not fully arrived.
-    public mutating func nextFrame() throws(Error) -> ByteBuffer? {
+    public mutating func nextFrame() throws -> ByteBuffer? {
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt16.self) else { return nil }
-        guard length > 0 else { throw .emptyFrame }
+        guard length > 0 else { throw Error.emptyFrame }
         guard buffer.readableBytes >= WireLimits.frameHeaderLength + Int(length) else { return nil }
         buffer.moveReaderIndex(forwardBy: WireLimits.frameHeaderLength)
         let frame = buffer.readSlice(length: Int(length))!

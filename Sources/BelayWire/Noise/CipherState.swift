@@ -35,6 +35,7 @@ public struct CipherState: Sendable {
                 }
             }
         } catch {
+            // Only a wrong-sized key or nonce reaches here: a programming error, reported as such.
             throw NoiseError.invalidKey
         }
         nonce += 1
@@ -84,8 +85,9 @@ public struct CipherState: Sendable {
     }
 
     /// Noise §12.3: 32 bits of zeros followed by the little-endian 64-bit nonce.
+    /// Three 32-bit words lay out as exactly 12 bytes (a (UInt32, UInt64) tuple would be padded to 16).
     @inline(__always)
-    private static func nonceBytes(_ n: UInt64) -> (UInt32, UInt64) {
-        (0, n.littleEndian)
+    private static func nonceBytes(_ n: UInt64) -> (UInt32, UInt32, UInt32) {
+        (0, UInt32(truncatingIfNeeded: n).littleEndian, UInt32(truncatingIfNeeded: n >> 32).littleEndian)
     }
 }

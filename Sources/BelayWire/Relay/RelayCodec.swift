@@ -75,11 +75,11 @@ public enum RelayCodec {
         buffer.getInteger(at: buffer.readerIndex + 1, as: UInt32.self) ?? 0
     }
 
-    public static func decodeCommand(_ input: ByteBuffer) throws(DecodeError) -> (requestId: UInt32, command: RelayCommand) {
+    public static func decodeCommand(_ input: ByteBuffer) throws -> (requestId: UInt32, command: RelayCommand) {
         var b = input
         let opcode = try b.read(UInt8.self)
         let requestId = try b.read(UInt32.self)
-        guard requestId != 0 else { throw .zeroRequestId }
+        guard requestId != 0 else { throw RelayCodec.DecodeError.zeroRequestId }
         let command: RelayCommand
         switch opcode {
         case 0x01:
@@ -89,7 +89,7 @@ public enum RelayCodec {
             let tokenLength = Int(try b.read(UInt8.self))
             command = .new(.init(recipientKey: key, token: try b.readFixed(tokenLength)))
         case 0x03:
-            guard let role = AuthRole(rawValue: try b.read(UInt8.self)) else { throw .invalidField("role") }
+            guard let role = AuthRole(rawValue: try b.read(UInt8.self)) else { throw RelayCodec.DecodeError.invalidField("role") }
             command = .auth(.init(role: role, entity: try b.readEntity(), signature: try b.readFixed(signatureLength)))
         case 0x04:
             command = .key(recipient: try b.readEntity(), senderKey: try b.readFixed(keyLength))
@@ -110,10 +110,10 @@ public enum RelayCodec {
             switch try b.read(UInt8.self) {
             case 0: replaces = nil
             case 1: replaces = try b.readEntity()
-            default: throw .invalidField("has_old")
+            default: throw RelayCodec.DecodeError.invalidField("has_old")
             }
             let count = Int(try b.read(UInt8.self))
-            guard (1...WireLimits.maxTimerBodies).contains(count) else { throw .invalidField("count") }
+            guard (1...WireLimits.maxTimerBodies).contains(count) else { throw RelayCodec.DecodeError.invalidField("count") }
             var entries: [RelayCommand.TimerSet.Entry] = []
             entries.reserveCapacity(count)
             for _ in 0..<count {
@@ -125,9 +125,9 @@ public enum RelayCodec {
         case 0x0c:
             command = .timerCancel(timer: try b.readEntity())
         default:
-            throw .unknownOpcode(opcode)
+            throw RelayCodec.DecodeError.unknownOpcode(opcode)
         }
-        guard b.readableBytes == 0 else { throw .trailingBytes }
+        guard b.readableBytes == 0 else { throw RelayCodec.DecodeError.trailingBytes }
         return (requestId, command)
     }
 
@@ -156,7 +156,7 @@ public enum RelayCodec {
         }
     }
 
-    public static func decodeReply(_ input: ByteBuffer) throws(DecodeError) -> (requestId: UInt32, reply: RelayReply) {
+    public static func decodeReply(_ input: ByteBuffer) throws -> (requestId: UInt32, reply: RelayReply) {
         var b = input
         let opcode = try b.read(UInt8.self)
         let requestId = try b.read(UInt32.self)
@@ -171,37 +171,37 @@ public enum RelayCodec {
         case 0x87: reply = .end(recipient: try b.readEntity())
         case 0xff:
             let raw = try b.read(UInt16.self)
-            guard let code = RelayErrorCode(rawValue: raw) else { throw .invalidField("error code \(raw)") }
+            guard let code = RelayErrorCode(rawValue: raw) else { throw RelayCodec.DecodeError.invalidField("error code \(raw)") }
             reply = .error(code)
-        default: throw .unknownOpcode(opcode)
+        default: throw RelayCodec.DecodeError.unknownOpcode(opcode)
         }
-        guard b.readableBytes == 0 else { throw .trailingBytes }
+        guard b.readableBytes == 0 else { throw RelayCodec.DecodeError.trailingBytes }
         return (requestId, reply)
     }
 }
 
 extension ByteBuffer {
-    fileprivate mutating func read<T: FixedWidthInteger>(_: T.Type) throws(RelayCodec.DecodeError) -> T {
-        guard let v = readInteger(as: T.self) else { throw .truncated }
+    fileprivate mutating func read<T: FixedWidthInteger>(_: T.Type) throws -> T {
+        guard let v = readInteger(as: T.self) else { throw RelayCodec.DecodeError.truncated }
         return v
     }
 
-    fileprivate mutating func readFixed(_ count: Int) throws(RelayCodec.DecodeError) -> [UInt8] {
-        guard let bytes = readBytes(length: count) else { throw .truncated }
+    fileprivate mutating func readFixed(_ count: Int) throws -> [UInt8] {
+        guard let bytes = readBytes(length: count) else { throw RelayCodec.DecodeError.truncated }
         return bytes
     }
 
-    fileprivate mutating func readEntity() throws(RelayCodec.DecodeError) -> EntityID {
+    fileprivate mutating func readEntity() throws -> EntityID {
         let high = try read(UInt64.self)
         let low = try read(UInt64.self)
         return EntityID(high: high, low: low)
     }
 
     /// A `bytes16` message body: 1 to `maxBodyLength` bytes, checked before anything is copied.
-    fileprivate mutating func readBody() throws(RelayCodec.DecodeError) -> [UInt8] {
+    fileprivate mutating func readBody() throws -> [UInt8] {
         let length = Int(try read(UInt16.self))
         guard length >= 1, length <= WireLimits.maxBodyLength else {
-            throw .bodyLength(length)
+            throw RelayCodec.DecodeError.bodyLength(length)
         }
         return try readFixed(length)
     }

@@ -1,0 +1,179 @@
+import BelaySodium
+import BelayWire
+import NIOCore
+
+/// The client side of one relay connection: sends the preamble and Noise NK message 1, checks
+/// the relay's answer against the pinned key, then matches replies to requests by id.
+final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private enum State {
+        case connecting(HandshakeState)
+        case established(NoiseTransport)
+        case failed
+    }
+
+    private var state: State
+    private var decoder = FrameDecoder()
+    private var pending: [UInt32: EventLoopPromise<RelayReply>] = [:]
+    private var nextRequestId: UInt32 = 1
+    private var context: ChannelHandlerContext?
+    private var inRead = false
+    private var needsFlush = false
+    private var scratch = ByteBufferAllocator().buffer(capacity: 256)
+    let handshakeDone: EventLoopPromise<[UInt8]>
+    let onPush: @Sendable (RelayReply) -> Void
+
+    init(relayKey: [UInt8], handshakeDone: EventLoopPromise<[UInt8]>, onPush: @escaping @Sendable (RelayReply) -> Void) throws {
+        state = .connecting(try HandshakeState(pattern: .NK, initiator: true, prologue: Preamble.prologue, remoteStatic: relayKey))
+        self.handshakeDone = handshakeDone
+        self.onPush = onPush
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { start(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        start(context)
+        context.fireChannelActive()
+    }
+
+    private var started = false
+    private func start(_ context: ChannelHandlerContext) {
+        guard !started, case .connecting(var handshake) = state else { return }
+        started = true
+        do {
+            let message = try handshake.writeMessage()
+            state = .connecting(handshake)
+            var out = context.channel.allocator.buffer(capacity: Preamble.length + 2 + message.count)
+            out.writeBytes(Preamble.bytes())
+            FrameDecoder.writeFrame(message, into: &out)
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        } catch {
+            fail(.protocolViolation("cannot start the handshake: \(error)"), context)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        decoder.append(unwrapInboundIn(data))
+        inRead = true
+        defer { inRead = false }
+        while true {
+            switch state {
+            case .failed:
+                return
+            case .connecting(var handshake):
+                // A relay that does not speak our version answers with its own preamble.
+                if decoder.bufferedByteCount >= Preamble.length, let peek = decoder.peekRaw(count: Preamble.length),
+                   case let .unsupportedVersion(v) = Preamble.check(peek) {
+                    return fail(.versionMismatch(relayVersion: v), context)
+                }
+                guard let frame = nextFrame(context) else { return }
+                do {
+                    let payload = try handshake.readMessage(Array(frame.readableBytesView))
+                    guard payload.isEmpty else { return fail(.protocolViolation("non-empty handshake payload"), context) }
+                    let transport = try handshake.transport()
+                    state = .established(transport)
+                    handshakeDone.succeed(transport.handshakeHash)
+                } catch {
+                    return fail(.keyMismatch, context)
+                }
+            case .established(var transport):
+                guard let frame = nextFrame(context) else { return }
+                let plaintext: ByteBuffer
+                do {
+                    plaintext = try transport.open(frame: frame, allocator: context.channel.allocator)
+                } catch {
+                    return fail(.protocolViolation("a reply failed to decrypt"), context)
+                }
+                state = .established(transport)
+                let requestId: UInt32
+                let reply: RelayReply
+                do {
+                    (requestId, reply) = try RelayCodec.decodeReply(plaintext)
+                } catch {
+                    return fail(.protocolViolation("malformed reply: \(error)"), context)
+                }
+                if requestId == 0 {
+                    onPush(reply)
+                } else if let promise = pending.removeValue(forKey: requestId) {
+                    promise.succeed(reply)
+                }
+            }
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if needsFlush {
+            needsFlush = false
+            context.flush()
+        }
+    }
+
+    private func nextFrame(_ context: ChannelHandlerContext) -> ByteBuffer? {
+        do {
+            return try decoder.nextFrame()
+        } catch {
+            fail(.protocolViolation("empty frame"), context)
+            return nil
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if case .connecting = state {
+            // NK: a relay without the pinned key cannot decrypt message 1 and hangs up.
+            fail(.keyMismatch, context)
+        } else {
+            fail(.connectionClosed, context)
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        fail(.cannotConnect("\(error)"), context)
+    }
+
+    private func fail(_ error: RelayClientError, _ context: ChannelHandlerContext) {
+        if case .failed = state { return }
+        state = .failed
+        handshakeDone.fail(error)
+        let waiting = pending
+        pending = [:]
+        for (_, promise) in waiting { promise.fail(error) }
+        context.close(promise: nil)
+    }
+
+    /// Sends a command; must run on the channel's event loop.
+    func send(_ command: RelayCommand, promise: EventLoopPromise<RelayReply>) {
+        guard let context, case .established(var transport) = state else {
+            promise.fail(RelayClientError.connectionClosed)
+            return
+        }
+        let requestId = nextRequestId
+        nextRequestId = nextRequestId == UInt32.max ? 1 : nextRequestId + 1
+        scratch.clear()
+        RelayCodec.encode(command, requestId: requestId, into: &scratch)
+        var out = context.channel.allocator.buffer(capacity: scratch.readableBytes + 18)
+        do {
+            try transport.writeFrame(plaintext: scratch, into: &out)
+        } catch {
+            promise.fail(RelayClientError.protocolViolation("command too large: \(error)"))
+            return
+        }
+        state = .established(transport)
+        pending[requestId] = promise
+        context.write(wrapOutboundOut(out), promise: nil)
+        // Inside a read, replies that trigger further commands share one flush.
+        if inRead { needsFlush = true } else { context.flush() }
+    }
+
+    func timeOut(_ promise: EventLoopPromise<RelayReply>) {
+        if let key = pending.first(where: { $0.value.futureResult === promise.futureResult })?.key {
+            pending.removeValue(forKey: key)
+            promise.fail(RelayClientError.timeout)
+        }
+    }
+}

@@ -1,0 +1,27 @@
+import BelayWire
+
+/// What can go wrong talking to a relay, worded for the person who has to act on it.
+public enum RelayClientError: Error, Equatable, CustomStringConvertible {
+    case cannotConnect(String)
+    case keyMismatch
+    case versionMismatch(relayVersion: UInt16)
+    case relay(RelayErrorCode)
+    case unexpectedReply(String)
+    case connectionClosed
+    case timeout
+    case protocolViolation(String)
+
+    public var description: String {
+        switch self {
+        case let .cannotConnect(why): "cannot reach the relay: \(why)"
+        case .keyMismatch:
+            "the relay did not prove the key in its address; the address may be wrong or someone may be intercepting the connection"
+        case let .versionMismatch(v): "the relay speaks protocol version \(v); this client speaks \(Preamble.currentVersion)"
+        case let .relay(code): "the relay refused: \(code)"
+        case let .unexpectedReply(what): "the relay sent an unexpected reply: \(what)"
+        case .connectionClosed: "the connection to the relay closed"
+        case .timeout: "the relay did not answer in time"
+        case let .protocolViolation(what): "the relay broke the protocol: \(what)"
+        }
+    }
+}

@@ -1,0 +1,166 @@
+import BelaySodium
+import BelayWire
+import NIOCore
+import NIOPosix
+
+/// A Noise-protected connection to one relay, pinned to the key in its address.
+///
+/// `request` is the fast path (an EventLoopFuture, for pipelining); the async methods below are
+/// what applications use, and they turn an ERR reply into `RelayClientError.relay`.
+public final class RelayConnection: Sendable {
+    public let address: RelayAddress
+    /// The Noise handshake hash that AUTH signatures cover.
+    public let sessionHash: [UInt8]
+    public let channel: Channel
+    private let handler: ClientHandler
+    public let requestTimeout: TimeAmount
+
+    private init(address: RelayAddress, sessionHash: [UInt8], channel: Channel, handler: ClientHandler, requestTimeout: TimeAmount) {
+        self.address = address
+        self.sessionHash = sessionHash
+        self.channel = channel
+        self.handler = handler
+        self.requestTimeout = requestTimeout
+    }
+
+    /// Connects, sends the preamble, and completes the handshake. `onPush` receives MSG and END
+    /// pushes on the connection's event loop.
+    public static func connect(
+        to address: RelayAddress,
+        group: EventLoopGroup,
+        connectTimeout: TimeAmount = .seconds(10),
+        requestTimeout: TimeAmount = .seconds(30),
+        onPush: @escaping @Sendable (RelayReply) -> Void = { _ in }
+    ) async throws -> RelayConnection {
+        let eventLoop = group.next()
+        let handshakeDone = eventLoop.makePromise(of: [UInt8].self)
+        let handler = try ClientHandler(relayKey: address.publicKey, handshakeDone: handshakeDone, onPush: onPush)
+        let channel: Channel
+        do {
+            channel = try await ClientBootstrap(group: eventLoop)
+                .connectTimeout(connectTimeout)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
+                }
+                .connect(host: address.host, port: address.port).get()
+        } catch {
+            handshakeDone.fail(RelayClientError.cannotConnect("\(error)"))
+            throw RelayClientError.cannotConnect("\(address.host):\(address.port): \(error)")
+        }
+        let timeout = eventLoop.scheduleTask(in: connectTimeout) {
+            handshakeDone.fail(RelayClientError.timeout)
+            channel.close(promise: nil)
+        }
+        do {
+            let hash = try await handshakeDone.futureResult.get()
+            timeout.cancel()
+            return RelayConnection(address: address, sessionHash: hash, channel: channel, handler: handler, requestTimeout: requestTimeout)
+        } catch {
+            timeout.cancel()
+            try? await channel.close()
+            throw error
+        }
+    }
+
+    /// Sends one command; the future holds the relay's reply, ERR included.
+    public func request(_ command: RelayCommand) -> EventLoopFuture<RelayReply> {
+        let promise = channel.eventLoop.makePromise(of: RelayReply.self)
+        if channel.eventLoop.inEventLoop {
+            handler.send(command, promise: promise)
+        } else {
+            channel.eventLoop.execute { self.handler.send(command, promise: promise) }
+        }
+        return promise.futureResult
+    }
+
+    /// Sends one command and waits for its reply; ERR becomes `RelayClientError.relay`.
+    @discardableResult
+    public func call(_ command: RelayCommand) async throws -> RelayReply {
+        let promise = channel.eventLoop.makePromise(of: RelayReply.self)
+        let handler = self.handler
+        channel.eventLoop.execute {
+            handler.send(command, promise: promise)
+        }
+        let timer = channel.eventLoop.scheduleTask(in: requestTimeout) { handler.timeOut(promise) }
+        defer { timer.cancel() }
+        let reply = try await promise.futureResult.get()
+        if case let .error(code) = reply { throw RelayClientError.relay(code) }
+        return reply
+    }
+
+    public func close() async {
+        try? await channel.close()
+    }
+
+    // MARK: Commands
+
+    public func ping() async throws {
+        try expectOK(await call(.ping), pong: true)
+    }
+
+    /// Creates a queue owned by `recipientKey`; returns its recipient and sender ids.
+    public func createQueue(recipientKey: Ed25519.SigningKey, token: [UInt8] = []) async throws -> (recipient: EntityID, sender: EntityID) {
+        let reply = try await call(.new(.init(recipientKey: recipientKey.publicKey, token: token)))
+        guard case let .ids(r, s) = reply else { throw RelayClientError.unexpectedReply("\(reply)") }
+        return (r, s)
+    }
+
+    /// Proves `key` for an entity on this connection (docs/PROTOCOL.md §3.1 AUTH).
+    public func authorise(_ role: AuthRole, _ entity: EntityID, key: Ed25519.SigningKey) async throws {
+        let signature = try AuthProof.sign(key: key, sessionHash: sessionHash, role: role, entity: entity)
+        try expectOK(await call(.auth(.init(role: role, entity: entity, signature: signature))))
+    }
+
+    public func secure(recipient: EntityID, senderKey: [UInt8]) async throws {
+        try expectOK(await call(.key(recipient: recipient, senderKey: senderKey)))
+    }
+
+    public func send(to sender: EntityID, body: [UInt8]) async throws {
+        try expectOK(await call(.send(sender: sender, body: body)))
+    }
+
+    public func subscribe(_ recipient: EntityID) async throws {
+        try expectOK(await call(.subscribe(recipient: recipient)))
+    }
+
+    public func acknowledge(_ recipient: EntityID, seq: UInt64) async throws {
+        try expectOK(await call(.ack(recipient: recipient, seq: seq)))
+    }
+
+    public func getMessage(_ recipient: EntityID) async throws -> RelayReply.Delivery? {
+        switch try await call(.get(recipient: recipient)) {
+        case let .message(d): return d
+        case .noMessage: return nil
+        case let other: throw RelayClientError.unexpectedReply("\(other)")
+        }
+    }
+
+    public func deleteQueue(_ recipient: EntityID) async throws {
+        try expectOK(await call(.delete(recipient: recipient)))
+    }
+
+    /// Deposits a timed release; returns the timer id and its deadline on the relay's clock.
+    public func setTimer(_ set: RelayCommand.TimerSet) async throws -> (id: EntityID, deadline: UInt64) {
+        let reply = try await call(.timerSet(set))
+        guard case let .timer(id, deadline) = reply else { throw RelayClientError.unexpectedReply("\(reply)") }
+        return (id, deadline)
+    }
+
+    public func renewTimer(_ id: EntityID, delay: UInt32) async throws -> UInt64 {
+        let reply = try await call(.timerRenew(timer: id, delay: delay))
+        guard case let .timer(_, deadline) = reply else { throw RelayClientError.unexpectedReply("\(reply)") }
+        return deadline
+    }
+
+    public func cancelTimer(_ id: EntityID) async throws {
+        try expectOK(await call(.timerCancel(timer: id)))
+    }
+
+    private func expectOK(_ reply: RelayReply, pong: Bool = false) throws {
+        switch (reply, pong) {
+        case (.ok, false), (.pong, true): return
+        default: throw RelayClientError.unexpectedReply("\(reply)")
+        }
+    }
+}
