@@ -1,0 +1,184 @@
+import BelayClient
+import BelayRelay
+import BelaySodium
+import BelayWire
+import NIOCore
+import NIOPosix
+import Testing
+
+/// Raw TCP peers that misbehave. Each gets its documented outcome, and a well-behaved client
+/// on the same relay keeps working throughout.
+@Suite struct HostileInputTests {
+    /// A raw socket that records what the relay sends and when it closes.
+    final class RawPeer: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        var received: [UInt8] = []
+        let closed: EventLoopPromise<[UInt8]>
+        /// Fulfilled with the first `count` bytes once that many have arrived.
+        var waiters: [(count: Int, promise: EventLoopPromise<[UInt8]>)] = []
+        init(_ p: EventLoopPromise<[UInt8]>) { closed = p }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            received += unwrapInboundIn(data).readableBytesView
+            waiters.removeAll { w in
+                guard received.count >= w.count else { return false }
+                w.promise.succeed(Array(received.prefix(w.count)))
+                return true
+            }
+        }
+        func bytes(_ count: Int, on loop: EventLoop) -> EventLoopFuture<[UInt8]> {
+            let p = loop.makePromise(of: [UInt8].self)
+            waiters.append((count, p))
+            return p.futureResult
+        }
+        func channelInactive(context: ChannelHandlerContext) {
+            for w in waiters { w.promise.succeed(received) }
+            closed.succeed(received)
+        }
+    }
+
+    static func raw(_ relay: RelayHarness) async throws -> (Channel, EventLoopFuture<[UInt8]>) {
+        let loop = relay.group.next()
+        let closed = loop.makePromise(of: [UInt8].self)
+        let peer = RawPeer(closed)
+        let channel = try await ClientBootstrap(group: loop)
+            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(peer) } }
+            .connect(host: "127.0.0.1", port: relay.server.port).get()
+        return (channel, closed.futureResult)
+    }
+
+    static func send(_ channel: Channel, _ bytes: [UInt8]) async throws {
+        var b = channel.allocator.buffer(capacity: bytes.count)
+        b.writeBytes(bytes)
+        try await channel.writeAndFlush(b)
+    }
+
+    static func healthy(_ relay: RelayHarness) async throws {
+        let c = try await relay.connect()
+        try await c.ping()
+        await c.close()
+    }
+
+    @Test func randomBytesAreClosedWithoutAReply() async throws {
+        let relay = try await RelayHarness.start()
+        defer { relay.remove() }
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<20 {
+            let (ch, closed) = try await Self.raw(relay)
+            try await Self.send(ch, (0..<200).map { _ in UInt8.random(in: 0...255, using: &rng) })
+            #expect(try await closed.get().isEmpty)
+        }
+        try await Self.healthy(relay)
+        await relay.stop()
+    }
+
+    @Test func garbageAfterAValidPreambleClosesTheConnection() async throws {
+        let relay = try await RelayHarness.start()
+        defer { relay.remove() }
+        let (ch, closed) = try await Self.raw(relay)
+        try await Self.send(ch, Preamble.bytes() + [0, 48] + [UInt8](repeating: 7, count: 48))
+        #expect(try await closed.get().isEmpty)
+        let (ch2, closed2) = try await Self.raw(relay)
+        try await Self.send(ch2, Preamble.bytes() + [0, 0])  // zero-length frame
+        #expect(try await closed2.get().isEmpty)
+        try await Self.healthy(relay)
+        await relay.stop()
+    }
+
+    @Test func anotherVersionIsToldOursAndClosed() async throws {
+        let relay = try await RelayHarness.start()
+        defer { relay.remove() }
+        let (ch, closed) = try await Self.raw(relay)
+        try await Self.send(ch, Preamble.bytes(version: 7))
+        #expect(try await closed.get() == Preamble.bytes())
+        await relay.stop()
+    }
+
+    @Test func aWrongRelayKeyIsRefusedByTheClient() async throws {
+        let relay = try await RelayHarness.start()
+        defer { relay.remove() }
+        let wrong = RelayAddress(host: "127.0.0.1", port: relay.server.port, publicKey: try X25519.KeyPair.generate().publicKey)
+        await #expect(throws: RelayClientError.keyMismatch) { try await RelayConnection.connect(to: wrong, group: relay.group) }
+        try await Self.healthy(relay)
+        await relay.stop()
+    }
+
+    @Test func replayedHandshakeAndFramesGetNowhere() async throws {
+        let relay = try await RelayHarness.start()
+        defer { relay.remove() }
+        // A genuine session, recorded byte for byte: preamble, message 1, then one PING frame.
+        var handshake = try HandshakeState(pattern: .NK, initiator: true, prologue: Preamble.prologue, remoteStatic: relay.key.publicKey)
+        var recorded = ByteBufferAllocator().buffer(capacity: 0)
+        recorded.writeBytes(Preamble.bytes())
+        FrameDecoder.writeFrame(try handshake.writeMessage(), into: &recorded)
+        let (ch, closed) = try await Self.raw(relay)
+        let peer = try await ch.pipeline.handler(type: RawPeer.self).get()
+        let message2Future = try await ch.eventLoop.submit { peer.bytes(2 + 48, on: ch.eventLoop) }.get()
+        try await Self.send(ch, Array(recorded.readableBytesView))
+        let message2 = try await message2Future.get()
+        _ = try handshake.readMessage(Array(message2.dropFirst(2)))
+        var transport = try handshake.transport()
+        var ping = ByteBufferAllocator().buffer(capacity: 16)
+        RelayCodec.encode(.ping, requestId: 1, into: &ping)
+        var pingFrame = ByteBufferAllocator().buffer(capacity: 64)
+        try transport.writeFrame(plaintext: ping, into: &pingFrame)
+        // PONG: a 2-byte length, 5 bytes of reply and a 16-byte tag.
+        let pongFuture = try await ch.eventLoop.submit { peer.bytes(2 + 48 + 2 + 5 + 16, on: ch.eventLoop) }.get()
+        try await Self.send(ch, Array(pingFrame.readableBytesView))
+        let pong = try await pongFuture.get().dropFirst(2 + 48 + 2)
+        var pongBuffer = ByteBufferAllocator().buffer(capacity: 32)
+        pongBuffer.writeBytes(pong)
+        #expect(try RelayCodec.decodeReply(transport.open(frame: pongBuffer)).reply == .pong)
+        try await ch.close()
+        _ = try await closed.get()
+
+        // Replaying the recording on a new connection: the relay answers message 1 with a fresh
+        // message 2, but the recorded frame was sealed under the old session's keys, so it fails
+        // to decrypt and the relay closes without answering it.
+        let (replay, replayClosed) = try await Self.raw(relay)
+        try await Self.send(replay, Array(recorded.readableBytesView) + Array(pingFrame.readableBytesView))
+        let answer = try await replayClosed.get()
+        #expect(answer.count == 2 + 48)
+        #expect(answer != message2)
+        try await Self.healthy(relay)
+        await relay.stop()
+    }
+
+    @Test func slowSendersThatNeverFinishAFrameAreCut() async throws {
+        let relay = try await RelayHarness.start {
+            $0.handshakeTimeoutSeconds = 0.2
+            $0.idleTimeoutSeconds = 0.3
+        }
+        defer { relay.remove() }
+        // Stalls inside the handshake frame.
+        let (ch, closed) = try await Self.raw(relay)
+        try await Self.send(ch, Preamble.bytes() + [0, 48, 1, 2, 3])
+        // Completes the handshake, then stalls inside a transport frame.
+        let c = try await relay.connect()
+        let stall = c.channel
+        var partial = stall.allocator.buffer(capacity: 3)
+        partial.writeBytes([0, 100, 1])
+        try await stall.writeAndFlush(partial)
+        #expect(try await closed.get().isEmpty)  // closed by the handshake timeout
+        try await stall.closeFuture.get()  // closed by the idle timeout
+        try await Self.healthy(relay)
+        await relay.stop()
+    }
+
+    @Test func aWrongQueueKeyIsRefusedEverywhere() async throws {
+        let relay = try await RelayHarness.start()
+        defer { relay.remove() }
+        let owner = try await relay.connect()
+        let q = try await SecuredQueue.make(on: owner)
+        let mallory = try await relay.connect()
+        let wrong = try Ed25519.SigningKey.generate()
+        await #expect(throws: RelayClientError.relay(.auth)) { try await mallory.authorise(.recipient, q.recipient, key: wrong) }
+        await #expect(throws: RelayClientError.relay(.auth)) { try await mallory.authorise(.sender, q.sender, key: wrong) }
+        for command: RelayCommand in [.subscribe(recipient: q.recipient), .get(recipient: q.recipient), .ack(recipient: q.recipient, seq: 1),
+                                      .delete(recipient: q.recipient), .key(recipient: q.recipient, senderKey: wrong.publicKey),
+                                      .send(sender: q.sender, body: [1])] {
+            #expect(try await mallory.request(command).get() == .error(.auth), "\(command)")
+        }
+        try await owner.ping()
+        await relay.stop()
+    }
+}

@@ -1,0 +1,152 @@
+import BelayClient
+import BelayRelay
+import BelaySodium
+import BelayWire
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A real relay on loopback TCP, in this process, with an injected clock and no automatic
+/// sweeps: tests move time and call `sweep()` themselves.
+final class RelayHarness: Sendable {
+    let server: RelayServer
+    let store: RelayStore
+    let clock: ManualClock
+    let key: X25519.KeyPair
+    let directory: String
+    let group: MultiThreadedEventLoopGroup
+    let logs: LogCapture
+
+    var address: RelayAddress { RelayAddress(host: "127.0.0.1", port: server.port, publicKey: key.publicKey) }
+
+    static func start(_ configure: (inout RelayConfiguration) -> Void = { _ in }) async throws -> RelayHarness {
+        var config = RelayConfiguration()
+        config.listen = HostPort(host: "127.0.0.1", port: 0)
+        configure(&config)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("belay-test-\(UUID().uuidString)").path
+        let state = RelayStateDirectory(path: directory)
+        let (key, _) = try state.initialise()
+        let store = try RelayStore(path: state.databasePath)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let clock = ManualClock()
+        let logs = LogCapture()
+        var logger = Logger(label: "belayd-test") { _ in logs }
+        logger.logLevel = config.logLevel
+        let server = try await RelayServer.start(configuration: config, relayKey: key, store: store, group: group,
+                                                 clock: clock, automaticSweeps: false, logger: logger)
+        return RelayHarness(server: server, store: store, clock: clock, key: key, directory: directory, group: group, logs: logs)
+    }
+
+    private init(server: RelayServer, store: RelayStore, clock: ManualClock, key: X25519.KeyPair, directory: String,
+                 group: MultiThreadedEventLoopGroup, logs: LogCapture) {
+        self.server = server
+        self.store = store
+        self.clock = clock
+        self.key = key
+        self.directory = directory
+        self.group = group
+        self.logs = logs
+    }
+
+    func connect(onPush: @escaping @Sendable (RelayReply) -> Void = { _ in }) async throws -> RelayConnection {
+        try await RelayConnection.connect(to: address, group: group, onPush: onPush)
+    }
+
+    func stop() async {
+        await server.shutdown()
+        try? store.close()
+        try? await group.shutdownGracefully()
+    }
+
+    func remove() {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// Every byte of the database file and its WAL.
+    func databaseBytes() throws -> [UInt8] {
+        var all = [UInt8]()
+        for suffix in ["", "-wal", "-shm"] {
+            if let d = FileManager.default.contents(atPath: directory + "/relay.db" + suffix) { all += d }
+        }
+        return all
+    }
+}
+
+/// Collects pushes (MSG, END) as they arrive so a test can await the next ones.
+final class PushInbox: Sendable {
+    private let state = Mutex<(items: [RelayReply], waiters: [(Int, CheckedContinuation<[RelayReply], Never>)])>(([], []))
+
+    var handler: @Sendable (RelayReply) -> Void { { [self] reply in self.append(reply) } }
+
+    func append(_ reply: RelayReply) {
+        let ready: [(CheckedContinuation<[RelayReply], Never>, [RelayReply])] = state.withLock { s in
+            s.items.append(reply)
+            var out: [(CheckedContinuation<[RelayReply], Never>, [RelayReply])] = []
+            s.waiters.removeAll { (count, c) in
+                guard s.items.count >= count else { return false }
+                out.append((c, Array(s.items.prefix(count))))
+                return true
+            }
+            return out
+        }
+        for (c, items) in ready { c.resume(returning: items) }
+    }
+
+    /// Waits until at least `count` pushes have arrived and returns the first `count`.
+    func first(_ count: Int) async -> [RelayReply] {
+        await withCheckedContinuation { c in
+            let items: [RelayReply]? = state.withLock { s in
+                if s.items.count >= count { return Array(s.items.prefix(count)) }
+                s.waiters.append((count, c))
+                return nil
+            }
+            if let items { c.resume(returning: items) }
+        }
+    }
+
+    var all: [RelayReply] { state.withLock { $0.items } }
+}
+
+/// A swift-log handler that keeps every formatted line, to check what the relay would log.
+final class LogCapture: LogHandler, @unchecked Sendable {
+    private let lines = Mutex<[String]>([])
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .info
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+        let text = "\(level) \(message) \(metadata ?? [:]) \(self.metadata)"
+        lines.withLock { $0.append(text) }
+    }
+
+    var all: [String] { lines.withLock { $0 } }
+}
+
+extension RelayReply {
+    var delivery: Delivery? {
+        if case let .message(d) = self { return d }
+        return nil
+    }
+}
+
+/// A queue created by `owner` with a sender key set, the common starting point.
+struct SecuredQueue {
+    let recipient: EntityID
+    let sender: EntityID
+    let recipientKey: Ed25519.SigningKey
+    let senderKey: Ed25519.SigningKey
+
+    static func make(on owner: RelayConnection) async throws -> SecuredQueue {
+        let rk = try Ed25519.SigningKey.generate()
+        let sk = try Ed25519.SigningKey.generate()
+        let (r, s) = try await owner.createQueue(recipientKey: rk)
+        try await owner.secure(recipient: r, senderKey: sk.publicKey)
+        return SecuredQueue(recipient: r, sender: s, recipientKey: rk, senderKey: sk)
+    }
+}

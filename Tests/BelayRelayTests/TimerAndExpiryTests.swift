@@ -1,0 +1,129 @@
+import BelayClient
+import BelayRelay
+import BelaySodium
+import BelayWire
+import Testing
+
+/// Timed release and expiry against a started relay whose clock the test moves.
+@Suite struct TimerAndExpiryTests {
+    @Test func aTimerThatIsNotRenewedFiresOnceIntoEveryTarget() async throws {
+        let relay = try await RelayHarness.start()
+        defer { relay.remove() }
+        let aliceInbox = PushInbox()
+        let alice = try await relay.connect(onPush: aliceInbox.handler)
+        let toAlice = try await SecuredQueue.make(on: alice)
+        let bob = try await relay.connect()
+        let toBob = try await SecuredQueue.make(on: bob)
+        let depositor = try await relay.connect()
+        try await depositor.authorise(.sender, toAlice.sender, key: toAlice.senderKey)
+        try await depositor.authorise(.sender, toBob.sender, key: toBob.senderKey)
+        let timerKey = try Ed25519.SigningKey.generate()
+        let (_, deadline) = try await depositor.setTimer(.init(timerKey: timerKey.publicKey, delay: 3600, entries: [
+            .init(sender: toAlice.sender, body: Array("alert for alice".utf8)),
+            .init(sender: toBob.sender, body: Array("alert for bob".utf8)),
+        ]))
+        #expect(deadline == relay.clock.now() + 3600)
+        try await alice.subscribe(toAlice.recipient)
+
+        relay.clock.advance(by: 3599)
+        await relay.server.core.sweep()
+        #expect(try await bob.getMessage(toBob.recipient) == nil)
+
+        relay.clock.advance(by: 1)
+        await relay.server.core.sweep()
+        #expect(await aliceInbox.first(1)[0].delivery?.body == Array("alert for alice".utf8))
+        #expect(try await bob.getMessage(toBob.recipient)?.body == Array("alert for bob".utf8))
+
+        // Once only: a later sweep releases nothing more, and the timer is gone.
+        relay.clock.advance(by: 86_400)
+        await relay.server.core.sweep()
+        try await alice.call(.ping)
+        #expect(aliceInbox.all.count == 1)
+        await relay.stop()
+    }
+
+    @Test func aRenewedTimerDoesNotFireAndACancelledOneNever() async throws {
+        let relay = try await RelayHarness.start()
+        defer { relay.remove() }
+        let owner = try await relay.connect()
+        let q = try await SecuredQueue.make(on: owner)
+        let depositor = try await relay.connect()
+        try await depositor.authorise(.sender, q.sender, key: q.senderKey)
+        let timerKey = try Ed25519.SigningKey.generate()
+        let (id, _) = try await depositor.setTimer(.init(timerKey: timerKey.publicKey, delay: 600, entries: [.init(sender: q.sender, body: [1])]))
+
+        // Renewal from a fresh connection (as after a restart) needs the timer key.
+        let later = try await relay.connect()
+        await #expect(throws: RelayClientError.relay(.auth)) { try await later.renewTimer(id, delay: 600) }
+        try await later.authorise(.timer, id, key: timerKey)
+        relay.clock.advance(by: 500)
+        let newDeadline = try await later.renewTimer(id, delay: 600)
+        #expect(newDeadline == relay.clock.now() + 600)
+        relay.clock.advance(by: 500)  // past the first deadline, before the renewed one
+        await relay.server.core.sweep()
+        #expect(try await owner.getMessage(q.recipient) == nil)
+
+        try await later.cancelTimer(id)
+        relay.clock.advance(by: 10_000)
+        await relay.server.core.sweep()
+        #expect(try await owner.getMessage(q.recipient) == nil)
+        await #expect(throws: RelayClientError.relay(.noTimer)) { try await later.cancelTimer(id) }
+        await relay.stop()
+    }
+
+    @Test func replacingATimerIsAtomic() async throws {
+        let relay = try await RelayHarness.start()
+        defer { relay.remove() }
+        let owner = try await relay.connect()
+        let q = try await SecuredQueue.make(on: owner)
+        let depositor = try await relay.connect()
+        try await depositor.authorise(.sender, q.sender, key: q.senderKey)
+        let k1 = try Ed25519.SigningKey.generate()
+        let (old, _) = try await depositor.setTimer(.init(timerKey: k1.publicKey, delay: 600, entries: [.init(sender: q.sender, body: [1])]))
+        let k2 = try Ed25519.SigningKey.generate()
+        let (new, _) = try await depositor.setTimer(.init(timerKey: k2.publicKey, delay: 900, replaces: old,
+                                                           entries: [.init(sender: q.sender, body: [2])]))
+        await #expect(throws: RelayClientError.relay(.noTimer)) { try await depositor.renewTimer(old, delay: 600) }
+        relay.clock.advance(by: 900)
+        await relay.server.core.sweep()
+        let m = try #require(try await owner.getMessage(q.recipient))
+        #expect(m.body == [2])
+        try await owner.acknowledge(q.recipient, seq: m.seq)
+        #expect(try await owner.getMessage(q.recipient) == nil)
+        await #expect(throws: RelayClientError.relay(.noTimer)) { try await depositor.cancelTimer(new) }
+        await relay.stop()
+    }
+
+    @Test func timerRulesAreEnforced() async throws {
+        let relay = try await RelayHarness.start()
+        defer { relay.remove() }
+        let owner = try await relay.connect()
+        let q = try await SecuredQueue.make(on: owner)
+        let stranger = try await relay.connect()
+        let key = try Ed25519.SigningKey.generate().publicKey
+        let entry = RelayCommand.TimerSet.Entry(sender: q.sender, body: [1])
+        await #expect(throws: RelayClientError.relay(.auth)) { try await stranger.setTimer(.init(timerKey: key, delay: 600, entries: [entry])) }
+        await #expect(throws: RelayClientError.relay(.delay)) { try await stranger.setTimer(.init(timerKey: key, delay: 59, entries: [entry])) }
+        await #expect(throws: RelayClientError.relay(.noQueue)) {
+            try await stranger.setTimer(.init(timerKey: key, delay: 600, entries: [.init(sender: EntityID.random(), body: [1])]))
+        }
+        await relay.stop()
+    }
+
+    @Test func undeliveredMessagesExpireAfterTheTTL() async throws {
+        let relay = try await RelayHarness.start { $0.messageTTLSeconds = 14 * 86_400 }
+        defer { relay.remove() }
+        let owner = try await relay.connect()
+        let q = try await SecuredQueue.make(on: owner)
+        let sender = try await relay.connect()
+        try await sender.authorise(.sender, q.sender, key: q.senderKey)
+        try await sender.send(to: q.sender, body: [1])
+        relay.clock.advance(by: 14 * 86_400 - 1)
+        await relay.server.core.sweep()
+        #expect(try await owner.getMessage(q.recipient)?.body == [1])
+        relay.clock.advance(by: 1)
+        await relay.server.core.sweep()
+        #expect(try await owner.getMessage(q.recipient) == nil)
+        await relay.stop()
+    }
+}
