@@ -106,7 +106,7 @@ let package = Package(
         .testTarget(
             name: "BelaydTests",
             dependencies: [
-                "BelayClient", "BelayWire", "BelaySodium",
+                "BelayClient", "BelayWire", "BelaySodium", "BelayRelay",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

@@ -1,0 +1,89 @@
+import BelayWire
+import Foundation
+import Synchronization
+import Testing
+
+/// A real `belayd run` process on a loopback port the system picks.
+final class Daemon: @unchecked Sendable {
+    let process: Process
+    let address: RelayAddress
+    let stderrPath: String
+
+    static var binary: String {
+        get throws {
+            let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("belayd").path
+            let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            for candidate in [beside, root.appendingPathComponent(".build/debug/belayd").path]
+            where FileManager.default.isExecutableFile(atPath: candidate) {
+                return candidate
+            }
+            throw DaemonError("belayd is not built; run `swift build` (make test does) before these tests")
+        }
+    }
+
+    struct DaemonError: Error, CustomStringConvertible {
+        var description: String
+        init(_ d: String) { description = d }
+    }
+
+    static func start(stateDir: String, environment extra: [String: String] = [:], arguments: [String] = []) async throws -> Daemon {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try binary)
+        process.arguments = ["run", "--state-dir", stateDir, "--listen", "127.0.0.1:0"] + arguments
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in extra { env[k] = v }
+        process.environment = env
+        let out = Pipe()
+        process.standardOutput = out
+        let stderrPath = stateDir + ".stderr-\(UUID().uuidString)"
+        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
+        try process.run()
+        // The first stdout line is the address, printed once the database is open and the port bound.
+        let line = await Task.detached { () -> String in
+            var bytes = [UInt8]()
+            while true {
+                let chunk = out.fileHandleForReading.readData(ofLength: 1)
+                if chunk.isEmpty || chunk.first == UInt8(ascii: "\n") { break }
+                bytes += chunk
+            }
+            return String(decoding: bytes, as: UTF8.self)
+        }.value
+        guard let address = try? RelayAddress(parsing: line) else {
+            process.terminate()
+            let err = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
+            throw DaemonError("belayd did not print an address (got \(line.debugDescription)); stderr: \(err)")
+        }
+        return Daemon(process: process, address: address, stderrPath: stderrPath)
+    }
+
+    private init(process: Process, address: RelayAddress, stderrPath: String) {
+        self.process = process
+        self.address = address
+        self.stderrPath = stderrPath
+    }
+
+    /// Power-cut stand-in: no chance to flush, close or checkpoint.
+    func kill9() async {
+        kill(process.processIdentifier, SIGKILL)
+        await waitForExit()
+    }
+
+    /// Graceful stop; returns the exit status.
+    func terminate() async -> Int32 {
+        kill(process.processIdentifier, SIGTERM)
+        await waitForExit()
+        return process.terminationStatus
+    }
+
+    private func waitForExit() async {
+        let p = process
+        await Task.detached { p.waitUntilExit() }.value
+    }
+
+    var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+}
+
+func temporaryStateDir() -> String {
+    FileManager.default.temporaryDirectory.appendingPathComponent("belayd-proc-\(UUID().uuidString)").path
+}
