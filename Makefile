@@ -1,0 +1,48 @@
+# Belay: the two commands a newcomer needs are `make run` and `make test`.
+# Both install what is missing (Debian packages; root or sudo), then build.
+
+SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
+DEBIAN_PACKAGES := libsodium-dev libsqlite3-dev pkg-config python3-pip systemd
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The interop check uses an independent Noise implementation from PyPI.
+PYTHON_PACKAGES := noiseprotocol==0.3.1
+
+.PHONY: all deps build run test bench clean
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@python3 -c 'import noise' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check $(PYTHON_PACKAGES) 2>/dev/null \
+	  || python3 -m pip install -q --disable-pip-version-check --break-system-packages $(PYTHON_PACKAGES)
+	@test -x "$(SWIFT)" || { echo "make: no Swift toolchain found; install Swift 6 and put swift on PATH"; exit 1; }
+
+build: deps
+	$(SWIFT) build
+
+# Starts the relay on its built-in configuration and prints its address (belay://HOST:PORT/#KEY).
+# State lives in ~/.local/state/belayd; Ctrl-C stops it gracefully.
+run: build
+	@echo "make: starting belayd; the line below is the relay address clients need"
+	.build/debug/belayd run
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+	python3 Tests/interop/noise_interop.py .build/debug/belayd
+	bash systemd/check.sh .build/debug/belayd
+
+# Release build, then 50 sender/receiver pairs x 2,000 messages of 1 KiB against a real belayd.
+bench: deps
+	$(SWIFT) build -c release
+	.build/release/belay-bench --pairs 50 --messages 2000 --size 1024 --window 10
+
+clean:
+	rm -rf .build
