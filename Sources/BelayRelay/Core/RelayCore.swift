@@ -31,6 +31,8 @@ public final class RelayCore: @unchecked Sendable {
     private var subscriptionsBySink: [ObjectIdentifier: Set<EntityID>] = [:]
     private var timerCount = 0
     private var deletedSinceCheckpoint = false
+    /// The store's prepared hot-path statements, valid inside `runBatch`'s transaction.
+    private var hot: HotStatements!
 
     enum Job {
         case request(CoreRequest)
@@ -208,7 +210,8 @@ public final class RelayCore: @unchecked Sendable {
         var ctx = BatchContext()
         var more = false
         do {
-            try store.transaction { db in
+            try store.transaction { db, hot in
+                self.hot = hot
                 for request in requests {
                     try process(request, db, &ctx)
                 }
@@ -286,14 +289,14 @@ extension RelayCore {
             subscribe(q, r, &ctx)
         case let .ack(recipient, proven, seq):
             guard let q = try recipientQueue(recipient, proven, r, &ctx) else { return }
-            guard let length = try Queries.deleteMessage(db, queue: q.rowId, seq: seq) else {
+            guard let length = try hot.deleteMessage(queue: q.rowId, seq: seq) else {
                 return ctx.reply(r, .error(.noMessage))
             }
             removeMessage(q, seq: seq, length: length, &ctx)
             ctx.reply(r, .ok)
         case let .get(recipient, proven):
             guard let q = try recipientQueue(recipient, proven, r, &ctx) else { return }
-            if let (seq, body) = try Queries.messages(db, queue: q.rowId, after: 0, limit: 1).first {
+            if let (seq, body) = try hot.messages(queue: q.rowId, after: 0, limit: 1).first {
                 ctx.reply(r, .message(.init(recipient: recipient, seq: seq, body: body)))
             } else {
                 ctx.reply(r, .noMessage)
@@ -418,7 +421,7 @@ extension RelayCore {
         guard q.nextCounter < UInt32.max else { return false }
         let seq = UInt64(generation) << 32 | UInt64(q.nextCounter)
         q.nextCounter += 1
-        try Queries.insertMessage(db, queue: q.rowId, seq: seq, expiresAt: clock.now() + limits.messageTTLSeconds, body: body)
+        try hot.insertMessage(queue: q.rowId, seq: seq, expiresAt: clock.now() + limits.messageTTLSeconds, body: body)
         q.count += 1
         q.bytes += body.count
         ctx.recent[q.rowId, default: []].append((seq, body))
@@ -474,7 +477,7 @@ extension RelayCore {
             if let recent = ctx.recent[q.rowId], recent.count == undelivered {
                 batch = recent.prefix(take).map { ($0.seq, $0.body) }
             } else {
-                batch = try Queries.messages(db, queue: q.rowId, after: sub.cursor, limit: take)
+                batch = try hot.messages(queue: q.rowId, after: sub.cursor, limit: take)
             }
             for (seq, body) in batch {
                 sub.inFlight.append(seq)

@@ -19,25 +19,6 @@ enum Queries {
         try db.cachedStatement(sql: "DELETE FROM queue WHERE id = ?").execute(arguments: [queue])
     }
 
-    static func insertMessage(_ db: Database, queue: Int64, seq: UInt64, expiresAt: UInt64, body: [UInt8]) throws {
-        let statement = try db.cachedStatement(sql: "INSERT INTO message(queue_id, seq, expires_at, body) VALUES (?, ?, ?, ?)")
-        statement.setUncheckedArguments([queue, Int64(bitPattern: seq), Int64(clamping: expiresAt), Data(body)])
-        try statement.execute()
-    }
-
-    /// Deletes one message; returns its body length, or nil if it was not stored.
-    static func deleteMessage(_ db: Database, queue: Int64, seq: UInt64) throws -> Int? {
-        let statement = try db.cachedStatement(sql: "DELETE FROM message WHERE queue_id = ? AND seq = ? RETURNING length(body)")
-        statement.setUncheckedArguments([queue, Int64(bitPattern: seq)])
-        return try Int.fetchOne(statement)
-    }
-
-    static func messages(_ db: Database, queue: Int64, after seq: UInt64, limit: Int) throws -> [(UInt64, [UInt8])] {
-        let statement = try db.cachedStatement(sql: "SELECT seq, body FROM message WHERE queue_id = ? AND seq > ? ORDER BY seq LIMIT ?")
-        statement.setUncheckedArguments([queue, Int64(bitPattern: seq), limit])
-        return try Row.fetchAll(statement).map { row in (UInt64(bitPattern: row[0] as Int64), [UInt8](row[1] as Data)) }
-    }
-
     struct Expired {
         var queue: Int64
         var seq: UInt64

@@ -19,6 +19,8 @@ public final class RelayStore: @unchecked Sendable {
 
     let database: DatabaseQueue
     public let path: String
+    /// Prepared on first use by the core thread; finalised in `close()`.
+    private var hot: HotStatements?
 
     public init(path: String) throws {
         self.path = path
@@ -46,10 +48,12 @@ public final class RelayStore: @unchecked Sendable {
     }
 
     /// Runs `body` in one IMMEDIATE transaction; commits if it returns, rolls back if it throws.
-    func transaction(_ body: (Database) throws -> Void) throws {
+    func transaction(_ body: (Database, HotStatements) throws -> Void) throws {
         try database.writeWithoutTransaction { db in
+            if hot == nil { hot = try HotStatements(db) }
+            let statements = hot!
             try db.inTransaction(.immediate) {
-                try body(db)
+                try body(db, statements)
                 return .commit
             }
         }
@@ -67,6 +71,10 @@ public final class RelayStore: @unchecked Sendable {
     }
 
     public func close() throws {
+        try database.writeWithoutTransaction { _ in
+            hot?.finalize()
+            hot = nil
+        }
         try database.close()
     }
 
