@@ -50,6 +50,7 @@ public final class RelayCore: @unchecked Sendable {
         self.sweepInterval = sweepInterval
         self.logger = logger
         try loadState()
+        queuesAtStart = byRecipient.count
     }
 
     private func loadState() throws {
@@ -67,7 +68,8 @@ public final class RelayCore: @unchecked Sendable {
         timerCount = try store.timerCount()
     }
 
-    public var queueCount: Int { condition.withLock { byRecipient.count } }
+    /// Queues in the database when the core started (read before its thread runs).
+    public private(set) var queuesAtStart = 0
 
     public func start() {
         let thread = Thread { [self] in run() }

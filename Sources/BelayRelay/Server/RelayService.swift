@@ -32,7 +32,7 @@ public struct RelayService: Service {
             try? await group.shutdownGracefully()
             throw error
         }
-        logger.info("relay ready", metadata: ["listen": "\(configuration.listen)", "queues": "\(server.core.queueCount)"])
+        logger.info("relay ready", metadata: ["listen": "\(configuration.listen)", "queues": "\(server.core.queuesAtStart)"])
         onReady(server)
         SystemdNotifier.notify("READY=1\nSTATUS=relaying")
 

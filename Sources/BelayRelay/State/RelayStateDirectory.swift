@@ -84,7 +84,11 @@ public struct RelayStateDirectory: Sendable {
         let data: Data
         do {
             attributes = try FileManager.default.attributesOfItem(atPath: keyPath)
+            // Checked before reading: the key file is exactly 32 bytes, never read anything larger.
+            guard (attributes[.size] as? Int) == X25519.keyLength else { throw Error.corruptKey(keyPath) }
             data = try Data(contentsOf: URL(fileURLWithPath: keyPath))
+        } catch let error as Error {
+            throw error
         } catch {
             throw Error.unreadableKey(keyPath, error.localizedDescription)
         }
