@@ -95,8 +95,7 @@ import Testing
         try await new.authorise(.recipient, q.recipient, key: q.recipientKey)
         try await new.subscribe(q.recipient)
         #expect(await oldInbox.first(1) == [.end(recipient: q.recipient)])
-        let sender = try await relay.connect()
-        try await sender.authorise(.sender, q.sender, key: q.senderKey)
+        let sender = try await q.sender(on: relay)
         try await sender.send(to: q.sender, body: [42])
         #expect(await newInbox.first(1)[0].delivery?.body == [42])
         #expect(oldInbox.all.count == 1)
@@ -109,8 +108,7 @@ import Testing
         let inbox = PushInbox()
         let owner = try await relay.connect(onPush: inbox.handler)
         let q = try await SecuredQueue.make(on: owner)
-        let sender = try await relay.connect()
-        try await sender.authorise(.sender, q.sender, key: q.senderKey)
+        let sender = try await q.sender(on: relay)
         for i in 0..<20 { try await sender.send(to: q.sender, body: [UInt8(i)]) }
         try await owner.subscribe(q.recipient)
         let firstWindow = await inbox.first(WireLimits.subscriptionWindow)
@@ -127,8 +125,7 @@ import Testing
         defer { relay.remove() }
         let owner = try await relay.connect()
         let q = try await SecuredQueue.make(on: owner)
-        let sender = try await relay.connect()
-        try await sender.authorise(.sender, q.sender, key: q.senderKey)
+        let sender = try await q.sender(on: relay)
         for _ in 0..<3 { try await sender.send(to: q.sender, body: [1]) }
         await #expect(throws: RelayClientError.relay(.quota)) { try await sender.send(to: q.sender, body: [1]) }
         let m = try #require(try await owner.getMessage(q.recipient))

@@ -149,4 +149,11 @@ struct SecuredQueue {
         try await owner.secure(recipient: r, senderKey: sk.publicKey)
         return SecuredQueue(recipient: r, sender: s, recipientKey: rk, senderKey: sk)
     }
+
+    /// A new connection that has proven this queue's sender key.
+    func sender(on relay: RelayHarness) async throws -> RelayConnection {
+        let c = try await relay.connect()
+        try await c.authorise(.sender, sender, key: senderKey)
+        return c
+    }
 }

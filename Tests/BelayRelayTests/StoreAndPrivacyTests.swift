@@ -30,8 +30,7 @@ import Testing
         let inbox = PushInbox()
         let owner = try await relay.connect(onPush: inbox.handler)
         let q = try await SecuredQueue.make(on: owner)
-        let sender = try await relay.connect()
-        try await sender.authorise(.sender, q.sender, key: q.senderKey)
+        let sender = try await q.sender(on: relay)
         // Distinctive bodies: a 32-byte marker repeated, easy to find in any file.
         let bodies = (0..<20).map { i in Array("BELAY-PRIVACY-MARKER-\(String(format: "%04d", i))-xxxxxx".utf8) + [UInt8](repeating: UInt8(i), count: 500) }
         for b in bodies { try await sender.send(to: q.sender, body: b) }

@@ -47,8 +47,7 @@ import Testing
         defer { relay.remove() }
         let owner = try await relay.connect()
         let q = try await SecuredQueue.make(on: owner)
-        let depositor = try await relay.connect()
-        try await depositor.authorise(.sender, q.sender, key: q.senderKey)
+        let depositor = try await q.sender(on: relay)
         let timerKey = try Ed25519.SigningKey.generate()
         let (id, _) = try await depositor.setTimer(.init(timerKey: timerKey.publicKey, delay: 600, entries: [.init(sender: q.sender, body: [1])]))
 
@@ -76,8 +75,7 @@ import Testing
         defer { relay.remove() }
         let owner = try await relay.connect()
         let q = try await SecuredQueue.make(on: owner)
-        let depositor = try await relay.connect()
-        try await depositor.authorise(.sender, q.sender, key: q.senderKey)
+        let depositor = try await q.sender(on: relay)
         let k1 = try Ed25519.SigningKey.generate()
         let (old, _) = try await depositor.setTimer(.init(timerKey: k1.publicKey, delay: 600, entries: [.init(sender: q.sender, body: [1])]))
         let k2 = try Ed25519.SigningKey.generate()
@@ -115,8 +113,7 @@ import Testing
         defer { relay.remove() }
         let owner = try await relay.connect()
         let q = try await SecuredQueue.make(on: owner)
-        let sender = try await relay.connect()
-        try await sender.authorise(.sender, q.sender, key: q.senderKey)
+        let sender = try await q.sender(on: relay)
         try await sender.send(to: q.sender, body: [1])
         relay.clock.advance(by: 14 * 86_400 - 1)
         await relay.server.core.sweep()
