@@ -124,8 +124,9 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelInactive(context: ChannelHandlerContext) {
         if case .connecting = state {
-            // NK: a relay without the pinned key cannot decrypt message 1 and hangs up.
-            fail(.keyMismatch, context)
+            // NK: a relay without the pinned key cannot decrypt message 1 and hangs up, but so
+            // does a relay at its connection limit; the two cannot be told apart from here.
+            fail(.handshakeRejected, context)
         } else {
             fail(.connectionClosed, context)
         }
@@ -133,7 +134,11 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        fail(.cannotConnect("\(error)"), context)
+        if case .connecting = state {
+            fail(.handshakeRejected, context)
+        } else {
+            fail(.cannotConnect("\(error)"), context)
+        }
     }
 
     private func fail(_ error: RelayClientError, _ context: ChannelHandlerContext) {

@@ -4,6 +4,7 @@ import BelayWire
 public enum RelayClientError: Error, Equatable, CustomStringConvertible {
     case cannotConnect(String)
     case keyMismatch
+    case handshakeRejected
     case versionMismatch(relayVersion: UInt16)
     case relay(RelayErrorCode)
     case unexpectedReply(String)
@@ -15,7 +16,9 @@ public enum RelayClientError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .cannotConnect(why): "cannot reach the relay: \(why)"
         case .keyMismatch:
-            "the relay did not prove the key in its address; the address may be wrong or someone may be intercepting the connection"
+            "the relay answered but could not prove the key in its address; check the address, and if it is right, someone may be intercepting the connection"
+        case .handshakeRejected:
+            "the relay closed the connection during the handshake: it may be full or restarting, or its key may not match the address; try again, then check the address"
         case let .versionMismatch(v): "the relay speaks protocol version \(v); this client speaks \(Preamble.currentVersion)"
         case let .relay(code): "the relay refused: \(code)"
         case let .unexpectedReply(what): "the relay sent an unexpected reply: \(what)"

@@ -97,7 +97,8 @@ import Testing
         let relay = try await RelayHarness.start()
         defer { relay.remove() }
         let wrong = RelayAddress(host: "127.0.0.1", port: relay.server.port, publicKey: try X25519.KeyPair.generate().publicKey)
-        await #expect(throws: RelayClientError.keyMismatch) { try await RelayConnection.connect(to: wrong, group: relay.group) }
+        // The relay cannot read message 1 sealed to another key and hangs up.
+        await #expect(throws: RelayClientError.handshakeRejected) { try await RelayConnection.connect(to: wrong, group: relay.group) }
         try await Self.healthy(relay)
         await relay.stop()
     }
@@ -162,6 +163,47 @@ import Testing
         try await stall.closeFuture.get()  // closed by the idle timeout
         try await Self.healthy(relay)
         await relay.stop()
+    }
+
+    @Test func connectionsBeyondTheLimitAreClosedAndOthersKeepWorking() async throws {
+        let relay = try await RelayHarness.start { $0.maxConnections = 2 }
+        defer { relay.remove() }
+        let a = try await relay.connect()
+        let b = try await relay.connect()
+        // The third is accepted by the kernel and closed at once, before the handshake completes.
+        await #expect(throws: RelayClientError.handshakeRejected) { try await relay.connect() }
+        try await a.ping()
+        try await b.ping()
+        #expect(relay.server.connectionCount == 2)
+        await relay.stop()
+    }
+
+    /// Answers any preamble and message 1 with a well-formed but forged message 2.
+    final class Impostor: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        var seen = 0
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            seen += unwrapInboundIn(data).readableBytes
+            guard seen >= Preamble.length + 2 + 48 else { return }
+            seen = -1_000_000
+            // A fresh ephemeral key and a 16-byte "tag": the right size, but not sealed under es.
+            guard let ephemeral = try? X25519.KeyPair.generate().publicKey else { return }
+            var reply = context.channel.allocator.buffer(capacity: 50)
+            FrameDecoder.writeFrame(ephemeral + [UInt8](repeating: 0x5a, count: 16), into: &reply)
+            context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
+        }
+    }
+
+    @Test func anImpostorThatAnswersWithoutTheKeyIsCalledOut() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = try await ServerBootstrap(group: group)
+            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(Impostor()) } }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let pinned = RelayAddress(host: "127.0.0.1", port: server.localAddress!.port!, publicKey: try X25519.KeyPair.generate().publicKey)
+        await #expect(throws: RelayClientError.keyMismatch) { try await RelayConnection.connect(to: pinned, group: group) }
+        try await server.close()
+        try await group.shutdownGracefully()
     }
 
     @Test func aWrongQueueKeyIsRefusedEverywhere() async throws {
