@@ -151,8 +151,9 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
         context.close(promise: nil)
     }
 
-    /// Sends a command; must run on the channel's event loop.
-    func send(_ command: RelayCommand, promise: EventLoopPromise<RelayReply>) {
+    /// Sends a command; must run on the channel's event loop. With a timeout, the request fails
+    /// with `.timeout` if no reply has come by then.
+    func send(_ command: RelayCommand, promise: EventLoopPromise<RelayReply>, timeout: TimeAmount? = nil) {
         guard let context, case .established(var transport) = state else {
             promise.fail(RelayClientError.connectionClosed)
             return
@@ -170,15 +171,14 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
         }
         state = .established(transport)
         pending[requestId] = promise
+        if let timeout {
+            let timer = context.eventLoop.scheduleTask(in: timeout) { [self] in
+                pending.removeValue(forKey: requestId)?.fail(RelayClientError.timeout)
+            }
+            promise.futureResult.whenComplete { _ in timer.cancel() }
+        }
         context.write(wrapOutboundOut(out), promise: nil)
         // Inside a read, replies that trigger further commands share one flush.
         if inRead { needsFlush = true } else { context.flush() }
-    }
-
-    func timeOut(_ promise: EventLoopPromise<RelayReply>) {
-        if let key = pending.first(where: { $0.value.futureResult === promise.futureResult })?.key {
-            pending.removeValue(forKey: key)
-            promise.fail(RelayClientError.timeout)
-        }
     }
 }

@@ -63,30 +63,30 @@ public final class RelayConnection: Sendable {
         }
     }
 
-    /// Sends one command; the future holds the relay's reply, ERR included.
+    /// Sends one command; the future holds the relay's reply, ERR included. No timeout: the
+    /// pipelining fast path.
     public func request(_ command: RelayCommand) -> EventLoopFuture<RelayReply> {
-        let promise = channel.eventLoop.makePromise(of: RelayReply.self)
-        if channel.eventLoop.inEventLoop {
-            handler.send(command, promise: promise)
-        } else {
-            channel.eventLoop.execute { self.handler.send(command, promise: promise) }
-        }
-        return promise.futureResult
+        dispatch(command, timeout: nil)
     }
 
-    /// Sends one command and waits for its reply; ERR becomes `RelayClientError.relay`.
+    /// Sends one command and waits for its reply, at most `requestTimeout`; ERR becomes
+    /// `RelayClientError.relay`.
     @discardableResult
     public func call(_ command: RelayCommand) async throws -> RelayReply {
-        let promise = channel.eventLoop.makePromise(of: RelayReply.self)
-        let handler = self.handler
-        channel.eventLoop.execute {
-            handler.send(command, promise: promise)
-        }
-        let timer = channel.eventLoop.scheduleTask(in: requestTimeout) { handler.timeOut(promise) }
-        defer { timer.cancel() }
-        let reply = try await promise.futureResult.get()
+        let reply = try await dispatch(command, timeout: requestTimeout).get()
         if case let .error(code) = reply { throw RelayClientError.relay(code) }
         return reply
+    }
+
+    private func dispatch(_ command: RelayCommand, timeout: TimeAmount?) -> EventLoopFuture<RelayReply> {
+        let promise = channel.eventLoop.makePromise(of: RelayReply.self)
+        if channel.eventLoop.inEventLoop {
+            handler.send(command, promise: promise, timeout: timeout)
+        } else {
+            let handler = self.handler
+            channel.eventLoop.execute { handler.send(command, promise: promise, timeout: timeout) }
+        }
+        return promise.futureResult
     }
 
     public func close() async {

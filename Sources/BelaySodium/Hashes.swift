@@ -53,12 +53,6 @@ public enum HMACSHA256 {
             try message.withUnsafeBytes { m in try authenticate(key: k, parts: [m]) }
         }
     }
-
-    /// Constant-time check of a received tag.
-    public static func verify(tag: [UInt8], key: some ContiguousBytes, message: some ContiguousBytes) -> Bool {
-        guard let expected = try? authenticate(key: key, message: message) else { return false }
-        return expected.withUnsafeBytes { e in tag.withUnsafeBytes { Sodium.constantTimeEquals(e, $0) } }
-    }
 }
 
 /// HKDF with HMAC-SHA-256, exactly as RFC 5869 (extract, then expand).

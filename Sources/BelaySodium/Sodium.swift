@@ -12,11 +12,6 @@ public enum Sodium {
         if initResult < 0 { throw SodiumError.initialisationFailed }
     }
 
-    /// The libsodium version string, for diagnostics.
-    public static var version: String {
-        String(cString: sodium_version_string())
-    }
-
     /// Constant-time equality for tags, keys and anything else an attacker may probe byte by byte.
     /// Buffers of different lengths are unequal; the length itself is not secret.
     public static func constantTimeEquals(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {

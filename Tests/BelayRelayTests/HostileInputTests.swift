@@ -206,6 +206,44 @@ import Testing
         try await group.shutdownGracefully()
     }
 
+    /// Completes a genuine NK handshake as responder, then never answers a command.
+    final class SilentRelay: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let key: X25519.KeyPair
+        var buffered: [UInt8] = []
+        var answered = false
+        init(key: X25519.KeyPair) { self.key = key }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            buffered += unwrapInboundIn(data).readableBytesView
+            guard !answered, buffered.count >= Preamble.length + 2 + 48 else { return }
+            answered = true
+            let message1 = Array(buffered[(Preamble.length + 2)..<(Preamble.length + 2 + 48)])
+            guard var responder = try? HandshakeState(pattern: .NK, initiator: false, prologue: Preamble.prologue, localStatic: key),
+                  (try? responder.readMessage(message1)) != nil,
+                  let message2 = try? responder.writeMessage() else { return }
+            var reply = context.channel.allocator.buffer(capacity: 50)
+            FrameDecoder.writeFrame(message2, into: &reply)
+            context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
+        }
+    }
+
+    @Test func aRelayThatNeverAnswersTimesOutInsteadOfHanging() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let key = try X25519.KeyPair.generate()
+        let server = try await ServerBootstrap(group: group)
+            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(SilentRelay(key: key)) } }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let address = RelayAddress(host: "127.0.0.1", port: server.localAddress!.port!, publicKey: key.publicKey)
+        let client = try await RelayConnection.connect(to: address, group: group, requestTimeout: .milliseconds(100))
+        await #expect(throws: RelayClientError.timeout) { try await client.ping() }
+        // The connection itself is still usable: a later command times out the same way.
+        await #expect(throws: RelayClientError.timeout) { try await client.call(.get(recipient: EntityID.random())) }
+        await client.close()
+        try await server.close()
+        try await group.shutdownGracefully()
+    }
+
     @Test func aWrongQueueKeyIsRefusedEverywhere() async throws {
         let relay = try await RelayHarness.start()
         defer { relay.remove() }

@@ -39,12 +39,6 @@ public struct NoiseTransport: Sendable {
         }
     }
 
-    public mutating func writeFrame(plaintext: [UInt8], into out: inout ByteBuffer) throws {
-        var buffer = ByteBufferAllocator().buffer(capacity: plaintext.count)
-        buffer.writeBytes(plaintext)
-        try writeFrame(plaintext: buffer, into: &out)
-    }
-
     /// Decrypts one frame's payload into a new buffer.
     public mutating func open(frame: ByteBuffer, allocator: ByteBufferAllocator = ByteBufferAllocator()) throws -> ByteBuffer {
         let length = frame.readableBytes - WireLimits.tagLength
