@@ -137,7 +137,9 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
         if case .connecting = state {
             fail(.handshakeRejected, context)
         } else {
-            fail(.cannotConnect("\(error)"), context)
+            // A reset or other I/O error on an established connection means the same to the
+            // caller as an orderly close: the relay is gone and unanswered requests are unknown.
+            fail(.connectionClosed, context)
         }
     }
 

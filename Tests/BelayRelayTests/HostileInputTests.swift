@@ -144,27 +144,6 @@ import Testing
         await relay.stop()
     }
 
-    @Test func slowSendersThatNeverFinishAFrameAreCut() async throws {
-        let relay = try await RelayHarness.start {
-            $0.handshakeTimeoutSeconds = 0.2
-            $0.idleTimeoutSeconds = 0.3
-        }
-        defer { relay.remove() }
-        // Stalls inside the handshake frame.
-        let (ch, closed) = try await Self.raw(relay)
-        try await Self.send(ch, Preamble.bytes() + [0, 48, 1, 2, 3])
-        // Completes the handshake, then stalls inside a transport frame.
-        let c = try await relay.connect()
-        let stall = c.channel
-        var partial = stall.allocator.buffer(capacity: 3)
-        partial.writeBytes([0, 100, 1])
-        try await stall.writeAndFlush(partial)
-        #expect(try await closed.get().isEmpty)  // closed by the handshake timeout
-        try await stall.closeFuture.get()  // closed by the idle timeout
-        try await Self.healthy(relay)
-        await relay.stop()
-    }
-
     @Test func connectionsBeyondTheLimitAreClosedAndOthersKeepWorking() async throws {
         let relay = try await RelayHarness.start { $0.maxConnections = 2 }
         defer { relay.remove() }

@@ -44,7 +44,8 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     private var pendingCore = 0
     private var readHeld = false
     private var rate: TokenBucket
-    private var lastFrame = NIODeadline.now()
+    /// Read from the event loop's clock, so that tests on an embedded loop can move time.
+    private var lastFrame: NIODeadline
     private var handshakeTimeout: Scheduled<Void>?
     private var idleCheck: RepeatedTask?
     /// Set once we decide to close; `state` may be temporarily `.closed` while a session is lent out.
@@ -58,6 +59,7 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
         self.logger = logger
         out = ByteBufferAllocator().buffer(capacity: 0)
         scratch = ByteBufferAllocator().buffer(capacity: 256)
+        lastFrame = eventLoop.now
         rate = TokenBucket(perSecond: Double(settings.rateLimitPerSecond), burst: Double(settings.rateBurst))
     }
 
@@ -84,7 +86,7 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
         let idle = settings.idleTimeout
         idleCheck = context.eventLoop.scheduleRepeatedTask(initialDelay: idle, delay: max(.nanoseconds(idle.nanoseconds / 4), .milliseconds(10))) { [weak self] _ in
             guard let self else { return }
-            if NIODeadline.now() - self.lastFrame >= idle { self.closeQuietly("idle timeout") }
+            if self.eventLoop.now - self.lastFrame >= idle { self.closeQuietly("idle timeout") }
         }
     }
 
@@ -164,7 +166,7 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
                 state = .established(session)
             case .established:
                 guard let frame = nextFrame() else { return }
-                lastFrame = NIODeadline.now()
+                lastFrame = eventLoop.now
                 handleTransportFrame(frame, context)
             }
         }
@@ -222,7 +224,7 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
             let code = (error as? RelayCodec.DecodeError)?.code ?? .malformed
             return reply(RelayCodec.peekRequestId(plaintext), .error(code), &session)
         }
-        guard rate.take(now: NIODeadline.now()) else { return reply(requestId, .error(.rate), &session) }
+        guard rate.take(now: eventLoop.now) else { return reply(requestId, .error(.rate), &session) }
 
         func proof(_ role: AuthRole, _ id: EntityID) -> [UInt8]? { session.proofs[Proof(role: role, entity: id)] }
 
