@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         .systemLibrary(
@@ -52,12 +53,22 @@ let package = Package(
             ]
         ),
         .target(
+            name: "BelayE2E",
+            dependencies: [
+                "BelaySodium",
+                "BelayWire",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .target(
             name: "BelayClient",
             dependencies: [
                 "BelaySodium",
                 "BelayWire",
+                "BelayE2E",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
         .executableTarget(
@@ -93,6 +104,7 @@ let package = Package(
             dependencies: ["BelayWire", "BelaySodium", .product(name: "NIOCore", package: "swift-nio")],
             resources: [.copy("Fixtures")]
         ),
+        .testTarget(name: "BelayE2ETests", dependencies: ["BelayE2E", "BelaySodium", "BelayWire"]),
         .testTarget(
             name: "BelayRelayTests",
             dependencies: [

@@ -60,7 +60,7 @@ public enum SodiumError: Error, Equatable, CustomStringConvertible {
     }
 
     @inline(__always)
-    static func check(_ what: String, _ actual: Int, is expected: Int) throws {
+    public static func check(_ what: String, _ actual: Int, is expected: Int) throws {
         if actual != expected { throw SodiumError.invalidLength(what: what, expected: expected, actual: actual) }
     }
 }

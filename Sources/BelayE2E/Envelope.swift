@@ -1,0 +1,80 @@
+import BelaySodium
+
+/// What a conversation carries, inside the ratchet's encryption.
+public struct Content: Sendable, Equatable {
+    public enum Kind: UInt8, Sendable {
+        case text = 1
+        /// A check-in alert (docs/CHECKINS.md).
+        case alert = 2
+    }
+
+    public var kind: Kind
+    /// Per direction, from 1, one more for each message: gaps, reordering and duplicates show.
+    public var sequence: UInt64
+    /// Milliseconds since the Unix epoch on the sender's clock.
+    public var sentAt: UInt64
+    public var body: [UInt8]
+
+    public init(kind: Kind, sequence: UInt64, sentAt: UInt64, body: [UInt8]) {
+        self.kind = kind
+        self.sequence = sequence
+        self.sentAt = sentAt
+        self.body = body
+    }
+}
+
+/// The body a client hands the relay: one kind byte, then a pairing confirmation or a ratchet
+/// message whose plaintext is padded to one of a few sizes (docs/PROTOCOL.md §10).
+public enum Envelope {
+    public enum Kind: UInt8, Sendable {
+        case confirmation = 1
+        case message = 2
+    }
+
+    /// Padded plaintext sizes. The relay sees only which one a message used.
+    public static let buckets = [256, 1024, 4096, 16000]
+    static let contentOverhead = 1 + 8 + 8 + 2
+    /// The longest body a message may carry (the largest bucket less the fields and one byte of
+    /// padding); `belay send` refuses longer text.
+    public static let maxContentLength = 16000 - contentOverhead - 1
+
+    public static func kind(of body: [UInt8]) throws -> Kind {
+        guard let first = body.first, let kind = Kind(rawValue: first) else { throw E2EError.malformed("message kind") }
+        return kind
+    }
+
+    public static func seal(_ content: Content, with ratchet: inout Ratchet, random: some RandomSource = SystemRandom()) throws -> [UInt8] {
+        guard content.body.count <= maxContentLength else { throw E2EError.messageTooLong(content.body.count) }
+        var w = ByteWriter()
+        defer { w.wipe() }
+        w.u8(content.kind.rawValue)
+        w.u64(content.sequence)
+        w.u64(content.sentAt)
+        w.bytes16(content.body)
+        let bucket = buckets.first { $0 > w.bytes.count }!
+        var padded = try Padding.pad(w.bytes, blockSize: bucket)
+        defer { Sodium.wipe(&padded) }
+        let kind = [Kind.message.rawValue]
+        return kind + (try ratchet.encrypt(padded, extra: kind, random: random))
+    }
+
+    public static func open(_ body: [UInt8], with ratchet: inout Ratchet, random: some RandomSource = SystemRandom()) throws -> Content {
+        guard try kind(of: body) == .message else { throw E2EError.malformed("message kind") }
+        let paddedLength = body.count - 1 - Ratchet.headerLength - XChaChaPoly.tagLength
+        guard let bucket = buckets.first(where: { $0 == paddedLength }) else { throw E2EError.malformed("message size") }
+        var candidate = ratchet
+        var padded = try candidate.decrypt(Array(body.dropFirst()), extra: [Kind.message.rawValue], random: random)
+        defer { Sodium.wipe(&padded) }
+        var plain = try Padding.unpad(padded, blockSize: bucket)
+        defer { Sodium.wipe(&plain) }
+        var r = ByteReader(plain)
+        guard let kind = Content.Kind(rawValue: try r.u8("content kind")) else { throw E2EError.malformed("content kind") }
+        let content = Content(kind: kind, sequence: try r.u64("content sequence"), sentAt: try r.u64("content time"),
+                              body: try r.bytes16("content body", maximum: maxContentLength))
+        try r.expectEnd("content")
+        ratchet = candidate
+        return content
+    }
+
+    public static func confirmation(_ body: [UInt8]) -> [UInt8] { [Kind.confirmation.rawValue] + body }
+}
