@@ -5,7 +5,7 @@
 // Layers, dependencies pointing one way:
 //   CSodium -> BelaySodium (libsodium boundary)
 //           -> BelayWire   (pure codecs, Noise, relay commands)
-//           -> BelayRelay  (server, store)   |  BelayClient (relay connection, later sessions)
+//           -> BelayRelay  (server, store)   |  BelayE2E (pairing, ratchet) -> BelayClient (relay connection, local store, agent)
 //           -> belayd, belay, belay-bench    (thin executables)
 import PackageDescription
 
@@ -32,6 +32,7 @@ let package = Package(
             providers: [.apt(["libsodium-dev"])]
         ),
         .target(name: "BelaySodium", dependencies: ["CSodium"]),
+        .systemLibrary(name: "CQREncode", pkgConfig: "libqrencode", providers: [.apt(["libqrencode-dev"])]),
         .target(
             name: "BelayWire",
             dependencies: [
@@ -84,6 +85,10 @@ let package = Package(
             name: "belay",
             dependencies: [
                 "BelayClient",
+                "BelayE2E",
+                "BelayWire",
+                "BelaySodium",
+                "CQREncode",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

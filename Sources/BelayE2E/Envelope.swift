@@ -6,6 +6,9 @@ public struct Content: Sendable, Equatable {
         case text = 1
         /// A check-in alert (docs/CHECKINS.md).
         case alert = 2
+        /// The acceptor's first message, sent with the confirmation: it gives the inviter its
+        /// first receiving chain, and with it the ability to send.
+        case hello = 3
     }
 
     public var kind: Kind

@@ -1,0 +1,198 @@
+import BelayE2E
+import BelaySodium
+import BelayWire
+import Foundation
+import GRDB
+
+/// One thing `belay read` reports.
+public struct ReadEvent: Sendable, Codable, Equatable {
+    public enum Kind: String, Sendable, Codable {
+        case message
+        /// A check-in alert: shown first and unmistakably.
+        case alert
+        /// An invitation was accepted, or the acceptor's hello arrived.
+        case paired
+        /// Something the person should know: a gap, a late message, a dropped forgery.
+        case warning
+        /// A hard stop: a verified contact's identity changed.
+        case security
+    }
+
+    public var kind: Kind
+    public var contact: String?
+    public var text: String
+    /// Sender's clock, milliseconds since the epoch; 0 when not a message.
+    public var sentAt: UInt64 = 0
+    public var receivedAt: UInt64 = 0
+    public var sequence: UInt64 = 0
+    public var notes: [String] = []
+}
+
+extension Agent {
+    /// Seals `text` for `name`, saves it in the outbox in the same transaction as the advanced
+    /// ratchet, then delivers it. If the relay cannot be reached, the message stays queued.
+    public func send(to name: String, text: String, kind: Content.Kind = .text) async throws {
+        let body = Array(text.utf8)
+        guard body.count <= Envelope.maxContentLength else { throw ClientError.invalidInput(E2EError.messageTooLong(body.count).description) }
+        let contactId: Int64 = try write { db in
+            guard var row = try store.contact(named: name, db) else { throw ClientError.unknownContact(name) }
+            guard !row.record.awaitingHello else { throw ClientError.notYetPaired(name) }
+            var ratchet = try Ratchet(serialized: SecureBytes(copying: [UInt8](row.record.ratchet)))
+            let sequence = row.record.sentSequence + 1
+            let sentAt = now() * 1000
+            let sealed = try Envelope.seal(Content(kind: kind, sequence: sequence, sentAt: sentAt, body: body), with: &ratchet)
+            row.record.ratchet = Data(try ratchet.serialized().unprotectedCopy())
+            row.record.sentSequence = sequence
+            try store.updateContact(row, db)
+            try store.enqueue(PendingSend(body: Data(sealed), createdAt: now()), contact: row.id, db)
+            try store.appendHistory(HistoryEntry(direction: .outgoing, kind: kind == .alert ? "alert" : "text", sequence: sequence,
+                                                 sentAt: sentAt, receivedAt: 0, text: text), contact: row.id, db)
+            return row.id
+        }
+        try await flush(contact: contactId)
+    }
+
+    /// Delivers everything in a contact's outbox, oldest first; each is deleted once the relay
+    /// says OK. On a connection failure the rest stay queued and the error says how many.
+    func flush(contact id: Int64, pool existing: RelayPool? = nil) async throws {
+        let (row, pending) = try read { db in
+            (try ClientStore.Row(id: id, record: store.contacts(db).first { $0.id == id }?.record), try store.pending(contact: id, db))
+        }
+        guard let record = row.record, !pending.isEmpty else { return }
+        let outlet = try OutletKeys(record.outlet)
+        let pool = existing ?? RelayPool(group: group)
+        defer { if existing == nil { Task { [pool] in await pool.closeAll() } } }
+        var remaining = pending.count
+        let connection: RelayConnection
+        do { connection = try await pool.connection(outlet.relay) } catch ClientError.relayUnreachable(let relay, let why, _) {
+            throw ClientError.relayUnreachable(relay: relay, why: why, queued: remaining)
+        }
+        do {
+            try await pool.authorise(.sender, outlet.senderId, key: outlet.key, on: connection)
+        } catch RelayClientError.relay(.auth) {
+            // Not secured yet (the inviter secures its queue when it reads our confirmation):
+            // an unsecured queue accepts SEND without a proof.
+        } catch let error as RelayClientError {
+            throw Self.relayError(error, connection.address, queued: remaining)
+        }
+        for item in pending {
+            do {
+                try await connection.send(to: outlet.senderId, body: [UInt8](item.record.body))
+            } catch let error as RelayClientError {
+                throw Self.relayError(error, connection.address, queued: remaining)
+            }
+            try write { db in try store.removePending(item.id, db) }
+            remaining -= 1
+        }
+        if existing == nil { await pool.closeAll() }
+    }
+
+    /// Sends whatever earlier commands left queued, for every contact. Errors are returned, not
+    /// thrown: reading must not fail because some other contact's relay is down.
+    func flushAll(pool: RelayPool) async -> [ReadEvent] {
+        guard let ids = try? read({ db in try Int64.fetchAll(db, sql: "SELECT DISTINCT contact_id FROM outbox") }) else { return [] }
+        var events: [ReadEvent] = []
+        for id in ids {
+            do { try await flush(contact: id, pool: pool) } catch {
+                events.append(ReadEvent(kind: .warning, contact: nil, text: "\(error)"))
+            }
+        }
+        return events
+    }
+
+    /// Fetches, decrypts, records and acknowledges every waiting message (from one contact, or
+    /// all), and completes pairings whose confirmations have arrived.
+    public func read(from name: String? = nil) async throws -> [ReadEvent] {
+        let pool = RelayPool(group: group)
+        var events = await flushAll(pool: pool)
+        let (contacts, invitations) = try read { db in (try store.contacts(db), try store.invitations(db)) }
+        if let name, !contacts.contains(where: { $0.record.name.lowercased() == name.lowercased() }) {
+            await pool.closeAll()
+            throw ClientError.unknownContact(name)
+        }
+        var firstError: ClientError?
+        let selected = contacts.filter { name == nil || $0.record.name.lowercased() == name!.lowercased() }
+        var inboxes: [(Inbox, Bool)] = selected.map { ($0.record.inbox, false) }
+        if name == nil { inboxes += invitations.map { ($0.record.inbox, true) } }
+        for (inbox, _) in inboxes {
+            do {
+                let connection = try await pool.connection(inbox.relay)
+                let keys = try InboxKeys(inbox)
+                try await pool.authorise(.recipient, keys.recipientId, key: keys.key, on: connection)
+                while let delivery = try await connection.getMessage(keys.recipientId) {
+                    events += try await process(delivery, connection: connection)
+                    try await connection.acknowledge(keys.recipientId, seq: delivery.seq)
+                }
+            } catch let error as ClientError {
+                firstError = firstError ?? error
+            } catch let error as RelayClientError {
+                if case .relay(.noQueue) = error {
+                    events.append(ReadEvent(kind: .warning, contact: nil, text: "a queue no longer exists at its relay"))
+                } else {
+                    firstError = firstError ?? .relayUnreachable(relay: inbox.relay, why: "\(error)", queued: 0)
+                }
+            }
+        }
+        await pool.closeAll()
+        events.sort { ($0.kind == .alert || $0.kind == .security ? 0 : 1) < ($1.kind == .alert || $1.kind == .security ? 0 : 1) }
+        if let firstError, events.isEmpty { throw firstError }
+        if let firstError { events.append(ReadEvent(kind: .warning, contact: nil, text: firstError.description)) }
+        return events
+    }
+
+    /// Handles one delivered body on whichever queue it arrived. The caller acknowledges it
+    /// afterwards; everything that must survive a crash is committed before this returns.
+    func process(_ delivery: RelayReply.Delivery, connection: RelayConnection) async throws -> [ReadEvent] {
+        let (contacts, invitations) = try read { db in (try store.contacts(db), try store.invitations(db)) }
+        let rid = Data(delivery.recipient.bytes)
+        if let invitation = invitations.first(where: { $0.record.inbox.recipientId == rid }) {
+            return try await completePairing(delivery.body, relaySeq: delivery.seq, invitation: invitation, connection: connection)
+        }
+        guard var row = contacts.first(where: { $0.record.inbox.recipientId == rid }) else { return [] }
+        if delivery.seq <= row.record.lastRelaySeq { return [] }  // redelivery of something already recorded
+        let name = row.record.name
+        row.record.lastRelaySeq = delivery.seq
+        var ratchet = try Ratchet(serialized: SecureBytes(copying: [UInt8](row.record.ratchet)))
+        let content: Content
+        do {
+            guard try Envelope.kind(of: delivery.body) == .message else {
+                try write { db in try store.updateContact(row, db) }
+                return []  // a repeated confirmation, already handled
+            }
+            content = try Envelope.open(delivery.body, with: &ratchet)
+        } catch let error as E2EError {
+            try write { db in try store.updateContact(row, db) }
+            return [ReadEvent(kind: .warning, contact: name, text: "a message was rejected and dropped: \(error)")]
+        }
+        var notes: [String] = []
+        let expected = row.record.receivedSequence + 1
+        if content.sequence > expected {
+            notes.append("\(content.sequence - expected) earlier message(s) missing")
+        } else if content.sequence < expected {
+            notes.append("arrived late (out of order)")
+        }
+        row.record.receivedSequence = max(row.record.receivedSequence, content.sequence)
+        row.record.ratchet = Data(try ratchet.serialized().unprotectedCopy())
+        let received = now() * 1000
+        var event: ReadEvent
+        switch content.kind {
+        case .hello:
+            row.record.awaitingHello = false
+            event = ReadEvent(kind: .paired, contact: name, text: "paired: you can now send messages")
+        case .text, .alert:
+            let text = String(decoding: content.body, as: UTF8.self)
+            event = ReadEvent(kind: content.kind == .alert ? .alert : .message, contact: name, text: text,
+                              sentAt: content.sentAt, receivedAt: received, sequence: content.sequence, notes: notes)
+        }
+        let record = row
+        try write { db in
+            try store.updateContact(record, db)
+            if content.kind != .hello {
+                try store.appendHistory(HistoryEntry(direction: .incoming, kind: content.kind == .alert ? "alert" : "text",
+                                                     sequence: content.sequence, sentAt: content.sentAt, receivedAt: received,
+                                                     text: event.text), contact: record.id, db)
+            }
+        }
+        return [event]
+    }
+}

@@ -1,0 +1,174 @@
+import BelayE2E
+import BelaySodium
+import BelayWire
+import Foundation
+
+extension Agent {
+    /// Longest invitation lifetime: an unanswered invitation holds one-time secrets.
+    public static let maxInvitationLifetime: UInt64 = 30 * 24 * 3600
+
+    /// Creates a receiving queue on `relay` and returns a one-time invitation for it.
+    public func invite(relay: RelayAddress, name: String?, lifetime: UInt64?) async throws -> String {
+        let name = try name.map(Self.validate(name:))
+        if let lifetime, lifetime == 0 || lifetime > Self.maxInvitationLifetime {
+            throw ClientError.invalidInput("an invitation may last from 1 second to 30 days")
+        }
+        let pool = RelayPool(group: group)
+        let recipientKey = try Ed25519.SigningKey.generate()
+        let ids: (recipient: EntityID, sender: EntityID)
+        let connection = try await pool.connection(relay)
+        do {
+            ids = try await connection.createQueue(recipientKey: recipientKey)
+        } catch let error as RelayClientError {
+            await pool.closeAll()
+            throw Self.relayError(error, relay)
+        }
+        await pool.closeAll()
+        let oneTime = try X25519.KeyPair.generate()
+        let pq = try PQKEM.KeyPair.generate()
+        let created = now()
+        let expires = lifetime.map { created + $0 } ?? 0
+        let invitation = try Invitation.make(queue: QueueRef(relay: relay, senderId: ids.sender), identity: identity,
+                                             oneTimeKey: oneTime.publicKey, pqKey: pq.publicKey, expires: expires)
+        let record = InvitationRecord(
+            name: name, text: invitation.text, oneTimeSecret: Data(oneTime.secretKey.unprotectedCopy()),
+            pqSeed: Data(pq.seedBytes.unprotectedCopy()),
+            inbox: Inbox(relay: relay.description, recipientId: Data(ids.recipient.bytes), senderId: Data(ids.sender.bytes),
+                         recipientSeed: Data(try recipientKey.seed.unprotectedCopy())),
+            createdAt: created, expires: expires)
+        try write { db in try store.insertInvitation(record, db) }
+        return invitation.text
+    }
+
+    public struct AcceptOutcome: Sendable {
+        public var warnings: [String]
+        /// Set when the contact was saved but the confirmation could not be delivered yet.
+        public var deliveryError: ClientError?
+    }
+
+    /// Pairs with the inviter: a queue of our own (on `relay`, or the inviter's relay), the
+    /// confirmation and the hello, then the contact is saved and can be written to at once.
+    public func accept(_ text: String, name rawName: String, relay: RelayAddress?) async throws -> AcceptOutcome {
+        let name = try Self.validate(name: rawName)
+        let invitation: Invitation
+        do { invitation = try Invitation(text: text, now: now()) } catch let error as E2EError {
+            throw ClientError.invalidInput("this invitation cannot be used: \(error)")
+        }
+        guard invitation.inviter != identity.publicIdentity else { throw ClientError.invalidInput("this is your own invitation") }
+        var warnings: [String] = []
+        let existing = try read { db in try store.contact(named: name, db) }
+        if let existing {
+            if [UInt8](existing.record.identity) != invitation.inviter.bytes {
+                if existing.record.verified { throw ClientError.identityChanged(name: name, verified: true) }
+                warnings.append(ClientError.identityChanged(name: name, verified: false).description
+                                + "; the old contact is replaced. " + (ClientError.identityChanged(name: name, verified: false).hint ?? ""))
+            }
+        }
+
+        let ownRelay = relay ?? invitation.queue.relay
+        let pool = RelayPool(group: group)
+        let recipientKey = try Ed25519.SigningKey.generate()
+        let replySender = try Ed25519.SigningKey.generate()
+        let ids: (recipient: EntityID, sender: EntityID)
+        let connection = try await pool.connection(ownRelay)
+        do {
+            ids = try await connection.createQueue(recipientKey: recipientKey)
+            // Secured before anyone learns its sender id: only the inviter will hold this key.
+            try await connection.secure(recipient: ids.recipient, senderKey: replySender.publicKey)
+        } catch let error as RelayClientError {
+            await pool.closeAll()
+            throw Self.relayError(error, ownRelay)
+        }
+        await pool.closeAll()
+
+        let ourSender = try Ed25519.SigningKey.generate()
+        let (confirmation, ratchetStart) = try Pairing.accept(
+            invitation, identity: identity, replyQueue: QueueRef(relay: ownRelay, senderId: ids.sender),
+            replySenderSeed: try replySender.seed, inviterQueueSenderKey: ourSender.publicKey)
+        var ratchet = ratchetStart
+        let hello = try Envelope.seal(Content(kind: .hello, sequence: 1, sentAt: now() * 1000, body: []), with: &ratchet)
+        let record = ContactRecord(
+            name: name, identity: Data(invitation.inviter.bytes), verified: false, pairedAt: now(),
+            ratchet: Data(try ratchet.serialized().unprotectedCopy()),
+            inbox: Inbox(relay: ownRelay.description, recipientId: Data(ids.recipient.bytes), senderId: Data(ids.sender.bytes),
+                         recipientSeed: Data(try recipientKey.seed.unprotectedCopy())),
+            outlet: Outlet(relay: invitation.queue.relay.description, senderId: Data(invitation.queue.senderId.bytes),
+                           senderSeed: Data(try ourSender.seed.unprotectedCopy())),
+            lastRelaySeq: 0, sentSequence: 1, receivedSequence: 0, awaitingHello: false)
+        let contactId = try write { db in
+            if let existing { try store.deleteContact(existing.id, db) }
+            let id = try store.insertContact(record, db)
+            try store.enqueue(PendingSend(body: Data(Envelope.confirmation(confirmation)), createdAt: now()), contact: id, db)
+            try store.enqueue(PendingSend(body: Data(hello), createdAt: now()), contact: id, db)
+            return id
+        }
+        do {
+            try await flush(contact: contactId)
+            return AcceptOutcome(warnings: warnings, deliveryError: nil)
+        } catch let error as ClientError {
+            return AcceptOutcome(warnings: warnings, deliveryError: error)
+        }
+    }
+
+    /// Completes an invitation from a confirmation that arrived on its queue. Returns the new
+    /// contact's row, or an event explaining why the confirmation was refused.
+    func completePairing(_ body: [UInt8], relaySeq: UInt64, invitation row: ClientStore.Row<InvitationRecord>,
+                         connection: RelayConnection) async throws -> [ReadEvent] {
+        let rec = row.record
+        let pending: PendingInvitation
+        do {
+            let invitation = try Invitation(text: rec.text, now: 0)
+            pending = PendingInvitation(invitation: invitation,
+                                        oneTimeKey: try X25519.KeyPair(secretKey: SecureBytes(copying: [UInt8](rec.oneTimeSecret))),
+                                        pqKey: try PQKEM.KeyPair(seed: SecureBytes(copying: [UInt8](rec.pqSeed))))
+        } catch {
+            throw ClientError.stateDamaged("a pending invitation is damaged")
+        }
+        if rec.expires != 0, now() >= rec.expires {
+            return [ReadEvent(kind: .warning, contact: rec.name, text: "a reply to an expired invitation was refused")]
+        }
+        guard Envelope.Kind(rawValue: body.first ?? 0) == .confirmation,
+              let (confirmation, ratchet) = try? Pairing.complete(Array(body.dropFirst()), pending: pending, identity: identity) else {
+            return [ReadEvent(kind: .warning, contact: rec.name, text: "a message on an invitation's queue did not authenticate and was dropped")]
+        }
+        let allNames = try read { db in try store.contacts(db) }
+        var name = rec.name ?? ""
+        if name.isEmpty {
+            var n = 1
+            while allNames.contains(where: { $0.record.name.lowercased() == "contact-\(n)" }) { n += 1 }
+            name = "contact-\(n)"
+        }
+        var events: [ReadEvent] = []
+        let existing = allNames.first { $0.record.name.lowercased() == name.lowercased() }
+        if let existing, [UInt8](existing.record.identity) != confirmation.acceptor.bytes {
+            if existing.record.verified {
+                return [ReadEvent(kind: .security, contact: name,
+                                  text: ClientError.identityChanged(name: name, verified: true).description + " " +
+                                      (ClientError.identityChanged(name: name, verified: true).hint ?? ""))]
+            }
+            events.append(ReadEvent(kind: .warning, contact: name,
+                                    text: ClientError.identityChanged(name: name, verified: false).description + "; the old contact is replaced. " +
+                                        (ClientError.identityChanged(name: name, verified: false).hint ?? "")))
+        }
+        let inbox = try InboxKeys(rec.inbox)
+        do {
+            try await connection.secure(recipient: inbox.recipientId, senderKey: confirmation.inviterQueueSenderKey)
+        } catch let error as RelayClientError {
+            throw Self.relayError(error, connection.address)
+        }
+        let ourSender = try Ed25519.SigningKey(seed: confirmation.replySenderSeed)
+        let record = ContactRecord(
+            name: name, identity: Data(confirmation.acceptor.bytes), verified: false, pairedAt: now(),
+            ratchet: Data(try ratchet.serialized().unprotectedCopy()), inbox: rec.inbox,
+            outlet: Outlet(relay: confirmation.replyQueue.relay.description, senderId: Data(confirmation.replyQueue.senderId.bytes),
+                           senderSeed: Data(try ourSender.seed.unprotectedCopy())),
+            lastRelaySeq: relaySeq, sentSequence: 0, receivedSequence: 0, awaitingHello: true)
+        try write { db in
+            if let existing { try store.deleteContact(existing.id, db) }
+            try store.insertContact(record, db)
+            try store.deleteInvitation(row.id, db)
+        }
+        events.append(ReadEvent(kind: .paired, contact: name, text: "accepted your invitation"))
+        return events
+    }
+}

@@ -1,0 +1,72 @@
+import BelayE2E
+import Foundation
+
+/// Everything the client can report. Each case says what went wrong and, through `hint`, what
+/// the person can do; `exitCode` is the documented process exit status (README, "Exit codes").
+public enum ClientError: Error, Equatable, CustomStringConvertible {
+    case noState(String)
+    case stateExists(String)
+    case wrongPassphrase
+    case passphraseRequired
+    case stateDamaged(String)
+    case unknownContact(String)
+    case contactExists(String)
+    case invalidName(String)
+    case invalidInput(String)
+    case relayUnreachable(relay: String, why: String, queued: Int)
+    case relayRefused(String)
+    case notYetPaired(String)
+    case identityChanged(name: String, verified: Bool)
+    case notConfirmed
+
+    public var description: String {
+        switch self {
+        case let .noState(home): "no Belay identity in \(home)"
+        case let .stateExists(home): "\(home) already holds a Belay identity; refusing to overwrite it"
+        case .wrongPassphrase: "wrong passphrase"
+        case .passphraseRequired: "a passphrase is required"
+        case let .stateDamaged(what): "the local state is damaged: \(what)"
+        case let .unknownContact(name): "no contact named \"\(name)\""
+        case let .contactExists(name): "a contact named \"\(name)\" already exists"
+        case let .invalidName(why): "invalid name: \(why)"
+        case let .invalidInput(why): why
+        case let .relayUnreachable(relay, why, queued):
+            queued > 0 ? "cannot reach the relay \(relay) (\(why)); \(queued) message(s) saved and not lost" : "cannot reach the relay \(relay) (\(why))"
+        case let .relayRefused(why): "the relay refused: \(why)"
+        case let .notYetPaired(name): "\"\(name)\" has not finished pairing yet"
+        case let .identityChanged(name, verified):
+            verified ? "SECURITY: the identity key of verified contact \"\(name)\" has changed. Nothing was changed or sent."
+                     : "the identity key of \"\(name)\" has changed"
+        case .notConfirmed: "not confirmed; nothing was changed"
+        }
+    }
+
+    public var hint: String? {
+        switch self {
+        case .noState: "run `belay init` first, or set BELAY_HOME to where your state is"
+        case .stateExists: "use another BELAY_HOME, or `belay wipe` first if you really mean to start again"
+        case .wrongPassphrase: "try again; set BELAY_PASSPHRASE only in scripts"
+        case .passphraseRequired: "type it at the prompt, or set BELAY_PASSPHRASE for scripts (or use `belay init --no-passphrase`)"
+        case .stateDamaged: "nothing was changed; restore BELAY_HOME from a backup if you have one"
+        case .unknownContact: "`belay contacts` lists your contacts"
+        case .contactExists: "pick another --name, or `belay forget` the old contact first"
+        case .relayUnreachable(_, _, let queued):
+            queued > 0 ? "they will be sent by the next `belay send` or `belay read` that reaches the relay" : "check the address and your network, then try again"
+        case .notYetPaired: "they complete the pairing when they next run `belay read`; wait for their first message"
+        case .identityChanged(_, true):
+            "someone may be impersonating them. Check with them in person; if they really reset their device, `belay forget` them and pair again"
+        case .identityChanged(_, false): "compare safety numbers with `belay verify` before trusting this contact"
+        default: nil
+        }
+    }
+
+    public var exitCode: Int32 {
+        switch self {
+        case .wrongPassphrase, .passphraseRequired: 3
+        case .relayUnreachable, .relayRefused: 4
+        case .identityChanged: 5
+        case .stateDamaged: 6
+        default: 1
+        }
+    }
+}

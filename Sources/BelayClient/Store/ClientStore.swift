@@ -1,0 +1,169 @@
+import BelayE2E
+import BelaySodium
+import BelayWire
+import Foundation
+import GRDB
+
+/// The client's one SQLite database in `$BELAY_HOME`. Records are sealed by the vault; in the
+/// clear are only row ids, keyed name tags and which contact a message row belongs to
+/// (docs/THREAT-MODEL.md lists them).
+final class ClientStore: @unchecked Sendable {
+    static let fileName = "belay.db"
+    /// Most history entries kept per contact; older ones are deleted as new ones arrive.
+    static let maxHistoryPerContact = 10_000
+
+    let queue: DatabaseQueue
+    private(set) var vault: Vault?
+
+    init(path: String, create: Bool) throws {
+        var config = Configuration()
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA secure_delete = ON")
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        if !create, !FileManager.default.fileExists(atPath: path) { throw ClientError.stateDamaged("\(path) is missing") }
+        do {
+            queue = try DatabaseQueue(path: path, configuration: config)
+            try Self.migrator.migrate(queue)
+        } catch let error as DatabaseError {
+            throw ClientError.stateDamaged("\(path) cannot be read as a Belay database (\(error.resultCode))")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL);
+                CREATE TABLE contact (id INTEGER PRIMARY KEY, name_tag BLOB NOT NULL UNIQUE, sealed BLOB NOT NULL);
+                CREATE TABLE invitation (id INTEGER PRIMARY KEY, sealed BLOB NOT NULL);
+                CREATE TABLE history (id INTEGER PRIMARY KEY, contact_id INTEGER NOT NULL REFERENCES contact(id) ON DELETE CASCADE,
+                                      sealed BLOB NOT NULL);
+                CREATE INDEX history_by_contact ON history(contact_id, id);
+                CREATE TABLE outbox (id INTEGER PRIMARY KEY, contact_id INTEGER NOT NULL REFERENCES contact(id) ON DELETE CASCADE,
+                                     sealed BLOB NOT NULL);
+                """)
+        }
+        return m
+    }
+
+    func unlock(_ vault: Vault) { self.vault = vault }
+
+    func requireVault() throws -> Vault {
+        guard let vault else { throw ClientError.passphraseRequired }
+        return vault
+    }
+
+    // MARK: Meta
+
+    func meta(_ key: String, _ db: Database) throws -> [UInt8]? {
+        try Data.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key]).map { [UInt8]($0) }
+    }
+
+    func setMeta(_ key: String, _ value: [UInt8], _ db: Database) throws {
+        try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", arguments: [key, Data(value)])
+    }
+
+    // MARK: Contacts
+
+    struct Row<T> {
+        var id: Int64
+        var record: T
+    }
+
+    func contacts(_ db: Database) throws -> [Row<ContactRecord>] {
+        let vault = try requireVault()
+        return try GRDB.Row.fetchAll(db, sql: "SELECT id, name_tag, sealed FROM contact ORDER BY id").map { row in
+            let tag: Data = row["name_tag"]
+            let sealed: Data = row["sealed"]
+            return Row(id: row["id"], record: try vault.openRecord(ContactRecord.self, [UInt8](sealed), context: "contact:" + Hex.encode(tag)))
+        }
+    }
+
+    func contact(named name: String, _ db: Database) throws -> Row<ContactRecord>? {
+        let vault = try requireVault()
+        let tag = try vault.tag(name)
+        guard let row = try GRDB.Row.fetchOne(db, sql: "SELECT id, sealed FROM contact WHERE name_tag = ?", arguments: [Data(tag)]) else { return nil }
+        let sealed: Data = row["sealed"]
+        return Row(id: row["id"], record: try vault.openRecord(ContactRecord.self, [UInt8](sealed), context: "contact:" + Hex.encode(tag)))
+    }
+
+    @discardableResult
+    func insertContact(_ c: ContactRecord, _ db: Database) throws -> Int64 {
+        let vault = try requireVault()
+        let tag = try vault.tag(c.name)
+        try db.execute(sql: "INSERT INTO contact(name_tag, sealed) VALUES (?, ?)",
+                       arguments: [Data(tag), Data(try vault.sealRecord(c, context: "contact:" + Hex.encode(tag)))])
+        return db.lastInsertedRowID
+    }
+
+    func updateContact(_ row: Row<ContactRecord>, _ db: Database) throws {
+        let vault = try requireVault()
+        let tag = try vault.tag(row.record.name)
+        try db.execute(sql: "UPDATE contact SET sealed = ? WHERE id = ? AND name_tag = ?",
+                       arguments: [Data(try vault.sealRecord(row.record, context: "contact:" + Hex.encode(tag))), row.id, Data(tag)])
+    }
+
+    func deleteContact(_ id: Int64, _ db: Database) throws {
+        try db.execute(sql: "DELETE FROM history WHERE contact_id = ?", arguments: [id])
+        try db.execute(sql: "DELETE FROM outbox WHERE contact_id = ?", arguments: [id])
+        try db.execute(sql: "DELETE FROM contact WHERE id = ?", arguments: [id])
+    }
+
+    // MARK: Invitations
+
+    func invitations(_ db: Database) throws -> [Row<InvitationRecord>] {
+        let vault = try requireVault()
+        return try GRDB.Row.fetchAll(db, sql: "SELECT id, sealed FROM invitation ORDER BY id").map { row in
+            let sealed: Data = row["sealed"]
+            return Row(id: row["id"], record: try vault.openRecord(InvitationRecord.self, [UInt8](sealed), context: "invitation"))
+        }
+    }
+
+    func insertInvitation(_ i: InvitationRecord, _ db: Database) throws {
+        try db.execute(sql: "INSERT INTO invitation(sealed) VALUES (?)", arguments: [Data(try requireVault().sealRecord(i, context: "invitation"))])
+    }
+
+    func deleteInvitation(_ id: Int64, _ db: Database) throws {
+        try db.execute(sql: "DELETE FROM invitation WHERE id = ?", arguments: [id])
+    }
+
+    // MARK: History and outbox
+
+    func appendHistory(_ entry: HistoryEntry, contact: Int64, _ db: Database) throws {
+        try db.execute(sql: "INSERT INTO history(contact_id, sealed) VALUES (?, ?)",
+                       arguments: [contact, Data(try requireVault().sealRecord(entry, context: "history:\(contact)"))])
+        try db.execute(sql: """
+            DELETE FROM history WHERE contact_id = ? AND id NOT IN
+              (SELECT id FROM history WHERE contact_id = ? ORDER BY id DESC LIMIT ?)
+            """, arguments: [contact, contact, Self.maxHistoryPerContact])
+    }
+
+    func history(contact: Int64, _ db: Database) throws -> [HistoryEntry] {
+        let vault = try requireVault()
+        return try Data.fetchAll(db, sql: "SELECT sealed FROM history WHERE contact_id = ? ORDER BY id", arguments: [contact]).map {
+            try vault.openRecord(HistoryEntry.self, [UInt8]($0), context: "history:\(contact)")
+        }
+    }
+
+    func enqueue(_ send: PendingSend, contact: Int64, _ db: Database) throws {
+        try db.execute(sql: "INSERT INTO outbox(contact_id, sealed) VALUES (?, ?)",
+                       arguments: [contact, Data(try requireVault().sealRecord(send, context: "outbox:\(contact)"))])
+    }
+
+    func pending(contact: Int64, _ db: Database) throws -> [Row<PendingSend>] {
+        let vault = try requireVault()
+        return try GRDB.Row.fetchAll(db, sql: "SELECT id, sealed FROM outbox WHERE contact_id = ? ORDER BY id", arguments: [contact]).map { row in
+            let sealed: Data = row["sealed"]
+            return Row(id: row["id"], record: try vault.openRecord(PendingSend.self, [UInt8](sealed), context: "outbox:\(contact)"))
+        }
+    }
+
+    func pendingCount(_ db: Database) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT count(*) FROM outbox") ?? 0
+    }
+
+    func removePending(_ id: Int64, _ db: Database) throws {
+        try db.execute(sql: "DELETE FROM outbox WHERE id = ?", arguments: [id])
+    }
+}

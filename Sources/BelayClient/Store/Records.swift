@@ -1,0 +1,62 @@
+import BelayE2E
+import BelayWire
+import Foundation
+
+/// A queue this client reads: where it is, its recipient id and the seed of its recipient key.
+struct Inbox: Codable, Sendable {
+    var relay: String
+    var recipientId: Data
+    var senderId: Data
+    var recipientSeed: Data
+}
+
+/// A queue this client writes to: where, which sender id, and the seed of the sender key the
+/// queue is (or will be) secured with.
+struct Outlet: Codable, Sendable {
+    var relay: String
+    var senderId: Data
+    var senderSeed: Data
+}
+
+struct ContactRecord: Codable, Sendable {
+    var name: String
+    var identity: Data
+    var verified: Bool
+    var pairedAt: UInt64
+    var ratchet: Data
+    var inbox: Inbox
+    var outlet: Outlet
+    /// The highest relay `seq` processed from the inbox: a redelivery at or below it is only acknowledged.
+    var lastRelaySeq: UInt64
+    var sentSequence: UInt64
+    var receivedSequence: UInt64
+    /// The inviter cannot send until the acceptor's first ratchet message (its hello) arrives.
+    var awaitingHello: Bool
+}
+
+struct InvitationRecord: Codable, Sendable {
+    var name: String?
+    var text: String
+    var oneTimeSecret: Data
+    var pqSeed: Data
+    var inbox: Inbox
+    var createdAt: UInt64
+    var expires: UInt64
+}
+
+/// One entry of a conversation's history, kept encrypted until `forget` or `wipe`.
+public struct HistoryEntry: Codable, Sendable {
+    public enum Direction: String, Codable, Sendable { case incoming, outgoing }
+    public var direction: Direction
+    public var kind: String
+    public var sequence: UInt64
+    public var sentAt: UInt64
+    public var receivedAt: UInt64
+    public var text: String
+}
+
+/// A body waiting to be delivered to a contact's relay; deleted once the relay says OK.
+struct PendingSend: Codable, Sendable {
+    var body: Data
+    var createdAt: UInt64
+}

@@ -1,0 +1,51 @@
+import ArgumentParser
+import BelayClient
+import BelayWire
+import Foundation
+
+/// belay: the Belay client. Every command is a thin layer over `BelayClient.Agent`.
+@main
+struct Belay: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "belay",
+        abstract: "Belay: end-to-end encrypted messaging and check-ins for people who look after each other.",
+        discussion: """
+            State lives in $BELAY_HOME (default ~/.local/share/belay), encrypted under your passphrase.
+            Scripts may set BELAY_PASSPHRASE. Exit codes: 0 ok, 1 error, 3 passphrase, 4 relay,
+            5 security stop (an identity changed), 6 damaged local state, 64 usage.
+            """,
+        version: "\(BelayVersion.string) (protocol \(Preamble.currentVersion))",
+        subcommands: [InitCommand.self, InviteCommand.self, AcceptCommand.self, SendCommand.self, ReadCommand.self,
+                      ContactsCommand.self, VerifyCommand.self, ForgetCommand.self, WipeCommand.self]
+    )
+}
+
+/// Options every command that opens the state shares.
+struct StateOptions: ParsableArguments {
+    @Option(name: .long, help: "Where the state lives (default $BELAY_HOME or ~/.local/share/belay).")
+    var home: String?
+
+    var resolvedHome: String { home ?? Agent.defaultHome() }
+
+    func open() throws -> Agent {
+        try Agent(home: resolvedHome, passphrase: Terminal.passphrase)
+    }
+}
+
+/// Runs a command body, turning every error into the documented output and exit code.
+func guarded(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as ClientError {
+        Terminal.error("\(error)")
+        if let hint = error.hint { Terminal.hint(hint) }
+        throw ExitCode(error.exitCode)
+    } catch let error as ExitCode {
+        throw error
+    } catch let error as CleanExit {
+        throw error
+    } catch {
+        Terminal.error("\(error)")
+        throw ExitCode(1)
+    }
+}

@@ -1,0 +1,164 @@
+import ArgumentParser
+import BelayClient
+import BelayWire
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct InviteCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "invite", abstract: "Make a one-time invitation for someone to pair with you.",
+        discussion: """
+            Prints one line to pass to the other person out of band (in person, or a channel you
+            trust), and a QR code when the output is a terminal. It works once.
+
+            Examples:
+              belay invite --relay 'belay://relay.example.org:7700/#KEY' --name Sam
+              belay invite --relay 'belay://relay.example.org:7700/#KEY' --expires 2d
+            """)
+
+    @OptionGroup var state: StateOptions
+    @Option(help: "Your relay's address, belay://HOST:PORT/#KEY.") var relay: String
+    @Option(help: "What to call this person once they accept.") var name: String?
+    @Option(help: "How long the invitation stays valid, e.g. 30m, 6h, 2d (at most 30d).") var expires: String?
+
+    func run() async throws {
+        try await guarded {
+            let address = try parseRelay(relay)
+            let lifetime = try expires.map(DurationText.seconds)
+            let text = try await state.open().invite(relay: address, name: name, lifetime: lifetime)
+            print(text)
+            if Terminal.stdoutIsTerminal, let qr = QRCode.render(text) { print(qr) }
+        }
+    }
+}
+
+struct AcceptCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "accept", abstract: "Pair with the person who gave you an invitation.",
+        discussion: """
+            You can send to them at once; they finish pairing when they next run `belay read`.
+            Messages to you go to your own queue: on --relay if given, else on their relay.
+
+            Examples:
+              belay accept 'belay-invite:AQAA…' --name Alex
+              belay accept "$(cat invitation.txt)" --name Alex --relay 'belay://our.relay:7700/#KEY'
+            """)
+
+    @OptionGroup var state: StateOptions
+    @Argument(help: "The invitation text (belay-invite:…).") var invitation: String
+    @Option(help: "What to call this person.") var name: String
+    @Option(help: "The relay for your own receiving queue (default: theirs).") var relay: String?
+
+    func run() async throws {
+        try await guarded {
+            let address = try relay.map(parseRelay)
+            let outcome = try await state.open().accept(invitation, name: name, relay: address)
+            for w in outcome.warnings { Terminal.note("warning: \(w)") }
+            if let error = outcome.deliveryError {
+                Terminal.note("paired with \(name), but the reply is not delivered yet: \(error)")
+                if let hint = error.hint { Terminal.hint(hint) }
+                throw ExitCode(error.exitCode)
+            }
+            print("Paired with \(name). Compare safety numbers with `belay verify \(name)`.")
+        }
+    }
+}
+
+struct SendCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "send", abstract: "Send a message to a contact.",
+        discussion: """
+            Prints nothing on success (or a JSON line with --json). If the relay cannot be reached the
+            message is kept and sent by the next `belay send` or `belay read`.
+
+            Examples:
+              belay send Sam 'at the courthouse, all fine'
+              echo 'long report' | belay send Sam -
+            """)
+
+    @OptionGroup var state: StateOptions
+    @Argument(help: "The contact's name.") var name: String
+    @Argument(help: "The message, or - to read it from standard input.") var message: String
+    @Flag(help: "Print a JSON line on success.") var json = false
+
+    func run() async throws {
+        try await guarded {
+            var text = message
+            if message == "-" {
+                let data = FileHandle.standardInput.readData(ofLength: 64 * 1024)
+                text = String(decoding: data, as: UTF8.self)
+                if text.hasSuffix("\n") { text.removeLast() }
+            }
+            guard !text.isEmpty else { throw ClientError.invalidInput("the message is empty") }
+            try await state.open().send(to: name, text: text)
+            if json { JSONLines.print(["sent": name]) }
+        }
+    }
+}
+
+struct ReadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "read", abstract: "Fetch, decrypt and show new messages.",
+        discussion: """
+            Check-in alerts come first and are marked ALERT. With --json, one object per line with a
+            "kind" field: message, alert, paired, warning or security.
+
+            Examples:
+              belay read
+              belay read --from Sam
+              belay read --watch --json | my-alert-script
+            """)
+
+    @OptionGroup var state: StateOptions
+    @Option(help: "Only this contact.") var from: String?
+    @Flag(help: "Stay connected and print messages as they arrive, until interrupted.") var watch = false
+    @Flag(help: "One JSON object per line.") var json = false
+
+    func run() async throws {
+        try await guarded {
+            let agent = try state.open()
+            if watch {
+                signal(SIGINT) { _ in Glibc.exit(0) }
+                signal(SIGTERM) { _ in Glibc.exit(0) }
+                let json = self.json
+                try await agent.watch(from: from) { events in
+                    for e in events { show(e, json: json) }
+                    fflush(nil)
+                }
+                return
+            }
+            let events = try await agent.read(from: from)
+            if events.isEmpty, !json { Terminal.note("no new messages") }
+            for e in events { show(e, json: json) }
+            if events.contains(where: { $0.kind == .security }) { throw ExitCode(ClientError.identityChanged(name: "", verified: true).exitCode) }
+        }
+    }
+}
+
+func show(_ e: ReadEvent, json: Bool) {
+    if json { return JSONLines.print(e) }
+    let who = e.contact ?? "belay"
+    let time = e.sentAt > 0 ? timeFormatter.string(from: Date(timeIntervalSince1970: Double(e.sentAt) / 1000)) + " " : ""
+    let notes = e.notes.isEmpty ? "" : "  [" + e.notes.joined(separator: "; ") + "]"
+    switch e.kind {
+    case .alert: print("!!! ALERT from \(who) \(time)!!!\n\(e.text)\(notes)")
+    case .message: print("\(time)\(who): \(e.text)\(notes)")
+    case .paired: print("* \(who) \(e.text)")
+    case .warning: print("warning (\(who)): \(e.text)")
+    case .security: print("SECURITY (\(who)): \(e.text)")
+    }
+}
+
+nonisolated(unsafe) let timeFormatter: DateFormatter = {
+    let f = DateFormatter()
+    f.dateFormat = "yyyy-MM-dd HH:mm"
+    return f
+}()
+
+func parseRelay(_ text: String) throws -> RelayAddress {
+    do { return try RelayAddress(parsing: text) } catch {
+        throw ClientError.invalidInput("\"\(text)\" is not a relay address: \(error). It looks like belay://HOST:PORT/#KEY; `belayd address` prints it")
+    }
+}

@@ -1,0 +1,75 @@
+import BelayClient
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Talking to the person at the terminal: prompts without echo, confirmations, and the output
+/// rules (docs/CLI.md): results to stdout, everything else to stderr as `belay: …`.
+enum Terminal {
+    static var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
+
+    static func error(_ message: String) {
+        FileHandle.standardError.write(Data("belay: \(message)\n".utf8))
+    }
+
+    static func hint(_ message: String) {
+        FileHandle.standardError.write(Data("belay: hint: \(message)\n".utf8))
+    }
+
+    static func note(_ message: String) { error(message) }
+
+    /// Reads a line from the controlling terminal with echo off. Nil when there is no terminal.
+    static func secret(prompt: String) -> [UInt8]? {
+        let fd = open("/dev/tty", O_RDWR | O_NOCTTY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var original = termios()
+        guard tcgetattr(fd, &original) == 0 else { return nil }
+        var silent = original
+        silent.c_lflag &= ~tcflag_t(ECHO)
+        _ = prompt.withCString { write(fd, $0, strlen($0)) }
+        guard tcsetattr(fd, TCSAFLUSH, &silent) == 0 else { return nil }
+        defer {
+            _ = tcsetattr(fd, TCSAFLUSH, &original)
+            _ = "\n".withCString { write(fd, $0, 1) }
+        }
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        while read(fd, &byte, 1) == 1, byte != 0x0a, line.count < 4096 {
+            if byte != 0x0d { line.append(byte) }
+        }
+        return line
+    }
+
+    /// A yes/no question on the terminal; without a terminal the answer is no.
+    static func confirm(_ question: String, expect word: String) -> Bool {
+        let fd = open("/dev/tty", O_RDWR | O_NOCTTY)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        _ = question.withCString { write(fd, $0, strlen($0)) }
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        while read(fd, &byte, 1) == 1, byte != 0x0a, line.count < 256 { line.append(byte) }
+        return String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespaces) == word
+    }
+
+    /// The passphrase for an existing state: BELAY_PASSPHRASE, else a prompt.
+    static func passphrase() throws -> [UInt8]? {
+        if let env = ProcessInfo.processInfo.environment["BELAY_PASSPHRASE"] { return Array(env.utf8) }
+        guard let typed = secret(prompt: "Passphrase: ") else { throw ClientError.passphraseRequired }
+        return typed
+    }
+}
+
+/// Prints one JSON object per line.
+enum JSONLines {
+    static func print<T: Encodable>(_ value: T) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        if let data = try? encoder.encode(value), let line = String(data: data, encoding: .utf8) {
+            Swift.print(line)
+        }
+    }
+}
