@@ -124,7 +124,7 @@ let package = Package(
         .testTarget(
             name: "BelaydTests",
             dependencies: [
-                "BelayClient", "BelayWire", "BelaySodium", "BelayRelay",
+                "BelayClient", "BelayE2E", "BelayWire", "BelaySodium", "BelayRelay",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

@@ -10,15 +10,18 @@ final class Daemon: @unchecked Sendable {
     let stderrPath: String
 
     static var binary: String {
-        get throws {
-            let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("belayd").path
-            let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            for candidate in [beside, root.appendingPathComponent(".build/debug/belayd").path]
-            where FileManager.default.isExecutableFile(atPath: candidate) {
-                return candidate
-            }
-            throw DaemonError("belayd is not built; run `swift build` (make test does) before these tests")
+        get throws { try builtExecutable("belayd") }
+    }
+
+    /// An executable of this package, built beside the test bundle or in .build/debug.
+    static func builtExecutable(_ name: String) throws -> String {
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name).path
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        for candidate in [beside, root.appendingPathComponent(".build/debug/\(name)").path]
+        where FileManager.default.isExecutableFile(atPath: candidate) {
+            return candidate
         }
+        throw DaemonError("\(name) is not built; run `swift build` (make test does) before these tests")
     }
 
     struct DaemonError: Error, CustomStringConvertible {
@@ -26,10 +29,11 @@ final class Daemon: @unchecked Sendable {
         init(_ d: String) { description = d }
     }
 
-    static func start(stateDir: String, environment extra: [String: String] = [:], arguments: [String] = []) async throws -> Daemon {
+    static func start(stateDir: String, environment extra: [String: String] = [:], arguments: [String] = [],
+                      port: Int = 0) async throws -> Daemon {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try binary)
-        process.arguments = ["run", "--state-dir", stateDir, "--listen", "127.0.0.1:0"] + arguments
+        process.arguments = ["run", "--state-dir", stateDir, "--listen", "127.0.0.1:\(port)"] + arguments
         var env = ProcessInfo.processInfo.environment
         for (k, v) in extra { env[k] = v }
         process.environment = env

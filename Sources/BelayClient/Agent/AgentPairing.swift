@@ -105,6 +105,10 @@ extension Agent {
         do {
             try await flush(contact: contactId)
             return AcceptOutcome(warnings: warnings, deliveryError: nil)
+        } catch ClientError.relayRefused(let why) where why == RelayErrorCode.auth.description {
+            // The inviter's queue is already secured for someone else: the invitation was used.
+            try write { db in try store.deleteContact(contactId, db) }
+            throw ClientError.invalidInput("this invitation has already been used; ask for a new one")
         } catch let error as ClientError {
             return AcceptOutcome(warnings: warnings, deliveryError: error)
         }

@@ -22,9 +22,27 @@ final class ClientStore: @unchecked Sendable {
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
         if !create, !FileManager.default.fileExists(atPath: path) { throw ClientError.stateDamaged("\(path) is missing") }
+        if !create { try Self.checkReadOnly(path) }
         do {
             queue = try DatabaseQueue(path: path, configuration: config)
             try Self.migrator.migrate(queue)
+        } catch let error as DatabaseError {
+            throw ClientError.stateDamaged("\(path) cannot be read as a Belay database (\(error.resultCode))")
+        }
+    }
+
+    /// Looks before writing: SQLite would happily turn an empty or zeroed file into a new
+    /// database, and a damaged state must be left exactly as it was found.
+    private static func checkReadOnly(_ path: String) throws {
+        var config = Configuration()
+        config.readonly = true
+        do {
+            let probe = try DatabaseQueue(path: path, configuration: config)
+            defer { try? probe.close() }
+            let ok = try probe.read { db in
+                try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'") == 1
+            }
+            guard ok else { throw ClientError.stateDamaged("\(path) is not a Belay database (empty or overwritten)") }
         } catch let error as DatabaseError {
             throw ClientError.stateDamaged("\(path) cannot be read as a Belay database (\(error.resultCode))")
         }

@@ -1,0 +1,183 @@
+@testable import BelayClient
+import BelayE2E
+import BelayWire
+import Foundation
+import NIOPosix
+import Testing
+
+@Suite struct ClientSecurityTests {
+    @Test func thePassphraseProtectsTheStateAndAWrongOneChangesNothing() async throws {
+        let alice = Person("alice", passphrase: "correct horse battery staple")
+        defer { alice.remove() }
+        #expect(try await alice.run("init").status == 0)
+        let db = alice.home + "/belay.db"
+        let before = try Data(contentsOf: URL(fileURLWithPath: db))
+        var wrong = alice
+        wrong.environment["BELAY_PASSPHRASE"] = "incorrect horse"
+        let refused = try await wrong.run("contacts")
+        #expect(refused.status == 3)
+        #expect(refused.err.hasPrefix("belay: wrong passphrase"))
+        var none = alice
+        none.environment.removeValue(forKey: "BELAY_PASSPHRASE")
+        let detached = try await none.runWithoutTerminal("contacts")
+        #expect(detached.status == 3 && detached.err.contains("a passphrase is required"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: db)) == before)
+        #expect(try await alice.run("contacts").status == 0)
+    }
+
+    @Test func aDamagedDatabaseIsAClearErrorAndIsLeftAsItWas() async throws {
+        let alice = try await Person.make("alice")
+        defer { alice.remove() }
+        let db = alice.home + "/belay.db"
+        let whole = try Data(contentsOf: URL(fileURLWithPath: db))
+        for damaged in [whole.prefix(whole.count / 2), Data(count: 0), Data(repeating: 0x41, count: 8192)] {
+            try damaged.write(to: URL(fileURLWithPath: db))
+            let r = try await alice.run("contacts")
+            #expect(r.status == 6 || r.status == 1, "\(r.err)")
+            #expect(r.err.contains("damaged") || r.err.contains("no Belay identity"))
+            #expect(try Data(contentsOf: URL(fileURLWithPath: db)) == damaged)
+        }
+    }
+
+    @Test func noPlaintextNameOrMessageReachesTheDisk() async throws {
+        let relayDir = temporaryStateDir()
+        let relay = try await Daemon.start(stateDir: relayDir)
+        let alice = try await Person.make("alice"), bob = try await Person.make("bartholomew")
+        defer { alice.remove(); bob.remove(); try? FileManager.default.removeItem(atPath: relayDir) }
+        try await pair(alice, bob, on: relay.address)
+        let secret = "meet at the old library, bring the documents"
+        #expect(try await bob.run("send", "alice", secret).status == 0)
+        #expect(texts(try await alice.read()) == [secret])
+        for home in [alice.home, bob.home] {
+            for file in try FileManager.default.contentsOfDirectory(atPath: home) {
+                let bytes = try Data(contentsOf: URL(fileURLWithPath: home + "/" + file))
+                #expect(bytes.range(of: Data(secret.utf8)) == nil, "\(file)")
+                #expect(bytes.range(of: Data("bartholomew".utf8)) == nil, "\(file)")
+                #expect(bytes.range(of: Data(relay.address.description.utf8)) == nil, "\(file)")
+            }
+        }
+        _ = await relay.terminate()
+    }
+
+    @Test func aChangedIdentityStopsHardForAVerifiedContactAndWarnsOtherwise() async throws {
+        let relayDir = temporaryStateDir()
+        let relay = try await Daemon.start(stateDir: relayDir)
+        let alice = try await Person.make("alice"), bob = try await Person.make("bob"), carol = try await Person.make("carol")
+        defer { alice.remove(); bob.remove(); carol.remove(); try? FileManager.default.removeItem(atPath: relayDir) }
+        try await pair(alice, bob, on: relay.address)
+        try await pair(alice, carol, on: relay.address)
+        #expect(try await alice.run("verify", "bob", "--confirm").status == 0)
+
+        // Bob and Carol both start again with new identities and answer fresh invitations.
+        for p in [bob, carol] {
+            #expect(try await p.run("wipe", "--yes").status == 0)
+            #expect(try await p.run("init", "--no-passphrase").status == 0)
+            let invite = try await alice.run("invite", "--relay", relay.address.description, "--name", p.name)
+            #expect(try await p.run("accept", invite.lines[0], "--name", "alice").status == 0)
+        }
+        let read = try await alice.run("read", "--json")
+        #expect(read.status == 5)
+        #expect(read.out.contains("\"kind\":\"security\""))
+        #expect(read.out.contains("identity key of verified contact \\\"bob\\\" has changed"))
+        #expect(read.out.contains("\"kind\":\"warning\"") && read.out.contains("identity key of \\\"carol\\\" has changed"))
+        // Bob stays the verified old contact; Carol was replaced and works.
+        #expect(try await alice.run("contacts").out.contains("bob  (verified)"))
+        #expect(try await alice.run("send", "carol", "is this really you?").status == 0)
+        #expect(texts(try await carol.read()) == ["is this really you?"])
+
+        // The acceptor's side: a verified contact's name with a different identity is refused.
+        let dave = try await Person.make("dave")
+        defer { dave.remove() }
+        try await pair(dave, carol, on: relay.address)
+        _ = try await carol.run("verify", "dave", "--confirm")
+        let impostor = try await alice.run("invite", "--relay", relay.address.description)
+        let stopped = try await carol.run("accept", impostor.lines[0], "--name", "dave")
+        #expect(stopped.status == 5)
+        #expect(stopped.err.contains("SECURITY"))
+        _ = await relay.terminate()
+    }
+
+    @Test func anInvitationWorksOnceAndNotAfterItExpires() async throws {
+        let relayDir = temporaryStateDir()
+        let relay = try await Daemon.start(stateDir: relayDir)
+        defer { try? FileManager.default.removeItem(atPath: relayDir) }
+        let homes = (0..<3).map { _ in FileManager.default.temporaryDirectory.appendingPathComponent("belay-agent-\(UUID().uuidString)").path }
+        defer { homes.forEach { try? FileManager.default.removeItem(atPath: $0) } }
+        for h in homes { _ = try Agent.initialise(home: h, passphrase: nil) }
+        let clock = TestClock(1_000_000)
+        let alice = try Agent(home: homes[0], passphrase: { nil }, now: clock.read)
+        let bob = try Agent(home: homes[1], passphrase: { nil }, now: clock.read)
+        let carol = try Agent(home: homes[2], passphrase: { nil }, now: clock.read)
+
+        let shortLived = try await alice.invite(relay: relay.address, name: "bob", lifetime: 60)
+        clock.set(1_000_060)
+        await #expect(throws: ClientError.invalidInput("this invitation cannot be used: \(E2EError.invitationExpired)")) {
+            try await bob.accept(shortLived, name: "alice", relay: nil)
+        }
+        clock.set(1_000_059)
+        #expect(try await bob.accept(shortLived, name: "alice", relay: nil).deliveryError == nil)
+        #expect(try await alice.read().filter { $0.kind == .paired }.count == 2)
+        // Used: the inviter's queue now takes only Bob's key.
+        await #expect(throws: ClientError.invalidInput("this invitation has already been used; ask for a new one")) {
+            try await carol.accept(shortLived, name: "alice", relay: nil)
+        }
+        #expect(try carol.contacts().contacts.isEmpty)
+        _ = await relay.terminate()
+    }
+
+    /// A crash after a received message is committed but before the relay is told: the relay
+    /// delivers it again, and the client records it once.
+    @Test func aRedeliveredMessageIsRecordedOnce() async throws {
+        let relayDir = temporaryStateDir()
+        let relay = try await Daemon.start(stateDir: relayDir)
+        defer { try? FileManager.default.removeItem(atPath: relayDir) }
+        let homes = (0..<2).map { _ in FileManager.default.temporaryDirectory.appendingPathComponent("belay-agent-\(UUID().uuidString)").path }
+        defer { homes.forEach { try? FileManager.default.removeItem(atPath: $0) } }
+        for h in homes { _ = try Agent.initialise(home: h, passphrase: nil) }
+        let alice = try Agent(home: homes[0], passphrase: { nil }), bob = try Agent(home: homes[1], passphrase: { nil })
+        let invitation = try await alice.invite(relay: relay.address, name: "bob", lifetime: nil)
+        _ = try await bob.accept(invitation, name: "alice", relay: nil)
+        _ = try await alice.read()
+        try await bob.send(to: "alice", text: "exactly once")
+
+        let inbox = try alice.read { db in try alice.store.contacts(db)[0].record.inbox }
+        let keys = try InboxKeys(inbox)
+        let connection = try await RelayConnection.connect(to: relay.address, group: MultiThreadedEventLoopGroup.singleton)
+        try await connection.authorise(.recipient, keys.recipientId, key: keys.key)
+        let delivery = try #require(try await connection.getMessage(keys.recipientId))
+        #expect(try await alice.process(delivery, connection: connection).map(\.text) == ["exactly once"])
+        #expect(try await alice.process(delivery, connection: connection).isEmpty)  // the redelivery
+        #expect(try alice.history("bob").map(\.text) == ["exactly once"])
+        await connection.close()
+        // The next read meets the unacknowledged message again, acknowledges it and shows nothing.
+        #expect(try await alice.read().isEmpty)
+        #expect(try alice.history("bob").count == 1)
+        _ = await relay.terminate()
+    }
+}
+
+final class TestClock: @unchecked Sendable {
+    private var value: UInt64
+    private let lock = NSLock()
+    init(_ v: UInt64) { value = v }
+    func set(_ v: UInt64) { lock.withLock { value = v } }
+    var read: @Sendable () -> UInt64 { { [self] in lock.withLock { value } } }
+}
+
+extension Person {
+    /// Runs belay in a new session with no controlling terminal, as a script or service would.
+    func runWithoutTerminal(_ arguments: String...) async throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
+        process.arguments = ["--wait", try Daemon.builtExecutable("belay")] + arguments
+        process.environment = environment
+        process.standardInput = FileHandle.nullDevice
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let data = err.fileHandleForReading.readDataToEndOfFile()
+        await Task.detached { process.waitUntilExit() }.value
+        return Result(status: process.terminationStatus, out: "", err: String(decoding: data, as: UTF8.self))
+    }
+}

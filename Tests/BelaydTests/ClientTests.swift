@@ -1,0 +1,207 @@
+import BelayWire
+import Foundation
+import Testing
+
+/// The `belay` executable against real `belayd` processes on loopback, each person with their
+/// own `$BELAY_HOME`.
+@Suite struct ClientTests {
+    @Test func invitationAcceptAndMessagesBothWays() async throws {
+        let relayDir = temporaryStateDir()
+        let relay = try await Daemon.start(stateDir: relayDir)
+        let alice = try await Person.make("alice"), bob = try await Person.make("bob")
+        defer { alice.remove(); bob.remove(); try? FileManager.default.removeItem(atPath: relayDir) }
+
+        let invite = try await alice.run("invite", "--relay", relay.address.description, "--name", "bob")
+        #expect(invite.status == 0)
+        #expect(invite.lines.count == 1)  // stdout is not a terminal: no QR code
+        let text = try #require(invite.lines.first)
+        #expect(text.hasPrefix("belay-invite:"))
+        let accept = try await bob.run("accept", text, "--name", "alice")
+        #expect(accept.status == 0, "\(accept.err)")
+
+        // The acceptor can write at once; `send` prints nothing on success.
+        let sent = try await bob.run("send", "bob-to-alice-1", "x")
+        #expect(sent.status == 1 && sent.err.contains("no contact named"))
+        let send = try await bob.run("send", "alice", "first from bob")
+        #expect(send.status == 0 && send.out.isEmpty && send.err.isEmpty)
+        #expect(try await bob.run("send", "alice", "-", stdin: "second from bob, via stdin\n").status == 0)
+
+        let events = try await alice.read()
+        #expect(events.map { $0["kind"] as? String } == ["paired", "paired", "message", "message"])
+        #expect(texts(events) == ["first from bob", "second from bob, via stdin"])
+        #expect(events.last?["contact"] as? String == "bob")
+
+        for i in 1...3 { #expect(try await alice.run("send", "bob", "reply \(i)").status == 0) }
+        #expect(texts(try await bob.read()) == ["reply 1", "reply 2", "reply 3"])
+        #expect(texts(try await bob.read()).isEmpty)  // read acknowledges: nothing twice
+
+        let contacts = try await alice.run("contacts", "--json")
+        let entry = try #require(try JSONSerialization.jsonObject(with: Data(contacts.out.utf8)) as? [String: Any])
+        #expect(entry["name"] as? String == "bob" && entry["canSend"] as? Bool == true && entry["verified"] as? Bool == false)
+
+        // Both sides compute the same 60-digit safety number.
+        let a = try await alice.run("verify", "bob"), b = try await bob.run("verify", "alice")
+        let number = try #require(a.lines.first)
+        #expect(number.filter(\.isNumber).count == 60)
+        #expect(b.lines.first == number)
+        #expect(try await alice.run("verify", "bob", "--confirm").status == 0)
+        #expect(try await alice.run("contacts").out.contains("bob  (verified)"))
+        #expect(await relay.terminate() == 0)
+    }
+
+    @Test func watchPrintsMessagesAsTheyArrive() async throws {
+        let relayDir = temporaryStateDir()
+        let relay = try await Daemon.start(stateDir: relayDir)
+        let alice = try await Person.make("alice"), bob = try await Person.make("bob")
+        defer { alice.remove(); bob.remove(); try? FileManager.default.removeItem(atPath: relayDir) }
+        try await pair(alice, bob, on: relay.address)
+
+        let watcher = try bob.process(["read", "--watch", "--json"])
+        let out = Pipe()
+        watcher.standardOutput = out
+        try watcher.run()
+        let lines = LineReader(out.fileHandleForReading)
+        try await alice.run("send", "bob", "live one")
+        #expect(try await lines.next()?.contains("\"text\":\"live one\"") == true)
+        try await alice.run("send", "bob", "live two")
+        #expect(try await lines.next()?.contains("\"text\":\"live two\"") == true)
+        watcher.interrupt()
+        await Task.detached { watcher.waitUntilExit() }.value
+        #expect(watcher.terminationStatus == 0)
+        #expect(texts(try await bob.read()).isEmpty)  // the watcher acknowledged both
+        _ = await relay.terminate()
+    }
+
+    @Test func contactsOnTwoDifferentRelays() async throws {
+        let dir1 = temporaryStateDir(), dir2 = temporaryStateDir()
+        let relay1 = try await Daemon.start(stateDir: dir1), relay2 = try await Daemon.start(stateDir: dir2)
+        let alice = try await Person.make("alice"), bob = try await Person.make("bob")
+        defer { alice.remove(); bob.remove(); for d in [dir1, dir2] { try? FileManager.default.removeItem(atPath: d) } }
+        try await pair(alice, bob, on: relay1.address, acceptorRelay: relay2.address)
+        #expect(try await bob.run("send", "alice", "over relay one").status == 0)
+        #expect(try await alice.run("send", "bob", "over relay two").status == 0)
+        #expect(texts(try await alice.read()) == ["over relay one"])
+        #expect(texts(try await bob.read()) == ["over relay two"])
+        let bobsView = try await bob.run("contacts", "--json")
+        #expect(bobsView.out.contains(relay2.address.description))  // bob receives on his own relay
+        let alicesView = try await alice.run("contacts", "--json")
+        #expect(alicesView.out.contains(relay1.address.description))
+        _ = await relay1.terminate()
+        _ = await relay2.terminate()
+    }
+
+    @Test func aRelayThatIsDownLosesNothing() async throws {
+        let relayDir = temporaryStateDir()
+        var relay = try await Daemon.start(stateDir: relayDir)
+        let alice = try await Person.make("alice"), bob = try await Person.make("bob")
+        defer { alice.remove(); bob.remove(); try? FileManager.default.removeItem(atPath: relayDir) }
+        try await pair(alice, bob, on: relay.address)
+        let port = relay.address.port
+        #expect(await relay.terminate() == 0)
+
+        let offline = try await bob.run("send", "alice", "written while the relay was down")
+        #expect(offline.status == 4)
+        #expect(offline.err.contains("1 message(s) saved and not lost"))
+        #expect(offline.err.contains("belay: hint:"))
+        let down = try await alice.run("read")
+        #expect(down.status == 4 && down.err.contains("cannot reach the relay"))
+
+        relay = try await Daemon.start(stateDir: relayDir, port: port)
+        #expect(try await bob.run("send", "alice", "after it came back").status == 0)  // flushes the queued one first
+        #expect(texts(try await alice.read()) == ["written while the relay was down", "after it came back"])
+        _ = await relay.terminate()
+    }
+
+    @Test func forgetDeletesTheContactAndItsQueueAtTheRelay() async throws {
+        let relayDir = temporaryStateDir()
+        let relay = try await Daemon.start(stateDir: relayDir)
+        let alice = try await Person.make("alice"), bob = try await Person.make("bob")
+        defer { alice.remove(); bob.remove(); try? FileManager.default.removeItem(atPath: relayDir) }
+        try await pair(alice, bob, on: relay.address)
+        #expect(try await alice.run("forget", "bob").status == 0)
+        #expect(try await alice.run("contacts", "--json").out.isEmpty)
+        let refused = try await bob.run("send", "alice", "anyone there?")
+        #expect(refused.status == 4)
+        #expect(refused.err.contains("no such queue"))
+        _ = await relay.terminate()
+    }
+
+    @Test func badInputGetsAClearErrorAndAnExitCode() async throws {
+        let alice = try await Person.make("alice")
+        defer { alice.remove() }
+        let garbage = try await alice.run("accept", "hello", "--name", "x")
+        #expect(garbage.status == 1 && garbage.err.hasPrefix("belay: this invitation cannot be used"))
+        let relay = try await alice.run("invite", "--relay", "http://example.org")
+        #expect(relay.status == 1 && relay.err.contains("not a relay address"))
+        let duration = try await alice.run("invite", "--relay", "belay://127.0.0.1:1/#\(Base64URL.encode([UInt8](repeating: 1, count: 32)))", "--expires", "soon")
+        #expect(duration.status == 1 && duration.err.contains("not a duration"))
+        let unreachable = try await alice.run("invite", "--relay", "belay://127.0.0.1:1/#\(Base64URL.encode([UInt8](repeating: 1, count: 32)))")
+        #expect(unreachable.status == 4 && unreachable.err.contains("cannot reach the relay"))
+        let again = try await alice.run("init", "--no-passphrase")
+        #expect(again.status == 1 && again.err.contains("refusing to overwrite"))
+        let nobody = Person("nobody")
+        let missing = try await nobody.run("contacts")
+        #expect(missing.status == 1 && missing.err.contains("belay init"))
+        let usage = try await alice.run("send")
+        #expect(usage.status == 64)
+        for command in ["init", "invite", "accept", "send", "read", "contacts", "verify", "forget", "wipe"] {
+            let help = try await alice.run(command, "--help")
+            #expect(help.status == 0 && help.out.contains("Example"), "\(command) --help")
+        }
+    }
+
+    @Test func wipeNeedsConfirmationAndThenRemovesEverything() async throws {
+        let alice = try await Person.make("alice")
+        defer { alice.remove() }
+        let refused = try await alice.run("wipe")  // no terminal to confirm on
+        #expect(refused.status == 1 && refused.err.contains("not confirmed"))
+        #expect(FileManager.default.fileExists(atPath: alice.home + "/belay.db"))
+        #expect(try await alice.run("wipe", "--yes").status == 0)
+        #expect(!FileManager.default.fileExists(atPath: alice.home + "/belay.db"))
+        #expect(try await alice.run("init", "--no-passphrase").status == 0)
+    }
+}
+
+/// Lines from a pipe, read on a background thread; `next` waits for one (or the pipe's end).
+final class LineReader: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var lines: [String] = []
+    private var finished = false
+
+    init(_ handle: FileHandle) {
+        Thread.detachNewThread { [self] in
+            var buffer: [UInt8] = []
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                buffer += chunk
+                while let i = buffer.firstIndex(of: 0x0a) {
+                    let line = String(decoding: buffer[..<i], as: UTF8.self)
+                    buffer.removeSubrange(...i)
+                    condition.withLock {
+                        lines.append(line)
+                        condition.broadcast()
+                    }
+                }
+            }
+            condition.withLock {
+                finished = true
+                condition.broadcast()
+            }
+        }
+    }
+
+    /// The next line; nil at the end of the pipe or if none comes within `limit`, so a broken
+    /// watcher fails the test instead of hanging it. The limit only bounds failure.
+    func next(limit: TimeInterval = 30) async throws -> String? {
+        await Task.detached { [self] in
+            let deadline = Date().addingTimeInterval(limit)
+            return condition.withLock { () -> String? in
+                while lines.isEmpty, !finished {
+                    if !condition.wait(until: deadline) { return nil }
+                }
+                return lines.isEmpty ? nil : lines.removeFirst()
+            }
+        }.value
+    }
+}
