@@ -29,7 +29,14 @@ struct InviteCommand: AsyncParsableCommand {
             let lifetime = try expires.map(DurationText.seconds)
             let text = try await state.open().invite(relay: address, name: name, lifetime: lifetime)
             print(text)
-            if Terminal.stdoutIsTerminal, let qr = QRCode.render(text) { print(qr) }
+            if Terminal.stdoutIsTerminal, let qr = QRCode.render(text) {
+                let width = qr.prefix(while: { $0 != "\n" }).count
+                if let columns = Terminal.columns, columns < width {
+                    Terminal.note("widen the terminal to \(width) columns to show the invitation as a QR code")
+                } else {
+                    print(qr)
+                }
+            }
         }
     }
 }

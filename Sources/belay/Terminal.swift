@@ -10,6 +10,13 @@ import Glibc
 enum Terminal {
     static var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
 
+    /// Columns of the terminal on stdout, or nil if unknown.
+    static var columns: Int? {
+        var size = winsize()
+        guard ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 else { return nil }
+        return Int(size.ws_col)
+    }
+
     static func error(_ message: String) {
         FileHandle.standardError.write(Data("belay: \(message)\n".utf8))
     }

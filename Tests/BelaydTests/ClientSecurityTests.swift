@@ -154,6 +154,57 @@ import Testing
         #expect(try alice.history("bob").count == 1)
         _ = await relay.terminate()
     }
+
+    /// A message the relay drops, one it replays under a new seq, and one of Alice's own sent
+    /// back to her: each is shown or refused, never silently accepted.
+    @Test func droppedReplayedAndReflectedMessagesAreShownOrRefused() async throws {
+        let relayDir = temporaryStateDir()
+        let relay = try await Daemon.start(stateDir: relayDir)
+        defer { try? FileManager.default.removeItem(atPath: relayDir) }
+        let homes = (0..<2).map { _ in FileManager.default.temporaryDirectory.appendingPathComponent("belay-agent-\(UUID().uuidString)").path }
+        defer { homes.forEach { try? FileManager.default.removeItem(atPath: $0) } }
+        for h in homes { _ = try Agent.initialise(home: h, passphrase: nil) }
+        let alice = try Agent(home: homes[0], passphrase: { nil }), bob = try Agent(home: homes[1], passphrase: { nil })
+        _ = try await bob.accept(try await alice.invite(relay: relay.address, name: "bob", lifetime: nil), name: "alice", relay: nil)
+        _ = try await alice.read()
+        for text in ["one", "two", "three"] { try await bob.send(to: "alice", text: text) }
+
+        let keys = try InboxKeys(try alice.read { db in try alice.store.contacts(db)[0].record.inbox })
+        let connection = try await RelayConnection.connect(to: relay.address, group: MultiThreadedEventLoopGroup.singleton)
+        try await connection.authorise(.recipient, keys.recipientId, key: keys.key)
+        let one = try #require(try await connection.getMessage(keys.recipientId))
+        #expect(try await alice.process(one, connection: connection).map(\.text) == ["one"])
+        try await connection.acknowledge(keys.recipientId, seq: one.seq)
+        let two = try #require(try await connection.getMessage(keys.recipientId))
+        try await connection.acknowledge(keys.recipientId, seq: two.seq)  // the relay "loses" it
+        let three = try #require(try await connection.getMessage(keys.recipientId))
+        let shown = try await alice.process(three, connection: connection)
+        #expect(shown.map(\.text) == ["three"])
+        #expect(shown.first?.notes == ["1 earlier message(s) missing"])
+        try await connection.acknowledge(keys.recipientId, seq: three.seq)
+
+        // The relay replays "one" as if new: its key is gone, so it is refused and reported.
+        let replay = RelayReply.Delivery(recipient: one.recipient, seq: three.seq + 10, body: one.body)
+        let refused = try await alice.process(replay, connection: connection)
+        #expect(refused.map(\.kind) == [.warning])
+        #expect(refused.first?.text.contains("rejected") == true)
+        // "two" arriving late still decrypts (its key was kept as skipped) and says so.
+        let late = RelayReply.Delivery(recipient: two.recipient, seq: three.seq + 20, body: two.body)
+        let lateEvents = try await alice.process(late, connection: connection)
+        #expect(lateEvents.map(\.text) == ["two"])
+        #expect(lateEvents.first?.notes == ["arrived late (out of order)"])
+
+        // One of Alice's own messages delivered back to her is refused.
+        try await alice.send(to: "bob", text: "mine")
+        let bobKeys = try InboxKeys(try bob.read { db in try bob.store.contacts(db)[0].record.inbox })
+        try await connection.authorise(.recipient, bobKeys.recipientId, key: bobKeys.key)
+        let mine = try #require(try await connection.getMessage(bobKeys.recipientId))
+        let reflected = RelayReply.Delivery(recipient: one.recipient, seq: three.seq + 30, body: mine.body)
+        #expect(try await alice.process(reflected, connection: connection).map(\.kind) == [.warning])
+        #expect(try alice.history("bob").filter { $0.direction == .incoming }.map(\.text) == ["one", "three", "two"])
+        await connection.close()
+        _ = await relay.terminate()
+    }
 }
 
 final class TestClock: @unchecked Sendable {

@@ -65,8 +65,8 @@ extension Agent {
         guard let row else { throw ClientError.unknownContact(name) }
         let pool = RelayPool(group: group)
         defer { Task { [pool] in await pool.closeAll() } }
-        let connection = try await pool.connection(row.record.inbox.relay)
         let inbox = try InboxKeys(row.record.inbox)
+        let connection = try await pool.connection(row.record.inbox.relay, lane: inbox.recipientId)
         do {
             try await pool.authorise(.recipient, inbox.recipientId, key: inbox.key, on: connection)
             try await connection.deleteQueue(inbox.recipientId)

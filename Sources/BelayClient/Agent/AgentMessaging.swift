@@ -64,7 +64,7 @@ extension Agent {
         defer { if existing == nil { Task { [pool] in await pool.closeAll() } } }
         var remaining = pending.count
         let connection: RelayConnection
-        do { connection = try await pool.connection(outlet.relay) } catch ClientError.relayUnreachable(let relay, let why, _) {
+        do { connection = try await pool.connection(outlet.relay, lane: outlet.senderId) } catch ClientError.relayUnreachable(let relay, let why, _) {
             throw ClientError.relayUnreachable(relay: relay, why: why, queued: remaining)
         }
         do {
@@ -116,8 +116,8 @@ extension Agent {
         if name == nil { inboxes += invitations.map { ($0.record.inbox, true) } }
         for (inbox, _) in inboxes {
             do {
-                let connection = try await pool.connection(inbox.relay)
                 let keys = try InboxKeys(inbox)
+                let connection = try await pool.connection(inbox.relay, lane: keys.recipientId)
                 try await pool.authorise(.recipient, keys.recipientId, key: keys.key, on: connection)
                 while let delivery = try await connection.getMessage(keys.recipientId) {
                     events += try await process(delivery, connection: connection)

@@ -10,28 +10,28 @@ extension Agent {
     /// Subscribes to every inbox (or one contact's) and hands events to `onEvent` as messages
     /// arrive, until the task is cancelled or a relay connection is lost (which throws).
     public func watch(from name: String? = nil, onEvent: @escaping @Sendable ([ReadEvent]) -> Void) async throws {
-        let (stream, continuation) = AsyncStream<(RelayAddress, RelayReply?)>.makeStream()
-        let pool = RelayPool(group: group) { address, reply in continuation.yield((address, reply)) }
+        let (stream, continuation) = AsyncStream<(RelayPool.Lane, RelayReply?)>.makeStream()
+        let pool = RelayPool(group: group) { lane, reply in continuation.yield((lane, reply)) }
         let early = await flushAll(pool: pool)
         if !early.isEmpty { onEvent(early) }
         let (contacts, invitations) = try read { db in (try store.contacts(db), try store.invitations(db)) }
         if let name, !contacts.contains(where: { $0.record.name.lowercased() == name.lowercased() }) { throw ClientError.unknownContact(name) }
         var inboxes = contacts.filter { name == nil || $0.record.name.lowercased() == name!.lowercased() }.map(\.record.inbox)
         if name == nil { inboxes += invitations.map(\.record.inbox) }
-        var connections: [RelayAddress: RelayConnection] = [:]
+        var connections: [RelayPool.Lane: RelayConnection] = [:]
         for inbox in inboxes {
-            let connection = try await pool.connection(inbox.relay)
             let keys = try InboxKeys(inbox)
+            let connection = try await pool.connection(inbox.relay, lane: keys.recipientId)
             do {
                 try await pool.authorise(.recipient, keys.recipientId, key: keys.key, on: connection)
                 try await connection.subscribe(keys.recipientId)
             } catch let error as RelayClientError {
                 throw Self.relayError(error, connection.address)
             }
-            if connections[connection.address] == nil {
-                connections[connection.address] = connection
-                let address = connection.address
-                connection.channel.closeFuture.whenComplete { _ in continuation.yield((address, nil)) }
+            let lane = RelayPool.Lane(address: connection.address, queue: keys.recipientId.bytes)
+            if connections[lane] == nil {
+                connections[lane] = connection
+                connection.channel.closeFuture.whenComplete { _ in continuation.yield((lane, nil)) }
                 _ = connection.channel.eventLoop.scheduleRepeatedTask(initialDelay: Self.watchKeepAlive, delay: Self.watchKeepAlive) { task in
                     guard connection.channel.isActive else { return task.cancel() }
                     _ = connection.request(.ping)
@@ -39,8 +39,9 @@ extension Agent {
             }
         }
         defer { Task { [pool] in await pool.closeAll() } }
-        for await (address, reply) in stream {
-            guard let connection = connections[address] else { continue }
+        for await (lane, reply) in stream {
+            guard let connection = connections[lane] else { continue }
+            let address = lane.address
             switch reply {
             case nil:
                 throw ClientError.relayUnreachable(relay: "\(address.host):\(address.port)", why: "the connection closed", queued: 0)

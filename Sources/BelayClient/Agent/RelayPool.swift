@@ -3,31 +3,39 @@ import BelayWire
 import NIOCore
 import NIOPosix
 
-/// The relay connections one command uses, opened on first need and closed together. Proofs
-/// are per connection (docs/PROTOCOL.md §4), so the pool remembers which it has made.
+/// The relay connections one command uses, opened on first need and closed together. Each
+/// queue gets its own connection (its "lane"), so the relay cannot link a person's contacts by
+/// the connection they arrive on (docs/THREAT-MODEL.md). Proofs are per connection
+/// (docs/PROTOCOL.md §4), so the pool remembers which it has made.
 final class RelayPool: @unchecked Sendable {
+    struct Lane: Hashable, Sendable {
+        var address: RelayAddress
+        var queue: [UInt8]
+    }
+
     let group: EventLoopGroup
-    let onPush: @Sendable (RelayAddress, RelayReply) -> Void
-    private var connections: [RelayAddress: RelayConnection] = [:]
+    let onPush: @Sendable (Lane, RelayReply) -> Void
+    private var connections: [Lane: RelayConnection] = [:]
     private var proven: Set<[UInt8]> = []
 
-    init(group: EventLoopGroup, onPush: @escaping @Sendable (RelayAddress, RelayReply) -> Void = { _, _ in }) {
+    init(group: EventLoopGroup, onPush: @escaping @Sendable (Lane, RelayReply) -> Void = { _, _ in }) {
         self.group = group
         self.onPush = onPush
     }
 
-    func connection(_ text: String) async throws -> RelayConnection {
+    func connection(_ text: String, lane queue: EntityID) async throws -> RelayConnection {
         guard let address = try? RelayAddress(parsing: text) else { throw ClientError.stateDamaged("a stored relay address does not parse") }
-        return try await connection(address)
+        return try await connection(address, lane: queue)
     }
 
-    func connection(_ address: RelayAddress) async throws -> RelayConnection {
-        if let c = connections[address], c.channel.isActive { return c }
+    func connection(_ address: RelayAddress, lane queue: EntityID? = nil) async throws -> RelayConnection {
+        let lane = Lane(address: address, queue: queue?.bytes ?? [])
+        if let c = connections[lane], c.channel.isActive { return c }
         do {
             let push = onPush
-            let c = try await RelayConnection.connect(to: address, group: group) { reply in push(address, reply) }
-            connections[address] = c
-            proven = proven.filter { !$0.starts(with: Array(address.description.utf8)) }
+            let c = try await RelayConnection.connect(to: address, group: group) { reply in push(lane, reply) }
+            connections[lane] = c
+            proven = proven.filter { !$0.starts(with: ObjectIdentifier(c).hashValue.bytes) }
             return c
         } catch let error as RelayClientError {
             throw ClientError.relayUnreachable(relay: address.host + ":\(address.port)", why: "\(error)", queued: 0)
@@ -36,7 +44,7 @@ final class RelayPool: @unchecked Sendable {
 
     /// Proves `key` for `entity` on this relay's connection, once.
     func authorise(_ role: AuthRole, _ entity: EntityID, key: Ed25519.SigningKey, on connection: RelayConnection) async throws {
-        let marker = Array(connection.address.description.utf8) + [role.rawValue] + entity.bytes
+        let marker = ObjectIdentifier(connection).hashValue.bytes + [role.rawValue] + entity.bytes
         if proven.contains(marker) { return }
         try await connection.authorise(role, entity, key: key)
         proven.insert(marker)
@@ -46,4 +54,8 @@ final class RelayPool: @unchecked Sendable {
         for c in connections.values { await c.close() }
         connections = [:]
     }
+}
+
+extension Int {
+    fileprivate var bytes: [UInt8] { withUnsafeBytes(of: self) { Array($0) } }
 }
