@@ -96,6 +96,7 @@ let package = Package(
             name: "belay-bench",
             dependencies: [
                 "BelayClient",
+                "BelayE2E",
                 "BelayWire",
                 "BelaySodium",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -127,7 +128,8 @@ let package = Package(
                 "BelayClient", "BelayE2E", "BelayWire", "BelaySodium", "BelayRelay",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ]
+            ],
+            exclude: ["Golden"]
         ),
     ]
 )

@@ -20,6 +20,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Unacknowledged sends allowed per sender.") var window = 10
     @Option(help: "Event-loop threads for the load generator.") var threads = 1
     @Option(help: "Path to belayd (default: next to this binary).") var belayd: String?
+    @Option(help: "Messages for the client figure (ratchet encrypt + decrypt, in memory).") var clientMessages = 20_000
 
     func run() async throws {
         let binary = belayd ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("belayd").path
@@ -54,6 +55,10 @@ struct Bench: AsyncParsableCommand {
                      rate, percentile(0.5), percentile(0.99), Double(latencies.last ?? 0) / 1e6, cpu, rss, pairs, total, size, window))
         for lane in lanes { await lane.close() }
         try await group.shutdownGracefully()
+        let client = try ClientRatchetBench.run(messages: clientMessages, size: size)
+        print(String(format: "client: %.0f msg/s sealed and opened through the full ratchet path (%d messages of %d bytes, replying every 10)",
+                     client, clientMessages, size))
+        print(String(format: #"{"client_ratchet_msgs_per_s": %.0f, "client_messages": %d, "size": %d}"#, client, clientMessages, size))
     }
 }
 

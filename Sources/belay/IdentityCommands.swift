@@ -9,8 +9,8 @@ struct InitCommand: AsyncParsableCommand {
         commandName: "init",
         abstract: "Create your identity and encrypted local state.",
         discussion: """
-            The passphrase is read from the terminal without echo (twice), or from BELAY_PASSPHRASE.
-            It protects your keys, contacts and messages with Argon2id; there is no way to recover it.
+            The passphrase is read from the terminal without echo (twice), or from BELAY_PASSPHRASE. It \
+            protects your keys, contacts and messages with Argon2id; there is no way to recover it.
 
             Examples:
               belay init
@@ -76,8 +76,8 @@ struct VerifyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify", abstract: "Show the safety number to compare with a contact, and mark them verified.",
         discussion: """
-            Compare the 60 digits with your contact in person or on a call you trust. If they match,
-            run again with --confirm. A verified contact whose identity changes is a hard stop.
+            Compare the 60 digits with your contact in person or on a call you trust. If they match, run \
+            again with --confirm. A verified contact whose identity changes is a hard stop.
 
             Examples:
               belay verify Sam

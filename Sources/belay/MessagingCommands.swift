@@ -10,8 +10,8 @@ struct InviteCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "invite", abstract: "Make a one-time invitation for someone to pair with you.",
         discussion: """
-            Prints one line to pass to the other person out of band (in person, or a channel you
-            trust), and a QR code when the output is a terminal. It works once.
+            Prints one line to pass to the other person out of band (in person, or a channel you trust), and \
+            a QR code when the output is a terminal. It works once.
 
             Examples:
               belay invite --relay 'belay://relay.example.org:7700/#KEY' --name Sam
@@ -45,8 +45,8 @@ struct AcceptCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "accept", abstract: "Pair with the person who gave you an invitation.",
         discussion: """
-            You can send to them at once; they finish pairing when they next run `belay read`.
-            Messages to you go to your own queue: on --relay if given, else on their relay.
+            You can send to them at once; they finish pairing when they next run `belay read`. Messages to \
+            you go to your own queue: on --relay if given, else on their relay.
 
             Examples:
               belay accept 'belay-invite:AQAA…' --name Alex
@@ -77,7 +77,7 @@ struct SendCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "send", abstract: "Send a message to a contact.",
         discussion: """
-            Prints nothing on success (or a JSON line with --json). If the relay cannot be reached the
+            Prints nothing on success (or a JSON line with --json). If the relay cannot be reached the \
             message is kept and sent by the next `belay send` or `belay read`.
 
             Examples:
@@ -109,8 +109,8 @@ struct ReadCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "read", abstract: "Fetch, decrypt and show new messages.",
         discussion: """
-            Check-in alerts come first and are marked ALERT. With --json, one object per line with a
-            "kind" field: message, alert, paired, warning or security.
+            Check-in alerts come first and are marked ALERT. With --json, one object per line with a "kind" \
+            field: message, alert, paired, warning or security.
 
             Examples:
               belay read
@@ -130,15 +130,24 @@ struct ReadCommand: AsyncParsableCommand {
                 signal(SIGINT) { _ in Glibc.exit(0) }
                 signal(SIGTERM) { _ in Glibc.exit(0) }
                 let json = self.json
+                let earlier = try agent.unshown(from: from)
+                earlier.forEach { show($0, json: json) }
+                fflush(nil)
+                try agent.markShown(earlier)
                 try await agent.watch(from: from) { events in
                     for e in events { show(e, json: json) }
                     fflush(nil)
+                    do { try agent.markShown(events) } catch { Terminal.error("\(error)") }
                 }
                 return
             }
+            let earlier = try agent.unshown(from: from)
             let events = try await agent.read(from: from)
-            if events.isEmpty, !json { Terminal.note("no new messages") }
-            for e in events { show(e, json: json) }
+            let all = (earlier + events).sorted { ($0.kind == .alert || $0.kind == .security ? 0 : 1) < ($1.kind == .alert || $1.kind == .security ? 0 : 1) }
+            if all.isEmpty, !json { Terminal.note("no new messages") }
+            for e in all { show(e, json: json) }
+            fflush(nil)
+            try agent.markShown(all)
             if events.contains(where: { $0.kind == .security }) { throw ExitCode(ClientError.identityChanged(name: "", verified: true).exitCode) }
         }
     }
@@ -166,6 +175,6 @@ nonisolated(unsafe) let timeFormatter: DateFormatter = {
 
 func parseRelay(_ text: String) throws -> RelayAddress {
     do { return try RelayAddress(parsing: text) } catch {
-        throw ClientError.invalidInput("\"\(text)\" is not a relay address: \(error). It looks like belay://HOST:PORT/#KEY; `belayd address` prints it")
+        throw ClientError.invalidInput("\"\(text)\" is not a relay address: \(error)")
     }
 }

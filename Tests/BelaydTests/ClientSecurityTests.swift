@@ -47,7 +47,22 @@ import Testing
         try await pair(alice, bob, on: relay.address)
         let secret = "meet at the old library, bring the documents"
         #expect(try await bob.run("send", "alice", secret).status == 0)
+        // The relay's files, while the message waits and after it is delivered: no plaintext and
+        // no identity key of either side (the confirmation carried Bob's only inside its seal).
+        let keys = try [alice.home, bob.home].flatMap { home -> [[UInt8]] in
+            let identity = try Agent(home: home, passphrase: { nil }).publicIdentity
+            return [identity.signing, identity.agreement]
+        }
+        func relayFilesAreClean() throws {
+            for file in try FileManager.default.contentsOfDirectory(atPath: relayDir) {
+                let bytes = try Data(contentsOf: URL(fileURLWithPath: relayDir + "/" + file))
+                #expect(bytes.range(of: Data(secret.utf8)) == nil, "\(file)")
+                for key in keys { #expect(bytes.range(of: Data(key)) == nil, "identity key in relay file \(file)") }
+            }
+        }
+        try relayFilesAreClean()
         #expect(texts(try await alice.read()) == [secret])
+        try relayFilesAreClean()
         for home in [alice.home, bob.home] {
             for file in try FileManager.default.contentsOfDirectory(atPath: home) {
                 let bytes = try Data(contentsOf: URL(fileURLWithPath: home + "/" + file))

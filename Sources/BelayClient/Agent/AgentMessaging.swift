@@ -26,6 +26,10 @@ public struct ReadEvent: Sendable, Codable, Equatable {
     public var receivedAt: UInt64 = 0
     public var sequence: UInt64 = 0
     public var notes: [String] = []
+    /// The history row to mark shown once printed (not part of the JSON output).
+    public var historyId: Int64? = nil
+
+    enum CodingKeys: String, CodingKey { case kind, contact, text, sentAt, receivedAt, sequence, notes }
 }
 
 extension Agent {
@@ -185,14 +189,41 @@ extension Agent {
                               sentAt: content.sentAt, receivedAt: received, sequence: content.sequence, notes: notes)
         }
         let record = row
-        try write { db in
+        event.historyId = try write { db in
             try store.updateContact(record, db)
-            if content.kind != .hello {
-                try store.appendHistory(HistoryEntry(direction: .incoming, kind: content.kind == .alert ? "alert" : "text",
-                                                     sequence: content.sequence, sentAt: content.sentAt, receivedAt: received,
-                                                     text: event.text), contact: record.id, db)
-            }
+            guard content.kind != .hello else { return nil }
+            return try store.appendHistory(HistoryEntry(direction: .incoming, kind: content.kind == .alert ? "alert" : "text",
+                                                        sequence: content.sequence, sentAt: content.sentAt, receivedAt: received,
+                                                        text: event.text, shown: false), contact: record.id, db)
         }
         return [event]
+    }
+
+    /// Marks messages as shown, after the caller has printed them.
+    public func markShown(_ events: [ReadEvent]) throws {
+        let ids = Set(events.compactMap(\.historyId))
+        guard !ids.isEmpty else { return }
+        try write { db in
+            for (id, contact, entry) in try store.historyRows(db) where ids.contains(id) && !entry.shown {
+                var e = entry
+                e.shown = true
+                try store.updateHistory(id: id, contact: contact, e, db)
+            }
+        }
+    }
+
+    /// Messages recorded by an earlier read that stopped before printing them (a crash, a kill),
+    /// so that they are shown now rather than never.
+    public func unshown(from name: String? = nil) throws -> [ReadEvent] {
+        try read { db in
+            let contacts = Dictionary(uniqueKeysWithValues: try store.contacts(db).map { ($0.id, $0.record.name) })
+            return try store.historyRows(db).compactMap { id, contact, e in
+                guard e.direction == .incoming, !e.shown, let who = contacts[contact] else { return nil }
+                if let name, who.lowercased() != name.lowercased() { return nil }
+                return ReadEvent(kind: e.kind == "alert" ? .alert : .message, contact: who, text: e.text, sentAt: e.sentAt,
+                                 receivedAt: e.receivedAt, sequence: e.sequence,
+                                 notes: ["recorded before an interrupted read; it may have been shown once already"], historyId: id)
+            }
+        }
     }
 }

@@ -148,13 +148,31 @@ final class ClientStore: @unchecked Sendable {
 
     // MARK: History and outbox
 
-    func appendHistory(_ entry: HistoryEntry, contact: Int64, _ db: Database) throws {
+    @discardableResult
+    func appendHistory(_ entry: HistoryEntry, contact: Int64, _ db: Database) throws -> Int64 {
         try db.execute(sql: "INSERT INTO history(contact_id, sealed) VALUES (?, ?)",
                        arguments: [contact, Data(try requireVault().sealRecord(entry, context: "history:\(contact)"))])
+        let id = db.lastInsertedRowID
         try db.execute(sql: """
             DELETE FROM history WHERE contact_id = ? AND id NOT IN
               (SELECT id FROM history WHERE contact_id = ? ORDER BY id DESC LIMIT ?)
             """, arguments: [contact, contact, Self.maxHistoryPerContact])
+        return id
+    }
+
+    /// History rows with their contact, for finding messages recorded but not yet shown.
+    func historyRows(_ db: Database) throws -> [(id: Int64, contact: Int64, entry: HistoryEntry)] {
+        let vault = try requireVault()
+        return try GRDB.Row.fetchAll(db, sql: "SELECT id, contact_id, sealed FROM history ORDER BY id").map { row in
+            let contact: Int64 = row["contact_id"]
+            let sealed: Data = row["sealed"]
+            return (row["id"], contact, try vault.openRecord(HistoryEntry.self, [UInt8](sealed), context: "history:\(contact)"))
+        }
+    }
+
+    func updateHistory(id: Int64, contact: Int64, _ entry: HistoryEntry, _ db: Database) throws {
+        try db.execute(sql: "UPDATE history SET sealed = ? WHERE id = ? AND contact_id = ?",
+                       arguments: [Data(try requireVault().sealRecord(entry, context: "history:\(contact)")), id, contact])
     }
 
     func history(contact: Int64, _ db: Database) throws -> [HistoryEntry] {

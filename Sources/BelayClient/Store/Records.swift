@@ -53,6 +53,9 @@ public struct HistoryEntry: Codable, Sendable {
     public var sentAt: UInt64
     public var receivedAt: UInt64
     public var text: String
+    /// False from the moment an incoming message is recorded until `belay` has printed it, so a
+    /// read interrupted in between shows it again rather than never.
+    public var shown: Bool = true
 }
 
 /// A body waiting to be delivered to a contact's relay; deleted once the relay says OK.
