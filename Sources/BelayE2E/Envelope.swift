@@ -9,6 +9,8 @@ public struct Content: Sendable, Equatable {
         /// The acceptor's first message, sent with the confirmation: it gives the inviter its
         /// first receiving chain, and with it the ability to send.
         case hello = 3
+        /// Sets aside an alert key for check-ins (body: `AlertKey.announcement`).
+        case alertKey = 4
     }
 
     public var kind: Kind
@@ -32,6 +34,8 @@ public enum Envelope {
     public enum Kind: UInt8, Sendable {
         case confirmation = 1
         case message = 2
+        /// A check-in alert sealed under an alert key (§9.5).
+        case alert = 3
     }
 
     /// Padded plaintext sizes. The relay sees only which one a message used.
@@ -47,6 +51,25 @@ public enum Envelope {
     }
 
     public static func seal(_ content: Content, with ratchet: inout Ratchet, random: some RandomSource = SystemRandom()) throws -> [UInt8] {
+        var padded = try padded(content)
+        defer { Sodium.wipe(&padded) }
+        let kind = [Kind.message.rawValue]
+        return kind + (try ratchet.encrypt(padded, extra: kind, random: random))
+    }
+
+    public static func open(_ body: [UInt8], with ratchet: inout Ratchet, random: some RandomSource = SystemRandom()) throws -> Content {
+        guard try kind(of: body) == .message else { throw E2EError.malformed("message kind") }
+        guard buckets.contains(body.count - 1 - Ratchet.headerLength - XChaChaPoly.tagLength) else { throw E2EError.malformed("message size") }
+        var candidate = ratchet
+        var padded = try candidate.decrypt(Array(body.dropFirst()), extra: [Kind.message.rawValue], random: random)
+        defer { Sodium.wipe(&padded) }
+        let content = try unpadded(padded)
+        ratchet = candidate
+        return content
+    }
+
+    /// The content's fields, padded to the smallest bucket that holds them.
+    static func padded(_ content: Content) throws -> [UInt8] {
         guard content.body.count <= maxContentLength else { throw E2EError.messageTooLong(content.body.count) }
         var w = ByteWriter()
         defer { w.wipe() }
@@ -55,27 +78,18 @@ public enum Envelope {
         w.u64(content.sentAt)
         w.bytes16(content.body)
         let bucket = buckets.first { $0 > w.bytes.count }!
-        var padded = try Padding.pad(w.bytes, blockSize: bucket)
-        defer { Sodium.wipe(&padded) }
-        let kind = [Kind.message.rawValue]
-        return kind + (try ratchet.encrypt(padded, extra: kind, random: random))
+        return try Padding.pad(w.bytes, blockSize: bucket)
     }
 
-    public static func open(_ body: [UInt8], with ratchet: inout Ratchet, random: some RandomSource = SystemRandom()) throws -> Content {
-        guard try kind(of: body) == .message else { throw E2EError.malformed("message kind") }
-        let paddedLength = body.count - 1 - Ratchet.headerLength - XChaChaPoly.tagLength
-        guard let bucket = buckets.first(where: { $0 == paddedLength }) else { throw E2EError.malformed("message size") }
-        var candidate = ratchet
-        var padded = try candidate.decrypt(Array(body.dropFirst()), extra: [Kind.message.rawValue], random: random)
-        defer { Sodium.wipe(&padded) }
-        var plain = try Padding.unpad(padded, blockSize: bucket)
+    static func unpadded(_ padded: [UInt8]) throws -> Content {
+        guard buckets.contains(padded.count) else { throw E2EError.malformed("message size") }
+        var plain = try Padding.unpad(padded, blockSize: padded.count)
         defer { Sodium.wipe(&plain) }
         var r = ByteReader(plain)
         guard let kind = Content.Kind(rawValue: try r.u8("content kind")) else { throw E2EError.malformed("content kind") }
         let content = Content(kind: kind, sequence: try r.u64("content sequence"), sentAt: try r.u64("content time"),
                               body: try r.bytes16("content body", maximum: maxContentLength))
         try r.expectEnd("content")
-        ratchet = candidate
         return content
     }
 

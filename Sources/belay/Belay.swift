@@ -16,7 +16,7 @@ struct Belay: AsyncParsableCommand {
             """,
         version: "\(BelayVersion.string) (protocol \(Preamble.currentVersion))",
         subcommands: [InitCommand.self, InviteCommand.self, AcceptCommand.self, SendCommand.self, ReadCommand.self,
-                      ContactsCommand.self, VerifyCommand.self, ForgetCommand.self, WipeCommand.self]
+                      ContactsCommand.self, VerifyCommand.self, ForgetCommand.self, WipeCommand.self, CheckinCommand.self]
     )
 }
 

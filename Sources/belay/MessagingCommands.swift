@@ -164,6 +164,7 @@ func show(_ e: ReadEvent, json: Bool) {
     case .paired: print("* \(who) \(e.text)")
     case .warning: print("warning (\(who)): \(e.text)")
     case .security: print("SECURITY (\(who)): \(e.text)")
+    case .checkin: print("* \(who) \(e.text)")
     }
 }
 

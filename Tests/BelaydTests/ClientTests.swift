@@ -93,6 +93,8 @@ import Testing
         while before.count < 5, let line = try await lines.next() { before.append(line) }
         kill(watcher.processIdentifier, SIGKILL)
         await Task.detached { watcher.waitUntilExit() }.value
+        // Whatever it printed before dying was shown too: read the pipe to its end.
+        while let line = try await lines.next() { before.append(line) }
 
         let after = try await alice.read()
         let decoded = before.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] } + after

@@ -7,7 +7,8 @@ import Testing
 /// `BELAY_UPDATE_GOLDEN=1 swift test --filter GoldenTests` and review the diff.
 @Suite struct GoldenTests {
     static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden")
-    static let commands = ["", "init", "invite", "accept", "send", "read", "contacts", "verify", "forget", "wipe"]
+    static let commands = ["", "init", "invite", "accept", "send", "read", "contacts", "verify", "forget", "wipe",
+                           "checkin", "checkin arm", "checkin ok", "checkin status", "checkin disarm", "checkin alert"]
 
     func check(_ actual: String, against name: String) throws {
         let url = Self.folder.appendingPathComponent(name)
@@ -22,9 +23,10 @@ import Testing
     @Test(arguments: commands) func helpMatchesItsGoldenFile(_ command: String) async throws {
         var person = Person("golden")
         person.environment["COLUMNS"] = "80"
-        let r = try await person.run((command.isEmpty ? [] : [command]) + ["--help"])
+        let words = command.split(separator: " ").map(String.init)
+        let r = try await person.run(words + ["--help"])
         #expect(r.status == 0)
-        try check(r.out, against: "help-\(command.isEmpty ? "belay" : command).txt")
+        try check(r.out, against: "help-\(command.isEmpty ? "belay" : words.joined(separator: "-")).txt")
     }
 
     @Test func mainErrorMessagesMatchTheirGoldenFile() async throws {
@@ -45,6 +47,9 @@ import Testing
             (alice, ["invite", "--relay", "belay://127.0.0.1:1/#\(key)", "--expires", "90y"]),
             (alice, ["invite", "--relay", "belay://127.0.0.1:1/#\(key)", "--name", "a,b"]),
             (alice, ["wipe"]),
+            (alice, ["checkin", "ok"]),
+            (alice, ["checkin", "arm", "--every", "10s", "--grace", "5s", "--to", "bob"]),
+            (alice, ["checkin", "arm", "--every", "6h", "--grace", "30m", "--to", "bob"]),
         ]
         var transcript = ""
         for (person, args) in cases {

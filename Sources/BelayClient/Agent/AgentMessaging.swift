@@ -16,6 +16,8 @@ public struct ReadEvent: Sendable, Codable, Equatable {
         case warning
         /// A hard stop: a verified contact's identity changed.
         case security
+        /// A contact armed a check-in naming you as one of the people to alert.
+        case checkin
     }
 
     public var kind: Kind
@@ -26,17 +28,46 @@ public struct ReadEvent: Sendable, Codable, Equatable {
     public var receivedAt: UInt64 = 0
     public var sequence: UInt64 = 0
     public var notes: [String] = []
+    /// For alerts: `missed`, `help` or `duress`, and the sender's last check-in (Unix seconds).
+    public var reason: String? = nil
+    public var lastCheckin: UInt64? = nil
     /// The history row to mark shown once printed (not part of the JSON output).
     public var historyId: Int64? = nil
 
-    enum CodingKeys: String, CodingKey { case kind, contact, text, sentAt, receivedAt, sequence, notes }
+    enum CodingKeys: String, CodingKey { case kind, contact, text, sentAt, receivedAt, sequence, notes, reason, lastCheckin }
 }
 
 extension Agent {
     /// Seals `text` for `name`, saves it in the outbox in the same transaction as the advanced
     /// ratchet, then delivers it. If the relay cannot be reached, the message stays queued.
-    public func send(to name: String, text: String, kind: Content.Kind = .text) async throws {
-        let body = Array(text.utf8)
+    public func send(to name: String, text: String) async throws {
+        try await send(to: name, kind: .text, body: Array(text.utf8), history: text)
+    }
+
+    /// Sends several texts in order with one transaction and one relay connection.
+    public func send(to name: String, texts: [String]) async throws {
+        let contactId: Int64 = try write { db in
+            guard var row = try store.contact(named: name, db) else { throw ClientError.unknownContact(name) }
+            guard !row.record.awaitingHello else { throw ClientError.notYetPaired(name) }
+            var ratchet = try Ratchet(serialized: SecureBytes(copying: [UInt8](row.record.ratchet)))
+            for text in texts {
+                let sequence = row.record.sentSequence + 1
+                let sentAt = now() * 1000
+                let sealed = try Envelope.seal(Content(kind: .text, sequence: sequence, sentAt: sentAt, body: Array(text.utf8)), with: &ratchet)
+                row.record.sentSequence = sequence
+                try store.enqueue(PendingSend(body: Data(sealed), createdAt: now()), contact: row.id, db)
+                try store.appendHistory(HistoryEntry(direction: .outgoing, kind: "text", sequence: sequence, sentAt: sentAt, receivedAt: 0, text: text),
+                                        contact: row.id, db)
+            }
+            row.record.ratchet = Data(try ratchet.serialized().unprotectedCopy())
+            try store.updateContact(row, db)
+            return row.id
+        }
+        try await flush(contact: contactId)
+    }
+
+    /// Seals any content kind; `history` is what the person's own history records (nil: nothing).
+    func send(to name: String, kind: Content.Kind, body: [UInt8], history text: String?, pool: RelayPool? = nil) async throws {
         guard body.count <= Envelope.maxContentLength else { throw ClientError.invalidInput(E2EError.messageTooLong(body.count).description) }
         let contactId: Int64 = try write { db in
             guard var row = try store.contact(named: name, db) else { throw ClientError.unknownContact(name) }
@@ -49,11 +80,13 @@ extension Agent {
             row.record.sentSequence = sequence
             try store.updateContact(row, db)
             try store.enqueue(PendingSend(body: Data(sealed), createdAt: now()), contact: row.id, db)
-            try store.appendHistory(HistoryEntry(direction: .outgoing, kind: kind == .alert ? "alert" : "text", sequence: sequence,
-                                                 sentAt: sentAt, receivedAt: 0, text: text), contact: row.id, db)
+            if let text {
+                try store.appendHistory(HistoryEntry(direction: .outgoing, kind: kind == .alert ? "alert" : "text", sequence: sequence,
+                                                     sentAt: sentAt, receivedAt: 0, text: text), contact: row.id, db)
+            }
             return row.id
         }
-        try await flush(contact: contactId)
+        try await flush(contact: contactId, pool: pool)
     }
 
     /// Delivers everything in a contact's outbox, oldest first; each is deleted once the relay
@@ -156,6 +189,9 @@ extension Agent {
         if delivery.seq <= row.record.lastRelaySeq { return [] }  // redelivery of something already recorded
         let name = row.record.name
         row.record.lastRelaySeq = delivery.seq
+        if (try? Envelope.kind(of: delivery.body)) == .alert {
+            return try processAlert(delivery.body, row: row)
+        }
         var ratchet = try Ratchet(serialized: SecureBytes(copying: [UInt8](row.record.ratchet)))
         let content: Content
         do {
@@ -183,15 +219,29 @@ extension Agent {
         case .hello:
             row.record.awaitingHello = false
             event = ReadEvent(kind: .paired, contact: name, text: "paired: you can now send messages")
-        case .text, .alert:
+        case .text:
             let text = String(decoding: content.body, as: UTF8.self)
-            event = ReadEvent(kind: content.kind == .alert ? .alert : .message, contact: name, text: text,
+            event = ReadEvent(kind: .message, contact: name, text: text,
                               sentAt: content.sentAt, receivedAt: received, sequence: content.sequence, notes: notes)
+        case .alert:
+            guard let alert = alertEvent(content, contact: &row.record, received: received) else {
+                try write { [row] db in try store.updateContact(row, db) }
+                return [ReadEvent(kind: .warning, contact: name, text: "an alert was delivered again and not shown twice")]
+            }
+            event = alert
+            event.sequence = content.sequence
+            event.notes = notes
+        case .alertKey:
+            var keys = row.record.alertKeys ?? []
+            if (try? AlertKey(announcement: content.body)) != nil { keys.append(Data(content.body)) }
+            row.record.alertKeys = Array(keys.suffix(Self.maxAlertKeysPerContact))
+            event = ReadEvent(kind: .checkin, contact: name, text: "armed a check-in: you will be alerted if they miss it")
         }
         let record = row
+        let recordsHistory = content.kind == .text || content.kind == .alert
         event.historyId = try write { db in
             try store.updateContact(record, db)
-            guard content.kind != .hello else { return nil }
+            guard recordsHistory else { return nil }
             return try store.appendHistory(HistoryEntry(direction: .incoming, kind: content.kind == .alert ? "alert" : "text",
                                                         sequence: content.sequence, sentAt: content.sentAt, receivedAt: received,
                                                         text: event.text, shown: false), contact: record.id, db)
@@ -204,7 +254,7 @@ extension Agent {
         let ids = Set(events.compactMap(\.historyId))
         guard !ids.isEmpty else { return }
         try write { db in
-            for (id, contact, entry) in try store.historyRows(db) where ids.contains(id) && !entry.shown {
+            for (id, contact, entry) in try store.historyRows(db) where ids.contains(id) && entry.shown == false {
                 var e = entry
                 e.shown = true
                 try store.updateHistory(id: id, contact: contact, e, db)
@@ -218,7 +268,7 @@ extension Agent {
         try read { db in
             let contacts = Dictionary(uniqueKeysWithValues: try store.contacts(db).map { ($0.id, $0.record.name) })
             return try store.historyRows(db).compactMap { id, contact, e in
-                guard e.direction == .incoming, !e.shown, let who = contacts[contact] else { return nil }
+                guard e.direction == .incoming, e.shown == false, let who = contacts[contact] else { return nil }
                 if let name, who.lowercased() != name.lowercased() { return nil }
                 return ReadEvent(kind: e.kind == "alert" ? .alert : .message, contact: who, text: e.text, sentAt: e.sentAt,
                                  receivedAt: e.receivedAt, sequence: e.sequence,

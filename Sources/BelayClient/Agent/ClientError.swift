@@ -18,6 +18,8 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
     case notYetPaired(String)
     case identityChanged(name: String, verified: Bool)
     case notConfirmed
+    case checkinCodeRequired
+    case wrongCheckinCode
 
     public var description: String {
         switch self {
@@ -38,6 +40,8 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
             verified ? "SECURITY: the identity key of verified contact \"\(name)\" has changed. Nothing was changed or sent."
                      : "the identity key of \"\(name)\" has changed"
         case .notConfirmed: "not confirmed; nothing was changed"
+        case .checkinCodeRequired: "this check-in needs its code"
+        case .wrongCheckinCode: "that is not the check-in code; you are not checked in"
         }
     }
 
@@ -46,6 +50,8 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
         case .noState: "run `belay init` first, or set BELAY_HOME to where your state is"
         case .stateExists: "use another BELAY_HOME, or `belay wipe` first if you really mean to start again"
         case .wrongPassphrase: "try again; set BELAY_PASSPHRASE only in scripts"
+        case .checkinCodeRequired: "type it at the prompt, or set BELAY_CHECKIN_CODE for scripts"
+        case .wrongCheckinCode: "try again before the deadline"
         case .passphraseRequired: "type it at the prompt, or set BELAY_PASSPHRASE for scripts (or use `belay init --no-passphrase`)"
         case .stateDamaged: "nothing was changed; restore BELAY_HOME from a backup if you have one"
         case .unknownContact: "`belay contacts` lists your contacts"
@@ -62,7 +68,7 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
 
     public var exitCode: Int32 {
         switch self {
-        case .wrongPassphrase, .passphraseRequired: 3
+        case .wrongPassphrase, .passphraseRequired, .checkinCodeRequired, .wrongCheckinCode: 3
         case .relayUnreachable, .relayRefused: 4
         case .identityChanged: 5
         case .stateDamaged: 6

@@ -22,6 +22,7 @@ public enum DurationText {
     }
 
     public static func describe(_ seconds: UInt64) -> String {
+        if seconds == 0 { return "0s" }
         if seconds % 86400 == 0 { return "\(seconds / 86400)d" }
         if seconds % 3600 == 0 { return "\(seconds / 3600)h" }
         if seconds % 60 == 0 { return "\(seconds / 60)m" }

@@ -62,7 +62,23 @@ final class ClientStore: @unchecked Sendable {
                                      sealed BLOB NOT NULL);
                 """)
         }
+        m.registerMigration("v2 check-ins") { db in
+            try db.execute(sql: "CREATE TABLE checkin (id INTEGER PRIMARY KEY CHECK (id = 1), sealed BLOB NOT NULL)")
+        }
         return m
+    }
+
+    // MARK: Check-in (at most one, armed or not)
+
+    func checkin(_ db: Database) throws -> CheckinRecord? {
+        guard let sealed = try Data.fetchOne(db, sql: "SELECT sealed FROM checkin WHERE id = 1") else { return nil }
+        return try requireVault().openRecord(CheckinRecord.self, [UInt8](sealed), context: "checkin")
+    }
+
+    func setCheckin(_ record: CheckinRecord?, _ db: Database) throws {
+        guard let record else { return try db.execute(sql: "DELETE FROM checkin") }
+        try db.execute(sql: "INSERT OR REPLACE INTO checkin(id, sealed) VALUES (1, ?)",
+                       arguments: [Data(try requireVault().sealRecord(record, context: "checkin"))])
     }
 
     func unlock(_ vault: Vault) { self.vault = vault }
@@ -153,10 +169,12 @@ final class ClientStore: @unchecked Sendable {
         try db.execute(sql: "INSERT INTO history(contact_id, sealed) VALUES (?, ?)",
                        arguments: [contact, Data(try requireVault().sealRecord(entry, context: "history:\(contact)"))])
         let id = db.lastInsertedRowID
-        try db.execute(sql: """
-            DELETE FROM history WHERE contact_id = ? AND id NOT IN
-              (SELECT id FROM history WHERE contact_id = ? ORDER BY id DESC LIMIT ?)
-            """, arguments: [contact, contact, Self.maxHistoryPerContact])
+        // Trim to the newest `maxHistoryPerContact` through the (contact_id, id) index: finding
+        // the cut-off is a seek, not a scan, so a long history costs nothing per message.
+        if let cutoff = try Int64.fetchOne(db, sql: "SELECT id FROM history WHERE contact_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+                                           arguments: [contact, Self.maxHistoryPerContact]) {
+            try db.execute(sql: "DELETE FROM history WHERE contact_id = ? AND id <= ?", arguments: [contact, cutoff])
+        }
         return id
     }
 

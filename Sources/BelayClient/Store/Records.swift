@@ -32,6 +32,10 @@ struct ContactRecord: Codable, Sendable {
     var receivedSequence: UInt64
     /// The inviter cannot send until the acceptor's first ratchet message (its hello) arrives.
     var awaitingHello: Bool
+    /// Alert keys this contact set aside for their check-ins (announcement bytes), newest last.
+    var alertKeys: [Data]? = nil
+    /// Ids of alerts from this contact already shown, newest last, to recognise a replay.
+    var seenAlerts: [String]? = nil
 }
 
 struct InvitationRecord: Codable, Sendable {
@@ -55,7 +59,7 @@ public struct HistoryEntry: Codable, Sendable {
     public var text: String
     /// False from the moment an incoming message is recorded until `belay` has printed it, so a
     /// read interrupted in between shows it again rather than never.
-    public var shown: Bool = true
+    public var shown: Bool? = true
 }
 
 /// A body waiting to be delivered to a contact's relay; deleted once the relay says OK.

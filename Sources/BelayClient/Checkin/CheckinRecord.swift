@@ -1,0 +1,79 @@
+import Foundation
+
+/// The person's armed check-in, sealed in the local store like everything else.
+struct CheckinRecord: Codable, Sendable {
+    struct Target: Codable, Sendable {
+        var contact: String
+        var identity: Data
+        /// The alert key announced to this contact at arming (announcement bytes).
+        var alertKey: Data
+        /// The timer at the contact's relay holding this contact's alert, and its key's seed.
+        var timerId: Data
+        var timerSeed: Data
+        var deadline: UInt64
+    }
+
+    var every: UInt64
+    var grace: UInt64
+    var note: String
+    var armedAt: UInt64
+    var lastCheckin: UInt64
+    var targets: [Target]
+    /// Keyed hashes of the check-in and duress codes, if set at arming.
+    var checkinCode: Data?
+    var duressCode: Data?
+}
+
+/// What an alert says, inside its end-to-end encryption: why it was sent, the person's note,
+/// and when they last checked in.
+public struct AlertMessage: Codable, Sendable, Equatable {
+    public enum Reason: String, Codable, Sendable {
+        /// The deadline and grace passed without a check-in; deposited at the relay in advance.
+        case missed
+        /// `belay checkin alert`: help needed now.
+        case help
+        /// The duress code was entered at `belay checkin ok`.
+        case duress
+    }
+
+    public var reason: Reason
+    public var note: String
+    /// Unix seconds of the last check-in; 0 if none since arming.
+    public var lastCheckin: UInt64
+    /// Random, to recognise the same alert delivered twice.
+    public var id: String
+
+    /// The text `belay read` shows for an alert.
+    public var summary: String {
+        let last = lastCheckin == 0 ? "never" : Self.format(lastCheckin)
+        let note = self.note.isEmpty ? "(no note)" : self.note
+        switch reason {
+        case .missed: return "MISSED CHECK-IN. Last check-in: \(last). Their plan: \(note)"
+        case .help: return "NEEDS HELP NOW. Last check-in: \(last). Their note: \(note)"
+        case .duress:
+            return "DURESS: they checked in with their duress code, which means they are not safe and may be watched or coerced. "
+                + "Last check-in: \(last). Their plan: \(note)"
+        }
+    }
+
+    static func format(_ seconds: UInt64) -> String {
+        let f = DateFormatter()
+        f.dateFormat = "yyyy-MM-dd HH:mm 'UTC'"
+        f.timeZone = TimeZone(identifier: "UTC")
+        return f.string(from: Date(timeIntervalSince1970: Double(seconds)))
+    }
+}
+
+/// What `belay checkin status` shows.
+public struct CheckinStatus: Sendable, Codable, Equatable {
+    public var armed: Bool
+    public var every: UInt64 = 0
+    public var grace: UInt64 = 0
+    /// Unix seconds by which the person should check in, and after which alerts go out.
+    public var due: UInt64 = 0
+    public var alertAt: UInt64 = 0
+    public var lastCheckin: UInt64 = 0
+    public var contacts: [String] = []
+    public var note: String = ""
+    public var codes: Bool = false
+}

@@ -1,0 +1,161 @@
+import ArgumentParser
+import BelayClient
+import Foundation
+
+struct CheckinCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "checkin",
+        abstract: "\"I'm safe\" check-ins that alert your chosen contacts if you miss one.",
+        discussion: """
+            Arming deposits an end-to-end encrypted alert for each contact at their relay. If you do not \
+            check in before the deadline plus the grace period, the relay delivers the alerts, even if \
+            this device is gone. See docs/CHECKINS.md.
+
+            Examples:
+              belay checkin arm --every 6h --grace 30m --to Sam,Ana --note 'at the courthouse with A.'
+              belay checkin ok
+              belay checkin status
+            """,
+        subcommands: [ArmCommand.self, OkCommand.self, StatusCommand.self, DisarmCommand.self, AlertCommand.self])
+}
+
+struct ArmCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "arm", abstract: "Arm (or re-arm) a check-in.",
+        discussion: """
+            Durations are a number and s, m, h or d. With --codes you are asked for a check-in code and \
+            a duress code (or set BELAY_CHECKIN_CODE and BELAY_DURESS_CODE); `belay checkin ok` then asks \
+            for a code, and the duress code checks in visibly as usual while alerting your contacts at once.
+
+            Examples:
+              belay checkin arm --every 6h --grace 30m --to Sam --note 'meeting a source at the café'
+              belay checkin arm --every 2d --grace 6h --to Sam,Ana --codes
+            """)
+
+    @OptionGroup var state: StateOptions
+    @Option(help: "How often you will check in, e.g. 90m, 6h, 2d.") var every: String
+    @Option(help: "How long after a missed check-in the alerts go out, e.g. 30m.") var grace: String
+    @Option(help: "The contacts to alert, separated by commas.") var to: String
+    @Option(help: "Your plan, shown to them if you miss a check-in.") var note: String = ""
+    @Flag(help: "Set a check-in code and a duress code.") var codes = false
+
+    func run() async throws {
+        try await guarded {
+            let every = try DurationText.seconds(self.every)
+            let grace = try DurationText.seconds(self.grace)
+            var pair: (checkin: [UInt8], duress: [UInt8])?
+            if codes {
+                let env = ProcessInfo.processInfo.environment
+                if let c = env["BELAY_CHECKIN_CODE"], let d = env["BELAY_DURESS_CODE"] {
+                    pair = (Array(c.utf8), Array(d.utf8))
+                } else {
+                    guard let c = Terminal.secret(prompt: "Check-in code: "), let d = Terminal.secret(prompt: "Duress code: ") else {
+                        throw ClientError.checkinCodeRequired
+                    }
+                    pair = (c, d)
+                }
+            }
+            let names = to.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+            let status = try await state.open().armCheckin(every: every, grace: grace, to: names, note: note, codes: pair)
+            print("Check-in armed for \(status.contacts.joined(separator: ", ")). Check in at least every \(DurationText.describe(status.every)); "
+                  + "they are alerted \(DurationText.describe(status.grace)) after a missed check-in.")
+        }
+    }
+}
+
+struct OkCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ok", abstract: "Check in: you are safe.",
+        discussion: """
+            If the check-in has codes, asks for the code without echo (or reads BELAY_CHECKIN_CODE).
+
+            Examples:
+              belay checkin ok
+              belay checkin ok --note 'moved to the second address'
+            """)
+
+    @OptionGroup var state: StateOptions
+    @Option(help: "Replace the note your contacts will see if you miss a later check-in.") var note: String?
+
+    func run() async throws {
+        try await guarded {
+            let agent = try state.open()
+            var code: [UInt8]?
+            if try agent.checkinStatus().codes {
+                if let env = ProcessInfo.processInfo.environment["BELAY_CHECKIN_CODE"] {
+                    code = Array(env.utf8)
+                } else {
+                    guard let typed = Terminal.secret(prompt: "Check-in code: ") else { throw ClientError.checkinCodeRequired }
+                    code = typed
+                }
+            }
+            let status = try await agent.checkIn(note: note, code: code)
+            // The same words, byte for byte, whichever code was entered (docs/CHECKINS.md).
+            print("Checked in. Next check-in due within \(DurationText.describe(status.every)).")
+        }
+    }
+}
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show whether a check-in is armed, and when the next is due.",
+        discussion: "Examples:\n  belay checkin status\n  belay checkin status --json")
+
+    @OptionGroup var state: StateOptions
+    @Flag(help: "One JSON object.") var json = false
+
+    func run() async throws {
+        try await guarded {
+            let s = try state.open().checkinStatus()
+            if json { return JSONLines.print(s) }
+            guard s.armed else { return print("No check-in is armed.") }
+            let now = UInt64(Date().timeIntervalSince1970)
+            let since = now > s.lastCheckin ? now - s.lastCheckin : 0
+            print("Armed for \(s.contacts.joined(separator: ", ")): every \(DurationText.describe(s.every)), grace \(DurationText.describe(s.grace)).")
+            print("Last check-in \(DurationText.describe(since)) ago; next due \(AlertTime.format(s.due)); alerts go out at \(AlertTime.format(s.alertAt)).")
+            if !s.note.isEmpty { print("Note: \(s.note)") }
+        }
+    }
+}
+
+struct DisarmCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "disarm", abstract: "Cancel the check-in at the relay.",
+        discussion: "Tells your contacts nothing unless --notify.\n\nExamples:\n  belay checkin disarm\n  belay checkin disarm --notify")
+
+    @OptionGroup var state: StateOptions
+    @Flag(help: "Tell the contacts that the check-in has ended.") var notify = false
+
+    func run() async throws {
+        try await guarded {
+            try await state.open().disarmCheckin(notify: notify)
+            print("Check-in disarmed.")
+        }
+    }
+}
+
+struct AlertCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "alert", abstract: "Send \"I need help now\" to your check-in contacts at once.",
+        discussion: "Examples:\n  belay checkin alert\n  belay checkin alert --to Sam --note 'police at the door'")
+
+    @OptionGroup var state: StateOptions
+    @Option(help: "What they should know.") var note: String?
+    @Option(help: "Contacts to alert, separated by commas (default: the armed check-in's).") var to: String?
+
+    func run() async throws {
+        try await guarded {
+            let names = to.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
+            let sent = try await state.open().sendHelpAlert(note: note, to: names)
+            print("Alert sent to \(sent.joined(separator: ", ")).")
+        }
+    }
+}
+
+enum AlertTime {
+    static func format(_ seconds: UInt64) -> String {
+        let f = DateFormatter()
+        f.dateFormat = "yyyy-MM-dd HH:mm"
+        return f.string(from: Date(timeIntervalSince1970: Double(seconds)))
+    }
+}
