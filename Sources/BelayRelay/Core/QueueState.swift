@@ -10,6 +10,9 @@ final class QueueState {
     var senderKey: [UInt8]?
     var count: Int
     var bytes: Int
+    /// No stored message of this queue expires before this (Unix seconds); nil when it is empty.
+    /// A lower bound: acknowledgements do not raise it, the expiry sweep does.
+    var oldestExpiry: UInt64?
     /// The low half of the next `seq` in this start generation.
     var nextCounter: UInt32 = 1
     var subscription: Subscription?

@@ -61,6 +61,7 @@ public final class RelayCore: @unchecked Sendable {
         for row in try store.loadQueues() {
             let q = QueueState(rowId: row.rowId, recipientId: row.recipientId, senderId: row.senderId,
                                recipientKey: row.recipientKey, senderKey: row.senderKey, count: row.count, bytes: row.bytes)
+            q.oldestExpiry = row.oldestExpiry
             byRecipient[q.recipientId] = q
             bySender[q.senderId] = q
             byRow[q.rowId] = q
@@ -423,7 +424,9 @@ extension RelayCore {
         guard q.nextCounter < UInt32.max else { return false }
         let seq = UInt64(generation) << 32 | UInt64(q.nextCounter)
         q.nextCounter += 1
-        try hot.insertMessage(queue: q.rowId, seq: seq, expiresAt: clock.now() + limits.messageTTLSeconds, body: body)
+        let expiresAt = clock.now() + limits.messageTTLSeconds
+        try hot.insertMessage(queue: q.rowId, seq: seq, expiresAt: expiresAt, body: body)
+        if q.count == 0 { q.oldestExpiry = expiresAt }
         q.count += 1
         q.bytes += body.count
         ctx.recent[q.rowId, default: []].append((seq, body))
@@ -434,6 +437,7 @@ extension RelayCore {
     private func removeMessage(_ q: QueueState, seq: UInt64, length: Int, _ ctx: inout BatchContext) {
         q.count -= 1
         q.bytes -= length
+        if q.count == 0 { q.oldestExpiry = nil }
         if let sub = q.subscription, let i = sub.inFlight.firstIndex(of: seq) {
             sub.inFlight.remove(at: i)
             ctx.dirty[q.rowId] = q
@@ -505,13 +509,26 @@ extension RelayCore {
             ctx.deletedSomething = true
             logger.info("timers released", metadata: ["count": "\(due.count)"])
         }
-        let expired = try Queries.deleteExpired(db, now: now, limit: CoreTuning.maxExpiriesPerSweep)
-        for e in expired {
-            if let q = byRow[e.queue] { removeMessage(q, seq: e.seq, length: e.length, &ctx) }
+        // Within a queue, messages expire in `seq` order (each expires a fixed TTL after it was
+        // stored), so each queue's expired messages are a prefix of its primary key.
+        var expired = 0
+        for q in byRow.values where q.count > 0 && (q.oldestExpiry ?? 0) <= now {
+            let room = CoreTuning.maxExpiriesPerSweep - expired
+            guard room > 0 else { break }
+            q.oldestExpiry = nil
+            for m in try Queries.oldestMessages(db, queue: q.rowId, limit: room) {
+                guard m.expiresAt <= now else {
+                    q.oldestExpiry = m.expiresAt
+                    break
+                }
+                try Queries.deleteMessage(db, queue: q.rowId, seq: m.seq)
+                removeMessage(q, seq: m.seq, length: m.length, &ctx)
+                expired += 1
+            }
         }
-        if !expired.isEmpty {
-            logger.info("expired messages deleted", metadata: ["count": "\(expired.count)"])
+        if expired > 0 {
+            logger.info("expired messages deleted", metadata: ["count": "\(expired)"])
         }
-        return due.count == CoreTuning.maxTimersPerSweep || expired.count == CoreTuning.maxExpiriesPerSweep
+        return due.count == CoreTuning.maxTimersPerSweep || expired == CoreTuning.maxExpiriesPerSweep
     }
 }

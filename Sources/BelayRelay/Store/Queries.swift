@@ -16,6 +16,7 @@ enum Queries {
     }
 
     static func deleteQueue(_ db: Database, queue: Int64) throws {
+        try db.cachedStatement(sql: "DELETE FROM message WHERE queue_id = ?").execute(arguments: [queue])
         try db.cachedStatement(sql: "DELETE FROM queue WHERE id = ?").execute(arguments: [queue])
     }
 
@@ -25,13 +26,16 @@ enum Queries {
         var length: Int
     }
 
-    static func deleteExpired(_ db: Database, now: UInt64, limit: Int) throws -> [Expired] {
-        try Row.fetchAll(db, sql: """
-            DELETE FROM message WHERE id IN (SELECT id FROM message WHERE expires_at <= ? LIMIT ?)
-            RETURNING queue_id, seq, length(body)
-            """, arguments: [Int64(clamping: now), limit]).map { row in
-            Expired(queue: row[0], seq: UInt64(bitPattern: row[1] as Int64), length: row[2])
+    /// The oldest messages of one queue, oldest first, through the primary key.
+    static func oldestMessages(_ db: Database, queue: Int64, limit: Int) throws -> [(seq: UInt64, expiresAt: UInt64, length: Int)] {
+        try Row.fetchAll(db.cachedStatement(sql: "SELECT seq, expires_at, length(body) FROM message WHERE queue_id = ? ORDER BY seq LIMIT ?"),
+                         arguments: [queue, limit]).map { row in
+            (UInt64(bitPattern: row[0] as Int64), UInt64(clamping: row[1] as Int64), row[2])
         }
+    }
+
+    static func deleteMessage(_ db: Database, queue: Int64, seq: UInt64) throws {
+        try db.cachedStatement(sql: "DELETE FROM message WHERE queue_id = ? AND seq = ?").execute(arguments: [queue, Int64(bitPattern: seq)])
     }
 
     // MARK: Timers

@@ -32,6 +32,11 @@ public final class RelayStore: @unchecked Sendable {
             // survives a power cut. secure_delete: freed cells are overwritten with zeros.
             try db.execute(sql: "PRAGMA synchronous = FULL")
             try db.execute(sql: "PRAGMA secure_delete = ON")
+            // The sweep checkpoints (TRUNCATE) every second after deletions; between sweeps the
+            // WAL may grow to about 80 MB instead of the default 4 MB, so commits on the hot path
+            // do not stop to checkpoint every few thousand messages.
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 20000")
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 20000")
         }
         do {
             database = try DatabaseQueue(path: path, configuration: configuration)
@@ -99,21 +104,23 @@ public final class RelayStore: @unchecked Sendable {
         var senderKey: [UInt8]?
         var count: Int
         var bytes: Int
+        var oldestExpiry: UInt64?
     }
 
     func loadQueues() throws -> [QueueRow] {
         try database.read { db in
-            var stats: [Int64: (Int, Int)] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT queue_id, count(*), sum(length(body)) FROM message GROUP BY queue_id") {
-                stats[row[0]] = (row[1], row[2])
+            var stats: [Int64: (Int, Int, Int64)] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT queue_id, count(*), sum(length(body)), min(expires_at) FROM message GROUP BY queue_id") {
+                stats[row[0]] = (row[1], row[2], row[3])
             }
             return try Row.fetchAll(db, sql: "SELECT id, recipient_id, sender_id, recipient_key, sender_key FROM queue").compactMap { row in
                 let rowId: Int64 = row[0]
                 guard let r = EntityID(bytes: (row[1] as Data)), let s = EntityID(bytes: (row[2] as Data)) else { return nil }
                 let senderKey: Data? = row[4]
-                let (count, bytes) = stats[rowId] ?? (0, 0)
+                let (count, bytes, oldest) = stats[rowId] ?? (0, 0, 0)
                 return QueueRow(rowId: rowId, recipientId: r, senderId: s, recipientKey: [UInt8](row[3] as Data),
-                                senderKey: senderKey.map { [UInt8]($0) }, count: count, bytes: bytes)
+                                senderKey: senderKey.map { [UInt8]($0) }, count: count, bytes: bytes,
+                                oldestExpiry: count > 0 ? UInt64(clamping: oldest) : nil)
             }
         }
     }
