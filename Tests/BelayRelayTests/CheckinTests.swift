@@ -110,6 +110,8 @@ import Testing
         let w = try await Self.world()
         let alice = try w.person("alice")
         _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "", codes: nil)
+        // A contact an armed check-in would alert cannot be forgotten until it is re-armed.
+        await #expect(throws: ClientError.self) { try await alice.forget("bob") }
         try await alice.disarmCheckin(notify: false)
         #expect(try w.timerCount() == 0)
         #expect(try alice.checkinStatus().armed == false)

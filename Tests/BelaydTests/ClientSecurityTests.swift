@@ -137,6 +137,16 @@ import Testing
             try await carol.accept(shortLived, name: "alice", relay: nil)
         }
         #expect(try carol.contacts().contacts.isEmpty)
+
+        // An unanswered invitation is withdrawn by the first read a day after it expired.
+        _ = try await alice.invite(relay: relay.address, name: "dave", lifetime: 60)
+        #expect(try alice.contacts().invitations.count == 1)
+        clock.set(1_000_059 + 60 + 24 * 3600 - 1)
+        _ = try await alice.read()
+        #expect(try alice.contacts().invitations.count == 1)
+        clock.set(1_000_059 + 60 + 24 * 3600)
+        _ = try await alice.read()
+        #expect(try alice.contacts().invitations.isEmpty)
         _ = await relay.terminate()
     }
 

@@ -61,8 +61,12 @@ extension Agent {
     /// Deletes the contact's queue at its relay, then the contact, its history and anything
     /// still unsent. If the relay cannot be reached, nothing is deleted.
     public func forget(_ name: String) async throws {
-        let row = try read { db in try store.contact(named: name, db) }
+        let (row, checkin) = try read { db in (try store.contact(named: name, db), try store.checkin(db)) }
         guard let row else { throw ClientError.unknownContact(name) }
+        if let checkin, checkin.targets.contains(where: { $0.identity == row.record.identity }) {
+            throw ClientError.invalidInput("\(row.record.name) would still be alerted by your armed check-in; "
+                                           + "re-arm without them (or disarm) first, then forget them")
+        }
         let pool = RelayPool(group: group)
         defer { Task { [pool] in await pool.closeAll() } }
         let inbox = try InboxKeys(row.record.inbox)

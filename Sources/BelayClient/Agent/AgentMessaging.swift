@@ -150,7 +150,9 @@ extension Agent {
         var firstError: ClientError?
         let selected = contacts.filter { name == nil || $0.record.name.lowercased() == name!.lowercased() }
         var inboxes: [(Inbox, Bool)] = selected.map { ($0.record.inbox, false) }
-        if name == nil { inboxes += invitations.map { ($0.record.inbox, true) } }
+        let (live, expired) = (invitations.filter { !isExpired($0.record) }, invitations.filter { isExpired($0.record) })
+        if name == nil { inboxes += live.map { ($0.record.inbox, true) } }
+        if name == nil { await withdraw(expired, pool: pool) }
         for (inbox, _) in inboxes {
             do {
                 let keys = try InboxKeys(inbox)
@@ -175,6 +177,23 @@ extension Agent {
         if let firstError, events.isEmpty { throw firstError }
         if let firstError { events.append(ReadEvent(kind: .warning, contact: nil, text: firstError.description)) }
         return events
+    }
+
+    /// An invitation past its expiry (with a day's grace for a reply already in flight).
+    func isExpired(_ i: InvitationRecord) -> Bool {
+        i.expires != 0 && now() >= i.expires + Self.invitationReplyGrace
+    }
+
+    /// Deletes expired invitations: their queue at the relay, then their one-time secrets.
+    /// Best effort at the relay; the secrets go regardless, so the invitation cannot be used.
+    func withdraw(_ expired: [ClientStore.Row<InvitationRecord>], pool: RelayPool) async {
+        for row in expired {
+            if let keys = try? InboxKeys(row.record.inbox), let connection = try? await pool.connection(row.record.inbox.relay, lane: keys.recipientId) {
+                try? await pool.authorise(.recipient, keys.recipientId, key: keys.key, on: connection)
+                try? await connection.deleteQueue(keys.recipientId)
+            }
+            try? write { db in try store.deleteInvitation(row.id, db) }
+        }
     }
 
     /// Handles one delivered body on whichever queue it arrived. The caller acknowledges it

@@ -6,6 +6,9 @@ import Foundation
 extension Agent {
     /// Longest invitation lifetime: an unanswered invitation holds one-time secrets.
     public static let maxInvitationLifetime: UInt64 = 30 * 24 * 3600
+    /// How long after its expiry an unanswered invitation's queue is kept, for a reply sent
+    /// just before the expiry; after that, `read` deletes it.
+    static let invitationReplyGrace: UInt64 = 24 * 3600
 
     /// Creates a receiving queue on `relay` and returns a one-time invitation for it.
     public func invite(relay: RelayAddress, name: String?, lifetime: UInt64?) async throws -> String {
