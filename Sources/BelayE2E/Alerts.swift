@@ -2,7 +2,7 @@ import BelaySodium
 
 /// A key set aside for check-in alerts to one contact: announced to them through the ratchet at
 /// arming, then used to seal alerts deposited at the relay. An alert opens with it however far
-/// the ratchet has moved since (docs/PROTOCOL.md §9.5).
+/// the ratchet has moved since (docs/PROTOCOL.md §8.5).
 public struct AlertKey: Sendable, Equatable {
     public static let idLength = 16
     public let id: [UInt8]

@@ -29,12 +29,12 @@ public struct Content: Sendable, Equatable {
 }
 
 /// The body a client hands the relay: one kind byte, then a pairing confirmation or a ratchet
-/// message whose plaintext is padded to one of a few sizes (docs/PROTOCOL.md §10).
+/// message whose plaintext is padded to one of a few sizes (docs/PROTOCOL.md §8.3).
 public enum Envelope {
     public enum Kind: UInt8, Sendable {
         case confirmation = 1
         case message = 2
-        /// A check-in alert sealed under an alert key (§9.5).
+        /// A check-in alert sealed under an alert key (§8.5).
         case alert = 3
     }
 

@@ -1,5 +1,5 @@
 /// Every KDF and AEAD context in the end-to-end layer has its own label, so that no key or
-/// ciphertext made for one purpose can be accepted for another (docs/PROTOCOL.md §9).
+/// ciphertext made for one purpose can be accepted for another (docs/PROTOCOL.md §8).
 enum Label {
     static let invitationSignature = Array("belay invitation signature v1".utf8)
     static let pairingSecret = Array("belay pairing secret v1".utf8)
