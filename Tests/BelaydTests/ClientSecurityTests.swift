@@ -39,6 +39,29 @@ import Testing
         }
     }
 
+    /// What a crash leaves: a database whose last commits are only in the WAL, with no shared
+    /// memory index. It must open with those commits, not be called damaged. (The kill -9
+    /// mid-read test found a state called damaged after a crash: the store then used a rollback
+    /// journal, which a read-only probe cannot replay. It now uses WAL and probes as a writer.)
+    @Test func aStateLeftByACrashOpensAndKeepsItsLastCommits() async throws {
+        let alice = try await Person.make("alice")
+        let copy = Person("alice-after-crash")
+        defer { alice.remove(); copy.remove() }
+        let agent = try Agent(home: alice.home, passphrase: { nil })
+        try agent.write { db in
+            try agent.store.setMeta("crash-marker", [1, 2, 3], db)
+        }
+        // Copy the files while the connection is still open, as a power cut would leave them.
+        try FileManager.default.createDirectory(atPath: copy.home, withIntermediateDirectories: true)
+        for suffix in ["", "-wal"] {
+            try FileManager.default.copyItem(atPath: alice.home + "/belay.db" + suffix, toPath: copy.home + "/belay.db" + suffix)
+        }
+        #expect(FileManager.default.fileExists(atPath: copy.home + "/belay.db-wal"))
+        let reopened = try Agent(home: copy.home, passphrase: { nil })
+        #expect(try reopened.read { db in try reopened.store.meta("crash-marker", db) } == [1, 2, 3])
+        #expect(try await copy.run("contacts").status == 0)
+    }
+
     @Test func noPlaintextNameOrMessageReachesTheDisk() async throws {
         let relayDir = temporaryStateDir()
         let relay = try await Daemon.start(stateDir: relayDir)

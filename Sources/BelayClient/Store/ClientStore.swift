@@ -25,6 +25,8 @@ final class ClientStore: @unchecked Sendable {
         if !create { try Self.checkReadOnly(path) }
         do {
             queue = try DatabaseQueue(path: path, configuration: config)
+            // WAL: a crash leaves committed transactions in the log, replayed on the next open.
+            _ = try queue.writeWithoutTransaction { db in try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL") }
             try Self.migrator.migrate(queue)
         } catch let error as DatabaseError {
             throw ClientError.stateDamaged("\(path) cannot be read as a Belay database (\(error.resultCode))")
@@ -32,17 +34,23 @@ final class ClientStore: @unchecked Sendable {
     }
 
     /// Looks before writing: SQLite would happily turn an empty or zeroed file into a new
-    /// database, and a damaged state must be left exactly as it was found.
+    /// database, and a damaged state must be left exactly as it was found. (Not a read-only
+    /// connection: after a crash the WAL needs recovery, which only a writer may run.)
     private static func checkReadOnly(_ path: String) throws {
-        var config = Configuration()
-        config.readonly = true
+        let header = Array("SQLite format 3\u{0}".utf8)
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw ClientError.stateDamaged("\(path) cannot be opened") }
+        let start = (try? handle.read(upToCount: header.count)) ?? nil
+        try? handle.close()
+        guard let start, [UInt8](start) == header else {
+            throw ClientError.stateDamaged("\(path) is not a Belay database (empty or overwritten)")
+        }
         do {
-            let probe = try DatabaseQueue(path: path, configuration: config)
+            let probe = try DatabaseQueue(path: path)
             defer { try? probe.close() }
             let ok = try probe.read { db in
                 try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'") == 1
             }
-            guard ok else { throw ClientError.stateDamaged("\(path) is not a Belay database (empty or overwritten)") }
+            guard ok else { throw ClientError.stateDamaged("\(path) is not a Belay database") }
         } catch let error as DatabaseError {
             throw ClientError.stateDamaged("\(path) cannot be read as a Belay database (\(error.resultCode))")
         }
