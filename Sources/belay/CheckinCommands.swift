@@ -45,15 +45,11 @@ struct ArmCommand: AsyncParsableCommand {
             let grace = try DurationText.seconds(self.grace)
             var pair: (checkin: [UInt8], duress: [UInt8])?
             if codes {
-                let env = ProcessInfo.processInfo.environment
-                if let c = env["BELAY_CHECKIN_CODE"], let d = env["BELAY_DURESS_CODE"] {
-                    pair = (Array(c.utf8), Array(d.utf8))
-                } else {
-                    guard let c = Terminal.secret(prompt: "Check-in code: "), let d = Terminal.secret(prompt: "Duress code: ") else {
-                        throw ClientError.checkinCodeRequired
-                    }
-                    pair = (c, d)
+                guard let c = Terminal.secret(environment: "BELAY_CHECKIN_CODE", prompt: "Check-in code: "),
+                      let d = Terminal.secret(environment: "BELAY_DURESS_CODE", prompt: "Duress code: ") else {
+                    throw ClientError.checkinCodeRequired
                 }
+                pair = (c, d)
             }
             let names = to.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
             let status = try await state.open().armCheckin(every: every, grace: grace, to: names, note: note, codes: pair)
@@ -82,12 +78,10 @@ struct OkCommand: AsyncParsableCommand {
             let agent = try state.open()
             var code: [UInt8]?
             if try agent.checkinStatus().codes {
-                if let env = ProcessInfo.processInfo.environment["BELAY_CHECKIN_CODE"] {
-                    code = Array(env.utf8)
-                } else {
-                    guard let typed = Terminal.secret(prompt: "Check-in code: ") else { throw ClientError.checkinCodeRequired }
-                    code = typed
+                guard let typed = Terminal.secret(environment: "BELAY_CHECKIN_CODE", prompt: "Check-in code: ") else {
+                    throw ClientError.checkinCodeRequired
                 }
+                code = typed
             }
             let status = try await agent.checkIn(note: note, code: code)
             // The same words, byte for byte, whichever code was entered (docs/CHECKINS.md).

@@ -62,11 +62,17 @@ enum Terminal {
         return String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespaces) == word
     }
 
+    /// A secret from the environment variable `name` (for scripts), else typed at a prompt
+    /// without echo; nil when neither is possible.
+    static func secret(environment name: String, prompt: String) -> [UInt8]? {
+        if let value = ProcessInfo.processInfo.environment[name] { return Array(value.utf8) }
+        return secret(prompt: prompt)
+    }
+
     /// The passphrase for an existing state: BELAY_PASSPHRASE, else a prompt.
     static func passphrase() throws -> [UInt8]? {
-        if let env = ProcessInfo.processInfo.environment["BELAY_PASSPHRASE"] { return Array(env.utf8) }
-        guard let typed = secret(prompt: "Passphrase: ") else { throw ClientError.passphraseRequired }
-        return typed
+        guard let pass = secret(environment: "BELAY_PASSPHRASE", prompt: "Passphrase: ") else { throw ClientError.passphraseRequired }
+        return pass
     }
 }
 

@@ -139,13 +139,10 @@ import Testing
         let relayDir = temporaryStateDir()
         let relay = try await Daemon.start(stateDir: relayDir)
         defer { try? FileManager.default.removeItem(atPath: relayDir) }
-        let homes = (0..<3).map { _ in FileManager.default.temporaryDirectory.appendingPathComponent("belay-agent-\(UUID().uuidString)").path }
-        defer { homes.forEach { try? FileManager.default.removeItem(atPath: $0) } }
-        for h in homes { _ = try Agent.initialise(home: h, passphrase: nil) }
         let clock = TestClock(1_000_000)
-        let alice = try Agent(home: homes[0], passphrase: { nil }, now: clock.read)
-        let bob = try Agent(home: homes[1], passphrase: { nil }, now: clock.read)
-        let carol = try Agent(home: homes[2], passphrase: { nil }, now: clock.read)
+        let people = try Agents(3, now: clock.read)
+        defer { people.remove() }
+        let (alice, bob, carol) = (people[0], people[1], people[2])
 
         let shortLived = try await alice.invite(relay: relay.address, name: "bob", lifetime: 60)
         clock.set(1_000_060)
@@ -179,10 +176,9 @@ import Testing
         let relayDir = temporaryStateDir()
         let relay = try await Daemon.start(stateDir: relayDir)
         defer { try? FileManager.default.removeItem(atPath: relayDir) }
-        let homes = (0..<2).map { _ in FileManager.default.temporaryDirectory.appendingPathComponent("belay-agent-\(UUID().uuidString)").path }
-        defer { homes.forEach { try? FileManager.default.removeItem(atPath: $0) } }
-        for h in homes { _ = try Agent.initialise(home: h, passphrase: nil) }
-        let alice = try Agent(home: homes[0], passphrase: { nil }), bob = try Agent(home: homes[1], passphrase: { nil })
+        let people = try Agents(2)
+        defer { people.remove() }
+        let (alice, bob) = (people[0], people[1])
         let invitation = try await alice.invite(relay: relay.address, name: "bob", lifetime: nil)
         _ = try await bob.accept(invitation, name: "alice", relay: nil)
         _ = try await alice.read()
@@ -209,10 +205,9 @@ import Testing
         let relayDir = temporaryStateDir()
         let relay = try await Daemon.start(stateDir: relayDir)
         defer { try? FileManager.default.removeItem(atPath: relayDir) }
-        let homes = (0..<2).map { _ in FileManager.default.temporaryDirectory.appendingPathComponent("belay-agent-\(UUID().uuidString)").path }
-        defer { homes.forEach { try? FileManager.default.removeItem(atPath: $0) } }
-        for h in homes { _ = try Agent.initialise(home: h, passphrase: nil) }
-        let alice = try Agent(home: homes[0], passphrase: { nil }), bob = try Agent(home: homes[1], passphrase: { nil })
+        let people = try Agents(2)
+        defer { people.remove() }
+        let (alice, bob) = (people[0], people[1])
         _ = try await bob.accept(try await alice.invite(relay: relay.address, name: "bob", lifetime: nil), name: "alice", relay: nil)
         _ = try await alice.read()
         for text in ["one", "two", "three"] { try await bob.send(to: "alice", text: text) }
@@ -253,6 +248,22 @@ import Testing
         await connection.close()
         _ = await relay.terminate()
     }
+}
+
+/// People as `Agent`s (the library behind `belay`), without passphrases, in temporary homes.
+struct Agents {
+    let homes: [String]
+    let agents: [Agent]
+
+    init(_ count: Int, now: @escaping @Sendable () -> UInt64 = Agent.systemNow) throws {
+        homes = (0..<count).map { _ in FileManager.default.temporaryDirectory.appendingPathComponent("belay-agent-\(UUID().uuidString)").path }
+        for h in homes { _ = try Agent.initialise(home: h, passphrase: nil) }
+        agents = try homes.map { try Agent(home: $0, passphrase: { nil }, now: now) }
+    }
+
+    subscript(i: Int) -> Agent { agents[i] }
+
+    func remove() { homes.forEach { try? FileManager.default.removeItem(atPath: $0) } }
 }
 
 final class TestClock: @unchecked Sendable {

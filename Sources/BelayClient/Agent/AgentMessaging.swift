@@ -46,44 +46,37 @@ extension Agent {
 
     /// Sends several texts in order with one transaction and one relay connection.
     public func send(to name: String, texts: [String]) async throws {
-        let contactId: Int64 = try write { db in
-            guard var row = try store.contact(named: name, db) else { throw ClientError.unknownContact(name) }
-            guard !row.record.awaitingHello else { throw ClientError.notYetPaired(name) }
-            var ratchet = try Ratchet(serialized: SecureBytes(copying: [UInt8](row.record.ratchet)))
-            for text in texts {
-                let sequence = row.record.sentSequence + 1
-                let sentAt = now() * 1000
-                let sealed = try Envelope.seal(Content(kind: .text, sequence: sequence, sentAt: sentAt, body: Array(text.utf8)), with: &ratchet)
-                row.record.sentSequence = sequence
-                try store.enqueue(PendingSend(body: Data(sealed), createdAt: now()), contact: row.id, db)
-                try store.appendHistory(HistoryEntry(direction: .outgoing, kind: "text", sequence: sequence, sentAt: sentAt, receivedAt: 0, text: text),
-                                        contact: row.id, db)
-            }
-            row.record.ratchet = Data(try ratchet.serialized().unprotectedCopy())
-            try store.updateContact(row, db)
-            return row.id
-        }
-        try await flush(contact: contactId)
+        try await send(to: name, items: texts.map { (Content.Kind.text, Array($0.utf8), $0) })
     }
 
     /// Seals any content kind; `history` is what the person's own history records (nil: nothing).
     func send(to name: String, kind: Content.Kind, body: [UInt8], history text: String?, pool: RelayPool? = nil) async throws {
-        guard body.count <= Envelope.maxContentLength else { throw ClientError.invalidInput(E2EError.messageTooLong(body.count).description) }
+        try await send(to: name, items: [(kind, body, text)], pool: pool)
+    }
+
+    /// Seals each item with the advanced ratchet, queues it in the outbox and records it, all in
+    /// one transaction, then delivers the outbox.
+    private func send(to name: String, items: [(kind: Content.Kind, body: [UInt8], history: String?)], pool: RelayPool? = nil) async throws {
+        for item in items where item.body.count > Envelope.maxContentLength {
+            throw ClientError.invalidInput(E2EError.messageTooLong(item.body.count).description)
+        }
         let contactId: Int64 = try write { db in
             guard var row = try store.contact(named: name, db) else { throw ClientError.unknownContact(name) }
             guard !row.record.awaitingHello else { throw ClientError.notYetPaired(name) }
             var ratchet = try Ratchet(serialized: SecureBytes(copying: [UInt8](row.record.ratchet)))
-            let sequence = row.record.sentSequence + 1
-            let sentAt = now() * 1000
-            let sealed = try Envelope.seal(Content(kind: kind, sequence: sequence, sentAt: sentAt, body: body), with: &ratchet)
-            row.record.ratchet = Data(try ratchet.serialized().unprotectedCopy())
-            row.record.sentSequence = sequence
-            try store.updateContact(row, db)
-            try store.enqueue(PendingSend(body: Data(sealed), createdAt: now()), contact: row.id, db)
-            if let text {
-                try store.appendHistory(HistoryEntry(direction: .outgoing, kind: kind == .alert ? "alert" : "text", sequence: sequence,
-                                                     sentAt: sentAt, receivedAt: 0, text: text), contact: row.id, db)
+            for item in items {
+                let sequence = row.record.sentSequence + 1
+                let sentAt = now() * 1000
+                let sealed = try Envelope.seal(Content(kind: item.kind, sequence: sequence, sentAt: sentAt, body: item.body), with: &ratchet)
+                row.record.sentSequence = sequence
+                try store.enqueue(PendingSend(body: Data(sealed), createdAt: now()), contact: row.id, db)
+                if let text = item.history {
+                    try store.appendHistory(HistoryEntry(direction: .outgoing, kind: item.kind == .alert ? "alert" : "text", sequence: sequence,
+                                                         sentAt: sentAt, receivedAt: 0, text: text), contact: row.id, db)
+                }
             }
+            row.record.ratchet = Data(try ratchet.serialized().unprotectedCopy())
+            try store.updateContact(row, db)
             return row.id
         }
         try await flush(contact: contactId, pool: pool)
