@@ -70,5 +70,5 @@ extension Ratchet {
 }
 
 extension ByteWriter {
-    mutating func wipe() { Sodium.wipe(&bytes) }
+    public mutating func wipe() { Sodium.wipe(&bytes) }
 }

@@ -178,16 +178,10 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: relayDir) }
         let people = try Agents(2)
         defer { people.remove() }
-        let (alice, bob) = (people[0], people[1])
-        let invitation = try await alice.invite(relay: relay.address, name: "bob", lifetime: nil)
-        _ = try await bob.accept(invitation, name: "alice", relay: nil)
-        _ = try await alice.read()
+        let (alice, bob) = try await people.pairAliceAndBob(on: relay.address)
         try await bob.send(to: "alice", text: "exactly once")
 
-        let inbox = try alice.read { db in try alice.store.contacts(db)[0].record.inbox }
-        let keys = try InboxKeys(inbox)
-        let connection = try await RelayConnection.connect(to: relay.address, group: MultiThreadedEventLoopGroup.singleton)
-        try await connection.authorise(.recipient, keys.recipientId, key: keys.key)
+        let (connection, keys) = try await people.rawInbox(of: alice, on: relay.address)
         let delivery = try #require(try await connection.getMessage(keys.recipientId))
         #expect(try await alice.process(delivery, connection: connection).map(\.text) == ["exactly once"])
         #expect(try await alice.process(delivery, connection: connection).isEmpty)  // the redelivery
@@ -207,14 +201,10 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: relayDir) }
         let people = try Agents(2)
         defer { people.remove() }
-        let (alice, bob) = (people[0], people[1])
-        _ = try await bob.accept(try await alice.invite(relay: relay.address, name: "bob", lifetime: nil), name: "alice", relay: nil)
-        _ = try await alice.read()
+        let (alice, bob) = try await people.pairAliceAndBob(on: relay.address)
         for text in ["one", "two", "three"] { try await bob.send(to: "alice", text: text) }
 
-        let keys = try InboxKeys(try alice.read { db in try alice.store.contacts(db)[0].record.inbox })
-        let connection = try await RelayConnection.connect(to: relay.address, group: MultiThreadedEventLoopGroup.singleton)
-        try await connection.authorise(.recipient, keys.recipientId, key: keys.key)
+        let (connection, keys) = try await people.rawInbox(of: alice, on: relay.address)
         let one = try #require(try await connection.getMessage(keys.recipientId))
         #expect(try await alice.process(one, connection: connection).map(\.text) == ["one"])
         try await connection.acknowledge(keys.recipientId, seq: one.seq)
@@ -262,6 +252,23 @@ struct Agents {
     }
 
     subscript(i: Int) -> Agent { agents[i] }
+
+    /// The first agent ("alice") invites the second ("bob"), who accepts; alice completes it.
+    func pairAliceAndBob(on relay: RelayAddress) async throws -> (Agent, Agent) {
+        let (alice, bob) = (agents[0], agents[1])
+        _ = try await bob.accept(try await alice.invite(relay: relay, name: "bob", lifetime: nil), name: "alice", relay: nil)
+        _ = try await alice.read()
+        return (alice, bob)
+    }
+
+    /// A raw relay connection proven as the recipient of `agent`'s first contact's queue, to
+    /// play the relay's part (withhold, replay, redeliver) in a test.
+    func rawInbox(of agent: Agent, on relay: RelayAddress) async throws -> (RelayConnection, InboxKeys) {
+        let keys = try InboxKeys(try agent.read { db in try agent.store.contacts(db)[0].record.inbox })
+        let connection = try await RelayConnection.connect(to: relay, group: MultiThreadedEventLoopGroup.singleton)
+        try await connection.authorise(.recipient, keys.recipientId, key: keys.key)
+        return (connection, keys)
+    }
 
     func remove() { homes.forEach { try? FileManager.default.removeItem(atPath: $0) } }
 }

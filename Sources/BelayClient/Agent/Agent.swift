@@ -43,16 +43,19 @@ public final class Agent: @unchecked Sendable {
         defer { umask(previous) }
         let store = try ClientStore(path: path, create: true)
         let master: SecureBytes
-        var kdf = ByteWriterLite()
+        // The "kdf" record: u8 scheme (0 = no passphrase, 1 = Argon2id), then for 1 the salt and
+        // u64 operations, u64 memory bytes.
+        var kdf = ByteWriter()
         if let passphrase {
             let salt = SystemRandom().bytes(Argon2id.saltLength)
             master = try Argon2id.deriveKey(passphrase: passphrase, salt: salt, limits: limits)
-            kdf.bytes = [1] + salt
+            kdf.u8(1)
+            kdf.put(salt)
             kdf.u64(limits.operations)
             kdf.u64(UInt64(limits.memoryBytes))
         } else {
             master = try SecureBytes.random(count: 32, storage: .guarded)
-            kdf.bytes = [0]
+            kdf.u8(0)
         }
         let vault = try Vault(master: master)
         store.unlock(vault)
@@ -77,27 +80,33 @@ public final class Agent: @unchecked Sendable {
         let store = try ClientStore(path: Self.databasePath(home), create: false)
         let (kdf, unprotected, check, sealedIdentity) = try Self.readMeta(store)
         let master: SecureBytes
-        switch kdf.first {
+        var r = ByteReader(kdf)
+        let scheme = (try? r.u8("scheme")) ?? 0xff
+        switch scheme {
         case 0:
             guard let unprotected, unprotected.count == 32 else { throw ClientError.stateDamaged("the stored key is missing") }
             master = try SecureBytes(copying: unprotected, storage: .guarded)
         case 1:
-            guard kdf.count == 1 + Argon2id.saltLength + 16 else { throw ClientError.stateDamaged("the key-derivation parameters are damaged") }
-            var r = kdf.dropFirst(1 + Argon2id.saltLength).makeIterator()
-            func u64() -> UInt64 { (0..<8).reduce(UInt64(0)) { acc, _ in acc << 8 | UInt64(r.next()!) } }
-            let limits = Argon2id.Limits(operations: u64(), memoryBytes: Int(u64()))
+            guard let salt = try? r.take(Argon2id.saltLength, "salt"), let ops = try? r.u64("operations"), let mem = try? r.u64("memory"),
+                  (try? r.expectEnd("kdf")) != nil, mem <= UInt64(Int.max) else {
+                throw ClientError.stateDamaged("the key-derivation parameters are damaged")
+            }
+            let limits = Argon2id.Limits(operations: ops, memoryBytes: Int(mem))
             guard limits.isWithinBounds else { throw ClientError.stateDamaged("the key-derivation parameters are out of range") }
             guard var pass = try passphrase(), !pass.isEmpty else { throw ClientError.passphraseRequired }
             defer { Sodium.wipe(&pass) }
-            master = try Argon2id.deriveKey(passphrase: pass, salt: Array(kdf[1..<(1 + Argon2id.saltLength)]), limits: limits)
+            master = try Argon2id.deriveKey(passphrase: pass, salt: salt, limits: limits)
         default:
             throw ClientError.stateDamaged("unknown key-derivation scheme")
         }
         let vault = try Vault(master: master)
         guard (try? vault.open(check, context: "check")) == Array("belay".utf8) else {
-            throw kdf.first == 1 ? ClientError.wrongPassphrase : ClientError.stateDamaged("the stored key does not open the state")
+            throw scheme == 1 ? ClientError.wrongPassphrase : ClientError.stateDamaged("the stored key does not open the state")
         }
         store.unlock(vault)
+        do { try store.queue.write { db in try store.fillMissingInboxTags(db) } } catch let error as DatabaseError {
+            throw ClientError.stateDamaged("the database refused a write (\(error.resultCode))")
+        }
         var secret = try vault.open(sealedIdentity, context: "identity")
         defer { Sodium.wipe(&secret) }
         self.identity = try Identity(secretBytes: SecureBytes(copying: secret, storage: .guarded))
@@ -146,10 +155,4 @@ public final class Agent: @unchecked Sendable {
         guard !trimmed.contains(",") else { throw ClientError.invalidName("it contains a comma") }
         return trimmed
     }
-}
-
-/// A minimal writer for the meta record (the E2E layer's codec is internal to it).
-struct ByteWriterLite {
-    var bytes: [UInt8] = []
-    mutating func u64(_ v: UInt64) { for s in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: v >> UInt64(s))) } }
 }

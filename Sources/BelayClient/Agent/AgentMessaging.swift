@@ -85,10 +85,8 @@ extension Agent {
     /// Delivers everything in a contact's outbox, oldest first; each is deleted once the relay
     /// says OK. On a connection failure the rest stay queued and the error says how many.
     func flush(contact id: Int64, pool existing: RelayPool? = nil) async throws {
-        let (row, pending) = try read { db in
-            (try ClientStore.Row(id: id, record: store.contacts(db).first { $0.id == id }?.record), try store.pending(contact: id, db))
-        }
-        guard let record = row.record, !pending.isEmpty else { return }
+        let (row, pending) = try read { db in (try store.contact(id: id, db), try store.pending(contact: id, db)) }
+        guard let record = row?.record, !pending.isEmpty else { return }
         let outlet = try OutletKeys(record.outlet)
         let pool = existing ?? RelayPool(group: group)
         defer { if existing == nil { Task { [pool] in await pool.closeAll() } } }
@@ -192,12 +190,12 @@ extension Agent {
     /// Handles one delivered body on whichever queue it arrived. The caller acknowledges it
     /// afterwards; everything that must survive a crash is committed before this returns.
     func process(_ delivery: RelayReply.Delivery, connection: RelayConnection) async throws -> [ReadEvent] {
-        let (contacts, invitations) = try read { db in (try store.contacts(db), try store.invitations(db)) }
         let rid = Data(delivery.recipient.bytes)
-        if let invitation = invitations.first(where: { $0.record.inbox.recipientId == rid }) {
+        guard var row = try read({ db in try store.contact(inbox: rid, db) }) else {
+            let invitations = try read { db in try store.invitations(db) }
+            guard let invitation = invitations.first(where: { $0.record.inbox.recipientId == rid }) else { return [] }
             return try await completePairing(delivery.body, relaySeq: delivery.seq, invitation: invitation, connection: connection)
         }
-        guard var row = contacts.first(where: { $0.record.inbox.recipientId == rid }) else { return [] }
         if delivery.seq <= row.record.lastRelaySeq { return [] }  // redelivery of something already recorded
         let name = row.record.name
         row.record.lastRelaySeq = delivery.seq

@@ -73,6 +73,14 @@ final class ClientStore: @unchecked Sendable {
         m.registerMigration("v2 check-ins") { db in
             try db.execute(sql: "CREATE TABLE checkin (id INTEGER PRIMARY KEY CHECK (id = 1), sealed BLOB NOT NULL)")
         }
+        // v3: a keyed tag of each contact's inbox, so that a delivered message finds its contact
+        // without opening every contact record. Filled on unlock for rows made before it.
+        m.registerMigration("v3 inbox tags") { db in
+            try db.execute(sql: """
+                ALTER TABLE contact ADD COLUMN inbox_tag BLOB;
+                CREATE UNIQUE INDEX contact_by_inbox ON contact(inbox_tag);
+                """)
+        }
         return m
     }
 
@@ -134,9 +142,41 @@ final class ClientStore: @unchecked Sendable {
     func insertContact(_ c: ContactRecord, _ db: Database) throws -> Int64 {
         let vault = try requireVault()
         let tag = try vault.tag(c.name)
-        try db.execute(sql: "INSERT INTO contact(name_tag, sealed) VALUES (?, ?)",
-                       arguments: [Data(tag), Data(try vault.sealRecord(c, context: "contact:" + Hex.encode(tag)))])
+        try db.execute(sql: "INSERT INTO contact(name_tag, inbox_tag, sealed) VALUES (?, ?, ?)",
+                       arguments: [Data(tag), Data(try inboxTag(c.inbox.recipientId)),
+                                   Data(try vault.sealRecord(c, context: "contact:" + Hex.encode(tag)))])
         return db.lastInsertedRowID
+    }
+
+    func inboxTag(_ recipientId: Data) throws -> [UInt8] {
+        try requireVault().tag("inbox " + Hex.encode(recipientId))
+    }
+
+    /// The contact whose inbox has this recipient id, found through its tag.
+    func contact(inbox recipientId: Data, _ db: Database) throws -> Row<ContactRecord>? {
+        let vault = try requireVault()
+        guard let row = try GRDB.Row.fetchOne(db, sql: "SELECT id, name_tag, sealed FROM contact WHERE inbox_tag = ?",
+                                              arguments: [Data(try inboxTag(recipientId))]) else { return nil }
+        let tag: Data = row["name_tag"]
+        let sealed: Data = row["sealed"]
+        return Row(id: row["id"], record: try vault.openRecord(ContactRecord.self, [UInt8](sealed), context: "contact:" + Hex.encode(tag)))
+    }
+
+    func contact(id: Int64, _ db: Database) throws -> Row<ContactRecord>? {
+        let vault = try requireVault()
+        guard let row = try GRDB.Row.fetchOne(db, sql: "SELECT id, name_tag, sealed FROM contact WHERE id = ?", arguments: [id]) else { return nil }
+        let tag: Data = row["name_tag"]
+        let sealed: Data = row["sealed"]
+        return Row(id: row["id"], record: try vault.openRecord(ContactRecord.self, [UInt8](sealed), context: "contact:" + Hex.encode(tag)))
+    }
+
+    /// Tags the inboxes of contacts stored before the tags existed (migration v3).
+    func fillMissingInboxTags(_ db: Database) throws {
+        guard try Int.fetchOne(db, sql: "SELECT count(*) FROM contact WHERE inbox_tag IS NULL") ?? 0 > 0 else { return }
+        for row in try contacts(db) {
+            try db.execute(sql: "UPDATE contact SET inbox_tag = ? WHERE id = ? AND inbox_tag IS NULL",
+                           arguments: [Data(try inboxTag(row.record.inbox.recipientId)), row.id])
+        }
     }
 
     func updateContact(_ row: Row<ContactRecord>, _ db: Database) throws {
