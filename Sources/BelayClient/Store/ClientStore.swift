@@ -121,21 +121,20 @@ final class ClientStore: @unchecked Sendable {
         var record: T
     }
 
+    /// Opens a row selected as `id, name_tag, sealed`; the name tag is the record's context.
+    private func openContact(_ row: GRDB.Row) throws -> Row<ContactRecord> {
+        let tag: Data = row["name_tag"]
+        let sealed: Data = row["sealed"]
+        return Row(id: row["id"], record: try requireVault().openRecord(ContactRecord.self, [UInt8](sealed), context: "contact:" + Hex.encode(tag)))
+    }
+
     func contacts(_ db: Database) throws -> [Row<ContactRecord>] {
-        let vault = try requireVault()
-        return try GRDB.Row.fetchAll(db, sql: "SELECT id, name_tag, sealed FROM contact ORDER BY id").map { row in
-            let tag: Data = row["name_tag"]
-            let sealed: Data = row["sealed"]
-            return Row(id: row["id"], record: try vault.openRecord(ContactRecord.self, [UInt8](sealed), context: "contact:" + Hex.encode(tag)))
-        }
+        try GRDB.Row.fetchAll(db, sql: "SELECT id, name_tag, sealed FROM contact ORDER BY id").map(openContact)
     }
 
     func contact(named name: String, _ db: Database) throws -> Row<ContactRecord>? {
-        let vault = try requireVault()
-        let tag = try vault.tag(name)
-        guard let row = try GRDB.Row.fetchOne(db, sql: "SELECT id, sealed FROM contact WHERE name_tag = ?", arguments: [Data(tag)]) else { return nil }
-        let sealed: Data = row["sealed"]
-        return Row(id: row["id"], record: try vault.openRecord(ContactRecord.self, [UInt8](sealed), context: "contact:" + Hex.encode(tag)))
+        try GRDB.Row.fetchOne(db, sql: "SELECT id, name_tag, sealed FROM contact WHERE name_tag = ?",
+                              arguments: [Data(try requireVault().tag(name))]).map(openContact)
     }
 
     @discardableResult
@@ -154,20 +153,12 @@ final class ClientStore: @unchecked Sendable {
 
     /// The contact whose inbox has this recipient id, found through its tag.
     func contact(inbox recipientId: Data, _ db: Database) throws -> Row<ContactRecord>? {
-        let vault = try requireVault()
-        guard let row = try GRDB.Row.fetchOne(db, sql: "SELECT id, name_tag, sealed FROM contact WHERE inbox_tag = ?",
-                                              arguments: [Data(try inboxTag(recipientId))]) else { return nil }
-        let tag: Data = row["name_tag"]
-        let sealed: Data = row["sealed"]
-        return Row(id: row["id"], record: try vault.openRecord(ContactRecord.self, [UInt8](sealed), context: "contact:" + Hex.encode(tag)))
+        try GRDB.Row.fetchOne(db, sql: "SELECT id, name_tag, sealed FROM contact WHERE inbox_tag = ?",
+                              arguments: [Data(try inboxTag(recipientId))]).map(openContact)
     }
 
     func contact(id: Int64, _ db: Database) throws -> Row<ContactRecord>? {
-        let vault = try requireVault()
-        guard let row = try GRDB.Row.fetchOne(db, sql: "SELECT id, name_tag, sealed FROM contact WHERE id = ?", arguments: [id]) else { return nil }
-        let tag: Data = row["name_tag"]
-        let sealed: Data = row["sealed"]
-        return Row(id: row["id"], record: try vault.openRecord(ContactRecord.self, [UInt8](sealed), context: "contact:" + Hex.encode(tag)))
+        try GRDB.Row.fetchOne(db, sql: "SELECT id, name_tag, sealed FROM contact WHERE id = ?", arguments: [id]).map(openContact)
     }
 
     /// Tags the inboxes of contacts stored before the tags existed (migration v3).
