@@ -134,6 +134,27 @@ import Testing
         await relay.stop()
     }
 
+    /// Acknowledging a pushed message frees exactly its bytes of the quota: the core takes the
+    /// length from its delivery record rather than from the database.
+    @Test func acknowledgingPushedMessagesReturnsTheirBytesToTheQuota() async throws {
+        let relay = try await RelayHarness.start { $0.maxQueueBytes = 300 }
+        defer { relay.remove() }
+        let inbox = PushInbox()
+        let owner = try await relay.connect(onPush: inbox.handler)
+        let q = try await SecuredQueue.make(on: owner)
+        let sender = try await q.sender(on: relay)
+        try await owner.subscribe(q.recipient)
+        for round in 1...2 {
+            for _ in 0..<3 { try await sender.send(to: q.sender, body: [UInt8](repeating: 7, count: 100)) }
+            await #expect(throws: RelayClientError.relay(.quota)) { try await sender.send(to: q.sender, body: [1]) }
+            let pushed = await inbox.first(3 * round).suffix(3).compactMap(\.delivery)
+            #expect(pushed.count == 3)
+            for d in pushed { try await owner.acknowledge(q.recipient, seq: d.seq) }
+        }
+        await #expect(throws: RelayClientError.relay(.noMessage)) { try await owner.acknowledge(q.recipient, seq: 12345) }
+        await relay.stop()
+    }
+
     @Test func creationTokensGateNewQueuesButNotSending() async throws {
         let token = "organisation-token-1234"
         let relay = try await RelayHarness.start {

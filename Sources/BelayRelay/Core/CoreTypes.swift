@@ -1,10 +1,20 @@
 import BelayWire
+import NIOCore
 
-/// A connection as the core sees it: something to hand outcomes to. `receive` is called on the
-/// core thread once per batch with everything for that connection, in order; implementations
-/// hop to their own event loop.
+/// A connection as the core sees it: something to hand outcomes to, on its event loop. After
+/// each commit the core makes one hop per event loop, not one per connection, and there calls
+/// `receive` once per connection with everything for it, in order.
 public protocol CoreSink: AnyObject, Sendable {
+    var eventLoop: EventLoop { get }
+    /// Called on `eventLoop`.
     func receive(_ outcomes: [CoreOutcome])
+}
+
+extension CoreSink {
+    /// `receive` from any thread, for the rare answers outside a batch.
+    func hopAndReceive(_ outcomes: [CoreOutcome]) {
+        eventLoop.execute { self.receive(outcomes) }
+    }
 }
 
 /// A key the connection has proven (AUTH) or was granted by creating the entity.

@@ -32,7 +32,8 @@ final class QueueState {
 /// `inFlight` (pushed, not yet acknowledged) or has `seq > cursor` (not yet pushed).
 final class Subscription {
     let sink: CoreSink
-    var inFlight: [UInt64] = []
+    /// Pushed and not yet acknowledged, oldest first, with body lengths for the quota.
+    var inFlight: [(seq: UInt64, length: Int)] = []
     var cursor: UInt64 = 0
 
     init(sink: CoreSink) {

@@ -2,6 +2,7 @@ import BelaySodium
 import BelayWire
 import Foundation
 import GRDB
+import NIOCore
 import Logging
 
 /// The single owner of all queue, subscription and timer state. It runs on one dedicated thread:
@@ -84,7 +85,7 @@ public final class RelayCore: @unchecked Sendable {
         guard accepting else {
             condition.unlock()
             if case .disconnect = request.command { return }
-            request.sink.receive([.reply(requestId: request.requestId, .error(.unavailable))])
+            request.sink.hopAndReceive([.reply(requestId: request.requestId, .error(.unavailable))])
             return
         }
         inbox.append(.request(request))
@@ -189,7 +190,7 @@ public final class RelayCore: @unchecked Sendable {
             switch job {
             case let .request(r):
                 if case .disconnect = r.command { continue }
-                r.sink.receive([.reply(requestId: r.requestId, .error(.unavailable))])
+                r.sink.hopAndReceive([.reply(requestId: r.requestId, .error(.unavailable))])
             case let .sweep(done), let .barrier(done): done()
             }
         }
@@ -230,10 +231,24 @@ public final class RelayCore: @unchecked Sendable {
             recoverAfterFailedTransaction(&ctx)
         }
         if ctx.deletedSomething { deletedSinceCheckpoint = true }
-        for (_, entry) in ctx.outcomes {
-            entry.sink.receive(entry.items)
-        }
+        handOut(ctx.outcomes)
         return more
+    }
+
+    /// One hop per event loop: waking a loop costs a system call and a context switch, and a
+    /// batch typically carries outcomes for every connection.
+    private func handOut(_ outcomes: [ObjectIdentifier: (sink: CoreSink, items: [CoreOutcome])]) {
+        var byLoop: [ObjectIdentifier: (loop: EventLoop, work: [(CoreSink, [CoreOutcome])])] = [:]
+        for (_, entry) in outcomes {
+            let loop = entry.sink.eventLoop
+            byLoop[ObjectIdentifier(loop), default: (loop, [])].work.append((entry.sink, entry.items))
+        }
+        for (_, group) in byLoop {
+            let work = group.work
+            group.loop.execute {
+                for (sink, items) in work { sink.receive(items) }
+            }
+        }
     }
 
     /// After a rollback the in-memory counters may be ahead of the database: reload them, start a
@@ -292,8 +307,13 @@ extension RelayCore {
             subscribe(q, r, &ctx)
         case let .ack(recipient, proven, seq):
             guard let q = try recipientQueue(recipient, proven, r, &ctx) else { return }
-            guard let length = try hot.deleteMessage(queue: q.rowId, seq: seq) else {
-                return ctx.reply(r, .error(.noMessage))
+            let length: Int
+            if let pushed = q.subscription?.inFlight.first(where: { $0.seq == seq }) {
+                guard try hot.deleteKnownMessage(queue: q.rowId, seq: seq) else { return ctx.reply(r, .error(.noMessage)) }
+                length = pushed.length
+            } else {
+                guard let stored = try hot.deleteMessage(queue: q.rowId, seq: seq) else { return ctx.reply(r, .error(.noMessage)) }
+                length = stored
             }
             removeMessage(q, seq: seq, length: length, &ctx)
             ctx.reply(r, .ok)
@@ -438,7 +458,7 @@ extension RelayCore {
         q.count -= 1
         q.bytes -= length
         if q.count == 0 { q.oldestExpiry = nil }
-        if let sub = q.subscription, let i = sub.inFlight.firstIndex(of: seq) {
+        if let sub = q.subscription, let i = sub.inFlight.firstIndex(where: { $0.seq == seq }) {
             sub.inFlight.remove(at: i)
             ctx.dirty[q.rowId] = q
         }
@@ -486,7 +506,7 @@ extension RelayCore {
                 batch = try hot.messages(queue: q.rowId, after: sub.cursor, limit: take)
             }
             for (seq, body) in batch {
-                sub.inFlight.append(seq)
+                sub.inFlight.append((seq, body.count))
                 sub.cursor = seq
                 ctx.add(.push(.message(.init(recipient: q.recipientId, seq: seq, body: body))), for: sub.sink)
             }

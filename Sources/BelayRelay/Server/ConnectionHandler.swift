@@ -32,7 +32,7 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     private let core: RelayCore
     private let settings: ConnectionSettings
     private let relayStatic: X25519.KeyPair
-    private let eventLoop: EventLoop
+    let eventLoop: EventLoop
     private let logger: Logger
 
     // Event-loop confined from here on.
@@ -303,10 +303,7 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     // MARK: From the core
 
     func receive(_ outcomes: [CoreOutcome]) {
-        eventLoop.execute { self.handle(outcomes) }
-    }
-
-    private func handle(_ outcomes: [CoreOutcome]) {
+        eventLoop.assertInEventLoop()
         guard let context, !isClosing, case .established(var session) = state else { return }
         state = .closed
         for outcome in outcomes {
