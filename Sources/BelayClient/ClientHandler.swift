@@ -20,8 +20,10 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
     private var nextRequestId: UInt32 = 1
     private var context: ChannelHandlerContext?
     private var inRead = false
-    private var needsFlush = false
     private var scratch = ByteBufferAllocator().buffer(capacity: 256)
+    /// Encrypted frames not yet handed to the channel: commands sent while handling a read
+    /// (the replies and pushes that trigger them arrive in bursts) leave in one write.
+    private var out = ByteBufferAllocator().buffer(capacity: 0)
     let handshakeDone: EventLoopPromise<[UInt8]>
     let onPush: @Sendable (RelayReply) -> Void
 
@@ -107,10 +109,14 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if needsFlush {
-            needsFlush = false
-            context.flush()
-        }
+        flushOut(context)
+    }
+
+    private func flushOut(_ context: ChannelHandlerContext) {
+        guard out.readableBytes > 0 else { return }
+        let buffer = out
+        out = context.channel.allocator.buffer(capacity: 0)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 
     private func nextFrame(_ context: ChannelHandlerContext) -> ByteBuffer? {
@@ -164,7 +170,6 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
         nextRequestId = nextRequestId == UInt32.max ? 1 : nextRequestId + 1
         scratch.clear()
         RelayCodec.encode(command, requestId: requestId, into: &scratch)
-        var out = context.channel.allocator.buffer(capacity: scratch.readableBytes + 18)
         do {
             try transport.writeFrame(plaintext: scratch, into: &out)
         } catch {
@@ -179,8 +184,7 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
             }
             promise.futureResult.whenComplete { _ in timer.cancel() }
         }
-        context.write(wrapOutboundOut(out), promise: nil)
-        // Inside a read, replies that trigger further commands share one flush.
-        if inRead { needsFlush = true } else { context.flush() }
+        // Inside a read, commands triggered by replies share one write at the read's end.
+        if !inRead { flushOut(context) }
     }
 }
