@@ -21,10 +21,17 @@ public struct RelayService: Service {
         self.onReady = onReady
     }
 
+    /// The core thread that owns the database keeps one core busy under load, so the event
+    /// loops get the others: on 2 cores, one loop measured the same throughput as two with a
+    /// p99 latency about a quarter lower (fewer threads contending for the second core).
+    static func eventLoopThreads(cores: Int) -> Int {
+        max(1, cores - 1)
+    }
+
     public func run() async throws {
         let key = try state.loadKey()
         let store = try RelayStore(path: state.databasePath)
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: Self.eventLoopThreads(cores: System.coreCount))
         let server: RelayServer
         do {
             server = try await RelayServer.start(configuration: configuration, relayKey: key, store: store, group: group, logger: logger)
