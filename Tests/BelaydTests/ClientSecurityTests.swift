@@ -216,11 +216,19 @@ import Testing
         #expect(shown.first?.notes == ["1 earlier message(s) missing"])
         try await connection.acknowledge(keys.recipientId, seq: three.seq)
 
-        // The relay replays "one" as if new: its key is gone, so it is refused and reported.
+        // The relay replays "one" as if new (or Bob resends it after a crash): its key is gone,
+        // so it is refused, and reported as a second copy rather than as a forgery.
         let replay = RelayReply.Delivery(recipient: one.recipient, seq: three.seq + 10, body: one.body)
         let refused = try await alice.process(replay, connection: connection)
         #expect(refused.map(\.kind) == [.warning])
-        #expect(refused.first?.text.contains("rejected") == true)
+        #expect(refused.first?.text.contains("arrived again") == true)
+        // An altered copy of "three" is not a second copy: it fails to authenticate.
+        var altered = three.body
+        altered[altered.count - 1] ^= 1
+        let forged = try await alice.process(RelayReply.Delivery(recipient: three.recipient, seq: three.seq + 15, body: altered),
+                                             connection: connection)
+        #expect(forged.map(\.kind) == [.warning])
+        #expect(forged.first?.text.contains("rejected") == true)
         // "two" arriving late still decrypts (its key was kept as skipped) and says so.
         let late = RelayReply.Delivery(recipient: two.recipient, seq: three.seq + 20, body: two.body)
         let lateEvents = try await alice.process(late, connection: connection)
@@ -233,7 +241,9 @@ import Testing
         try await connection.authorise(.recipient, bobKeys.recipientId, key: bobKeys.key)
         let mine = try #require(try await connection.getMessage(bobKeys.recipientId))
         let reflected = RelayReply.Delivery(recipient: one.recipient, seq: three.seq + 30, body: mine.body)
-        #expect(try await alice.process(reflected, connection: connection).map(\.kind) == [.warning])
+        let reflectedEvents = try await alice.process(reflected, connection: connection)
+        #expect(reflectedEvents.map(\.kind) == [.warning])
+        #expect(reflectedEvents.first?.text.contains("rejected") == true)
         #expect(try alice.history("bob").filter { $0.direction == .incoming }.map(\.text) == ["one", "three", "two"])
         await connection.close()
         _ = await relay.terminate()

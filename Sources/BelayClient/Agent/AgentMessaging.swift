@@ -38,6 +38,9 @@ public struct ReadEvent: Sendable, Codable, Equatable {
 }
 
 extension Agent {
+    /// Fingerprints of opened messages kept per contact to recognise a second copy of one.
+    static let maxRecentMessagesPerContact = 64
+
     /// Seals `text` for `name`, saves it in the outbox in the same transaction as the advanced
     /// ratchet, then delivers it. If the relay cannot be reached, the message stays queued.
     public func send(to name: String, text: String) async throws {
@@ -203,11 +206,18 @@ extension Agent {
             return try processAlert(delivery.body, row: row)
         }
         var ratchet = try Ratchet(serialized: SecureBytes(copying: [UInt8](row.record.ratchet)))
+        let fingerprint = Data(try BLAKE2b.hash(delivery.body, outputLength: 16))
         let content: Content
         do {
             guard try Envelope.kind(of: delivery.body) == .message else {
                 try write { db in try store.updateContact(row, db) }
                 return []  // a repeated confirmation, already handled
+            }
+            if row.record.recentMessages?.contains(fingerprint) == true {
+                // Its key is used up, so the ratchet would refuse it like a forgery; say what it is.
+                try write { [row] db in try store.updateContact(row, db) }
+                return [ReadEvent(kind: .warning, contact: name,
+                                  text: "a message already received arrived again (resent after an interruption, or replayed by the relay) and was ignored")]
             }
             content = try Envelope.open(delivery.body, with: &ratchet)
         } catch let error as E2EError {
@@ -222,6 +232,7 @@ extension Agent {
             notes.append("arrived late (out of order)")
         }
         row.record.receivedSequence = max(row.record.receivedSequence, content.sequence)
+        row.record.recentMessages = Array(((row.record.recentMessages ?? []) + [fingerprint]).suffix(Self.maxRecentMessagesPerContact))
         row.record.ratchet = Data(try ratchet.serialized().unprotectedCopy())
         let received = now() * 1000
         var event: ReadEvent

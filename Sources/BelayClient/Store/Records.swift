@@ -36,6 +36,9 @@ struct ContactRecord: Codable, Sendable {
     var alertKeys: [Data]? = nil
     /// Ids of alerts from this contact already shown, newest last, to recognise a replay.
     var seenAlerts: [String]? = nil
+    /// BLAKE2b-128 of the last message envelopes opened from this contact, newest last, to tell
+    /// a second copy of one (a resend after a crash, or a relay replay) from a forgery.
+    var recentMessages: [Data]? = nil
 }
 
 struct InvitationRecord: Codable, Sendable {
