@@ -168,7 +168,7 @@ func show(_ e: ReadEvent, json: Bool) {
     }
 }
 
-nonisolated(unsafe) let timeFormatter: DateFormatter = {
+let timeFormatter: DateFormatter = {
     let f = DateFormatter()
     f.dateFormat = "yyyy-MM-dd HH:mm"
     return f
