@@ -19,6 +19,9 @@ public final class Agent: @unchecked Sendable {
     let group: EventLoopGroup
     /// Unix seconds; injected so tests can move time.
     let now: @Sendable () -> UInt64
+    /// A test seam: awaited in `flush` before each send after the first (its index), so a test
+    /// can make the other side act between two sends. Nil in the product.
+    var beforeFollowingSend: (@Sendable (Int) async -> Void)?
 
     public static func defaultHome(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
         if let home = environment["BELAY_HOME"], !home.isEmpty { return home }

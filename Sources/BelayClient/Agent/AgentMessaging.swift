@@ -98,17 +98,29 @@ extension Agent {
         do { connection = try await pool.connection(outlet.relay, lane: outlet.senderId) } catch ClientError.relayUnreachable(let relay, let why, _) {
             throw ClientError.relayUnreachable(relay: relay, why: why, queued: remaining)
         }
+        var proven = true
         do {
             try await pool.authorise(.sender, outlet.senderId, key: outlet.key, on: connection)
         } catch RelayClientError.relay(.auth) {
             // Not secured yet (the inviter secures its queue when it reads our confirmation):
             // an unsecured queue accepts SEND without a proof.
+            proven = false
         } catch let error as RelayClientError {
             throw Self.relayError(error, connection.address, queued: remaining)
         }
-        for item in pending {
+        for (index, item) in pending.enumerated() {
+            if index > 0, let hook = beforeFollowingSend { await hook(index) }
             do {
-                try await connection.send(to: outlet.senderId, body: [UInt8](item.record.body))
+                do {
+                    try await connection.send(to: outlet.senderId, body: [UInt8](item.record.body))
+                } catch RelayClientError.relay(.auth) where !proven {
+                    // The inviter read our confirmation and secured its queue with our key
+                    // between two of our sends. Prove the key and send again; if the queue was
+                    // secured with someone else's key, the proof fails with AUTH as before.
+                    try await pool.authorise(.sender, outlet.senderId, key: outlet.key, on: connection)
+                    proven = true
+                    try await connection.send(to: outlet.senderId, body: [UInt8](item.record.body))
+                }
             } catch let error as RelayClientError {
                 throw Self.relayError(error, connection.address, queued: remaining)
             }
