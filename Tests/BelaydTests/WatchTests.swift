@@ -1,0 +1,64 @@
+import BelayClient
+import Foundation
+import NIOCore
+import Testing
+
+/// `read --watch` as the library runs it, against a real belayd.
+@Suite struct WatchTests {
+    /// Alice watches in one terminal and invites Carol from another (a second `Agent` on the
+    /// same home). The watch subscribes to the new invitation on its next rescan, so Carol's
+    /// acceptance and her first message reach it without restarting.
+    @Test func aWatchPicksUpAPairingMadeByAnotherProcess() async throws {
+        let relayDir = temporaryStateDir()
+        let relay = try await Daemon.start(stateDir: relayDir)
+        defer { try? FileManager.default.removeItem(atPath: relayDir) }
+        let people = try Agents(3)
+        defer { people.remove() }
+        let (alice, _) = try await people.pairAliceAndBob(on: relay.address)
+        let carol = people[2]
+
+        let (events, sink) = AsyncStream<ReadEvent>.makeStream()
+        let watching = Task {
+            try await alice.watch(rescanEvery: .milliseconds(20)) { batch in
+                for event in batch { sink.yield(event) }
+            }
+        }
+        defer { watching.cancel() }
+
+        let secondTerminal = try Agent(home: people.homes[0], passphrase: { nil })
+        let invitation = try await secondTerminal.invite(relay: relay.address, name: "carol", lifetime: nil)
+        _ = try await carol.accept(invitation, name: "alice", relay: nil)
+        try await carol.send(to: "alice", text: "made it")
+
+        let seen = try await firstEvents(in: events, until: { $0.kind == .message })
+        #expect(seen.map(\.kind) == [.paired, .paired, .message])  // its reply to the invitation, then its hello
+        #expect(seen.allSatisfy { $0.contact == "carol" })
+        #expect(seen.last?.text == "made it")
+        _ = await relay.terminate()
+    }
+}
+
+/// Events from `stream` up to and including the first that satisfies `done`; fails after 30 s
+/// (a guard against a hang, not a wait for the event).
+private func firstEvents(in stream: AsyncStream<ReadEvent>, until done: @escaping @Sendable (ReadEvent) -> Bool) async throws -> [ReadEvent] {
+    try await withThrowingTaskGroup(of: [ReadEvent]?.self) { group in
+        group.addTask {
+            var seen: [ReadEvent] = []
+            for await event in stream {
+                seen.append(event)
+                if done(event) { return seen }
+            }
+            return seen
+        }
+        group.addTask {
+            try await Task.sleep(for: .seconds(30))
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let seen = first else {
+            Issue.record("no matching event within 30 s")
+            return []
+        }
+        return seen
+    }
+}
