@@ -136,118 +136,120 @@ import Testing
     }
 
     @Test func anInvitationWorksOnceAndNotAfterItExpires() async throws {
-        let relayDir = temporaryStateDir()
-        let relay = try await Daemon.start(stateDir: relayDir)
-        defer { try? FileManager.default.removeItem(atPath: relayDir) }
         let clock = TestClock(1_000_000)
-        let people = try Agents(3, now: clock.read)
-        defer { people.remove() }
-        let (alice, bob, carol) = (people[0], people[1], people[2])
+        try await withRelayAndAgents(3, now: clock.read) { relay, people in
+            let (alice, bob, carol) = (people[0], people[1], people[2])
 
-        let shortLived = try await alice.invite(relay: relay.address, name: "bob", lifetime: 60)
-        clock.set(1_000_060)
-        await #expect(throws: ClientError.invalidInput("this invitation cannot be used: \(E2EError.invitationExpired)")) {
-            try await bob.accept(shortLived, name: "alice", relay: nil)
-        }
-        clock.set(1_000_059)
-        #expect(try await bob.accept(shortLived, name: "alice", relay: nil).deliveryError == nil)
-        #expect(try await alice.read().filter { $0.kind == .paired }.count == 2)
-        // Used: the inviter's queue now takes only Bob's key.
-        await #expect(throws: ClientError.invalidInput("this invitation has already been used; ask for a new one")) {
-            try await carol.accept(shortLived, name: "alice", relay: nil)
-        }
-        #expect(try carol.contacts().contacts.isEmpty)
+            let shortLived = try await alice.invite(relay: relay.address, name: "bob", lifetime: 60)
+            clock.set(1_000_060)
+            await #expect(throws: ClientError.invalidInput("this invitation cannot be used: \(E2EError.invitationExpired)")) {
+                try await bob.accept(shortLived, name: "alice", relay: nil)
+            }
+            clock.set(1_000_059)
+            #expect(try await bob.accept(shortLived, name: "alice", relay: nil).deliveryError == nil)
+            #expect(try await alice.read().filter { $0.kind == .paired }.count == 2)
+            // Used: the inviter's queue now takes only Bob's key.
+            await #expect(throws: ClientError.invalidInput("this invitation has already been used; ask for a new one")) {
+                try await carol.accept(shortLived, name: "alice", relay: nil)
+            }
+            #expect(try carol.contacts().contacts.isEmpty)
 
-        // An unanswered invitation is withdrawn by the first read a day after it expired.
-        _ = try await alice.invite(relay: relay.address, name: "dave", lifetime: 60)
-        #expect(try alice.contacts().invitations.count == 1)
-        clock.set(1_000_059 + 60 + 24 * 3600 - 1)
-        _ = try await alice.read()
-        #expect(try alice.contacts().invitations.count == 1)
-        clock.set(1_000_059 + 60 + 24 * 3600)
-        _ = try await alice.read()
-        #expect(try alice.contacts().invitations.isEmpty)
-        _ = await relay.terminate()
+            // An unanswered invitation is withdrawn by the first read a day after it expired.
+            _ = try await alice.invite(relay: relay.address, name: "dave", lifetime: 60)
+            #expect(try alice.contacts().invitations.count == 1)
+            clock.set(1_000_059 + 60 + 24 * 3600 - 1)
+            _ = try await alice.read()
+            #expect(try alice.contacts().invitations.count == 1)
+            clock.set(1_000_059 + 60 + 24 * 3600)
+            _ = try await alice.read()
+            #expect(try alice.contacts().invitations.isEmpty)
+        }
     }
 
     /// A crash after a received message is committed but before the relay is told: the relay
     /// delivers it again, and the client records it once.
     @Test func aRedeliveredMessageIsRecordedOnce() async throws {
-        let relayDir = temporaryStateDir()
-        let relay = try await Daemon.start(stateDir: relayDir)
-        defer { try? FileManager.default.removeItem(atPath: relayDir) }
-        let people = try Agents(2)
-        defer { people.remove() }
-        let (alice, bob) = try await people.pairAliceAndBob(on: relay.address)
-        try await bob.send(to: "alice", text: "exactly once")
+        try await withRelayAndAgents(2) { relay, people in
+            let (alice, bob) = try await people.pairAliceAndBob(on: relay.address)
+            try await bob.send(to: "alice", text: "exactly once")
 
-        let (connection, keys) = try await people.rawInbox(of: alice, on: relay.address)
-        let delivery = try #require(try await connection.getMessage(keys.recipientId))
-        #expect(try await alice.process(delivery, connection: connection).map(\.text) == ["exactly once"])
-        #expect(try await alice.process(delivery, connection: connection).isEmpty)  // the redelivery
-        #expect(try alice.history("bob").map(\.text) == ["exactly once"])
-        await connection.close()
-        // The next read meets the unacknowledged message again, acknowledges it and shows nothing.
-        #expect(try await alice.read().isEmpty)
-        #expect(try alice.history("bob").count == 1)
-        _ = await relay.terminate()
+            let (connection, keys) = try await people.rawInbox(of: alice, on: relay.address)
+            let delivery = try #require(try await connection.getMessage(keys.recipientId))
+            #expect(try await alice.process(delivery, connection: connection).map(\.text) == ["exactly once"])
+            #expect(try await alice.process(delivery, connection: connection).isEmpty)  // the redelivery
+            #expect(try alice.history("bob").map(\.text) == ["exactly once"])
+            await connection.close()
+            // The next read meets the unacknowledged message again, acknowledges it and shows nothing.
+            #expect(try await alice.read().isEmpty)
+            #expect(try alice.history("bob").count == 1)
+        }
     }
 
     /// A message the relay drops, one it replays under a new seq, and one of Alice's own sent
     /// back to her: each is shown or refused, never silently accepted.
     @Test func droppedReplayedAndReflectedMessagesAreShownOrRefused() async throws {
-        let relayDir = temporaryStateDir()
-        let relay = try await Daemon.start(stateDir: relayDir)
-        defer { try? FileManager.default.removeItem(atPath: relayDir) }
-        let people = try Agents(2)
-        defer { people.remove() }
-        let (alice, bob) = try await people.pairAliceAndBob(on: relay.address)
-        for text in ["one", "two", "three"] { try await bob.send(to: "alice", text: text) }
+        try await withRelayAndAgents(2) { relay, people in
+            let (alice, bob) = try await people.pairAliceAndBob(on: relay.address)
+            for text in ["one", "two", "three"] { try await bob.send(to: "alice", text: text) }
 
-        let (connection, keys) = try await people.rawInbox(of: alice, on: relay.address)
-        let one = try #require(try await connection.getMessage(keys.recipientId))
-        #expect(try await alice.process(one, connection: connection).map(\.text) == ["one"])
-        try await connection.acknowledge(keys.recipientId, seq: one.seq)
-        let two = try #require(try await connection.getMessage(keys.recipientId))
-        try await connection.acknowledge(keys.recipientId, seq: two.seq)  // the relay "loses" it
-        let three = try #require(try await connection.getMessage(keys.recipientId))
-        let shown = try await alice.process(three, connection: connection)
-        #expect(shown.map(\.text) == ["three"])
-        #expect(shown.first?.notes == ["1 earlier message(s) missing"])
-        try await connection.acknowledge(keys.recipientId, seq: three.seq)
+            let (connection, keys) = try await people.rawInbox(of: alice, on: relay.address)
+            let one = try #require(try await connection.getMessage(keys.recipientId))
+            #expect(try await alice.process(one, connection: connection).map(\.text) == ["one"])
+            try await connection.acknowledge(keys.recipientId, seq: one.seq)
+            let two = try #require(try await connection.getMessage(keys.recipientId))
+            try await connection.acknowledge(keys.recipientId, seq: two.seq)  // the relay "loses" it
+            let three = try #require(try await connection.getMessage(keys.recipientId))
+            let shown = try await alice.process(three, connection: connection)
+            #expect(shown.map(\.text) == ["three"])
+            #expect(shown.first?.notes == ["1 earlier message(s) missing"])
+            try await connection.acknowledge(keys.recipientId, seq: three.seq)
 
-        // The relay replays "one" as if new (or Bob resends it after a crash): its key is gone,
-        // so it is refused, and reported as a second copy rather than as a forgery.
-        let replay = RelayReply.Delivery(recipient: one.recipient, seq: three.seq + 10, body: one.body)
-        let refused = try await alice.process(replay, connection: connection)
-        #expect(refused.map(\.kind) == [.warning])
-        #expect(refused.first?.text.contains("arrived again") == true)
-        // An altered copy of "three" is not a second copy: it fails to authenticate.
-        var altered = three.body
-        altered[altered.count - 1] ^= 1
-        let forged = try await alice.process(RelayReply.Delivery(recipient: three.recipient, seq: three.seq + 15, body: altered),
-                                             connection: connection)
-        #expect(forged.map(\.kind) == [.warning])
-        #expect(forged.first?.text.contains("rejected") == true)
-        // "two" arriving late still decrypts (its key was kept as skipped) and says so.
-        let late = RelayReply.Delivery(recipient: two.recipient, seq: three.seq + 20, body: two.body)
-        let lateEvents = try await alice.process(late, connection: connection)
-        #expect(lateEvents.map(\.text) == ["two"])
-        #expect(lateEvents.first?.notes == ["arrived late (out of order)"])
+            // The relay replays "one" as if new (or Bob resends it after a crash): its key is gone,
+            // so it is refused, and reported as a second copy rather than as a forgery.
+            let replay = RelayReply.Delivery(recipient: one.recipient, seq: three.seq + 10, body: one.body)
+            let refused = try await alice.process(replay, connection: connection)
+            #expect(refused.map(\.kind) == [.warning])
+            #expect(refused.first?.text.contains("arrived again") == true)
+            // An altered copy of "three" is not a second copy: it fails to authenticate.
+            var altered = three.body
+            altered[altered.count - 1] ^= 1
+            let forged = try await alice.process(RelayReply.Delivery(recipient: three.recipient, seq: three.seq + 15, body: altered),
+                                                 connection: connection)
+            #expect(forged.map(\.kind) == [.warning])
+            #expect(forged.first?.text.contains("rejected") == true)
+            // "two" arriving late still decrypts (its key was kept as skipped) and says so.
+            let late = RelayReply.Delivery(recipient: two.recipient, seq: three.seq + 20, body: two.body)
+            let lateEvents = try await alice.process(late, connection: connection)
+            #expect(lateEvents.map(\.text) == ["two"])
+            #expect(lateEvents.first?.notes == ["arrived late (out of order)"])
 
-        // One of Alice's own messages delivered back to her is refused.
-        try await alice.send(to: "bob", text: "mine")
-        let bobKeys = try InboxKeys(try bob.read { db in try bob.store.contacts(db)[0].record.inbox })
-        try await connection.authorise(.recipient, bobKeys.recipientId, key: bobKeys.key)
-        let mine = try #require(try await connection.getMessage(bobKeys.recipientId))
-        let reflected = RelayReply.Delivery(recipient: one.recipient, seq: three.seq + 30, body: mine.body)
-        let reflectedEvents = try await alice.process(reflected, connection: connection)
-        #expect(reflectedEvents.map(\.kind) == [.warning])
-        #expect(reflectedEvents.first?.text.contains("rejected") == true)
-        #expect(try alice.history("bob").filter { $0.direction == .incoming }.map(\.text) == ["one", "three", "two"])
-        await connection.close()
-        _ = await relay.terminate()
+            // One of Alice's own messages delivered back to her is refused.
+            try await alice.send(to: "bob", text: "mine")
+            let bobKeys = try InboxKeys(try bob.read { db in try bob.store.contacts(db)[0].record.inbox })
+            try await connection.authorise(.recipient, bobKeys.recipientId, key: bobKeys.key)
+            let mine = try #require(try await connection.getMessage(bobKeys.recipientId))
+            let reflected = RelayReply.Delivery(recipient: one.recipient, seq: three.seq + 30, body: mine.body)
+            let reflectedEvents = try await alice.process(reflected, connection: connection)
+            #expect(reflectedEvents.map(\.kind) == [.warning])
+            #expect(reflectedEvents.first?.text.contains("rejected") == true)
+            #expect(try alice.history("bob").filter { $0.direction == .incoming }.map(\.text) == ["one", "three", "two"])
+            await connection.close()
+        }
     }
+}
+
+/// Runs `body` with a started belayd in a temporary state directory and `count` agents, then
+/// stops the relay and removes every directory, whether `body` throws or not.
+func withRelayAndAgents(_ count: Int, now: @escaping @Sendable () -> UInt64 = Agent.systemNow,
+                        _ body: (Daemon, Agents) async throws -> Void) async throws {
+    let relayDir = temporaryStateDir()
+    defer { try? FileManager.default.removeItem(atPath: relayDir) }
+    let relay = try await Daemon.start(stateDir: relayDir)
+    let people: Agents
+    do { people = try Agents(count, now: now) } catch { _ = await relay.terminate(); throw error }
+    defer { people.remove() }
+    do { try await body(relay, people) } catch { _ = await relay.terminate(); throw error }
+    _ = await relay.terminate()
 }
 
 /// People as `Agent`s (the library behind `belay`), without passphrases, in temporary homes.

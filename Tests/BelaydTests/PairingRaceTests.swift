@@ -7,23 +7,19 @@ import Testing
 /// hello). The acceptor proves its key and sends again instead of reporting the invitation used.
 @Suite struct PairingRaceTests {
     @Test func anInviterSecuringItsQueueBetweenTheAcceptorsSendsDoesNotBreakThePairing() async throws {
-        let relayDir = temporaryStateDir()
-        let relay = try await Daemon.start(stateDir: relayDir)
-        defer { try? FileManager.default.removeItem(atPath: relayDir) }
-        let people = try Agents(2)
-        defer { people.remove() }
-        let (alice, bob) = (people[0], people[1])
-        let invitation = try await alice.invite(relay: relay.address, name: "bob", lifetime: nil)
-        let between = Between()
-        bob.beforeFollowingSend = { _ in await between.run { _ = try? await alice.read() } }
-        let outcome = try await bob.accept(invitation, name: "alice", relay: nil)
-        #expect(outcome.deliveryError == nil)
-        #expect(await between.ran == 1)  // alice read (and secured) between bob's two sends
-        bob.beforeFollowingSend = nil
-        #expect(try await alice.read().map(\.text) == ["paired: you can now send messages"])
-        try await alice.send(to: "bob", text: "hello bob")
-        #expect(try await bob.read().map(\.text) == ["hello bob"])
-        _ = await relay.terminate()
+        try await withRelayAndAgents(2) { relay, people in
+            let (alice, bob) = (people[0], people[1])
+            let invitation = try await alice.invite(relay: relay.address, name: "bob", lifetime: nil)
+            let between = Between()
+            bob.beforeFollowingSend = { _ in await between.run { _ = try? await alice.read() } }
+            let outcome = try await bob.accept(invitation, name: "alice", relay: nil)
+            #expect(outcome.deliveryError == nil)
+            #expect(await between.ran == 1)  // alice read (and secured) between bob's two sends
+            bob.beforeFollowingSend = nil
+            #expect(try await alice.read().map(\.text) == ["paired: you can now send messages"])
+            try await alice.send(to: "bob", text: "hello bob")
+            #expect(try await bob.read().map(\.text) == ["hello bob"])
+        }
     }
 }
 

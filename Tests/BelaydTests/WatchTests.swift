@@ -9,32 +9,28 @@ import Testing
     /// same home). The watch subscribes to the new invitation on its next rescan, so Carol's
     /// acceptance and her first message reach it without restarting.
     @Test func aWatchPicksUpAPairingMadeByAnotherProcess() async throws {
-        let relayDir = temporaryStateDir()
-        let relay = try await Daemon.start(stateDir: relayDir)
-        defer { try? FileManager.default.removeItem(atPath: relayDir) }
-        let people = try Agents(3)
-        defer { people.remove() }
-        let (alice, _) = try await people.pairAliceAndBob(on: relay.address)
-        let carol = people[2]
+        try await withRelayAndAgents(3) { relay, people in
+            let (alice, _) = try await people.pairAliceAndBob(on: relay.address)
+            let carol = people[2]
 
-        let (events, sink) = AsyncStream<ReadEvent>.makeStream()
-        let watching = Task {
-            try await alice.watch(rescanEvery: .milliseconds(20)) { batch in
-                for event in batch { sink.yield(event) }
+            let (events, sink) = AsyncStream<ReadEvent>.makeStream()
+            let watching = Task {
+                try await alice.watch(rescanEvery: .milliseconds(20)) { batch in
+                    for event in batch { sink.yield(event) }
+                }
             }
+            defer { watching.cancel() }
+
+            let secondTerminal = try Agent(home: people.homes[0], passphrase: { nil })
+            let invitation = try await secondTerminal.invite(relay: relay.address, name: "carol", lifetime: nil)
+            _ = try await carol.accept(invitation, name: "alice", relay: nil)
+            try await carol.send(to: "alice", text: "made it")
+
+            let seen = try await firstEvents(in: events, until: { $0.kind == .message })
+            #expect(seen.map(\.kind) == [.paired, .paired, .message])  // its reply to the invitation, then its hello
+            #expect(seen.allSatisfy { $0.contact == "carol" })
+            #expect(seen.last?.text == "made it")
         }
-        defer { watching.cancel() }
-
-        let secondTerminal = try Agent(home: people.homes[0], passphrase: { nil })
-        let invitation = try await secondTerminal.invite(relay: relay.address, name: "carol", lifetime: nil)
-        _ = try await carol.accept(invitation, name: "alice", relay: nil)
-        try await carol.send(to: "alice", text: "made it")
-
-        let seen = try await firstEvents(in: events, until: { $0.kind == .message })
-        #expect(seen.map(\.kind) == [.paired, .paired, .message])  // its reply to the invitation, then its hello
-        #expect(seen.allSatisfy { $0.contact == "carol" })
-        #expect(seen.last?.text == "made it")
-        _ = await relay.terminate()
     }
 }
 
