@@ -2,8 +2,8 @@ import BelaySodium
 import BelayWire
 import Foundation
 import GRDB
-import NIOCore
 import Logging
+import NIOCore
 
 /// The single owner of all queue, subscription and timer state. It runs on one dedicated thread:
 /// connections submit requests from their event loops, the core takes everything waiting,
