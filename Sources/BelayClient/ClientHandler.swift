@@ -21,6 +21,9 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
     private var context: ChannelHandlerContext?
     private var inRead = false
     private var scratch = ByteBufferAllocator().buffer(capacity: 256)
+    /// Commands waiting to leave in one transport message (docs/PROTOCOL.md §2.4).
+    private var bundle = ByteBufferAllocator().buffer(capacity: 0)
+    private var bundleEntries = 0
     /// Encrypted frames not yet handed to the channel: commands sent while handling a read
     /// (the replies and pushes that trigger them arrive in bursts) leave in one write.
     private var out = ByteBufferAllocator().buffer(capacity: 0)
@@ -92,24 +95,47 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
                     return fail(.protocolViolation("a reply failed to decrypt"), context)
                 }
                 state = .established(transport)
-                let requestId: UInt32
-                let reply: RelayReply
+                let replies: [ByteBuffer]
                 do {
-                    (requestId, reply) = try RelayCodec.decodeReply(plaintext)
+                    replies = try Bundle.entries(of: plaintext)
                 } catch {
-                    return fail(.protocolViolation("malformed reply: \(error)"), context)
+                    return fail(.protocolViolation("malformed bundle: \(error)"), context)
                 }
-                if requestId == 0 {
-                    onPush(reply)
-                } else if let promise = pending.removeValue(forKey: requestId) {
-                    promise.succeed(reply)
+                for entry in replies {
+                    let requestId: UInt32
+                    let reply: RelayReply
+                    do {
+                        (requestId, reply) = try RelayCodec.decodeReply(entry)
+                    } catch {
+                        return fail(.protocolViolation("malformed reply: \(error)"), context)
+                    }
+                    if requestId == 0 {
+                        onPush(reply)
+                    } else if let promise = pending.removeValue(forKey: requestId) {
+                        promise.succeed(reply)
+                    }
+                    if case .failed = state { return }
                 }
             }
         }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        seal(context)
         flushOut(context)
+    }
+
+    /// Encrypts the waiting commands as one transport message into `out`.
+    private func seal(_ context: ChannelHandlerContext) {
+        guard bundleEntries > 0, case .established(var transport) = state else { return }
+        do {
+            try transport.writeFrame(plaintext: bundle, into: &out)
+        } catch {
+            return fail(.protocolViolation("cannot encrypt: \(error)"), context)
+        }
+        state = .established(transport)
+        bundle.clear()
+        bundleEntries = 0
     }
 
     private func flushOut(_ context: ChannelHandlerContext) {
@@ -162,7 +188,7 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
     /// Sends a command; must run on the channel's event loop. With a timeout, the request fails
     /// with `.timeout` if no reply has come by then.
     func send(_ command: RelayCommand, promise: EventLoopPromise<RelayReply>, timeout: TimeAmount? = nil) {
-        guard let context, case .established(var transport) = state else {
+        guard let context, case .established = state else {
             promise.fail(RelayClientError.connectionClosed)
             return
         }
@@ -170,13 +196,13 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
         nextRequestId = nextRequestId == UInt32.max ? 1 : nextRequestId + 1
         scratch.clear()
         RelayCodec.encode(command, requestId: requestId, into: &scratch)
-        do {
-            try transport.writeFrame(plaintext: scratch, into: &out)
-        } catch {
-            promise.fail(RelayClientError.protocolViolation("command too large: \(error)"))
+        guard scratch.readableBytes <= Bundle.maxEntryLength else {
+            promise.fail(RelayClientError.protocolViolation("command too large: \(scratch.readableBytes) bytes"))
             return
         }
-        state = .established(transport)
+        if !Bundle.fits(scratch.readableBytes, in: bundle, entries: bundleEntries) { seal(context) }
+        Bundle.append(scratch, to: &bundle)
+        bundleEntries += 1
         pending[requestId] = promise
         if let timeout {
             let timer = context.eventLoop.scheduleTask(in: timeout) { [self] in
@@ -184,7 +210,11 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
             }
             promise.futureResult.whenComplete { _ in timer.cancel() }
         }
-        // Inside a read, commands triggered by replies share one write at the read's end.
-        if !inRead { flushOut(context) }
+        // Inside a read, commands triggered by replies share one transport message and one
+        // write at the read's end.
+        if !inRead {
+            seal(context)
+            flushOut(context)
+        }
     }
 }

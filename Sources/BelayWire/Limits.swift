@@ -1,4 +1,4 @@
-/// Protocol constants of relay protocol version 1 (docs/PROTOCOL.md §7). Changing one of these
+/// Protocol constants of relay protocol version 2 (docs/PROTOCOL.md §7). Changing one of these
 /// changes the protocol; tuning knobs live in the relay's configuration instead.
 public enum WireLimits {
     /// Noise's maximum message size (Noise §3); bounds every frame either way.
@@ -7,8 +7,11 @@ public enum WireLimits {
     public static let frameHeaderLength = 2
     /// Poly1305 tag carried by every transport message.
     public static let tagLength = 16
-    /// Largest command or reply after decryption.
+    /// Largest transport plaintext: a bundle of commands or replies (§2.4).
     public static let maxPlaintextLength = maxFrameLength - tagLength
+    /// Commands or replies in one bundle. A client sends a few at a time and the relay answers
+    /// one batch per connection; this bounds what one transport message can ask of the relay.
+    public static let maxBundleEntries = 64
     /// Largest message body a client may SEND: clients pad to fixed sizes below this.
     public static let maxBodyLength = 16 * 1024
     /// Pushed-but-unacknowledged messages per subscribed queue.

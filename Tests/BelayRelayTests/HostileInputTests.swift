@@ -103,6 +103,62 @@ import Testing
         await relay.stop()
     }
 
+    /// A raw session: the preamble and handshake done by hand, for sending transport messages
+    /// the client library would never build.
+    static func rawSession(_ relay: RelayHarness) async throws -> (Channel, RawPeer, NoiseTransport, EventLoopFuture<[UInt8]>) {
+        var handshake = try HandshakeState(pattern: .NK, initiator: true, prologue: Preamble.prologue, remoteStatic: relay.key.publicKey)
+        var hello = ByteBufferAllocator().buffer(capacity: 64)
+        hello.writeBytes(Preamble.bytes())
+        FrameDecoder.writeFrame(try handshake.writeMessage(), into: &hello)
+        let (ch, closed) = try await raw(relay)
+        let peer = try await ch.pipeline.handler(type: RawPeer.self).get()
+        let message2 = try await ch.eventLoop.submit { peer.bytes(2 + 48, on: ch.eventLoop) }.get()
+        try await send(ch, Array(hello.readableBytesView))
+        _ = try handshake.readMessage(Array(try await message2.get().dropFirst(2)))
+        return (ch, peer, try handshake.transport(), closed)
+    }
+
+    /// Several commands in one transport message are answered in order, as if sent one by one;
+    /// a bundle whose entry runs past its end closes that connection and no other.
+    @Test func bundlesAreAnsweredInOrderAndAMalformedOneClosesTheConnection() async throws {
+        let relay = try await RelayHarness.start()
+        defer { relay.remove() }
+        let (ch, peer, session, _) = try await Self.rawSession(relay)
+        var transport = session
+        var bundle = ByteBufferAllocator().buffer(capacity: 64)
+        for (id, opcode) in [(5, 0x01), (6, 0x70), (7, 0x01)] as [(UInt32, UInt8)] {
+            var entry = ByteBufferAllocator().buffer(capacity: 8)
+            entry.writeInteger(opcode)
+            entry.writeInteger(id)
+            Bundle.append(entry, to: &bundle)
+        }
+        var frame = ByteBufferAllocator().buffer(capacity: 64)
+        try transport.writeFrame(plaintext: bundle, into: &frame)
+        // One bundle back: PONG 5, ERR 6 unknown command, PONG 7 (5, 7 and 5 bytes, each behind a
+        // 2-byte length), in a frame with its 2-byte length and 16-byte tag.
+        let answer = try await ch.eventLoop.submit { peer.bytes(2 + 48 + 2 + 2 + 5 + 2 + 7 + 2 + 5 + 16, on: ch.eventLoop) }.get()
+        try await Self.send(ch, Array(frame.readableBytesView))
+        var sealed = ByteBufferAllocator().buffer(capacity: 64)
+        sealed.writeBytes(try await answer.get().dropFirst(2 + 48 + 2))
+        let replies = try Bundle.entries(of: transport.open(frame: sealed)).map { try RelayCodec.decodeReply($0) }
+        #expect(replies.map(\.requestId) == [5, 6, 7])
+        #expect(replies.map(\.reply) == [.pong, .error(.unknownCommand), .pong])
+        try await ch.close()
+
+        let (bad, _, badSession, badClosed) = try await Self.rawSession(relay)
+        var transportCopy = badSession
+        var truncated = ByteBufferAllocator().buffer(capacity: 16)
+        truncated.writeInteger(UInt16(9))  // promises 9 bytes, carries 5
+        truncated.writeInteger(UInt8(0x01))
+        truncated.writeInteger(UInt32(8))
+        var badFrame = ByteBufferAllocator().buffer(capacity: 64)
+        try transportCopy.writeFrame(plaintext: truncated, into: &badFrame)
+        try await Self.send(bad, Array(badFrame.readableBytesView))
+        #expect(try await badClosed.get().count == 2 + 48)  // closed, nothing answered
+        try await Self.healthy(relay)
+        await relay.stop()
+    }
+
     @Test func replayedHandshakeAndFramesGetNowhere() async throws {
         let relay = try await RelayHarness.start()
         defer { relay.remove() }
@@ -120,15 +176,20 @@ import Testing
         var transport = try handshake.transport()
         var ping = ByteBufferAllocator().buffer(capacity: 16)
         RelayCodec.encode(.ping, requestId: 1, into: &ping)
+        var bundle = ByteBufferAllocator().buffer(capacity: 16)
+        Bundle.append(ping, to: &bundle)
         var pingFrame = ByteBufferAllocator().buffer(capacity: 64)
-        try transport.writeFrame(plaintext: ping, into: &pingFrame)
-        // PONG: a 2-byte length, 5 bytes of reply and a 16-byte tag.
-        let pongFuture = try await ch.eventLoop.submit { peer.bytes(2 + 48 + 2 + 5 + 16, on: ch.eventLoop) }.get()
+        try transport.writeFrame(plaintext: bundle, into: &pingFrame)
+        // PONG: a 2-byte frame length, then a bundle of one (a 2-byte entry length and 5 bytes
+        // of reply) and a 16-byte tag.
+        let pongFuture = try await ch.eventLoop.submit { peer.bytes(2 + 48 + 2 + 2 + 5 + 16, on: ch.eventLoop) }.get()
         try await Self.send(ch, Array(pingFrame.readableBytesView))
         let pong = try await pongFuture.get().dropFirst(2 + 48 + 2)
         var pongBuffer = ByteBufferAllocator().buffer(capacity: 32)
         pongBuffer.writeBytes(pong)
-        #expect(try RelayCodec.decodeReply(transport.open(frame: pongBuffer)).reply == .pong)
+        let replies = try Bundle.entries(of: transport.open(frame: pongBuffer))
+        #expect(replies.count == 1)
+        #expect(try RelayCodec.decodeReply(replies[0]).reply == .pong)
         try await ch.close()
         _ = try await closed.get()
 

@@ -79,7 +79,7 @@ import Testing
         #expect(throws: NoiseError.decryptionFailed) { try server.readMessage(m1) }
 
         // A different prologue (protocol version) cannot complete the handshake.
-        var other = try HandshakeState(pattern: .NK, initiator: false, prologue: Preamble.bytes(version: 2), localStatic: relay)
+        var other = try HandshakeState(pattern: .NK, initiator: false, prologue: Preamble.bytes(version: Preamble.currentVersion + 1), localStatic: relay)
         var fresh = try HandshakeState(pattern: .NK, initiator: true, prologue: Preamble.prologue, remoteStatic: relay.publicKey)
         #expect(throws: NoiseError.decryptionFailed) { try other.readMessage(try fresh.writeMessage()) }
     }

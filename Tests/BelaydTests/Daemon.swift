@@ -40,7 +40,7 @@ final class Daemon: @unchecked Sendable {
         let out = Pipe()
         process.standardOutput = out
         let stderrPath = stateDir + ".stderr-\(UUID().uuidString)"
-        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
         try process.run()
         // The first stdout line is the address, printed once the database is open and the port bound.

@@ -5,18 +5,32 @@ PyPI), configured only from docs/PROTOCOL.md, talks to a running belayd.
 Usage: noise_interop.py path/to/belayd
 It starts belayd on a free loopback port, then over raw TCP: sends the preamble, completes
 Noise_NK_25519_ChaChaPoly_SHA256 with the relay key from the address, sends PING and NEW, and
-checks the replies byte by byte. Prints 'interop: N passed, 0 failed' on success.
+checks the replies byte by byte, including two commands in one bundle. Prints 'interop: N passed, 0 failed' on success.
 """
 import base64, os, socket, struct, subprocess, sys, tempfile
 
 from noise.connection import NoiseConnection, Keypair
 
-PREAMBLE = b"belay\x00" + struct.pack(">H", 1)          # PROTOCOL.md 2.1
+PREAMBLE = b"belay\x00" + struct.pack(">H", 2)          # PROTOCOL.md 2.1
 PROTOCOL = b"Noise_NK_25519_ChaChaPoly_SHA256"           # PROTOCOL.md 2.3
 
 
 def frame(payload):                                     # PROTOCOL.md 2.2
     return struct.pack(">H", len(payload)) + payload
+
+
+def bundle(*entries):                                   # PROTOCOL.md 2.4
+    return b"".join(struct.pack(">H", len(e)) + e for e in entries)
+
+
+def unbundle(plaintext):
+    entries = []
+    while plaintext:
+        (length,) = struct.unpack(">H", plaintext[:2])
+        assert 0 < length <= len(plaintext) - 2, plaintext.hex()
+        entries.append(plaintext[2:2 + length])
+        plaintext = plaintext[2 + length:]
+    return entries
 
 
 def read_frame(sock):
@@ -66,25 +80,34 @@ def main():
             passed += 1  # handshake
 
             # PING (0x01) with request id 7 -> PONG (0x82) with request id 7. PROTOCOL.md 3.
-            sock.sendall(frame(noise.encrypt(bytes([0x01]) + struct.pack(">I", 7))))
-            reply = noise.decrypt(read_frame(sock))
+            sock.sendall(frame(noise.encrypt(bundle(bytes([0x01]) + struct.pack(">I", 7)))))
+            (reply,) = unbundle(noise.decrypt(read_frame(sock)))
             assert reply == bytes([0x82]) + struct.pack(">I", 7), reply.hex()
             passed += 1  # ping
 
             # NEW (0x02): a 32-byte recipient key and an empty token -> IDS (0x83) with two ids.
-            sock.sendall(frame(noise.encrypt(bytes([0x02]) + struct.pack(">I", 8) + os.urandom(32) + b"\x00")))
-            reply = noise.decrypt(read_frame(sock))
+            sock.sendall(frame(noise.encrypt(bundle(bytes([0x02]) + struct.pack(">I", 8) + os.urandom(32) + b"\x00"))))
+            (reply,) = unbundle(noise.decrypt(read_frame(sock)))
             assert reply[:5] == bytes([0x83]) + struct.pack(">I", 8) and len(reply) == 5 + 32, reply.hex()
             assert reply[5:21] != reply[21:37]
             passed += 1  # new queue
 
             # An unknown opcode gets ERR (0xff) UNKNOWN_COMMAND (2) and the connection stays open.
-            sock.sendall(frame(noise.encrypt(bytes([0x70]) + struct.pack(">I", 9))))
-            reply = noise.decrypt(read_frame(sock))
+            sock.sendall(frame(noise.encrypt(bundle(bytes([0x70]) + struct.pack(">I", 9)))))
+            (reply,) = unbundle(noise.decrypt(read_frame(sock)))
             assert reply == bytes([0xff]) + struct.pack(">I", 9) + struct.pack(">H", 2), reply.hex()
-            sock.sendall(frame(noise.encrypt(bytes([0x01]) + struct.pack(">I", 10))))
-            assert noise.decrypt(read_frame(sock)) == bytes([0x82]) + struct.pack(">I", 10)
+            sock.sendall(frame(noise.encrypt(bundle(bytes([0x01]) + struct.pack(">I", 10)))))
+            assert unbundle(noise.decrypt(read_frame(sock))) == [bytes([0x82]) + struct.pack(">I", 10)]
             passed += 1  # typed error, connection kept
+
+            # Two PINGs in one transport message: both answered, in order.
+            sock.sendall(frame(noise.encrypt(bundle(bytes([0x01]) + struct.pack(">I", 11),
+                                                    bytes([0x01]) + struct.pack(">I", 12)))))
+            replies = []
+            while len(replies) < 2:
+                replies += unbundle(noise.decrypt(read_frame(sock)))
+            assert replies == [bytes([0x82]) + struct.pack(">I", 11), bytes([0x82]) + struct.pack(">I", 12)], replies
+            passed += 1  # bundle
             sock.close()
         finally:
             relay.terminate()

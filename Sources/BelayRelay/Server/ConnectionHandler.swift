@@ -5,8 +5,8 @@ import NIOCore
 
 /// One client connection: preamble, Noise NK as responder, then commands. It decrypts and
 /// parses on its event loop, answers what it can itself (PING, malformed, unauthorised, rate),
-/// and hands the rest to the core. Replies from the core arrive through `receive` and are
-/// encrypted and written in one flush per batch.
+/// and hands the rest to the core. Replies from the core arrive through `receive`; each
+/// batch's replies leave as one bundle (docs/PROTOCOL.md §2.4), encrypted once, in one write.
 final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -41,6 +41,9 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     private var context: ChannelHandlerContext?
     private var out: ByteBuffer
     private var scratch: ByteBuffer
+    /// Replies waiting to leave in one transport message (docs/PROTOCOL.md §2.4).
+    private var bundle: ByteBuffer
+    private var bundleEntries = 0
     private var pendingCore = 0
     private var readHeld = false
     private var rate: TokenBucket
@@ -59,6 +62,7 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
         self.logger = logger
         out = ByteBufferAllocator().buffer(capacity: 0)
         scratch = ByteBufferAllocator().buffer(capacity: 256)
+        bundle = ByteBufferAllocator().buffer(capacity: 0)
         lastFrame = eventLoop.now
         rate = TokenBucket(perSecond: Double(settings.rateLimitPerSecond), burst: Double(settings.rateBurst))
     }
@@ -173,6 +177,11 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        if bundleEntries > 0, case .established(var session) = state {
+            state = .closed
+            seal(&session)
+            if !isClosing { state = .established(session) }
+        }
         flushOut(context)
     }
 
@@ -208,21 +217,29 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
         } catch {
             return closeQuietly("transport decryption failed")
         }
+        let commands: [ByteBuffer]
+        do {
+            commands = try Bundle.entries(of: plaintext)
+        } catch {
+            return closeQuietly("malformed bundle: \(error)")
+        }
         state = .closed  // avoid a copy-on-write of the session while we mutate it
-        handleCommand(plaintext, &session)
+        for command in commands where !isClosing {
+            handleCommand(command, &session)
+        }
         if !isClosing { state = .established(session) }
     }
 
     // MARK: Commands
 
-    private func handleCommand(_ plaintext: ByteBuffer, _ session: inout Session) {
+    private func handleCommand(_ entry: ByteBuffer, _ session: inout Session) {
         let requestId: UInt32
         let command: RelayCommand
         do {
-            (requestId, command) = try RelayCodec.decodeCommand(plaintext)
+            (requestId, command) = try RelayCodec.decodeCommand(entry)
         } catch {
             let code = (error as? RelayCodec.DecodeError)?.code ?? .malformed
-            return reply(RelayCodec.peekRequestId(plaintext), .error(code), &session)
+            return reply(RelayCodec.peekRequestId(entry), .error(code), &session)
         }
         guard rate.take(now: eventLoop.now) else { return reply(requestId, .error(.rate), &session) }
 
@@ -283,14 +300,25 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
         core.submit(CoreRequest(sink: self, requestId: requestId, command: command))
     }
 
+    /// Adds a reply to the bundle; the bundle is encrypted when it is full or the read or batch ends.
     private func reply(_ requestId: UInt32, _ reply: RelayReply, _ session: inout Session) {
         scratch.clear()
         RelayCodec.encode(reply, requestId: requestId, into: &scratch)
+        if !Bundle.fits(scratch.readableBytes, in: bundle, entries: bundleEntries) { seal(&session) }
+        Bundle.append(scratch, to: &bundle)
+        bundleEntries += 1
+    }
+
+    /// Encrypts the waiting replies as one transport message into `out`.
+    private func seal(_ session: inout Session) {
+        guard bundleEntries > 0 else { return }
         do {
-            try session.transport.writeFrame(plaintext: scratch, into: &out)
+            try session.transport.writeFrame(plaintext: bundle, into: &out)
         } catch {
             closeQuietly("cannot encrypt: \(error)")
         }
+        bundle.clear()
+        bundleEntries = 0
     }
 
     private func flushOut(_ context: ChannelHandlerContext) {
@@ -334,6 +362,7 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
             }
         }
         guard !isClosing else { return }
+        seal(&session)
         state = .established(session)
         flushOut(context)
         resumeReadingIfPossible(context)
