@@ -159,6 +159,54 @@ import Testing
         await relay.stop()
     }
 
+    /// More replies than one bundle may hold leave in several bundles, in order.
+    @Test func manyRepliesAreSplitIntoBundlesOfAtMostTheLimit() async throws {
+        let relay = try await RelayHarness.start()
+        defer { relay.remove() }
+        let (ch, peer, session, _) = try await Self.rawSession(relay)
+        var transport = session
+        let count = 3 * WireLimits.maxBundleEntries + 10
+        var frames = ByteBufferAllocator().buffer(capacity: 4096)
+        var bundle = ByteBufferAllocator().buffer(capacity: 1024)
+        var entries = 0
+        for id in 1...UInt32(count) {
+            var ping = ByteBufferAllocator().buffer(capacity: 8)
+            RelayCodec.encode(.ping, requestId: id, into: &ping)
+            if !Bundle.fits(ping.readableBytes, in: bundle, entries: entries) {
+                try transport.writeFrame(plaintext: bundle, into: &frames)
+                bundle.clear()
+                entries = 0
+            }
+            Bundle.append(ping, to: &bundle)
+            entries += 1
+        }
+        try transport.writeFrame(plaintext: bundle, into: &frames)
+        // Every PONG is 2 + 5 bytes inside a bundle; each bundle adds a 2-byte frame length and
+        // a 16-byte tag. At least ceil(count / limit) bundles: wait for the bytes of exactly that.
+        let bundles = (count + WireLimits.maxBundleEntries - 1) / WireLimits.maxBundleEntries
+        let expected = 2 + 48 + count * (2 + 5) + bundles * (2 + 16)
+        let answer = try await ch.eventLoop.submit { peer.bytes(expected, on: ch.eventLoop) }.get()
+        try await Self.send(ch, Array(frames.readableBytesView))
+        var decoder = FrameDecoder()
+        decoder.append(Array(try await answer.get().dropFirst(2 + 48)))
+        var ids: [UInt32] = []
+        var sizes: [Int] = []
+        while let frame = try decoder.nextFrame() {
+            let replies = try Bundle.entries(of: transport.open(frame: frame))
+            sizes.append(replies.count)
+            for r in replies {
+                let decoded = try RelayCodec.decodeReply(r)
+                #expect(decoded.reply == .pong)
+                ids.append(decoded.requestId)
+            }
+        }
+        #expect(ids == Array(1...UInt32(count)))
+        #expect(sizes.allSatisfy { $0 <= WireLimits.maxBundleEntries })
+        #expect(sizes.count == bundles)
+        try await ch.close()
+        await relay.stop()
+    }
+
     @Test func replayedHandshakeAndFramesGetNowhere() async throws {
         let relay = try await RelayHarness.start()
         defer { relay.remove() }
