@@ -21,12 +21,9 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
     private var context: ChannelHandlerContext?
     private var inRead = false
     private var scratch = ByteBufferAllocator().buffer(capacity: 256)
-    /// Commands waiting to leave in one transport message (docs/PROTOCOL.md §2.4).
-    private var bundle = ByteBufferAllocator().buffer(capacity: 0)
-    private var bundleEntries = 0
-    /// Encrypted frames not yet handed to the channel: commands sent while handling a read
-    /// (the replies and pushes that trigger them arrive in bursts) leave in one write.
-    private var out = ByteBufferAllocator().buffer(capacity: 0)
+    /// Commands not yet handed to the channel: those sent while handling a read (the replies
+    /// and pushes that trigger them arrive in bursts) leave in one bundle and one write.
+    private var outbox = Outbox()
     let handshakeDone: EventLoopPromise<[UInt8]>
     let onPush: @Sendable (RelayReply) -> Void
 
@@ -125,24 +122,20 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
         flushOut(context)
     }
 
-    /// Encrypts the waiting commands as one transport message into `out`.
+    /// Encrypts the waiting commands as one transport message.
     private func seal(_ context: ChannelHandlerContext) {
-        guard bundleEntries > 0, case .established(var transport) = state else { return }
+        guard outbox.hasEntries, case .established(var transport) = state else { return }
         do {
-            try transport.writeFrame(plaintext: bundle, into: &out)
+            try outbox.seal(with: &transport)
         } catch {
             return fail(.protocolViolation("cannot encrypt: \(error)"), context)
         }
         state = .established(transport)
-        bundle.clear()
-        bundleEntries = 0
     }
 
     private func flushOut(_ context: ChannelHandlerContext) {
-        guard out.readableBytes > 0 else { return }
-        let buffer = out
-        out = context.channel.allocator.buffer(capacity: 0)
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        guard let frames = outbox.takeFrames() else { return }
+        context.writeAndFlush(wrapOutboundOut(frames), promise: nil)
     }
 
     private func nextFrame(_ context: ChannelHandlerContext) -> ByteBuffer? {
@@ -188,7 +181,7 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
     /// Sends a command; must run on the channel's event loop. With a timeout, the request fails
     /// with `.timeout` if no reply has come by then.
     func send(_ command: RelayCommand, promise: EventLoopPromise<RelayReply>, timeout: TimeAmount? = nil) {
-        guard let context, case .established = state else {
+        guard let context, case .established(var transport) = state else {
             promise.fail(RelayClientError.connectionClosed)
             return
         }
@@ -200,9 +193,13 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
             promise.fail(RelayClientError.protocolViolation("command too large: \(scratch.readableBytes) bytes"))
             return
         }
-        if !Bundle.fits(scratch.readableBytes, in: bundle, entries: bundleEntries) { seal(context) }
-        Bundle.append(scratch, to: &bundle)
-        bundleEntries += 1
+        do {
+            try outbox.add(scratch, sealingWith: &transport)
+        } catch {
+            promise.fail(RelayClientError.protocolViolation("cannot encrypt: \(error)"))
+            return fail(.protocolViolation("cannot encrypt: \(error)"), context)
+        }
+        state = .established(transport)
         pending[requestId] = promise
         if let timeout {
             let timer = context.eventLoop.scheduleTask(in: timeout) { [self] in

@@ -39,11 +39,9 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     private var state = State.awaitingPreamble
     private var decoder = FrameDecoder()
     private var context: ChannelHandlerContext?
-    private var out: ByteBuffer
+    /// Replies waiting to leave: one bundle per batch (docs/PROTOCOL.md §2.4), one write.
+    private var outbox = Outbox()
     private var scratch: ByteBuffer
-    /// Replies waiting to leave in one transport message (docs/PROTOCOL.md §2.4).
-    private var bundle: ByteBuffer
-    private var bundleEntries = 0
     private var pendingCore = 0
     private var readHeld = false
     private var rate: TokenBucket
@@ -60,9 +58,7 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
         self.relayStatic = relayStatic
         self.eventLoop = eventLoop
         self.logger = logger
-        out = ByteBufferAllocator().buffer(capacity: 0)
         scratch = ByteBufferAllocator().buffer(capacity: 256)
-        bundle = ByteBufferAllocator().buffer(capacity: 0)
         lastFrame = eventLoop.now
         rate = TokenBucket(perSecond: Double(settings.rateLimitPerSecond), burst: Double(settings.rateBurst))
     }
@@ -177,7 +173,7 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if bundleEntries > 0, case .established(var session) = state {
+        if outbox.hasEntries, case .established(var session) = state {
             state = .closed
             seal(&session)
             if !isClosing { state = .established(session) }
@@ -201,7 +197,7 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
             let payload = try handshake.readMessage(Array(frame.readableBytesView))
             guard payload.isEmpty else { return nil }
             let reply = try handshake.writeMessage()
-            FrameDecoder.writeFrame(reply, into: &out)
+            outbox.addFrame(reply)
             flushOut(context)
             return Session(transport: try handshake.transport())
         } catch {
@@ -300,32 +296,28 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
         core.submit(CoreRequest(sink: self, requestId: requestId, command: command))
     }
 
-    /// Adds a reply to the bundle; the bundle is encrypted when it is full or the read or batch ends.
+    /// Adds a reply to the outbox; it is encrypted when the bundle is full or the read or batch ends.
     private func reply(_ requestId: UInt32, _ reply: RelayReply, _ session: inout Session) {
         scratch.clear()
         RelayCodec.encode(reply, requestId: requestId, into: &scratch)
-        if !Bundle.fits(scratch.readableBytes, in: bundle, entries: bundleEntries) { seal(&session) }
-        Bundle.append(scratch, to: &bundle)
-        bundleEntries += 1
-    }
-
-    /// Encrypts the waiting replies as one transport message into `out`.
-    private func seal(_ session: inout Session) {
-        guard bundleEntries > 0 else { return }
         do {
-            try session.transport.writeFrame(plaintext: bundle, into: &out)
+            try outbox.add(scratch, sealingWith: &session.transport)
         } catch {
             closeQuietly("cannot encrypt: \(error)")
         }
-        bundle.clear()
-        bundleEntries = 0
+    }
+
+    private func seal(_ session: inout Session) {
+        do {
+            try outbox.seal(with: &session.transport)
+        } catch {
+            closeQuietly("cannot encrypt: \(error)")
+        }
     }
 
     private func flushOut(_ context: ChannelHandlerContext) {
-        guard out.readableBytes > 0 else { return }
-        let buffer = out
-        out = context.channel.allocator.buffer(capacity: 0)
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        guard let frames = outbox.takeFrames() else { return }
+        context.writeAndFlush(wrapOutboundOut(frames), promise: nil)
     }
 
     // MARK: From the core

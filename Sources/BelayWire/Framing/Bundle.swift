@@ -48,3 +48,51 @@ public enum Bundle {
         return out
     }
 }
+
+/// What one side of a connection has to send: encoded commands or replies gathered into a
+/// bundle, bundles sealed into Noise transport frames, and frames waiting for one socket write.
+public struct Outbox: Sendable {
+    private var bundle: ByteBuffer
+    private var entries = 0
+    private var frames: ByteBuffer
+    private let allocator: ByteBufferAllocator
+
+    public init(allocator: ByteBufferAllocator = ByteBufferAllocator()) {
+        self.allocator = allocator
+        bundle = allocator.buffer(capacity: 0)
+        frames = allocator.buffer(capacity: 0)
+    }
+
+    /// Whether entries are waiting to be sealed.
+    public var hasEntries: Bool { entries > 0 }
+
+    /// Adds one encoded command or reply (at most `Bundle.maxEntryLength` bytes), sealing the
+    /// waiting bundle first if this one would not fit in it.
+    public mutating func add(_ entry: ByteBuffer, sealingWith transport: inout NoiseTransport) throws {
+        if !Bundle.fits(entry.readableBytes, in: bundle, entries: entries) { try seal(with: &transport) }
+        Bundle.append(entry, to: &bundle)
+        entries += 1
+    }
+
+    /// Encrypts the waiting entries as one transport message.
+    public mutating func seal(with transport: inout NoiseTransport) throws {
+        guard entries > 0 else { return }
+        defer {
+            bundle.clear()
+            entries = 0
+        }
+        try transport.writeFrame(plaintext: bundle, into: &frames)
+    }
+
+    /// Queues a frame that is not a transport message (a handshake message).
+    public mutating func addFrame(_ payload: [UInt8]) {
+        FrameDecoder.writeFrame(payload, into: &frames)
+    }
+
+    /// The frames to write, if any, leaving the outbox without them.
+    public mutating func takeFrames() -> ByteBuffer? {
+        guard frames.readableBytes > 0 else { return nil }
+        defer { frames = allocator.buffer(capacity: 0) }
+        return frames
+    }
+}
