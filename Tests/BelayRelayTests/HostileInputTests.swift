@@ -294,6 +294,32 @@ import Testing
         try await group.shutdownGracefully()
     }
 
+    /// A relay of protocol version 1: answers any preamble with its own and closes (§2.1).
+    final class VersionOneRelay: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var reply = context.channel.allocator.buffer(capacity: Preamble.length)
+            reply.writeBytes(Preamble.bytes(version: 1))
+            context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
+            context.close(promise: nil)
+        }
+    }
+
+    /// After the bump to version 2, a client that meets a version-1 relay says so, rather than
+    /// reporting a wrong key or a dead relay.
+    @Test func aClientToldAnotherVersionSaysWhichOne() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = try await ServerBootstrap(group: group)
+            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(VersionOneRelay()) } }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let address = RelayAddress(host: "127.0.0.1", port: server.localAddress!.port!, publicKey: try X25519.KeyPair.generate().publicKey)
+        await #expect(throws: RelayClientError.versionMismatch(relayVersion: 1)) { try await RelayConnection.connect(to: address, group: group) }
+        #expect(RelayClientError.versionMismatch(relayVersion: 1).description == "the relay speaks protocol version 1; this client speaks 2")
+        try await server.close()
+        try await group.shutdownGracefully()
+    }
+
     /// Completes a genuine NK handshake as responder, then never answers a command.
     final class SilentRelay: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer

@@ -72,7 +72,7 @@ import Testing
         }
         let elapsed = Date().timeIntervalSince(armedAt)
         watcher.interrupt()
-        await Task.detached { watcher.waitUntilExit() }.value
+        await watcher.exited()
         #expect(alert?.contains("kill -9 drill") == true)
         // Not early, and within the documented bound (one sweep interval, 1 s) plus process slack.
         #expect(elapsed >= 59, "fired after \(elapsed) s")

@@ -301,12 +301,13 @@ extension Person {
         process.arguments = ["--wait", try Daemon.builtExecutable("belay")] + arguments
         process.environment = environment
         process.standardInput = FileHandle.nullDevice
-        let err = Pipe()
-        process.standardError = err
+        let err = home + ".err-\(UUID().uuidString)"
+        _ = FileManager.default.createFile(atPath: err, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: err) }
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        let data = err.fileHandleForReading.readDataToEndOfFile()
-        await Task.detached { process.waitUntilExit() }.value
-        return Result(status: process.terminationStatus, out: "", err: String(decoding: data, as: UTF8.self))
+        await process.exited()
+        return Result(status: process.terminationStatus, out: "", err: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
     }
 }

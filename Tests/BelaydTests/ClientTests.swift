@@ -66,7 +66,7 @@ import Testing
         try await alice.run("send", "bob", "live two")
         #expect(try await lines.next()?.contains("\"text\":\"live two\"") == true)
         watcher.interrupt()
-        await Task.detached { watcher.waitUntilExit() }.value
+        await watcher.exited()
         #expect(watcher.terminationStatus == 0)
         #expect(texts(try await bob.read()).isEmpty)  // the watcher acknowledged both
         _ = await relay.terminate()
@@ -92,7 +92,7 @@ import Testing
         var before: [String] = []
         while before.count < 5, let line = try await lines.next() { before.append(line) }
         kill(watcher.processIdentifier, SIGKILL)
-        await Task.detached { watcher.waitUntilExit() }.value
+        await watcher.exited()
         // Whatever it printed before dying was shown too: read the pipe to its end.
         while let line = try await lines.next() { before.append(line) }
 
@@ -207,6 +207,8 @@ final class LineReader: @unchecked Sendable {
     private let condition = NSCondition()
     private var lines: [String] = []
     private var finished = false
+    private var waiter: (id: Int, continuation: CheckedContinuation<String?, Never>)?
+    private var nextWaiter = 0
 
     init(_ handle: FileHandle) {
         Thread.detachNewThread { [self] in
@@ -218,30 +220,58 @@ final class LineReader: @unchecked Sendable {
                 while let i = buffer.firstIndex(of: 0x0a) {
                     let line = String(decoding: buffer[..<i], as: UTF8.self)
                     buffer.removeSubrange(...i)
-                    condition.withLock {
-                        lines.append(line)
-                        condition.broadcast()
-                    }
+                    deliver(line)
                 }
             }
-            condition.withLock {
-                finished = true
-                condition.broadcast()
+            deliver(nil)
+        }
+    }
+
+    /// Hands a line (nil: the end of the pipe) to the waiting `next`, or keeps it for the next one.
+    private func deliver(_ line: String?) {
+        condition.lock()
+        if line == nil { finished = true }
+        if let w = waiter {
+            waiter = nil
+            condition.unlock()
+            return w.continuation.resume(returning: line)
+        }
+        if let line { lines.append(line) }
+        condition.unlock()
+    }
+
+    /// The next line; nil at the end of the pipe or if none comes within `limit`, so a broken
+    /// watcher fails the test instead of hanging it. The limit only bounds failure. Waits without
+    /// blocking a thread (see `Process.exited`).
+    func next(limit: TimeInterval = 30) async throws -> String? {
+        await withCheckedContinuation { (c: CheckedContinuation<String?, Never>) in
+            condition.lock()
+            if !lines.isEmpty {
+                let line = lines.removeFirst()
+                condition.unlock()
+                return c.resume(returning: line)
+            }
+            if finished {
+                condition.unlock()
+                return c.resume(returning: nil)
+            }
+            nextWaiter += 1
+            let id = nextWaiter
+            waiter = (id, c)
+            condition.unlock()
+            Task { [self] in
+                try? await Task.sleep(for: .seconds(limit))
+                expire(id)
             }
         }
     }
 
-    /// The next line; nil at the end of the pipe or if none comes within `limit`, so a broken
-    /// watcher fails the test instead of hanging it. The limit only bounds failure.
-    func next(limit: TimeInterval = 30) async throws -> String? {
-        await Task.detached { [self] in
-            let deadline = Date().addingTimeInterval(limit)
-            return condition.withLock { () -> String? in
-                while lines.isEmpty, !finished {
-                    if !condition.wait(until: deadline) { return nil }
-                }
-                return lines.isEmpty ? nil : lines.removeFirst()
-            }
-        }.value
+    /// Ends the wait of `next` call `id` with nil if it is still waiting.
+    private func expire(_ id: Int) {
+        condition.lock()
+        guard let w = waiter, w.id == id else { return condition.unlock() }
+        waiter = nil
+        condition.unlock()
+        w.continuation.resume(returning: nil)
     }
 }

@@ -81,8 +81,7 @@ final class Daemon: @unchecked Sendable {
     }
 
     private func waitForExit() async {
-        let p = process
-        await Task.detached { p.waitUntilExit() }.value
+        await process.exited()
     }
 
     var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
@@ -90,4 +89,32 @@ final class Daemon: @unchecked Sendable {
 
 func temporaryStateDir() -> String {
     FileManager.default.temporaryDirectory.appendingPathComponent("belayd-proc-\(UUID().uuidString)").path
+}
+
+extension Process {
+    /// Waits for the process to exit without blocking a thread. Swift's cooperative pool has one
+    /// thread per core, two here: a test that blocked one in `waitUntilExit` (or a blocking read)
+    /// while another did the same stalled every other test in the run, long enough for relays to
+    /// close their idle connections. Call after `run()`.
+    func exited() async {
+        let once = ResumeOnce()
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            terminationHandler = { _ in once.run { c.resume() } }
+            if !isRunning { once.run { c.resume() } }
+        }
+    }
+}
+
+/// Runs its body the first time only: a process that exits while its handler is being set
+/// may report it both ways.
+final class ResumeOnce: @unchecked Sendable {
+    private let lock = NSLock()
+    private var done = false
+    func run(_ body: () -> Void) {
+        lock.lock()
+        let first = !done
+        done = true
+        lock.unlock()
+        if first { body() }
+    }
 }

@@ -98,27 +98,28 @@ import Testing
     @Test func initPrintsOnlyTheAddressAndKeepsItsKey() async throws {
         let stateDir = temporaryStateDir()
         defer { try? FileManager.default.removeItem(atPath: stateDir) }
-        func run(_ args: [String]) throws -> (String, Int32) {
+        func run(_ args: [String]) async throws -> (String, Int32) {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: try Daemon.binary)
             p.arguments = args
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = Pipe()
+            let out = stateDir + ".out-\(UUID().uuidString)"
+            _ = FileManager.default.createFile(atPath: out, contents: nil)
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+            p.standardError = FileHandle.nullDevice
             try p.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (String(decoding: data, as: UTF8.self), p.terminationStatus)
+            await p.exited()
+            return ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "", p.terminationStatus)
         }
-        let (first, status) = try run(["init", "--state-dir", stateDir])
+        let (first, status) = try await run(["init", "--state-dir", stateDir])
         #expect(status == 0)
         let lines = first.split(separator: "\n")
         #expect(lines.count == 1)
         let address = try RelayAddress(parsing: String(lines[0]))
         #expect(address.port == 7707)
-        let (second, _) = try run(["init", "--state-dir", stateDir])
+        let (second, _) = try await run(["init", "--state-dir", stateDir])
         #expect(second == first)
-        #expect(try run(["address", "--state-dir", stateDir]).0 == first)
+        #expect(try await run(["address", "--state-dir", stateDir]).0 == first)
         let attributes = try FileManager.default.attributesOfItem(atPath: stateDir + "/relay.key")
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
         let dirAttributes = try FileManager.default.attributesOfItem(atPath: stateDir)
@@ -127,6 +128,6 @@ import Testing
         let bad = stateDir + ".yaml"
         try "listen: here\n".write(toFile: bad, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: bad) }
-        #expect(try run(["address", "--state-dir", stateDir, "--config", bad]).1 == 78)
+        #expect(try await run(["address", "--state-dir", stateDir, "--config", bad]).1 == 78)
     }
 }

@@ -64,7 +64,7 @@ struct Person {
             pipe.fileHandleForWriting.write(Data(stdin.utf8))
             try pipe.fileHandleForWriting.close()
         }
-        await Task.detached { process.waitUntilExit() }.value
+        await process.exited()
         return Result(status: process.terminationStatus,
                       out: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
                       err: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
