@@ -38,6 +38,12 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
         if context.channel.isActive { start(context) }
     }
 
+    /// The context holds this handler: keeping it past removal is a cycle that would keep the
+    /// closed channel and its buffers alive.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         start(context)
         context.fireChannelActive()

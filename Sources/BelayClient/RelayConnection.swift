@@ -24,12 +24,14 @@ public final class RelayConnection: Sendable {
     }
 
     /// Connects, sends the preamble, and completes the handshake. `onPush` receives MSG and END
-    /// pushes on the connection's event loop.
+    /// pushes on the connection's event loop. `localAddress` picks the source address (tests
+    /// use it to stand on another host of 127.0.0.0/8).
     public static func connect(
         to address: RelayAddress,
         group: EventLoopGroup,
         connectTimeout: TimeAmount = .seconds(10),
         requestTimeout: TimeAmount = .seconds(30),
+        localAddress: SocketAddress? = nil,
         onPush: @escaping @Sendable (RelayReply) -> Void = { _ in }
     ) async throws -> RelayConnection {
         let eventLoop = group.next()
@@ -37,7 +39,9 @@ public final class RelayConnection: Sendable {
         let handler = try ClientHandler(relayKey: address.publicKey, handshakeDone: handshakeDone, onPush: onPush)
         let channel: Channel
         do {
-            channel = try await ClientBootstrap(group: eventLoop)
+            var bootstrap = ClientBootstrap(group: eventLoop)
+            if let localAddress { bootstrap = bootstrap.bind(to: localAddress) }
+            channel = try await bootstrap
                 .connectTimeout(connectTimeout)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in

@@ -36,11 +36,13 @@ import Testing
         }
     }
 
-    static func raw(_ relay: RelayHarness) async throws -> (Channel, EventLoopFuture<[UInt8]>) {
+    static func raw(_ relay: RelayHarness, from source: String? = nil) async throws -> (Channel, EventLoopFuture<[UInt8]>) {
         let loop = relay.group.next()
         let closed = loop.makePromise(of: [UInt8].self)
         let peer = RawPeer(closed)
-        let channel = try await ClientBootstrap(group: loop)
+        var bootstrap = ClientBootstrap(group: loop)
+        if let source { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0)) }
+        let channel = try await bootstrap
             .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(peer) } }
             .connect(host: "127.0.0.1", port: relay.server.port).get()
         return (channel, closed.futureResult)
@@ -105,12 +107,12 @@ import Testing
 
     /// A raw session: the preamble and handshake done by hand, for sending transport messages
     /// the client library would never build.
-    static func rawSession(_ relay: RelayHarness) async throws -> (Channel, RawPeer, NoiseTransport, EventLoopFuture<[UInt8]>) {
+    static func rawSession(_ relay: RelayHarness, from source: String? = nil) async throws -> (Channel, RawPeer, NoiseTransport, EventLoopFuture<[UInt8]>) {
         var handshake = try HandshakeState(pattern: .NK, initiator: true, prologue: Preamble.prologue, remoteStatic: relay.key.publicKey)
         var hello = ByteBufferAllocator().buffer(capacity: 64)
         hello.writeBytes(Preamble.bytes())
         FrameDecoder.writeFrame(try handshake.writeMessage(), into: &hello)
-        let (ch, closed) = try await raw(relay)
+        let (ch, closed) = try await raw(relay, from: source)
         let peer = try await ch.pipeline.handler(type: RawPeer.self).get()
         let message2 = try await ch.eventLoop.submit { peer.bytes(2 + 48, on: ch.eventLoop) }.get()
         try await send(ch, Array(hello.readableBytesView))
@@ -315,7 +317,7 @@ import Testing
             .bind(host: "127.0.0.1", port: 0).get()
         let address = RelayAddress(host: "127.0.0.1", port: server.localAddress!.port!, publicKey: try X25519.KeyPair.generate().publicKey)
         await #expect(throws: RelayClientError.versionMismatch(relayVersion: 1)) { try await RelayConnection.connect(to: address, group: group) }
-        #expect(RelayClientError.versionMismatch(relayVersion: 1).description == "the relay speaks protocol version 1; this client speaks 2")
+        #expect(RelayClientError.versionMismatch(relayVersion: 1).description == "the relay speaks protocol version 1; this client speaks 3")
         try await server.close()
         try await group.shutdownGracefully()
     }

@@ -9,7 +9,8 @@ import NIOPosix
 import Synchronization
 
 /// A real relay on loopback TCP, in this process, with an injected clock and no automatic
-/// sweeps: tests move time and call `sweep()` themselves.
+/// sweeps: tests move time and call `sweep()` themselves. Admission's rate buckets read the
+/// same clock, so they refill only when a test advances it.
 final class RelayHarness: Sendable {
     let server: RelayServer
     let store: RelayStore
@@ -21,11 +22,13 @@ final class RelayHarness: Sendable {
 
     var address: RelayAddress { RelayAddress(host: "127.0.0.1", port: server.port, publicKey: key.publicKey) }
 
-    static func start(_ configure: (inout RelayConfiguration) -> Void = { _ in }) async throws -> RelayHarness {
+    static func start(in parent: String? = nil, _ configure: (inout RelayConfiguration) -> Void = { _ in }) async throws -> RelayHarness {
         var config = RelayConfiguration()
         config.listen = HostPort(host: "127.0.0.1", port: 0)
+        config.diskReserveBytes = 1 << 20  // a small reserve: tests start many relays
         configure(&config)
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("belay-test-\(UUID().uuidString)").path
+        let directory = (parent.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory)
+            .appendingPathComponent("belay-test-\(UUID().uuidString)").path
         let state = RelayStateDirectory(path: directory)
         let (key, _) = try state.initialise()
         let store = try RelayStore(path: state.databasePath)
@@ -35,7 +38,8 @@ final class RelayHarness: Sendable {
         var logger = Logger(label: "belayd-test") { _ in logs }
         logger.logLevel = config.logLevel
         let server = try await RelayServer.start(configuration: config, relayKey: key, store: store, group: group,
-                                                 clock: clock, automaticSweeps: false, logger: logger)
+                                                 clock: clock, automaticSweeps: false,
+                                                 admissionClock: { .uptimeNanoseconds(clock.now() * 1_000_000_000) }, logger: logger)
         return RelayHarness(server: server, store: store, clock: clock, key: key, directory: directory, group: group, logs: logs)
     }
 
@@ -50,8 +54,9 @@ final class RelayHarness: Sendable {
         self.logs = logs
     }
 
-    func connect(onPush: @escaping @Sendable (RelayReply) -> Void = { _ in }) async throws -> RelayConnection {
-        try await RelayConnection.connect(to: address, group: group, onPush: onPush)
+    func connect(from source: String? = nil, onPush: @escaping @Sendable (RelayReply) -> Void = { _ in }) async throws -> RelayConnection {
+        let local = try source.map { try SocketAddress(ipAddress: $0, port: 0) }
+        return try await RelayConnection.connect(to: address, group: group, localAddress: local, onPush: onPush)
     }
 
     func stop() async {

@@ -23,7 +23,9 @@ public enum ConfigLoader {
     /// a typo in a security setting must not silently fall back to a default.
     static let keys: [String] = [
         "listen", "public_host", "message_ttl", "max_queue_messages", "max_queue_bytes", "max_queues",
-        "max_timers", "max_connections", "handshake_timeout", "idle_timeout", "rate_limit_per_second",
+        "max_timers", "max_connections", "max_connections_per_source", "max_handshaking", "max_handshaking_per_source",
+        "handshake_rate_per_source", "handshake_burst_per_source", "max_queues_per_connection", "max_timers_per_connection",
+        "max_timer_bodies_per_queue", "max_store_bytes", "disk_reserve", "handshake_timeout", "idle_timeout", "rate_limit_per_second",
         "rate_burst", "max_subscriptions_per_connection", "max_proofs_per_connection", "sweep_interval",
         "creation_tokens", "log_level",
     ]
@@ -90,6 +92,16 @@ public enum ConfigLoader {
         case "max_queues": config.maxQueues = try integer(value, fail)
         case "max_timers": config.maxTimers = try integer(value, fail)
         case "max_connections": config.maxConnections = try integer(value, fail)
+        case "max_connections_per_source": config.maxConnectionsPerSource = try integer(value, fail)
+        case "max_handshaking": config.maxHandshaking = try integer(value, fail)
+        case "max_handshaking_per_source": config.maxHandshakingPerSource = try integer(value, fail)
+        case "handshake_rate_per_source": config.handshakeRatePerSource = try integer(value, fail)
+        case "handshake_burst_per_source": config.handshakeBurstPerSource = try integer(value, fail)
+        case "max_queues_per_connection": config.maxQueuesPerConnection = try integer(value, fail)
+        case "max_timers_per_connection": config.maxTimersPerConnection = try integer(value, fail)
+        case "max_timer_bodies_per_queue": config.maxTimerBodiesPerQueue = try integer(value, fail)
+        case "max_store_bytes": config.maxStoreBytes = try size(value, fail)
+        case "disk_reserve": config.diskReserveBytes = try size(value, fail)
         case "handshake_timeout": config.handshakeTimeoutSeconds = try duration(value, fail)
         case "idle_timeout": config.idleTimeoutSeconds = try duration(value, fail)
         case "rate_limit_per_second": config.rateLimitPerSecond = try integer(value, fail)
@@ -125,6 +137,19 @@ public enum ConfigLoader {
         try check((1...100_000_000).contains(c.maxQueues), "max_queues", "must be between 1 and 100000000")
         try check((0...10_000_000).contains(c.maxTimers), "max_timers", "must be between 0 and 10000000")
         try check((1...1_000_000).contains(c.maxConnections), "max_connections", "must be between 1 and 1000000")
+        try check((1...c.maxConnections).contains(c.maxConnectionsPerSource), "max_connections_per_source",
+                  "must be between 1 and max_connections (\(c.maxConnections))")
+        try check((1...c.maxConnections).contains(c.maxHandshaking), "max_handshaking", "must be between 1 and max_connections (\(c.maxConnections))")
+        try check((1...c.maxHandshaking).contains(c.maxHandshakingPerSource), "max_handshaking_per_source",
+                  "must be between 1 and max_handshaking (\(c.maxHandshaking))")
+        try check((1...1_000_000).contains(c.handshakeRatePerSource), "handshake_rate_per_source", "must be between 1 and 1000000")
+        try check((1...1_000_000).contains(c.handshakeBurstPerSource), "handshake_burst_per_source", "must be between 1 and 1000000")
+        try check((1...1_000_000).contains(c.maxQueuesPerConnection), "max_queues_per_connection", "must be between 1 and 1000000")
+        try check((1...1_000_000).contains(c.maxTimersPerConnection), "max_timers_per_connection", "must be between 1 and 1000000")
+        try check((1...1_000).contains(c.maxTimerBodiesPerQueue), "max_timer_bodies_per_queue", "must be between 1 and 1000")
+        try check(c.maxStoreBytes >= c.maxQueueBytes && c.maxStoreBytes <= 1 << 50, "max_store_bytes",
+                  "must be at least max_queue_bytes and at most 1PiB")
+        try check(c.diskReserveBytes >= 0 && c.diskReserveBytes <= 1 << 34, "disk_reserve", "must be between 0 (off) and 16GiB")
         try check(c.handshakeTimeoutSeconds > 0 && c.handshakeTimeoutSeconds <= 300, "handshake_timeout", "must be between 1ms and 5m")
         try check(c.idleTimeoutSeconds > 0 && c.idleTimeoutSeconds <= 86_400, "idle_timeout", "must be between 1ms and 1d")
         try check((1...10_000_000).contains(c.rateLimitPerSecond), "rate_limit_per_second", "must be between 1 and 10000000")
@@ -169,9 +194,9 @@ public enum ConfigLoader {
         throw fail("expected a duration such as 90s, 30m, 6h or 14d, got `\(s)`")
     }
 
-    /// `8MiB`, `512KiB`, `1GiB` or a number of bytes.
+    /// `8MiB`, `512KiB`, `1GiB`, `2TiB` or a number of bytes.
     static func size(_ s: String, _ fail: (String) -> Error) throws -> Int {
-        let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30)]
+        let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40)]
         for (suffix, scale) in units where s.hasSuffix(suffix) {
             if let v = Int(s.dropLast(suffix.count)), v >= 0, v <= Int.max / scale { return v * scale }
         }

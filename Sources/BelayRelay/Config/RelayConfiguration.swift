@@ -13,6 +13,28 @@ public struct RelayConfiguration: Equatable, Sendable {
     public var maxQueues = 1_000_000
     public var maxTimers = 100_000
     public var maxConnections = 1_024
+    /// Per source address (IPv4 /32, IPv6 /64). A quarter of the relay: a Tor exit or a
+    /// university NAT carries many people, each holding one connection per queue.
+    public var maxConnectionsPerSource = 256
+    /// Connections that have not finished the handshake: relay-wide and per source.
+    public var maxHandshaking = 256
+    public var maxHandshakingPerSource = 32
+    /// New connections (each one handshake) per second per source, and the burst allowed: a
+    /// watcher with many contacts opens one connection per queue at once.
+    public var handshakeRatePerSource = 20
+    public var handshakeBurstPerSource = 100
+    /// Per connection: queues it may create (NEW) and timers it may deposit (TSET).
+    public var maxQueuesPerConnection = 16
+    public var maxTimersPerConnection = 64
+    /// Timer bodies held for one queue at once: a check-in to that contact with its
+    /// escalation tiers, and a re-arm in flight.
+    public var maxTimerBodiesPerQueue = 8
+    /// Bytes of message and timer bodies the relay holds in all; past it, SEND, NEW and TSET
+    /// get STORE_FULL.
+    public var maxStoreBytes = 4 << 30
+    /// Disk space set aside at start-up and given back when the disk fills, so that
+    /// acknowledgements and deletions can still commit. 0 turns it off.
+    public var diskReserveBytes = 64 << 20
     public var handshakeTimeoutSeconds: Double = 10
     public var idleTimeoutSeconds: Double = 300
     public var rateLimitPerSecond = 5_000

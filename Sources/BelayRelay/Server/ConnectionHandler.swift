@@ -27,13 +27,23 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
         var transport: NoiseTransport
         var proofs: [Proof: [UInt8]] = [:]
         var pendingAuth: [UInt32: RelayCommand.Auth] = [:]
+        /// NEW and TSET commands so far, against the per-connection caps.
+        var queuesCreated = 0
+        var timersSet = 0
     }
+
+    /// A client that ignores RATE keeps costing the relay a decryption per command: after this
+    /// many refusals in a row the connection is closed (docs/PROTOCOL.md §3.3).
+    static let maxConsecutiveRefusals = 256
 
     private let core: RelayCore
     private let settings: ConnectionSettings
     private let relayStatic: X25519.KeyPair
     let eventLoop: EventLoop
     private let logger: Logger
+    /// Tells the admission table the handshake is done (the connection no longer counts
+    /// against the handshaking limits).
+    private let onEstablished: @Sendable () -> Void
 
     // Event-loop confined from here on.
     private var state = State.awaitingPreamble
@@ -45,6 +55,7 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     private var pendingCore = 0
     private var readHeld = false
     private var rate: TokenBucket
+    private var consecutiveRefusals = 0
     /// Read from the event loop's clock, so that tests on an embedded loop can move time.
     private var lastFrame: NIODeadline
     private var handshakeTimeout: Scheduled<Void>?
@@ -52,8 +63,10 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     /// Set once we decide to close; `state` may be temporarily `.closed` while a session is lent out.
     private var isClosing = false
 
-    init(core: RelayCore, settings: ConnectionSettings, relayStatic: X25519.KeyPair, eventLoop: EventLoop, logger: Logger) {
+    init(core: RelayCore, settings: ConnectionSettings, relayStatic: X25519.KeyPair, eventLoop: EventLoop, logger: Logger,
+         onEstablished: @escaping @Sendable () -> Void = {}) {
         self.core = core
+        self.onEstablished = onEstablished
         self.settings = settings
         self.relayStatic = relayStatic
         self.eventLoop = eventLoop
@@ -68,6 +81,16 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         if context.channel.isActive { armTimers(context) }
+    }
+
+    /// The context holds this handler, so keeping it past removal would be a cycle that keeps
+    /// the whole channel (its buffers included) alive after the connection has closed.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        handshakeTimeout?.cancel()
+        idleCheck?.cancel()
+        handshakeTimeout = nil
+        idleCheck = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -164,6 +187,7 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
                 guard let session = respondToHandshake(frame, context) else { return closeQuietly("handshake failed") }
                 handshakeTimeout?.cancel()
                 state = .established(session)
+                onEstablished()
             case .established:
                 guard let frame = nextFrame() else { return }
                 lastFrame = eventLoop.now
@@ -229,6 +253,13 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     // MARK: Commands
 
     private func handleCommand(_ entry: ByteBuffer, _ session: inout Session) {
+        // Every well-framed entry counts against the rate, unknown and malformed ones too.
+        guard rate.take(now: eventLoop.now) else {
+            consecutiveRefusals += 1
+            if consecutiveRefusals >= Self.maxConsecutiveRefusals { return closeQuietly("kept sending past the rate limit") }
+            return reply(RelayCodec.peekRequestId(entry), .error(.rate), &session)
+        }
+        consecutiveRefusals = 0
         let requestId: UInt32
         let command: RelayCommand
         do {
@@ -237,7 +268,6 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
             let code = (error as? RelayCodec.DecodeError)?.code ?? .malformed
             return reply(RelayCodec.peekRequestId(entry), .error(code), &session)
         }
-        guard rate.take(now: eventLoop.now) else { return reply(requestId, .error(.rate), &session) }
 
         func proof(_ role: AuthRole, _ id: EntityID) -> [UInt8]? { session.proofs[Proof(role: role, entity: id)] }
 
@@ -245,6 +275,8 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
         case .ping:
             reply(requestId, .pong, &session)
         case let .new(n):
+            guard session.queuesCreated < settings.maxQueuesPerConnection else { return reply(requestId, .error(.limit), &session) }
+            session.queuesCreated += 1
             guard settings.acceptsToken(n.token) else { return reply(requestId, .error(.token), &session) }
             submit(requestId, .create(recipientKey: n.recipientKey))
         case let .auth(a):
@@ -272,6 +304,8 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
             submit(requestId, .delete(recipient: recipient, proven: p))
         case let .timerSet(set):
             guard Self.delayRange.contains(set.delay) else { return reply(requestId, .error(.delay), &session) }
+            guard session.timersSet < settings.maxTimersPerConnection else { return reply(requestId, .error(.limit), &session) }
+            session.timersSet += 1
             var replacesProof: [UInt8]?
             if let old = set.replaces {
                 guard let p = proof(.timer, old) else { return reply(requestId, .error(.auth), &session) }
@@ -364,50 +398,4 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
 enum HandshakeSizes {
     /// NK messages with empty payloads: a 32-byte ephemeral key and a 16-byte tag.
     static let message = 48
-}
-
-/// The per-connection slice of the configuration, in the units the handler uses.
-struct ConnectionSettings: Sendable {
-    var handshakeTimeout: TimeAmount
-    var idleTimeout: TimeAmount
-    var rateLimitPerSecond: Int
-    var rateBurst: Int
-    var maxProofsPerConnection: Int
-    var configuration: RelayConfiguration
-
-    init(_ c: RelayConfiguration) {
-        handshakeTimeout = .nanoseconds(Int64(c.handshakeTimeoutSeconds * 1e9))
-        idleTimeout = .nanoseconds(Int64(c.idleTimeoutSeconds * 1e9))
-        rateLimitPerSecond = c.rateLimitPerSecond
-        rateBurst = c.rateBurst
-        maxProofsPerConnection = c.maxProofsPerConnection
-        configuration = c
-    }
-
-    func acceptsToken(_ token: [UInt8]) -> Bool { configuration.acceptsCreationToken(token) }
-}
-
-/// A token bucket: `burst` commands at once, refilled at `perSecond`.
-struct TokenBucket {
-    let perSecond: Double
-    let burst: Double
-    private var tokens: Double
-    private var last: NIODeadline?
-
-    init(perSecond: Double, burst: Double) {
-        self.perSecond = perSecond
-        self.burst = burst
-        tokens = burst
-    }
-
-    mutating func take(now: NIODeadline) -> Bool {
-        if let last {
-            let elapsed = Double((now - last).nanoseconds) / 1e9
-            tokens = min(burst, tokens + elapsed * perSecond)
-        }
-        last = now
-        guard tokens >= 1 else { return false }
-        tokens -= 1
-        return true
-    }
 }

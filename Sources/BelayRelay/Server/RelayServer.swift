@@ -12,12 +12,21 @@ public final class RelayServer: Sendable {
     private let serverChannel: Channel
     private let connections: ConnectionRegistry
     private let logger: Logger
+    private let report: RepeatedTask
 
     private init(core: RelayCore, serverChannel: Channel, connections: ConnectionRegistry, logger: Logger) throws {
         self.core = core
         self.serverChannel = serverChannel
         self.connections = connections
         self.logger = logger
+        // Once a minute, and only when something was turned away: counts, never addresses.
+        report = serverChannel.eventLoop.scheduleRepeatedTask(initialDelay: Self.admissionReportInterval,
+                                                               delay: Self.admissionReportInterval) { _ in
+            guard let c = connections.newSinceLastReport() else { return }
+            logger.notice("connections turned away", metadata: [
+                "refused": "\(c.refused)", "evicted": "\(c.evicted)", "open": "\(c.open)", "handshaking": "\(c.handshaking)",
+            ])
+        }
         guard let address = serverChannel.localAddress else { throw ServerError.noLocalAddress }
         self.localAddress = address
     }
@@ -36,6 +45,8 @@ public final class RelayServer: Sendable {
 
     public var port: Int { localAddress.port ?? 0 }
 
+    static let admissionReportInterval = TimeAmount.seconds(60)
+
     /// Opens the store's core, binds, and starts accepting.
     public static func start(
         configuration: RelayConfiguration,
@@ -45,13 +56,14 @@ public final class RelayServer: Sendable {
         clock: RelayClock = SystemClock(),
         random: RandomSource = SystemRandom(),
         automaticSweeps: Bool = true,
+        admissionClock: @escaping @Sendable () -> NIODeadline = { .now() },
         logger: Logger
     ) async throws -> RelayServer {
         let core = try RelayCore(store: store, limits: CoreLimits(configuration), clock: clock, random: random,
                                  sweepInterval: automaticSweeps ? configuration.sweepIntervalSeconds : nil, logger: logger)
         core.start()
         let settings = ConnectionSettings(configuration)
-        let connections = ConnectionRegistry(limit: configuration.maxConnections)
+        let connections = ConnectionRegistry(limits: AdmissionLimits(configuration), now: admissionClock)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -59,15 +71,15 @@ public final class RelayServer: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelOption(.autoRead, value: true)
             .childChannelInitializer { channel in
-                guard connections.admit(channel) else {
-                    // At the connection limit: close without a word (docs/PROTOCOL.md §3.3).
+                guard case let .success(id) = connections.admit(channel) else {
+                    // Over a connection limit: close without a word (docs/PROTOCOL.md §3.3).
                     return channel.close()
                 }
-                channel.closeFuture.whenComplete { _ in connections.remove(channel) }
+                channel.closeFuture.whenComplete { _ in connections.remove(id) }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        ConnectionHandler(core: core, settings: settings, relayStatic: relayKey,
-                                          eventLoop: channel.eventLoop, logger: logger))
+                        ConnectionHandler(core: core, settings: settings, relayStatic: relayKey, eventLoop: channel.eventLoop,
+                                          logger: logger, onEstablished: { connections.established(id) }))
                 }
             }
         let channel: Channel
@@ -82,9 +94,16 @@ public final class RelayServer: Sendable {
 
     public var connectionCount: Int { connections.count }
 
+    /// Open, handshaking, refused and evicted connections so far: aggregate, for logs and tests.
+    public var admissionCounts: (open: Int, handshaking: Int, refused: Int, evicted: Int) {
+        let c = connections.counts()
+        return (c.open, c.handshaking, c.refused, c.evicted)
+    }
+
     /// Graceful stop: no new connections, everything submitted is committed and answered, then
     /// every connection is closed and the WAL checkpointed.
     public func shutdown() async {
+        report.cancel()
         try? await serverChannel.close()
         await core.shutdown()
         for channel in connections.all() {
@@ -92,30 +111,4 @@ public final class RelayServer: Sendable {
             try? await channel.close()
         }
     }
-}
-
-/// Live connections, for the connection limit and for closing them all at shutdown.
-final class ConnectionRegistry: Sendable {
-    private let channels = Mutex<[ObjectIdentifier: Channel]>([:])
-    let limit: Int
-
-    init(limit: Int) {
-        self.limit = limit
-    }
-
-    func admit(_ channel: Channel) -> Bool {
-        channels.withLock { channels in
-            guard channels.count < limit else { return false }
-            channels[ObjectIdentifier(channel)] = channel
-            return true
-        }
-    }
-
-    func remove(_ channel: Channel) {
-        _ = channels.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) }
-    }
-
-    var count: Int { channels.withLock { $0.count } }
-
-    func all() -> [Channel] { channels.withLock { Array($0.values) } }
 }

@@ -1,0 +1,84 @@
+import NIOCore
+import Synchronization
+
+/// Live connections, shared by every event loop: admission (the `AdmissionTable`'s decisions),
+/// the handle a connection uses to report its handshake, and closing them all at shutdown.
+final class ConnectionRegistry: Sendable {
+    private struct State {
+        var table: AdmissionTable
+        var channels: [AdmissionTable.ConnectionID: Channel] = [:]
+        var reported = Counts()
+    }
+
+    private let state: Mutex<State>
+    private let now: @Sendable () -> NIODeadline
+
+    init(limits: AdmissionLimits, now: @escaping @Sendable () -> NIODeadline = { .now() }) {
+        state = Mutex(State(table: AdmissionTable(limits: limits)))
+        self.now = now
+    }
+
+    /// Admits `channel` or refuses it; a refused channel is for the caller to close. When the
+    /// relay is full, this closes a connection of the heaviest source to make room.
+    func admit(_ channel: Channel) -> Result<AdmissionTable.ConnectionID, AdmissionTable.Refusal> {
+        let source = SourceKey(channel.remoteAddress)
+        let time = now()
+        let (result, victim): (Result<AdmissionTable.ConnectionID, AdmissionTable.Refusal>, Channel?) = state.withLock { s in
+            switch s.table.admit(source, now: time) {
+            case let .admit(id):
+                s.channels[id] = channel
+                return (.success(id), nil)
+            case let .admitEvicting(id, evict):
+                s.channels[id] = channel
+                return (.success(id), s.channels.removeValue(forKey: evict))
+            case let .refuse(reason):
+                return (.failure(reason), nil)
+            }
+        }
+        victim?.close(promise: nil)
+        return result
+    }
+
+    func established(_ id: AdmissionTable.ConnectionID) {
+        state.withLock { $0.table.established(id) }
+    }
+
+    func remove(_ id: AdmissionTable.ConnectionID) {
+        state.withLock { s in
+            s.table.closed(id)
+            s.channels[id] = nil
+        }
+    }
+
+    var count: Int { state.withLock { $0.channels.count } }
+
+    func all() -> [Channel] { state.withLock { Array($0.channels.values) } }
+
+    /// Aggregate counts for the log: never an address.
+    struct Counts: Equatable, Sendable {
+        var open = 0
+        var handshaking = 0
+        var refused = 0
+        var evicted = 0
+    }
+
+    func counts() -> Counts {
+        state.withLock { Self.counts($0) }
+    }
+
+    /// Refusals and evictions since the last call, with the current totals; nil if none.
+    func newSinceLastReport() -> Counts? {
+        state.withLock { s in
+            let now = Self.counts(s)
+            let delta = Counts(open: now.open, handshaking: now.handshaking,
+                               refused: now.refused - s.reported.refused, evicted: now.evicted - s.reported.evicted)
+            s.reported = now
+            return delta.refused + delta.evicted > 0 ? delta : nil
+        }
+    }
+
+    private static func counts(_ s: State) -> Counts {
+        Counts(open: s.table.count, handshaking: s.table.handshakingCount,
+               refused: s.table.refused.values.reduce(0, +), evicted: s.table.evicted)
+    }
+}

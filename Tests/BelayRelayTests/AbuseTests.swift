@@ -1,0 +1,128 @@
+import BelayClient
+@testable import BelayRelay
+import BelaySodium
+import BelayWire
+import NIOCore
+import NIOPosix
+import Testing
+
+/// An attacker on 127.0.0.3 hits each connection limit while a person on 127.0.0.1 connects
+/// and is served. Admission's rate buckets read the harness's manual clock, which stands still.
+@Suite struct AbuseTests {
+    static let attacker = "127.0.0.3"
+
+    /// A connection the relay closes at once (before the handshake completes).
+    static func expectRefused(_ relay: RelayHarness, from source: String = attacker) async {
+        await #expect(throws: RelayClientError.handshakeRejected) { try await relay.connect(from: source) }
+    }
+
+    static func served(_ relay: RelayHarness) async throws {
+        let c = try await relay.connect(from: "127.0.0.1")
+        try await c.ping()
+        await c.close()
+    }
+
+    @Test func oneSourceCannotTakeMoreThanItsShareOfConnections() async throws {
+        let relay = try await RelayHarness.start {
+            $0.maxConnections = 40
+            $0.maxConnectionsPerSource = 10
+        }
+        defer { relay.remove() }
+        var held: [RelayConnection] = []
+        for _ in 0..<10 { held.append(try await relay.connect(from: Self.attacker)) }
+        await Self.expectRefused(relay)
+        try await Self.served(relay)
+        for c in held { try await c.ping() }  // the attacker's own connections keep working
+        await relay.stop()
+    }
+
+    /// Slowloris at the connection limit: one source holds every slot with live sessions. A
+    /// newcomer is let in and one of the attacker's connections is closed instead.
+    @Test func aFullRelayEvictsFromTheHeaviestSourceNotTheNewcomer() async throws {
+        let relay = try await RelayHarness.start {
+            $0.maxConnections = 12
+            $0.maxConnectionsPerSource = 12
+        }
+        defer { relay.remove() }
+        var held: [RelayConnection] = []
+        for _ in 0..<12 { held.append(try await relay.connect(from: Self.attacker)) }
+        try await Self.served(relay)
+        #expect(relay.server.admissionCounts.evicted >= 1)
+        var alive = 0
+        for c in held where (try? await c.ping()) != nil { alive += 1 }
+        #expect(alive == 11)
+        await relay.stop()
+    }
+
+    /// Connections that never finish the handshake have a smaller limit of their own.
+    @Test func stalledHandshakesCannotCrowdOutOthers() async throws {
+        let relay = try await RelayHarness.start {
+            $0.maxHandshaking = 8
+            $0.maxHandshakingPerSource = 8
+        }
+        defer { relay.remove() }
+        var stalled: [(Channel, EventLoopFuture<[UInt8]>)] = []
+        for _ in 0..<8 {
+            let (ch, closed) = try await HostileInputTests.raw(relay, from: Self.attacker)
+            try await HostileInputTests.send(ch, Preamble.bytes())  // and then nothing
+            stalled.append((ch, closed))
+        }
+        // The ninth from the same source is closed without a word.
+        let (ninth, ninthClosed) = try await HostileInputTests.raw(relay, from: Self.attacker)
+        #expect(try await ninthClosed.get().isEmpty)
+        _ = ninth
+        // A person still gets in: the oldest stalled handshake makes room.
+        try await Self.served(relay)
+        #expect(try await stalled[0].1.get().isEmpty)
+        await relay.stop()
+    }
+
+    /// A flood of handshakes (each costs the relay a key generation and two DH) is held to the
+    /// per-source rate; other sources are not slowed.
+    @Test func handshakesPerSourceAreRateLimited() async throws {
+        let relay = try await RelayHarness.start {
+            $0.handshakeRatePerSource = 5
+            $0.handshakeBurstPerSource = 10
+        }
+        defer { relay.remove() }
+        for _ in 0..<10 { await (try await relay.connect(from: Self.attacker)).close() }
+        await Self.expectRefused(relay)
+        try await Self.served(relay)
+        // Two seconds on the relay's clock refill ten handshakes.
+        relay.clock.advance(by: 2)
+        await (try await relay.connect(from: Self.attacker)).close()
+        await relay.stop()
+    }
+
+    /// Unknown commands count against the rate, and a connection that goes on sending past it
+    /// is closed.
+    @Test func anErrorFloodIsMeteredThenClosed() async throws {
+        let relay = try await RelayHarness.start {
+            $0.rateLimitPerSecond = 1
+            $0.rateBurst = 10
+        }
+        defer { relay.remove() }
+        let (ch, _, session, closed) = try await HostileInputTests.rawSession(relay, from: Self.attacker)
+        var transport = session
+        var out = ByteBufferAllocator().buffer(capacity: 8192)
+        var id: UInt32 = 1
+        for _ in 0..<5 {
+            var bundle = ByteBufferAllocator().buffer(capacity: 1024)
+            for _ in 0..<WireLimits.maxBundleEntries {
+                var entry = ByteBufferAllocator().buffer(capacity: 8)
+                entry.writeInteger(UInt8(0x70))  // no such command
+                entry.writeInteger(id)
+                id += 1
+                Bundle.append(entry, to: &bundle)
+            }
+            try transport.writeFrame(plaintext: bundle, into: &out)
+        }
+        try await HostileInputTests.send(ch, Array(out.readableBytesView))
+        // Cut off: 10 commands executed, then RATE, and 256 refusals in a row close it (the
+        // replies in ConnectionLifetimeTests; here they all came in one read and went unsent).
+        _ = try await closed.get()
+        #expect(!ch.isActive)
+        try await Self.served(relay)
+        await relay.stop()
+    }
+}

@@ -1,0 +1,149 @@
+@testable import BelayClient
+@testable import BelayRelay
+import BelaySodium
+import BelayWire
+import Foundation
+import Logging
+import NIOCore
+import NIOEmbedded
+import Testing
+
+/// What a connection costs once it is gone, and how much it may ask while it lives: on an
+/// embedded loop, so nothing depends on timing.
+@Suite struct ConnectionLifetimeTests {
+    final class Relay {
+        let core: RelayCore
+        let store: RelayStore
+        let key: X25519.KeyPair
+        let directory: String
+        let config: RelayConfiguration
+        let logger = Logger(label: "lifetime-test") { _ in SwiftLogNoOpLogHandler() }
+
+        init(_ configure: (inout RelayConfiguration) -> Void = { _ in }) throws {
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("belay-lifetime-\(UUID().uuidString)").path
+            let state = RelayStateDirectory(path: directory)
+            (key, _) = try state.initialise()
+            store = try RelayStore(path: state.databasePath)
+            var c = RelayConfiguration()
+            c.diskReserveBytes = 0
+            configure(&c)
+            config = c
+            core = try RelayCore(store: store, limits: CoreLimits(c), clock: ManualClock(), sweepInterval: nil, logger: logger)
+            core.start()
+        }
+
+        /// A connection on its own embedded channel, with a weak reference to its handler.
+        func connection() throws -> (EmbeddedChannel, () -> ConnectionHandler?) {
+            let loop = EmbeddedEventLoop()
+            var handler: ConnectionHandler? = ConnectionHandler(core: core, settings: ConnectionSettings(config), relayStatic: key,
+                                                                eventLoop: loop, logger: logger)
+            weak let weakHandler = handler
+            let channel = EmbeddedChannel(handler: handler!, loop: loop)
+            handler = nil
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+            return (channel, { weakHandler })
+        }
+
+        func finish() async {
+            await core.shutdown()
+            try? store.close()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+    }
+
+    static func feed(_ channel: EmbeddedChannel, _ bytes: [UInt8]) throws {
+        var b = channel.allocator.buffer(capacity: bytes.count)
+        b.writeBytes(bytes)
+        try channel.writeInbound(b)
+    }
+
+    static func handshake(_ channel: EmbeddedChannel, relayKey: [UInt8]) throws -> NoiseTransport {
+        var hs = try HandshakeState(pattern: .NK, initiator: true, prologue: Preamble.prologue, remoteStatic: relayKey)
+        var hello = channel.allocator.buffer(capacity: 64)
+        hello.writeBytes(Preamble.bytes())
+        FrameDecoder.writeFrame(try hs.writeMessage(), into: &hello)
+        try channel.writeInbound(hello)
+        let reply = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        _ = try hs.readMessage(Array(reply.readableBytesView.dropFirst(2)))
+        return try hs.transport()
+    }
+
+    /// The leak of issue 8: the handler kept its context, the context its handler, and the
+    /// pair the whole channel. Once closed (and the core has forgotten it), it must be freed.
+    @Test(arguments: ["garbage", "handshake", "idle"])
+    func aClosedConnectionIsFreed(_ how: String) async throws {
+        let relay = try Relay()
+        var (channel, handler): (EmbeddedChannel?, () -> ConnectionHandler?) = try relay.connection()
+        switch how {
+        case "garbage": try Self.feed(channel!, [UInt8](repeating: 0x41, count: 4096))
+        case "handshake": _ = try Self.handshake(channel!, relayKey: relay.key.publicKey)
+        default: break
+        }
+        _ = try? await channel!.close().get()
+        _ = try? channel!.finish()
+        channel!.embeddedEventLoop.run()  // the tasks a close leaves on the loop, as a real loop runs them
+        channel = nil  // as the server drops a channel once it has closed
+        // The core has processed the disconnect, and the batch that carried it has ended.
+        await relay.core.barrier()
+        await relay.core.barrier()  // the core has processed the disconnect and let go of it
+        #expect(handler() == nil)
+        await relay.finish()
+    }
+
+    @Test func aClosedClientConnectionIsFreed() throws {
+        let loop = EmbeddedEventLoop()
+        let relayKey = try X25519.KeyPair.generate()
+        var handler: ClientHandler? = try ClientHandler(relayKey: relayKey.publicKey, handshakeDone: loop.makePromise(), onPush: { _ in })
+        weak let weakHandler = handler
+        var channel: EmbeddedChannel? = EmbeddedChannel(handler: handler!, loop: loop)
+        handler = nil
+        try channel!.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        _ = try? channel!.close().wait()
+        _ = try? channel!.finish()
+        loop.run()
+        channel = nil
+        #expect(weakHandler == nil)
+    }
+
+    /// Unknown commands cost a token each like any other; past the burst they get RATE, and
+    /// after `maxConsecutiveRefusals` refusals in a row the connection is closed.
+    @Test func unknownCommandsAreMeteredAndAConnectionIgnoringRateIsClosed() async throws {
+        let relay = try Relay {
+            $0.rateLimitPerSecond = 1
+            $0.rateBurst = 10
+        }
+        let (channel, _) = try relay.connection()
+        var transport = try Self.handshake(channel, relayKey: relay.key.publicKey)
+        var replies: [RelayReply] = []
+        var id: UInt32 = 1
+        while channel.isActive, id < 2_000 {
+            var bundle = channel.allocator.buffer(capacity: 1024)
+            for _ in 0..<WireLimits.maxBundleEntries {
+                var entry = channel.allocator.buffer(capacity: 8)
+                entry.writeInteger(UInt8(0x70))
+                entry.writeInteger(id)
+                id += 1
+                Bundle.append(entry, to: &bundle)
+            }
+            var frame = channel.allocator.buffer(capacity: 2048)
+            try transport.writeFrame(plaintext: bundle, into: &frame)
+            try channel.writeInbound(frame)
+            while let out = try channel.readOutbound(as: ByteBuffer.self) {
+                var rest = out
+                while rest.readableBytes > 0 {
+                    let length = Int(rest.readInteger(as: UInt16.self)!)
+                    let sealed = rest.readSlice(length: length)!
+                    replies += try Bundle.entries(of: transport.open(frame: sealed)).map { try RelayCodec.decodeReply($0).reply }
+                }
+            }
+        }
+        #expect(!channel.isActive)
+        // Closed within one bundle of the limit; what it was answered: ten executed, then RATE.
+        #expect(Int(id) - 1 <= 10 + ConnectionHandler.maxConsecutiveRefusals + WireLimits.maxBundleEntries)
+        #expect(replies.count >= 10 + ConnectionHandler.maxConsecutiveRefusals - WireLimits.maxBundleEntries)
+        #expect(replies.prefix(10).allSatisfy { $0 == .error(.unknownCommand) })
+        #expect(replies.dropFirst(10).allSatisfy { $0 == .error(.rate) })
+        _ = try? channel.finish()
+        await relay.finish()
+    }
+}
