@@ -187,7 +187,9 @@ extension Agent {
             do {
                 try await pool.authorise(.sender, outlet.senderId, key: outlet.key, on: connection)
             } catch RelayClientError.relay(.auth) {
-                // The contact's queue is not secured yet; it accepts without a proof (as SEND does).
+                // The contact's queue is not secured yet: the relay holds timers only for secured
+                // queues, so this contact cannot be alerted until they finish pairing.
+                throw ClientError.notYetPaired(contact.name)
             }
             var replaces: EntityID?
             if let old, let oldId = EntityID(bytes: old.timerId) {

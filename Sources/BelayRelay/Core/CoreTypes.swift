@@ -73,6 +73,9 @@ public struct CoreLimits: Sendable {
     public var maxQueues: Int
     public var maxTimers: Int
     public var maxSubscriptionsPerConnection: Int
+    public var maxTimerBodiesPerQueue: Int
+    public var maxStoreBytes: Int
+    public var diskReserveBytes: Int
 
     public init(_ c: RelayConfiguration) {
         messageTTLSeconds = c.messageTTLSeconds
@@ -81,6 +84,9 @@ public struct CoreLimits: Sendable {
         maxQueues = c.maxQueues
         maxTimers = c.maxTimers
         maxSubscriptionsPerConnection = c.maxSubscriptionsPerConnection
+        maxTimerBodiesPerQueue = c.maxTimerBodiesPerQueue
+        maxStoreBytes = c.maxStoreBytes
+        diskReserveBytes = c.diskReserveBytes
     }
 }
 

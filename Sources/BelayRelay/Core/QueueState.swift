@@ -10,6 +10,10 @@ final class QueueState {
     var senderKey: [UInt8]?
     var count: Int
     var bytes: Int
+    /// Timer bodies aimed at this queue and their bytes: held against its quota until they
+    /// are released into it or cancelled.
+    var heldBodies = 0
+    var heldBytes = 0
     /// No stored message of this queue expires before this (Unix seconds); nil when it is empty.
     /// A lower bound: acknowledgements do not raise it, the expiry sweep does.
     var oldestExpiry: UInt64?
@@ -39,8 +43,6 @@ final class Subscription {
     init(sink: CoreSink) {
         self.sink = sink
     }
-
-    var undeliveredCount: Int { 0 }
 }
 
 /// What one batch accumulates before its commit: outcomes per connection, queues whose

@@ -20,25 +20,32 @@ public final class RelayCore: @unchecked Sendable {
 
     // Owned by the core thread once `start()` has run.
     let store: RelayStore
-    private let limits: CoreLimits
-    private let clock: RelayClock
-    private let random: RandomSource
-    private let logger: Logger
+    let limits: CoreLimits
+    let clock: RelayClock
+    let random: RandomSource
+    let logger: Logger
     private let sweepInterval: Double?
-    private var generation: UInt32 = 0
-    private var byRecipient: [EntityID: QueueState] = [:]
-    private var bySender: [EntityID: QueueState] = [:]
-    private var byRow: [Int64: QueueState] = [:]
-    private var subscriptionsBySink: [ObjectIdentifier: Set<EntityID>] = [:]
-    private var timerCount = 0
-    private var deletedSinceCheckpoint = false
+    var generation: UInt32 = 0
+    var byRecipient: [EntityID: QueueState] = [:]
+    var bySender: [EntityID: QueueState] = [:]
+    var byRow: [Int64: QueueState] = [:]
+    var subscriptionsBySink: [ObjectIdentifier: Set<EntityID>] = [:]
+    var timerCount = 0
+    /// Bytes of message and timer bodies held, against `maxStoreBytes`.
+    var storedBytes = 0
+    /// Whether the disk has filled (growth refused until space returns).
+    var storage = StorageMode.normal
+    let reserve: DiskReserve
+    var deletedSinceCheckpoint = false
     /// The store's prepared hot-path statements, valid inside `runBatch`'s transaction.
-    private var hot: HotStatements!
+    var hot: HotStatements!
 
     enum Job {
         case request(CoreRequest)
         case sweep(@Sendable () -> Void)
         case barrier(@Sendable () -> Void)
+        /// Runs on the core thread between batches (tests compare memory with the store).
+        case inspect(@Sendable (RelayCore) -> Void)
     }
 
     /// `sweepInterval: nil` turns off automatic sweeps; tests then call `sweep()` themselves.
@@ -50,12 +57,30 @@ public final class RelayCore: @unchecked Sendable {
         self.random = random
         self.sweepInterval = sweepInterval
         self.logger = logger
+        reserve = DiskReserve(path: store.path + ".reserve", size: limits.diskReserveBytes)
+        do {
+            try reserve.ensure()
+            generation = try store.nextGeneration(floor: Self.generationFloor(now: clock.now()))
+        } catch where RelayStore.isDiskFull(error) || DiskReserve.isNearlyFull(at: store.path) || error is DiskFullError {
+            throw DiskFullError(path: store.path, availableBytes: DiskReserve.availableBytes(at: store.path), neededBytes: 2 * limits.diskReserveBytes)
+        }
         try loadState()
         queuesAtStart = byRecipient.count
     }
 
-    private func loadState() throws {
-        generation = try store.nextGeneration()
+    /// Seconds since 2025-01-01 UTC: a generation at least this large is newer than any a
+    /// restored copy of the database can hold, and stays below 2^31 (so every `seq` fits in
+    /// SQLite's signed 64-bit integers and sorts correctly) until about 2093.
+    static let generationEpoch: UInt64 = 1_735_689_600
+
+    static func generationFloor(now: UInt64) -> UInt32 {
+        UInt32(clamping: now > generationEpoch ? now - generationEpoch : 0)
+    }
+
+    /// Rebuilds every counter from what is durable. Only reads, so it works on a full disk.
+    /// Each queue keeps the `seq` counter it had, so no `seq` is handed out twice.
+    func loadState() throws {
+        let counters = byRow.mapValues(\.nextCounter)
         byRecipient = [:]
         bySender = [:]
         byRow = [:]
@@ -63,9 +88,16 @@ public final class RelayCore: @unchecked Sendable {
             let q = QueueState(rowId: row.rowId, recipientId: row.recipientId, senderId: row.senderId,
                                recipientKey: row.recipientKey, senderKey: row.senderKey, count: row.count, bytes: row.bytes)
             q.oldestExpiry = row.oldestExpiry
+            q.nextCounter = counters[row.rowId] ?? 1
             byRecipient[q.recipientId] = q
             bySender[q.senderId] = q
             byRow[q.rowId] = q
+        }
+        storedBytes = byRow.values.reduce(0) { $0 + $1.bytes }
+        for (row, held) in try store.loadHeld() {
+            storedBytes += held.bytes
+            byRow[row]?.heldBodies = held.bodies
+            byRow[row]?.heldBytes = held.bytes
         }
         timerCount = try store.timerCount()
     }
@@ -104,6 +136,13 @@ public final class RelayCore: @unchecked Sendable {
     public func barrier() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             enqueue(.barrier { c.resume() }) { c.resume() }
+        }
+    }
+
+    /// Runs `body` on the core thread between batches and returns its result.
+    func inspect<T: Sendable>(_ body: @escaping @Sendable (RelayCore) -> T) async -> T {
+        await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
+            enqueue(.inspect { core in c.resume(returning: body(core)) }) { c.resume(returning: body(self)) }
         }
     }
 
@@ -167,6 +206,7 @@ public final class RelayCore: @unchecked Sendable {
                 case let .request(r): requests.append(r)
                 case let .sweep(done): sweepNow = true; completions.append(done)
                 case let .barrier(done): completions.append(done)
+                case let .inspect(look): completions.append { look(self) }
                 }
             }
             let moreToSweep = runBatch(requests, sweep: sweepNow)
@@ -192,12 +232,13 @@ public final class RelayCore: @unchecked Sendable {
                 if case .disconnect = r.command { continue }
                 r.sink.hopAndReceive([.reply(requestId: r.requestId, .error(.unavailable))])
             case let .sweep(done), let .barrier(done): done()
+            case .inspect: break
             }
         }
         c?.resume()
     }
 
-    private func checkpointIfNeeded() {
+    func checkpointIfNeeded() {
         guard deletedSinceCheckpoint else { return }
         do {
             try store.checkpoint()
@@ -211,28 +252,54 @@ public final class RelayCore: @unchecked Sendable {
     /// sweep stopped at its bound and wants to run again.
     private func runBatch(_ requests: [CoreRequest], sweep: Bool) -> Bool {
         guard !requests.isEmpty || sweep else { return false }
+        if sweep { checkStorage() }
         var ctx = BatchContext()
         var more = false
         do {
-            try store.transaction { db, hot in
-                self.hot = hot
-                for request in requests {
-                    try process(request, db, &ctx)
-                }
-                if sweep { more = try sweepDue(db, &ctx) }
-                try deliver(db, &ctx)
-            }
+            more = try attempt(requests, sweep: sweep, &ctx)
         } catch {
-            logger.error("store transaction failed; answering UNAVAILABLE and reloading state", metadata: ["error": "\(error)"])
             ctx = BatchContext()
-            for request in requests {
-                if case .disconnect = request.command { forgetSubscriptions(of: request.sink) } else { ctx.reply(request, .error(.unavailable)) }
-            }
             recoverAfterFailedTransaction(&ctx)
+            if RelayStore.isDiskFull(error), case .normal = storage {
+                // Free the reserve and run the batch again: growth is now refused, so the
+                // acknowledgements and deletions in it can commit.
+                enterFullMode()
+                do {
+                    more = try attempt(requests, sweep: sweep, &ctx)
+                } catch {
+                    recoverAfterFailedTransaction(&ctx)
+                    answerUnavailable(requests, error, &ctx)
+                }
+            } else {
+                answerUnavailable(requests, error, &ctx)
+            }
         }
         if ctx.deletedSomething { deletedSinceCheckpoint = true }
         handOut(ctx.outcomes)
         return more
+    }
+
+    private func attempt(_ requests: [CoreRequest], sweep: Bool, _ ctx: inout BatchContext) throws -> Bool {
+        var more = false
+        var batch = ctx
+        try store.transaction { db, hot in
+            self.hot = hot
+            for request in requests {
+                try process(request, db, &batch)
+            }
+            if sweep { more = try sweepDue(db, &batch) }
+            try deliver(db, &batch)
+        }
+        ctx = batch
+        return more
+    }
+
+    /// After a transaction that failed for a reason other than a newly full disk, or twice.
+    private func answerUnavailable(_ requests: [CoreRequest], _ error: Error, _ ctx: inout BatchContext) {
+        logger.error("store transaction failed; answering UNAVAILABLE", metadata: ["error": "\(error)"])
+        for request in requests {
+            if case .disconnect = request.command { forgetSubscriptions(of: request.sink) } else { ctx.reply(request, .error(.unavailable)) }
+        }
     }
 
     /// One hop per event loop: waking a loop costs a system call and a context switch, and a
@@ -251,8 +318,8 @@ public final class RelayCore: @unchecked Sendable {
         }
     }
 
-    /// After a rollback the in-memory counters may be ahead of the database: reload them, start a
-    /// new generation so no `seq` is reused, and end every subscription so clients resubscribe.
+    /// After a rollback the in-memory counters may be ahead of the database: rebuild them from
+    /// it (reads only), and end every subscription so clients resubscribe (the ENDs go in `ctx`).
     private func recoverAfterFailedTransaction(_ ctx: inout BatchContext) {
         for q in byRecipient.values {
             if let sub = q.subscription { ctx.add(.push(.end(recipient: q.recipientId)), for: sub.sink) }
@@ -297,9 +364,10 @@ extension RelayCore {
             if let key = q.senderKey, !(proven.map { Sodium.constantTimeEquals($0, key) } ?? false) {
                 return ctx.reply(r, .error(.auth))
             }
-            guard q.count < limits.maxQueueMessages, q.bytes + body.count <= limits.maxQueueBytes else {
+            guard q.count < limits.maxQueueMessages, q.bytes + q.heldBytes + body.count <= limits.maxQueueBytes else {
                 return ctx.reply(r, .error(.quota))
             }
+            guard canGrow(by: body.count) else { return ctx.reply(r, .error(.storeFull)) }
             guard try append(body, to: q, db, &ctx) else { return ctx.reply(r, .error(.quota)) }
             ctx.reply(r, .ok)
         case let .subscribe(recipient, proven):
@@ -334,6 +402,8 @@ extension RelayCore {
             byRecipient[q.recipientId] = nil
             bySender[q.senderId] = nil
             byRow[q.rowId] = nil
+            // Its messages go, and so do the timer bodies aimed at it (foreign key cascade).
+            storedBytes -= q.bytes + q.heldBytes
             ctx.dirty[q.rowId] = nil
             ctx.recent[q.rowId] = nil
             ctx.deletedSomething = true
@@ -349,16 +419,14 @@ extension RelayCore {
         case let .timerCancel(timer, proven):
             guard let row = try Queries.timer(db, id: timer) else { return ctx.reply(r, .error(.noTimer)) }
             guard Sodium.constantTimeEquals(row.key, proven) else { return ctx.reply(r, .error(.auth)) }
-            try Queries.deleteTimer(db, rowId: row.rowId)
-            timerCount -= 1
-            ctx.deletedSomething = true
+            try deleteTimer(row.rowId, db, &ctx)
             ctx.reply(r, .ok)
         case .disconnect:
             forgetSubscriptions(of: r.sink)
         }
     }
 
-    private func recipientQueue(_ id: EntityID, _ proven: [UInt8], _ r: CoreRequest, _ ctx: inout BatchContext) throws -> QueueState? {
+    func recipientQueue(_ id: EntityID, _ proven: [UInt8], _ r: CoreRequest, _ ctx: inout BatchContext) throws -> QueueState? {
         guard let q = byRecipient[id] else {
             ctx.reply(r, .error(.noQueue))
             return nil
@@ -372,6 +440,7 @@ extension RelayCore {
 
     private func create(_ r: CoreRequest, _ recipientKey: [UInt8], _ db: Database, _ ctx: inout BatchContext) throws {
         guard byRecipient.count < limits.maxQueues else { return ctx.reply(r, .error(.limit)) }
+        guard canGrow(by: 0) else { return ctx.reply(r, .error(.storeFull)) }
         var recipientId: EntityID
         var senderId: EntityID
         repeat {
@@ -402,37 +471,6 @@ extension RelayCore {
             return .success(row.key)
         }
     }
-
-    private func timerSet(_ r: CoreRequest, _ set: RelayCommand.TimerSet, _ senderProofs: [[UInt8]?], _ replacesProof: [UInt8]?,
-                          _ db: Database, _ ctx: inout BatchContext) throws {
-        var targets: [(Int64, [UInt8])] = []
-        for (i, entry) in set.entries.enumerated() {
-            guard let q = bySender[entry.sender] else { return ctx.reply(r, .error(.noQueue)) }
-            if let key = q.senderKey {
-                let proof = i < senderProofs.count ? senderProofs[i] : nil
-                guard let proof, Sodium.constantTimeEquals(proof, key) else { return ctx.reply(r, .error(.auth)) }
-            }
-            targets.append((q.rowId, entry.body))
-        }
-        var replaced: Queries.TimerRow?
-        if let old = set.replaces {
-            guard let row = try Queries.timer(db, id: old) else { return ctx.reply(r, .error(.noTimer)) }
-            guard let replacesProof, Sodium.constantTimeEquals(row.key, replacesProof) else { return ctx.reply(r, .error(.auth)) }
-            replaced = row
-        }
-        guard replaced != nil || timerCount < limits.maxTimers else { return ctx.reply(r, .error(.limit)) }
-        var id: EntityID
-        repeat { id = EntityID.random(random) } while try Queries.timer(db, id: id) != nil
-        if let replaced {
-            try Queries.deleteTimer(db, rowId: replaced.rowId)
-            timerCount -= 1
-            ctx.deletedSomething = true
-        }
-        let deadline = clock.now() + UInt64(set.delay)
-        try Queries.insertTimer(db, id: id, key: set.timerKey, deadline: deadline, entries: targets)
-        timerCount += 1
-        ctx.reply(r, .timer(id: id, deadline: deadline), grant: (Proof(role: .timer, entity: id), set.timerKey))
-    }
 }
 
 // MARK: - Messages, subscriptions, sweeps
@@ -440,7 +478,7 @@ extension RelayCore {
 extension RelayCore {
     /// Stores a body in a queue with the next `seq`. False only if the generation's counter is
     /// exhausted (4 billion messages to one queue in one run).
-    private func append(_ body: [UInt8], to q: QueueState, _ db: Database, _ ctx: inout BatchContext) throws -> Bool {
+    func append(_ body: [UInt8], to q: QueueState, _ db: Database, _ ctx: inout BatchContext) throws -> Bool {
         guard q.nextCounter < UInt32.max else { return false }
         let seq = UInt64(generation) << 32 | UInt64(q.nextCounter)
         q.nextCounter += 1
@@ -449,14 +487,16 @@ extension RelayCore {
         if q.count == 0 { q.oldestExpiry = expiresAt }
         q.count += 1
         q.bytes += body.count
+        storedBytes += body.count
         ctx.recent[q.rowId, default: []].append((seq, body))
         ctx.dirty[q.rowId] = q
         return true
     }
 
-    private func removeMessage(_ q: QueueState, seq: UInt64, length: Int, _ ctx: inout BatchContext) {
+    func removeMessage(_ q: QueueState, seq: UInt64, length: Int, _ ctx: inout BatchContext) {
         q.count -= 1
         q.bytes -= length
+        storedBytes -= length
         if q.count == 0 { q.oldestExpiry = nil }
         if let sub = q.subscription, let i = sub.inFlight.firstIndex(where: { $0.seq == seq }) {
             sub.inFlight.remove(at: i)
@@ -483,7 +523,7 @@ extension RelayCore {
         ctx.reply(r, .ok)
     }
 
-    private func forgetSubscriptions(of sink: CoreSink) {
+    func forgetSubscriptions(of sink: CoreSink) {
         guard let ids = subscriptionsBySink.removeValue(forKey: ObjectIdentifier(sink)) else { return }
         for id in ids {
             if let q = byRecipient[id], q.subscription?.sink === sink { q.subscription = nil }
@@ -519,8 +559,13 @@ extension RelayCore {
         let due = try Queries.dueTimers(db, now: now, limit: CoreTuning.maxTimersPerSweep)
         for timer in due {
             for (queueRow, body) in try Queries.timerEntries(db, timer: timer) {
+                guard let q = byRow[queueRow] else { continue }
+                // The body moves from held to stored: the quota it held is now the message's.
+                q.heldBodies -= 1
+                q.heldBytes -= body.count
+                storedBytes -= body.count
                 // A released alert is not refused for quota: it must not be lost to a full queue.
-                if let q = byRow[queueRow] { _ = try append(body, to: q, db, &ctx) }
+                _ = try append(body, to: q, db, &ctx)
             }
             try Queries.deleteTimer(db, rowId: timer)
             timerCount -= 1

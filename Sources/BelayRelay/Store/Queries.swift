@@ -76,6 +76,12 @@ enum Queries {
                            arguments: [Int64(clamping: now), limit])
     }
 
+    /// The queue and body length of each entry of a timer, for the quota it held.
+    static func timerEntrySizes(_ db: Database, timer: Int64) throws -> [(queue: Int64, length: Int)] {
+        try Row.fetchAll(db.cachedStatement(sql: "SELECT queue_id, length(body) FROM timer_entry WHERE timer_id = ?"), arguments: [timer])
+            .map { row in (row[0] as Int64, row[1] as Int) }
+    }
+
     static func timerEntries(_ db: Database, timer: Int64) throws -> [(Int64, [UInt8])] {
         try Row.fetchAll(db, sql: "SELECT queue_id, body FROM timer_entry WHERE timer_id = ? ORDER BY position", arguments: [timer])
             .map { row in (row[0] as Int64, [UInt8](row[1] as Data)) }

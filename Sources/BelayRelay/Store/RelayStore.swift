@@ -1,6 +1,7 @@
 import BelayWire
 import Foundation
 import GRDB
+import GRDBSQLite
 
 /// The relay's SQLite database: durable (`synchronous=FULL`, WAL), forgetful (`secure_delete`,
 /// WAL truncated after deletions). Only the core thread uses it, one transaction per batch.
@@ -50,6 +51,8 @@ public final class RelayStore: @unchecked Sendable {
             try Schema.migrator().migrate(database)
         } catch let e as Error {
             throw e
+        } catch where Self.isDiskFull(error) || DiskReserve.isNearlyFull(at: path) {
+            throw DiskFullError(path: path, availableBytes: DiskReserve.availableBytes(at: path), neededBytes: 0)
         } catch {
             throw Error.open(path: path, underlying: error)
         }
@@ -88,11 +91,13 @@ public final class RelayStore: @unchecked Sendable {
 
     // MARK: Start-up
 
-    /// Increments and returns the start generation, the high half of every new `seq`.
-    func nextGeneration() throws -> UInt32 {
+    /// Advances and returns the start generation, the high half of every new `seq`: one more
+    /// than the stored one, and at least `floor` (the clock's seconds), so that a database
+    /// restored from an older copy still never hands out a `seq` it handed out before.
+    func nextGeneration(floor: UInt32 = 0) throws -> UInt32 {
         try database.write { db in
             let current = try Int64.fetchOne(db, sql: "SELECT value FROM relay_meta WHERE name = 'generation'") ?? 0
-            let next = current + 1
+            let next = min(max(current + 1, Int64(floor)), Int64(UInt32.max))
             try db.execute(sql: "INSERT INTO relay_meta(name, value) VALUES ('generation', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
                            arguments: [next])
             return UInt32(truncatingIfNeeded: next)
@@ -126,6 +131,24 @@ public final class RelayStore: @unchecked Sendable {
                                 oldestExpiry: count > 0 ? UInt64(clamping: oldest) : nil)
             }
         }
+    }
+
+    /// Timer bodies held for each queue: their count and bytes, which count against its quota.
+    func loadHeld() throws -> [Int64: (bodies: Int, bytes: Int)] {
+        try database.read { db in
+            var held: [Int64: (bodies: Int, bytes: Int)] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT queue_id, count(*), sum(length(body)) FROM timer_entry GROUP BY queue_id") {
+                held[row[0]] = (row[1], row[2])
+            }
+            return held
+        }
+    }
+
+    /// Whether `error` says the file system is full (SQLITE_FULL), as opposed to any other failure.
+    static func isDiskFull(_ error: Swift.Error) -> Bool {
+        if let e = error as? DatabaseError { return e.resultCode == .SQLITE_FULL }
+        if let e = error as? HotStatements.Failure { return e.code & 0xff == SQLITE_FULL }
+        return false
     }
 
     func timerCount() throws -> Int {

@@ -132,6 +132,7 @@ public enum RelayErrorCode: UInt16, Error, Sendable, CaseIterable, CustomStringC
     case limit = 12
     case delay = 13
     case unavailable = 14
+    case storeFull = 15
 
     public var description: String {
         switch self {
@@ -149,6 +150,7 @@ public enum RelayErrorCode: UInt16, Error, Sendable, CaseIterable, CustomStringC
         case .limit: "a relay limit was reached"
         case .delay: "timer delay out of range (60 s to 400 days)"
         case .unavailable: "the relay is unavailable; try again later"
+        case .storeFull: "the relay's storage is full; try again later"
         }
     }
 }
