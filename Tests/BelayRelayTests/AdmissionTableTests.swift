@@ -130,3 +130,31 @@ extension AdmissionTable.Decision {
         }
     }
 }
+
+extension AdmissionTableTests {
+    /// Many sources each holding one stalled handshake (finding of the attacker review): no
+    /// source is heavier than a newcomer, so the oldest stalled handshake anywhere goes.
+    @Test func manySourcesEachStallingOneHandshakeCannotKeepNewcomersOut() {
+        var t = AdmissionTable(limits: Self.limits(total: 100, perSource: 100, handshaking: 4, handshakingPerSource: 4))
+        var stalled: [UInt64] = []
+        for i in 0..<4 {
+            stalled += Self.admitted(&t, SourceKey(prefix: [10, 0, 0, UInt8(i)]), 1, established: false)
+        }
+        guard case let .admitEvicting(_, victim) = t.admit(Self.person, now: Self.t0) else {
+            Issue.record("the newcomer was refused")
+            return
+        }
+        #expect(victim == stalled.min())
+    }
+
+    @Test func refusedNewcomersLeaveNoEntryAndIdleSourcesArePruned() {
+        var t = AdmissionTable(limits: Self.limits(total: 2, perSource: 2))
+        Self.admitted(&t, Self.attacker, 1)
+        Self.admitted(&t, Self.person, 1)
+        for i in 0..<50 { _ = t.admit(SourceKey(prefix: [10, 1, 0, UInt8(i)]), now: Self.t0) }
+        #expect(t.trackedSources == 2)
+        let later = Self.t0 + .seconds(3_600)
+        t.pruneIdle(now: later)
+        #expect(t.trackedSources == 2)  // both still hold a connection
+    }
+}

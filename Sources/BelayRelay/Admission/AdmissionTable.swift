@@ -67,6 +67,7 @@ struct AdmissionTable {
     func openConnections(from source: SourceKey) -> Int { sources[source]?.open ?? 0 }
 
     mutating func admit(_ key: SourceKey, now: NIODeadline) -> Decision {
+        let known = sources[key] != nil
         var source = sources[key] ?? Source(handshakes: TokenBucket(perSecond: limits.handshakesPerSecondPerSource,
                                                                       burst: limits.handshakeBurstPerSource))
         let refusal: Refusal?
@@ -79,16 +80,20 @@ struct AdmissionTable {
         } else {
             refusal = nil
         }
-        sources[key] = source
+        // A refused newcomer that had no entry leaves none: refusals must not grow the table.
+        if known || refusal == nil { sources[key] = source }
         if let refusal { return refuse(refusal) }
 
         var victim: ConnectionID?
         if handshakingCount >= limits.maxHandshaking {
-            guard let v = victimOfHeaviest(than: source.handshaking.count, by: { $0.handshaking.count })
-            else { return refuse(.full) }
+            // Failing a heavier source, the oldest unfinished handshake anywhere: a real one takes
+            // a round trip, so many sources each holding one stalled handshake cannot keep
+            // newcomers out.
+            guard let v = victimOfHeaviest(than: source.handshaking.count, by: { $0.handshaking.count }) ?? oldestHandshaking()
+            else { return refuseFull(key, known: known) }
             victim = v
         } else if connections.count >= limits.maxConnections {
-            guard let v = victimOfHeaviest(than: source.open, by: { $0.open }) else { return refuse(.full) }
+            guard let v = victimOfHeaviest(than: source.open, by: { $0.open }) else { return refuseFull(key, known: known) }
             victim = v
         }
         if let victim { forget(victim) }
@@ -123,6 +128,12 @@ struct AdmissionTable {
         sources[key]?.established.remove(id)
     }
 
+    /// A newcomer turned away because the relay is full leaves no entry it did not have.
+    private mutating func refuseFull(_ key: SourceKey, known: Bool) -> Decision {
+        if !known { sources[key] = nil }
+        return refuse(.full)
+    }
+
     private mutating func refuse(_ reason: Refusal) -> Decision {
         refused[reason, default: 0] += 1
         return .refuse(reason)
@@ -135,6 +146,18 @@ struct AdmissionTable {
         guard let heaviest = sources.values.max(by: { weight($0) < weight($1) }), weight(heaviest) > newcomer + 1 else { return nil }
         if let oldest = heaviest.handshaking.min() { return oldest }
         return heaviest.established.max() ?? heaviest.handshaking.min()
+    }
+
+    private func oldestHandshaking() -> ConnectionID? {
+        sources.values.compactMap { $0.handshaking.min() }.min()
+    }
+
+    /// Forgets sources with no connection whose rate has refilled: their entry says nothing an
+    /// empty one would not, and the address should not stay in memory longer than it matters.
+    mutating func pruneIdle(now: NIODeadline) {
+        for (key, var source) in sources where source.open == 0 && source.handshakes.isFull(now: now) {
+            sources[key] = nil
+        }
     }
 
     private mutating func pruneIfNeeded(now: NIODeadline) {

@@ -68,7 +68,9 @@ final class ConnectionRegistry: Sendable {
 
     /// Refusals and evictions since the last call, with the current totals; nil if none.
     func newSinceLastReport() -> Counts? {
-        state.withLock { s in
+        let time = now()
+        return state.withLock { s in
+            s.table.pruneIdle(now: time)
             let now = Self.counts(s)
             let delta = Counts(open: now.open, handshaking: now.handshaking,
                                refused: now.refused - s.reported.refused, evicted: now.evicted - s.reported.evicted)

@@ -37,6 +37,9 @@ public final class RelayCore: @unchecked Sendable {
     var storage = StorageMode.normal
     let reserve: DiskReserve
     var deletedSinceCheckpoint = false
+    /// Seq counters of queues deleted since start: a rollback can bring a queue back, and it
+    /// must not then hand out a seq again.
+    var retiredCounters: [Int64: UInt32] = [:]
     /// The store's prepared hot-path statements, valid inside `runBatch`'s transaction.
     var hot: HotStatements!
 
@@ -80,7 +83,7 @@ public final class RelayCore: @unchecked Sendable {
     /// Rebuilds every counter from what is durable. Only reads, so it works on a full disk.
     /// Each queue keeps the `seq` counter it had, so no `seq` is handed out twice.
     func loadState() throws {
-        let counters = byRow.mapValues(\.nextCounter)
+        let counters = byRow.mapValues(\.nextCounter).merging(retiredCounters) { max($0, $1) }
         byRecipient = [:]
         bySender = [:]
         byRow = [:]
@@ -394,7 +397,11 @@ extension RelayCore {
             }
         case let .delete(recipient, proven):
             guard let q = try recipientQueue(recipient, proven, r, &ctx) else { return }
-            try Queries.deleteQueue(db, queue: q.rowId)
+            // A timer whose only targets were this queue goes too, or it would hold a place in
+            // `max_timers` until its deadline.
+            timerCount -= try Queries.deleteQueue(db, queue: q.rowId)
+            // Should this batch roll back, the queue comes back: it must keep its seq counter.
+            retiredCounters[q.rowId] = q.nextCounter
             if let sub = q.subscription {
                 if sub.sink !== r.sink { ctx.add(.push(.end(recipient: recipient)), for: sub.sink) }
                 subscriptionsBySink[ObjectIdentifier(sub.sink)]?.remove(recipient)

@@ -15,9 +15,20 @@ enum Queries {
         try db.cachedStatement(sql: "UPDATE queue SET sender_key = ? WHERE id = ?").execute(arguments: [Data(key), queue])
     }
 
-    static func deleteQueue(_ db: Database, queue: Int64) throws {
+    /// Deletes a queue and its messages; the timer bodies aimed at it go by cascade, and so do
+    /// the timers left with no body (returned, so the core can count them out).
+    static func deleteQueue(_ db: Database, queue: Int64) throws -> Int {
+        let timers = try Int64.fetchAll(db.cachedStatement(sql: "SELECT DISTINCT timer_id FROM timer_entry WHERE queue_id = ?"),
+                                        arguments: [queue])
         try db.cachedStatement(sql: "DELETE FROM message WHERE queue_id = ?").execute(arguments: [queue])
         try db.cachedStatement(sql: "DELETE FROM queue WHERE id = ?").execute(arguments: [queue])
+        var emptied = 0
+        for timer in timers where try Int.fetchOne(db.cachedStatement(sql: "SELECT count(*) FROM timer_entry WHERE timer_id = ?"),
+                                                   arguments: [timer]) == 0 {
+            try deleteTimer(db, rowId: timer)
+            emptied += 1
+        }
+        return emptied
     }
 
     struct Expired {
