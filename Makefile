@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The interop check uses an independent Noise implementation from PyPI.
 PYTHON_PACKAGES := noiseprotocol==0.3.1
 
-.PHONY: all deps build run test bench clean
+.PHONY: all deps build run test bench bench-abuse clean
 
 all: build
 
@@ -43,6 +43,15 @@ test: deps
 bench: deps
 	$(SWIFT) build -c release
 	.build/release/belay-bench --pairs 50 --messages 2000 --size 1024 --window 10
+
+# Release build, then the relay's RSS after 10k, 50k and 100k connect-and-close cycles of each
+# kind (a fresh relay each run), and a client's PING latency while 127.0.0.3 attacks the relay.
+bench-abuse: deps
+	$(SWIFT) build -c release
+	.build/release/belay-bench --churn 10000
+	.build/release/belay-bench --churn 50000
+	.build/release/belay-bench --churn 100000
+	.build/release/belay-bench --abuse
 
 clean:
 	rm -rf .build

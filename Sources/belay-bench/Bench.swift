@@ -21,14 +21,30 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Event-loop threads for the load generator.") var threads = 1
     @Option(help: "Path to belayd (default: next to this binary).") var belayd: String?
     @Option(help: "Messages for the client figure (ratchet encrypt + decrypt, in memory).") var clientMessages = 20_000
+    @Option(help: "Instead: relay RSS after N plain, N handshaking and N garbage connect-and-close cycles.") var churn: Int?
+    @Flag(help: "Instead: a client's PING latency while the relay is attacked from 127.0.0.3.") var abuse = false
+
+    func validate() throws {
+        if let churn, churn < 1 { throw ValidationError("--churn needs at least one cycle") }
+        if churn != nil, abuse { throw ValidationError("--churn and --abuse are separate runs; pick one") }
+    }
 
     func run() async throws {
         let binary = belayd ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("belayd").path
         let stateDir = FileManager.default.temporaryDirectory.appendingPathComponent("belay-bench-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: stateDir) }
-        let relay = try RelayProcess(binary: binary, stateDir: stateDir)
+        let environment = churn != nil ? ChurnBench.relayEnvironment : abuse ? AbuseBench.relayEnvironment : [:]
+        let relay = try RelayProcess(binary: binary, stateDir: stateDir, environment: environment)
         defer { relay.stop() }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        if let churn {
+            await ChurnBench.run(cycles: churn, relay: relay, group: group)
+            return try await group.shutdownGracefully()
+        }
+        if abuse {
+            await AbuseBench.run(relay: relay, group: group)
+            return try await group.shutdownGracefully()
+        }
 
         let total = pairs * messages
         let done = group.next().makePromise(of: Void.self)
@@ -156,15 +172,19 @@ final class Lane: @unchecked Sendable {
     }
 }
 
-/// belayd started for the benchmark, with its CPU time and peak RSS read from /proc.
+/// belayd started for the benchmark, with its CPU time and RSS read from /proc.
 final class RelayProcess: Sendable {
     let process: Process
     let address: RelayAddress
 
-    init(binary: String, stateDir: String) throws {
+    /// `environment` holds `BELAYD_*` overrides, laid over this process's own environment.
+    init(binary: String, stateDir: String, environment: [String: String] = [:]) throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = ["run", "--state-dir", stateDir, "--listen", "127.0.0.1:0"]
+        if !environment.isEmpty {
+            p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, override in override }
+        }
         let out = Pipe()
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice
@@ -188,9 +208,14 @@ final class RelayProcess: Sendable {
         return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
-    func peakRSSMiB() -> Double {
+    func peakRSSMiB() -> Double { statusMiB("VmHWM:") }
+
+    func currentRSSMiB() -> Double { statusMiB("VmRSS:") }
+
+    /// A `/proc/PID/status` field given in kB, in MiB; 0 once the relay has exited.
+    private func statusMiB(_ field: String) -> Double {
         guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) }),
               let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
         return kb / 1024
     }
