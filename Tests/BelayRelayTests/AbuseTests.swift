@@ -125,4 +125,30 @@ import Testing
         try await Self.served(relay)
         await relay.stop()
     }
+
+    /// Queues and timers created per source are rate limited across connections, so
+    /// reconnecting does not reset the count; a person elsewhere still creates theirs.
+    @Test func creationsPerSourceAreRateLimitedAcrossConnections() async throws {
+        let relay = try await RelayHarness.start {
+            $0.creationRatePerSource = 60
+            $0.creationBurstPerSource = 5
+            $0.maxQueuesPerConnection = 3
+        }
+        defer { relay.remove() }
+        var created = 0
+        for _ in 0..<3 {
+            let c = try await relay.connect(from: Self.attacker)
+            for _ in 0..<3 where (try? await c.createQueue(recipientKey: try .generate())) != nil { created += 1 }
+            await c.close()
+        }
+        #expect(created == 5)
+        let person = try await relay.connect(from: "127.0.0.1")
+        _ = try await person.createQueue(recipientKey: try .generate())
+        // One second on the relay's clock refills one creation (60 a minute).
+        relay.clock.advance(by: 1)
+        let again = try await relay.connect(from: Self.attacker)
+        _ = try await again.createQueue(recipientKey: try .generate())
+        await #expect(throws: RelayClientError.relay(.rate)) { try await again.createQueue(recipientKey: try .generate()) }
+        await relay.stop()
+    }
 }

@@ -139,4 +139,55 @@ import Testing
         #expect(await relay.server.core.countersMatchStore())
         await relay.stop()
     }
+
+    /// A queue deleted by its owner takes with it the timers aimed only at it: they no longer
+    /// hold a place in `max_timers` until their deadline.
+    @Test func deletingAQueueDeletesTheTimersLeftWithNoBody() async throws {
+        let relay = try await RelayHarness.start { $0.maxTimers = 2 }
+        defer { relay.remove() }
+        let owner = try await relay.connect()
+        let q = try await SecuredQueue.make(on: owner)
+        let depositor = try await q.sender(on: relay)
+        _ = try await depositor.setTimer(Self.timer(try .generate(), to: q.sender))
+        _ = try await depositor.setTimer(Self.timer(try .generate(), to: q.sender))
+        try await owner.deleteQueue(q.recipient)
+        #expect(await relay.server.core.countersMatchStore())
+        let other = try await SecuredQueue.make(on: owner)
+        let person = try await other.sender(on: relay)
+        for _ in 0..<2 { _ = try await person.setTimer(Self.timer(try .generate(), to: other.sender)) }
+        await relay.stop()
+    }
+
+    /// Once the relay holds half its storage, each queue may hold only `pressure_queue_bytes`:
+    /// whoever filled it with their own queues cannot stop a person's small queue.
+    @Test func underStoragePressureLargeQueuesAreCappedAndSmallOnesGoOn() async throws {
+        let body = [UInt8](repeating: 3, count: 16_000)
+        let relay = try await RelayHarness.start {
+            $0.maxStoreBytes = 400_000
+            $0.maxQueueBytes = 16 * WireLimits.maxBodyLength
+            $0.pressureQueueBytes = 2 * WireLimits.maxBodyLength
+        }
+        defer { relay.remove() }
+        let owner = try await relay.connect()
+        let hoard = try await SecuredQueue.make(on: owner)
+        let attacker = try await relay.connect(from: Self.attacker)
+        try await attacker.authorise(.sender, hoard.sender, key: hoard.senderKey)
+        var held = 0
+        while true {
+            do {
+                try await attacker.send(to: hoard.sender, body: body)
+                held += body.count
+            } catch RelayClientError.relay(.quota) {
+                break
+            }
+        }
+        // It got past half the store before its queue was capped, and no further.
+        #expect(held * 2 > 400_000 && held < 400_000)
+        let theirs = try await SecuredQueue.make(on: owner)
+        let person = try await theirs.sender(on: relay)
+        try await person.send(to: theirs.sender, body: body)
+        try await person.send(to: theirs.sender, body: body)
+        await #expect(throws: RelayClientError.relay(.quota)) { try await person.send(to: theirs.sender, body: body) }
+        await relay.stop()
+    }
 }

@@ -8,6 +8,8 @@ struct AdmissionLimits: Sendable, Equatable {
     var maxHandshakingPerSource: Int
     var handshakesPerSecondPerSource: Double
     var handshakeBurstPerSource: Double
+    var creationsPerSecondPerSource: Double
+    var creationBurstPerSource: Double
 
     init(_ c: RelayConfiguration) {
         maxConnections = c.maxConnections
@@ -16,6 +18,8 @@ struct AdmissionLimits: Sendable, Equatable {
         maxHandshakingPerSource = c.maxHandshakingPerSource
         handshakesPerSecondPerSource = Double(c.handshakeRatePerSource)
         handshakeBurstPerSource = Double(c.handshakeBurstPerSource)
+        creationsPerSecondPerSource = Double(c.creationRatePerSource) / 60
+        creationBurstPerSource = Double(c.creationBurstPerSource)
     }
 }
 
@@ -46,7 +50,13 @@ struct AdmissionTable {
         var handshaking: Set<ConnectionID> = []
         var established: Set<ConnectionID> = []
         var handshakes: TokenBucket
+        var creations: TokenBucket
         var open: Int { handshaking.count + established.count }
+
+        /// Nothing an absent entry would not say: no connection, and both rates refilled.
+        mutating func isIdle(now: NIODeadline) -> Bool {
+            open == 0 && handshakes.isFull(now: now) && creations.isFull(now: now)
+        }
     }
 
     let limits: AdmissionLimits
@@ -68,8 +78,9 @@ struct AdmissionTable {
 
     mutating func admit(_ key: SourceKey, now: NIODeadline) -> Decision {
         let known = sources[key] != nil
-        var source = sources[key] ?? Source(handshakes: TokenBucket(perSecond: limits.handshakesPerSecondPerSource,
-                                                                      burst: limits.handshakeBurstPerSource))
+        var source = sources[key] ?? Source(
+            handshakes: TokenBucket(perSecond: limits.handshakesPerSecondPerSource, burst: limits.handshakeBurstPerSource),
+            creations: TokenBucket(perSecond: limits.creationsPerSecondPerSource, burst: limits.creationBurstPerSource))
         let refusal: Refusal?
         if source.open >= limits.maxPerSource {
             refusal = .sourceConnections
@@ -109,6 +120,12 @@ struct AdmissionTable {
             return .admitEvicting(id, evict: victim)
         }
         return .admit(id)
+    }
+
+    /// Whether a connection from `key` may create a queue or a timer now (and counts it).
+    mutating func takeCreation(_ key: SourceKey, now: NIODeadline) -> Bool {
+        guard sources[key] != nil else { return true }
+        return sources[key]!.creations.take(now: now)
     }
 
     mutating func established(_ id: ConnectionID) {
@@ -155,14 +172,14 @@ struct AdmissionTable {
     /// Forgets sources with no connection whose rate has refilled: their entry says nothing an
     /// empty one would not, and the address should not stay in memory longer than it matters.
     mutating func pruneIdle(now: NIODeadline) {
-        for (key, var source) in sources where source.open == 0 && source.handshakes.isFull(now: now) {
+        for (key, var source) in sources where source.isIdle(now: now) {
             sources[key] = nil
         }
     }
 
     private mutating func pruneIfNeeded(now: NIODeadline) {
         guard sources.count > Self.maxTrackedSources else { return }
-        for (key, var source) in sources where source.open == 0 && source.handshakes.isFull(now: now) {
+        for (key, var source) in sources where source.isIdle(now: now) {
             sources[key] = nil
         }
         guard sources.count > Self.maxTrackedSources else { return }

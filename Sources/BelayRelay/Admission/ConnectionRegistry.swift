@@ -39,6 +39,11 @@ final class ConnectionRegistry: Sendable {
         return result
     }
 
+    func takeCreation(_ source: SourceKey) -> Bool {
+        let time = now()
+        return state.withLock { $0.table.takeCreation(source, now: time) }
+    }
+
     func established(_ id: AdmissionTable.ConnectionID) {
         state.withLock { $0.table.established(id) }
     }

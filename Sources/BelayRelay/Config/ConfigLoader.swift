@@ -24,8 +24,8 @@ public enum ConfigLoader {
     static let keys: [String] = [
         "listen", "public_host", "message_ttl", "max_queue_messages", "max_queue_bytes", "max_queues",
         "max_timers", "max_connections", "max_connections_per_source", "max_handshaking", "max_handshaking_per_source",
-        "handshake_rate_per_source", "handshake_burst_per_source", "max_queues_per_connection", "max_timers_per_connection",
-        "max_timer_bodies_per_queue", "max_store_bytes", "disk_reserve", "handshake_timeout", "idle_timeout", "rate_limit_per_second",
+        "handshake_rate_per_source", "handshake_burst_per_source", "creation_rate_per_source", "creation_burst_per_source", "max_queues_per_connection", "max_timers_per_connection",
+        "max_timer_bodies_per_queue", "max_store_bytes", "pressure_queue_bytes", "disk_reserve", "handshake_timeout", "idle_timeout", "rate_limit_per_second",
         "rate_burst", "max_subscriptions_per_connection", "max_proofs_per_connection", "sweep_interval",
         "creation_tokens", "log_level",
     ]
@@ -97,6 +97,9 @@ public enum ConfigLoader {
         case "max_handshaking_per_source": config.maxHandshakingPerSource = try integer(value, fail)
         case "handshake_rate_per_source": config.handshakeRatePerSource = try integer(value, fail)
         case "handshake_burst_per_source": config.handshakeBurstPerSource = try integer(value, fail)
+        case "creation_rate_per_source": config.creationRatePerSource = try integer(value, fail)
+        case "creation_burst_per_source": config.creationBurstPerSource = try integer(value, fail)
+        case "pressure_queue_bytes": config.pressureQueueBytes = try size(value, fail)
         case "max_queues_per_connection": config.maxQueuesPerConnection = try integer(value, fail)
         case "max_timers_per_connection": config.maxTimersPerConnection = try integer(value, fail)
         case "max_timer_bodies_per_queue": config.maxTimerBodiesPerQueue = try integer(value, fail)
@@ -144,6 +147,10 @@ public enum ConfigLoader {
                   "must be between 1 and max_handshaking (\(c.maxHandshaking))")
         try check((1...1_000_000).contains(c.handshakeRatePerSource), "handshake_rate_per_source", "must be between 1 and 1000000")
         try check((1...1_000_000).contains(c.handshakeBurstPerSource), "handshake_burst_per_source", "must be between 1 and 1000000")
+        try check((1...1_000_000).contains(c.creationRatePerSource), "creation_rate_per_source", "must be between 1 and 1000000 (per minute)")
+        try check((1...1_000_000).contains(c.creationBurstPerSource), "creation_burst_per_source", "must be between 1 and 1000000")
+        try check(c.pressureQueueBytes >= WireLimits.maxBodyLength && c.pressureQueueBytes <= c.maxQueueBytes, "pressure_queue_bytes",
+                  "must be between 16KiB (one message) and max_queue_bytes")
         try check((1...1_000_000).contains(c.maxQueuesPerConnection), "max_queues_per_connection", "must be between 1 and 1000000")
         try check((1...1_000_000).contains(c.maxTimersPerConnection), "max_timers_per_connection", "must be between 1 and 1000000")
         try check((1...1_000).contains(c.maxTimerBodiesPerQueue), "max_timer_bodies_per_queue", "must be between 1 and 1000")

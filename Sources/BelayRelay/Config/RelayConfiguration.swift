@@ -23,6 +23,11 @@ public struct RelayConfiguration: Equatable, Sendable {
     /// watcher with many contacts opens one connection per queue at once.
     public var handshakeRatePerSource = 20
     public var handshakeBurstPerSource = 100
+    /// Queues (NEW) and timers (TSET) per minute per source, and the burst: a person creates a
+    /// queue per invitation and a timer per check-in, so an address creating thousands is
+    /// filling the relay's tables, not pairing.
+    public var creationRatePerSource = 30
+    public var creationBurstPerSource = 120
     /// Per connection: queues it may create (NEW) and timers it may deposit (TSET).
     public var maxQueuesPerConnection = 16
     public var maxTimersPerConnection = 64
@@ -32,6 +37,9 @@ public struct RelayConfiguration: Equatable, Sendable {
     /// Bytes of message and timer bodies the relay holds in all; past it, SEND, NEW and TSET
     /// get STORE_FULL.
     public var maxStoreBytes = 4 << 30
+    /// Once the relay holds half of `maxStoreBytes`, a queue may hold only this much, so that
+    /// whoever fills it with queues of their own cannot stop everyone else's messages.
+    public var pressureQueueBytes = 256 << 10
     /// Disk space set aside at start-up and given back when the disk fills, so that
     /// acknowledgements and deletions can still commit. 0 turns it off.
     public var diskReserveBytes = 64 << 20

@@ -75,6 +75,7 @@ public struct CoreLimits: Sendable {
     public var maxSubscriptionsPerConnection: Int
     public var maxTimerBodiesPerQueue: Int
     public var maxStoreBytes: Int
+    public var pressureQueueBytes: Int
     public var diskReserveBytes: Int
 
     public init(_ c: RelayConfiguration) {
@@ -86,6 +87,7 @@ public struct CoreLimits: Sendable {
         maxSubscriptionsPerConnection = c.maxSubscriptionsPerConnection
         maxTimerBodiesPerQueue = c.maxTimerBodiesPerQueue
         maxStoreBytes = c.maxStoreBytes
+        pressureQueueBytes = c.pressureQueueBytes
         diskReserveBytes = c.diskReserveBytes
     }
 }

@@ -15,6 +15,11 @@ extension RelayCore {
         return storedBytes + bytes <= limits.maxStoreBytes
     }
 
+    /// What one queue may hold now: its quota, or less once the relay is half full.
+    var queueByteLimit: Int {
+        storedBytes * 2 > limits.maxStoreBytes ? min(limits.maxQueueBytes, limits.pressureQueueBytes) : limits.maxQueueBytes
+    }
+
     func enterFullMode() {
         storage = .full
         let released = reserve.release()

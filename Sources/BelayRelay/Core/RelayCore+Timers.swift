@@ -34,7 +34,9 @@ extension RelayCore {
             let freed = freeing[row] ?? (0, 0)
             let q = add.queue
             guard q.heldBodies - freed.bodies + add.bodies <= limits.maxTimerBodiesPerQueue else { return ctx.reply(r, .error(.limit)) }
-            guard q.bytes + q.heldBytes - freed.bytes + add.bytes <= limits.maxQueueBytes else { return ctx.reply(r, .error(.quota)) }
+            // Held bytes may stay where they were (a renewal), but may not grow past the quota.
+            let after = q.bytes + q.heldBytes - freed.bytes + add.bytes
+            guard after <= queueByteLimit || add.bytes <= freed.bytes else { return ctx.reply(r, .error(.quota)) }
         }
         let growth = adding.values.reduce(0) { $0 + $1.bytes } - freeing.values.reduce(0) { $0 + $1.bytes }
         // A re-arm that holds no more than the timer it replaces goes through even on a full

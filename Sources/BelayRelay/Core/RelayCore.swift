@@ -82,27 +82,35 @@ public final class RelayCore: @unchecked Sendable {
 
     /// Rebuilds every counter from what is durable. Only reads, so it works on a full disk.
     /// Each queue keeps the `seq` counter it had, so no `seq` is handed out twice.
+    /// Reads everything first and replaces the in-memory state only once every read has
+    /// succeeded: a failed reload leaves the state (and its seq counters) as it was.
     func loadState() throws {
         let counters = byRow.mapValues(\.nextCounter).merging(retiredCounters) { max($0, $1) }
-        byRecipient = [:]
-        bySender = [:]
-        byRow = [:]
-        for row in try store.loadQueues() {
+        let rows = try store.loadQueues()
+        let held = try store.loadHeld()
+        let timers = try store.timerCount()
+        var recipients: [EntityID: QueueState] = [:]
+        var senders: [EntityID: QueueState] = [:]
+        var queues: [Int64: QueueState] = [:]
+        var bytes = 0
+        for row in rows {
             let q = QueueState(rowId: row.rowId, recipientId: row.recipientId, senderId: row.senderId,
                                recipientKey: row.recipientKey, senderKey: row.senderKey, count: row.count, bytes: row.bytes)
             q.oldestExpiry = row.oldestExpiry
             q.nextCounter = counters[row.rowId] ?? 1
-            byRecipient[q.recipientId] = q
-            bySender[q.senderId] = q
-            byRow[q.rowId] = q
+            let h = held[row.rowId] ?? (0, 0)
+            q.heldBodies = h.bodies
+            q.heldBytes = h.bytes
+            bytes += row.bytes + h.bytes
+            recipients[q.recipientId] = q
+            senders[q.senderId] = q
+            queues[q.rowId] = q
         }
-        storedBytes = byRow.values.reduce(0) { $0 + $1.bytes }
-        for (row, held) in try store.loadHeld() {
-            storedBytes += held.bytes
-            byRow[row]?.heldBodies = held.bodies
-            byRow[row]?.heldBytes = held.bytes
-        }
-        timerCount = try store.timerCount()
+        byRecipient = recipients
+        bySender = senders
+        byRow = queues
+        storedBytes = bytes
+        timerCount = timers
     }
 
     /// Queues in the database when the core started (read before its thread runs).
@@ -259,16 +267,19 @@ public final class RelayCore: @unchecked Sendable {
         var ctx = BatchContext()
         var more = false
         do {
-            more = try attempt(requests, sweep: sweep, &ctx)
+            more = try attempt(requests, sweep: sweep, releaseTimers: true, &ctx)
         } catch {
             ctx = BatchContext()
             recoverAfterFailedTransaction(&ctx)
-            if RelayStore.isDiskFull(error), case .normal = storage {
-                // Free the reserve and run the batch again: growth is now refused, so the
-                // acknowledgements and deletions in it can commit.
-                enterFullMode()
+            if RelayStore.isDiskFull(error) {
+                // Run the batch again refusing growth, so the acknowledgements and deletions in
+                // it can commit. The first time, the reserve is freed for them; when even that
+                // is used up, due timers wait (their bodies would need new pages) while expiry
+                // and deletions go on: they fire once space returns.
+                let firstTime = storage == .normal
+                if firstTime { enterFullMode() } else { logger.warning("the disk is still full: releasing no timers in this batch") }
                 do {
-                    more = try attempt(requests, sweep: sweep, &ctx)
+                    more = try attempt(requests, sweep: sweep, releaseTimers: firstTime, &ctx)
                 } catch {
                     recoverAfterFailedTransaction(&ctx)
                     answerUnavailable(requests, error, &ctx)
@@ -282,7 +293,7 @@ public final class RelayCore: @unchecked Sendable {
         return more
     }
 
-    private func attempt(_ requests: [CoreRequest], sweep: Bool, _ ctx: inout BatchContext) throws -> Bool {
+    private func attempt(_ requests: [CoreRequest], sweep: Bool, releaseTimers: Bool, _ ctx: inout BatchContext) throws -> Bool {
         var more = false
         var batch = ctx
         try store.transaction { db, hot in
@@ -290,7 +301,11 @@ public final class RelayCore: @unchecked Sendable {
             for request in requests {
                 try process(request, db, &batch)
             }
-            if sweep { more = try sweepDue(db, &batch) }
+            if sweep {
+                let moreTimers = releaseTimers ? try releaseDueTimers(db, &batch) : false
+                let moreExpiry = try expireMessages(db, &batch)
+                more = moreTimers || moreExpiry
+            }
             try deliver(db, &batch)
         }
         ctx = batch
@@ -367,7 +382,7 @@ extension RelayCore {
             if let key = q.senderKey, !(proven.map { Sodium.constantTimeEquals($0, key) } ?? false) {
                 return ctx.reply(r, .error(.auth))
             }
-            guard q.count < limits.maxQueueMessages, q.bytes + q.heldBytes + body.count <= limits.maxQueueBytes else {
+            guard q.count < limits.maxQueueMessages, q.bytes + q.heldBytes + body.count <= queueByteLimit else {
                 return ctx.reply(r, .error(.quota))
             }
             guard canGrow(by: body.count) else { return ctx.reply(r, .error(.storeFull)) }
@@ -560,8 +575,8 @@ extension RelayCore {
         }
     }
 
-    /// Releases due timers into their queues and deletes expired messages, each up to a bound.
-    private func sweepDue(_ db: Database, _ ctx: inout BatchContext) throws -> Bool {
+    /// Releases due timers into their queues, up to a bound; whether more are due.
+    private func releaseDueTimers(_ db: Database, _ ctx: inout BatchContext) throws -> Bool {
         let now = clock.now()
         let due = try Queries.dueTimers(db, now: now, limit: CoreTuning.maxTimersPerSweep)
         for timer in due {
@@ -581,6 +596,12 @@ extension RelayCore {
             ctx.deletedSomething = true
             logger.info("timers released", metadata: ["count": "\(due.count)"])
         }
+        return due.count == CoreTuning.maxTimersPerSweep
+    }
+
+    /// Deletes expired messages, up to a bound; whether more may be waiting.
+    private func expireMessages(_ db: Database, _ ctx: inout BatchContext) throws -> Bool {
+        let now = clock.now()
         // Within a queue, messages expire in `seq` order (each expires a fixed TTL after it was
         // stored), so each queue's expired messages are a prefix of its primary key.
         var expired = 0
@@ -601,6 +622,6 @@ extension RelayCore {
         if expired > 0 {
             logger.info("expired messages deleted", metadata: ["count": "\(expired)"])
         }
-        return due.count == CoreTuning.maxTimersPerSweep || expired == CoreTuning.maxExpiriesPerSweep
+        return expired == CoreTuning.maxExpiriesPerSweep
     }
 }

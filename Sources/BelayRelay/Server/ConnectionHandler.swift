@@ -15,6 +15,14 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     /// Commands handed to the core and not yet answered; past this the connection stops reading
     /// from its socket until the core catches up, so one client cannot fill the relay's memory.
     static let maxPendingCoreRequests = 512
+    /// The same in bytes of bodies (SEND, TSET): 512 requests of 16 KiB would be 8 MiB a
+    /// connection; past this much the connection stops reading too.
+    static let maxPendingCoreBytes = 1 << 20
+    /// Once a command is refused for the rate, the connection stops reading for at least this
+    /// long (and until the bucket could pay for a full bundle), so a client that ignores RATE
+    /// is slowed by TCP instead of drawing one error reply per command.
+    static let minRateHold = TimeAmount.milliseconds(10)
+    static let maxRateHold = TimeAmount.seconds(1)
 
     private enum State {
         case awaitingPreamble
@@ -44,6 +52,9 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     /// Tells the admission table the handshake is done (the connection no longer counts
     /// against the handshaking limits).
     private let onEstablished: @Sendable () -> Void
+    /// Asks the admission table whether this connection's source may create another queue or
+    /// timer (the per-source creation rate).
+    private let mayCreate: @Sendable () -> Bool
 
     // Event-loop confined from here on.
     private var state = State.awaitingPreamble
@@ -53,7 +64,14 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     private var outbox = Outbox()
     private var scratch: ByteBuffer
     private var pendingCore = 0
+    /// Body bytes of the requests with the core, in submission order (the core answers a
+    /// connection's requests in order).
+    private var pendingSizes: [Int] = []
+    private var pendingHead = 0
+    private var pendingCoreBytes = 0
     private var readHeld = false
+    /// Set while reading is paused after a rate refusal.
+    private var rateHold: Scheduled<Void>?
     private var rate: TokenBucket
     private var consecutiveRefusals = 0
     /// Read from the event loop's clock, so that tests on an embedded loop can move time.
@@ -64,9 +82,10 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     private var isClosing = false
 
     init(core: RelayCore, settings: ConnectionSettings, relayStatic: X25519.KeyPair, eventLoop: EventLoop, logger: Logger,
-         onEstablished: @escaping @Sendable () -> Void = {}) {
+         onEstablished: @escaping @Sendable () -> Void = {}, mayCreate: @escaping @Sendable () -> Bool = { true }) {
         self.core = core
         self.onEstablished = onEstablished
+        self.mayCreate = mayCreate
         self.settings = settings
         self.relayStatic = relayStatic
         self.eventLoop = eventLoop
@@ -91,6 +110,8 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
         idleCheck?.cancel()
         handshakeTimeout = nil
         idleCheck = nil
+        rateHold?.cancel()
+        rateHold = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -140,11 +161,16 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     // MARK: Backpressure
 
     func read(context: ChannelHandlerContext) {
-        if pendingCore >= Self.maxPendingCoreRequests || !context.channel.isWritable {
+        if mustHoldReads(context) {
             readHeld = true
         } else {
             context.read()
         }
+    }
+
+    private func mustHoldReads(_ context: ChannelHandlerContext) -> Bool {
+        pendingCore >= Self.maxPendingCoreRequests || pendingCoreBytes >= Self.maxPendingCoreBytes
+            || rateHold != nil || !context.channel.isWritable
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -153,7 +179,8 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     }
 
     private func resumeReadingIfPossible(_ context: ChannelHandlerContext) {
-        if readHeld, pendingCore < Self.maxPendingCoreRequests / 2, context.channel.isWritable {
+        if readHeld, pendingCore < Self.maxPendingCoreRequests / 2, pendingCoreBytes < Self.maxPendingCoreBytes / 2,
+           rateHold == nil, context.channel.isWritable {
             readHeld = false
             context.read()
         }
@@ -257,6 +284,7 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
         guard rate.take(now: eventLoop.now) else {
             consecutiveRefusals += 1
             if consecutiveRefusals >= Self.maxConsecutiveRefusals { return closeQuietly("kept sending past the rate limit") }
+            holdReadsForRate()
             return reply(RelayCodec.peekRequestId(entry), .error(.rate), &session)
         }
         consecutiveRefusals = 0
@@ -278,6 +306,7 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
             guard session.queuesCreated < settings.maxQueuesPerConnection else { return reply(requestId, .error(.limit), &session) }
             session.queuesCreated += 1
             guard settings.acceptsToken(n.token) else { return reply(requestId, .error(.token), &session) }
+            guard mayCreate() else { return reply(requestId, .error(.rate), &session) }
             submit(requestId, .create(recipientKey: n.recipientKey))
         case let .auth(a):
             guard session.proofs.count + session.pendingAuth.count < settings.maxProofsPerConnection else {
@@ -306,6 +335,8 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
             guard Self.delayRange.contains(set.delay) else { return reply(requestId, .error(.delay), &session) }
             guard session.timersSet < settings.maxTimersPerConnection else { return reply(requestId, .error(.limit), &session) }
             session.timersSet += 1
+            // A renewal (replacing a timer) adds nothing to the relay's tables.
+            guard set.replaces != nil || mayCreate() else { return reply(requestId, .error(.rate), &session) }
             var replacesProof: [UInt8]?
             if let old = set.replaces {
                 guard let p = proof(.timer, old) else { return reply(requestId, .error(.auth), &session) }
@@ -326,8 +357,39 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     static let delayRange = WireLimits.minTimerDelaySeconds...WireLimits.maxTimerDelaySeconds
 
     private func submit(_ requestId: UInt32, _ command: CoreCommand) {
+        let size: Int
+        switch command {
+        case let .send(_, _, body): size = body.count
+        case let .timerSet(set, _, _): size = set.entries.reduce(0) { $0 + $1.body.count }
+        default: size = 0
+        }
         pendingCore += 1
+        pendingSizes.append(size)
+        pendingCoreBytes += size
         core.submit(CoreRequest(sink: self, requestId: requestId, command: command))
+    }
+
+    /// One request came back from the core: the oldest outstanding one.
+    private func answeredByCore() {
+        pendingCore -= 1
+        guard pendingHead < pendingSizes.count else { return }
+        pendingCoreBytes -= pendingSizes[pendingHead]
+        pendingHead += 1
+        if pendingHead > 1_024, pendingHead * 2 > pendingSizes.count {
+            pendingSizes.removeFirst(pendingHead)
+            pendingHead = 0
+        }
+    }
+
+    private func holdReadsForRate() {
+        guard rateHold == nil else { return }
+        let refill = TimeAmount.nanoseconds(Int64(1e9 * Double(WireLimits.maxBundleEntries) / Double(max(1, settings.rateLimitPerSecond))))
+        let hold = min(max(refill, Self.minRateHold), Self.maxRateHold)
+        rateHold = eventLoop.scheduleTask(in: hold) { [weak self] in
+            guard let self else { return }
+            self.rateHold = nil
+            if let context = self.context { self.resumeReadingIfPossible(context) }
+        }
     }
 
     /// Adds a reply to the outbox; it is encrypted when the bundle is full or the read or batch ends.
@@ -363,7 +425,7 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
         for outcome in outcomes {
             switch outcome {
             case let .reply(requestId, r, grant):
-                pendingCore -= 1
+                answeredByCore()
                 if let (proof, key) = grant, session.proofs.count < settings.maxProofsPerConnection {
                     session.proofs[proof] = key
                 }
@@ -371,7 +433,7 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
             case let .push(r):
                 reply(0, r, &session)
             case let .key(requestId, proof, result):
-                pendingCore -= 1
+                answeredByCore()
                 guard let auth = session.pendingAuth.removeValue(forKey: requestId) else { continue }
                 switch result {
                 case let .success(key):

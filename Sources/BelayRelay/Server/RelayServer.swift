@@ -79,7 +79,8 @@ public final class RelayServer: Sendable {
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         ConnectionHandler(core: core, settings: settings, relayStatic: relayKey, eventLoop: channel.eventLoop,
-                                          logger: logger, onEstablished: { connections.established(id) }))
+                                          logger: logger, onEstablished: { connections.established(id) },
+                                          mayCreate: { [source = SourceKey(channel.remoteAddress)] in connections.takeCreation(source) }))
                 }
             }
         let channel: Channel

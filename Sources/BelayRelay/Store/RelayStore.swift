@@ -97,10 +97,27 @@ public final class RelayStore: @unchecked Sendable {
     func nextGeneration(floor: UInt32 = 0) throws -> UInt32 {
         try database.write { db in
             let current = try Int64.fetchOne(db, sql: "SELECT value FROM relay_meta WHERE name = 'generation'") ?? 0
-            let next = min(max(current + 1, Int64(floor)), Int64(UInt32.max))
+            let next = max(current + 1, Int64(floor))
+            // A seq is generation << 32 | counter, stored as a signed 64-bit integer: a
+            // generation of 2^31 or more would sort below every earlier seq.
+            guard next < Int64(Self.maxGeneration) else { throw GenerationExhausted(path: path, current: current) }
             try db.execute(sql: "INSERT INTO relay_meta(name, value) VALUES ('generation', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
                            arguments: [next])
             return UInt32(truncatingIfNeeded: next)
+        }
+    }
+
+    /// The highest start generation: see `nextGeneration`.
+    static let maxGeneration: UInt32 = 1 << 31
+
+    /// The database says the relay has started about 2^31 times, or its clock was once set far
+    /// into the future (the generation follows the clock). Either way a new seq could repeat.
+    public struct GenerationExhausted: Swift.Error, CustomStringConvertible {
+        var path: String
+        var current: Int64
+        public var description: String {
+            "the relay database \(path) has used up its start generations (at \(current)); was the clock once set far ahead? "
+                + "Move the database aside and start with a new one (clients re-pair), or restore a copy from before."
         }
     }
 
