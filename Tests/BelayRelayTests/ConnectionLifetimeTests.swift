@@ -32,13 +32,16 @@ import Testing
             core.start()
         }
 
-        /// A connection on its own embedded channel, with a weak reference to its handler.
-        func connection() throws -> (EmbeddedChannel, () -> ConnectionHandler?) {
+        /// A connection on its own embedded channel, with a weak reference to its handler. With
+        /// `reads`, a handler in front counts the reads the connection asks of the socket.
+        func connection(reads: ReadCounter? = nil) throws -> (EmbeddedChannel, () -> ConnectionHandler?) {
             let loop = EmbeddedEventLoop()
             var handler: ConnectionHandler? = ConnectionHandler(core: core, settings: ConnectionSettings(config), relayStatic: key,
                                                                 eventLoop: loop, logger: logger)
             weak let weakHandler = handler
-            let channel = EmbeddedChannel(handler: handler!, loop: loop)
+            let channel = EmbeddedChannel(loop: loop)
+            if let reads { try channel.pipeline.syncOperations.addHandler(reads) }
+            try channel.pipeline.syncOperations.addHandler(handler!)
             handler = nil
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
             return (channel, { weakHandler })
@@ -49,6 +52,79 @@ import Testing
             try? store.close()
             try? FileManager.default.removeItem(atPath: directory)
         }
+    }
+
+    /// Counts the reads that reach the socket end of the pipeline.
+    final class ReadCounter: ChannelOutboundHandler {
+        typealias OutboundIn = ByteBuffer
+        var count = 0
+        func read(context: ChannelHandlerContext) {
+            count += 1
+            context.read()
+        }
+    }
+
+    static func sealed(_ entries: [ByteBuffer], _ transport: inout NoiseTransport, _ channel: EmbeddedChannel) throws -> ByteBuffer {
+        var bundle = channel.allocator.buffer(capacity: 65_536)
+        for entry in entries { Bundle.append(entry, to: &bundle) }
+        var frame = channel.allocator.buffer(capacity: bundle.readableBytes + 32)
+        try transport.writeFrame(plaintext: bundle, into: &frame)
+        return frame
+    }
+
+    static func command(_ command: RelayCommand, id: UInt32, _ channel: EmbeddedChannel) -> ByteBuffer {
+        var entry = channel.allocator.buffer(capacity: 64)
+        RelayCodec.encode(command, requestId: id, into: &entry)
+        return entry
+    }
+
+    /// After a rate refusal the connection stops reading from its socket (TCP then slows the
+    /// client) until the bucket could pay for a bundle, instead of answering RATE forever.
+    @Test func aRateRefusalPausesReadingUntilTheBucketRefills() async throws {
+        let relay = try Relay {
+            $0.rateLimitPerSecond = 64
+            $0.rateBurst = 2
+        }
+        let reads = ReadCounter()
+        let (channel, _) = try relay.connection(reads: reads)
+        var transport = try Self.handshake(channel, relayKey: relay.key.publicKey)
+        let pings = (1...3).map { Self.command(.ping, id: UInt32($0), channel) }
+        try channel.writeInbound(try Self.sealed(pings, &transport, channel))  // the third is refused
+        let before = reads.count
+        channel.read()
+        #expect(reads.count == before)  // held
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(999))
+        #expect(reads.count == before)
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(1))  // 64 tokens at 64 a second
+        #expect(reads.count == before + 1)
+        _ = try? channel.finish()
+        await relay.finish()
+    }
+
+    /// Bodies waiting for the core count in bytes: past a megabyte the connection stops reading.
+    @Test func pendingBodiesAreBoundedInBytes() async throws {
+        let relay = try Relay()
+        let reads = ReadCounter()
+        let (channel, _) = try relay.connection(reads: reads)
+        var transport = try Self.handshake(channel, relayKey: relay.key.publicKey)
+        let body = [UInt8](repeating: 1, count: WireLimits.maxBodyLength)
+        var id: UInt32 = 1
+        while id * UInt32(body.count) <= UInt32(ConnectionHandler.maxPendingCoreBytes) {
+            let sends = (0..<3).map { _ in
+                defer { id += 1 }
+                return Self.command(.send(sender: EntityID.random(), body: body), id: id, channel)
+            }
+            try channel.writeInbound(try Self.sealed(sends, &transport, channel))
+        }
+        let before = reads.count
+        channel.read()
+        #expect(reads.count == before)  // held: over a megabyte is with the core
+        // The core answers (NO_QUEUE); the replies arrive on the loop and reading resumes.
+        await relay.core.barrier()
+        channel.embeddedEventLoop.run()
+        #expect(reads.count == before + 1)
+        _ = try? channel.finish()
+        await relay.finish()
     }
 
     static func feed(_ channel: EmbeddedChannel, _ bytes: [UInt8]) throws {
