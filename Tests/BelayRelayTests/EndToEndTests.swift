@@ -2,6 +2,7 @@ import BelayClient
 import BelayRelay
 import BelaySodium
 import BelayWire
+import NIOCore
 import Testing
 
 /// A started relay on real loopback TCP; clients speak the documented protocol through
@@ -171,19 +172,34 @@ import Testing
         await relay.stop()
     }
 
+    /// Six PINGs in one bundle against a burst of three: three PONGs, three RATEs, and the
+    /// connection stays open (it is only paused; docs/PROTOCOL.md §2.4).
     @Test func rateLimitAnswersRateAndKeepsTheConnection() async throws {
         let relay = try await RelayHarness.start {
             $0.rateLimitPerSecond = 1
             $0.rateBurst = 3
         }
         defer { relay.remove() }
-        let c = try await relay.connect()
-        let replies = try await withThrowingTaskGroup(of: RelayReply.self) { group in
-            for _ in 0..<6 { group.addTask { try await c.request(.ping).get() } }
-            return try await group.reduce(into: []) { $0.append($1) }
+        let (ch, peer, session, _) = try await HostileInputTests.rawSession(relay)
+        var transport = session
+        var bundle = ByteBufferAllocator().buffer(capacity: 64)
+        for id in 1...6 as ClosedRange<UInt32> {
+            var entry = ByteBufferAllocator().buffer(capacity: 8)
+            RelayCodec.encode(.ping, requestId: id, into: &entry)
+            Bundle.append(entry, to: &bundle)
         }
-        #expect(replies.filter { $0 == .pong }.count == 3)
-        #expect(replies.filter { $0 == .error(.rate) }.count == 3)
+        var frame = ByteBufferAllocator().buffer(capacity: 128)
+        try transport.writeFrame(plaintext: bundle, into: &frame)
+        // One bundle back: 3 PONGs (5 bytes each) and 3 ERRs (7 bytes), each behind a 2-byte
+        // length, in a frame with its 2-byte length and 16-byte tag.
+        let answer = try await ch.eventLoop.submit { peer.bytes(2 + 48 + 2 + 3 * (2 + 5) + 3 * (2 + 7) + 16, on: ch.eventLoop) }.get()
+        try await HostileInputTests.send(ch, Array(frame.readableBytesView))
+        var sealed = ByteBufferAllocator().buffer(capacity: 128)
+        sealed.writeBytes(try await answer.get().dropFirst(2 + 48 + 2))
+        let replies = try Bundle.entries(of: transport.open(frame: sealed)).map { try RelayCodec.decodeReply($0).reply }
+        #expect(replies == [.pong, .pong, .pong, .error(.rate), .error(.rate), .error(.rate)])
+        #expect(ch.isActive)
+        try await ch.close()
         await relay.stop()
     }
 }
