@@ -7,6 +7,8 @@ final class ConnectionRegistry: Sendable {
     private struct State {
         var table: AdmissionTable
         var channels: [AdmissionTable.ConnectionID: Channel] = [:]
+        /// The admission id of each admitted channel, until its initializer has taken it.
+        var unclaimed: [ObjectIdentifier: AdmissionTable.ConnectionID] = [:]
         var reported = Counts()
     }
 
@@ -27,9 +29,11 @@ final class ConnectionRegistry: Sendable {
             switch s.table.admit(source, now: time) {
             case let .admit(id):
                 s.channels[id] = channel
+                s.unclaimed[ObjectIdentifier(channel)] = id
                 return (.success(id), nil)
             case let .admitEvicting(id, evict):
                 s.channels[id] = channel
+                s.unclaimed[ObjectIdentifier(channel)] = id
                 return (.success(id), s.channels.removeValue(forKey: evict))
             case let .refuse(reason):
                 return (.failure(reason), nil)
@@ -44,14 +48,20 @@ final class ConnectionRegistry: Sendable {
         return state.withLock { $0.table.takeCreation(source, now: time) }
     }
 
+    /// The id `admit` gave this channel; nil if it was not admitted. Each id is claimed once.
+    func claim(_ channel: Channel) -> AdmissionTable.ConnectionID? {
+        state.withLock { $0.unclaimed.removeValue(forKey: ObjectIdentifier(channel)) }
+    }
+
     func established(_ id: AdmissionTable.ConnectionID) {
         state.withLock { $0.table.established(id) }
     }
 
-    func remove(_ id: AdmissionTable.ConnectionID) {
+    func remove(_ id: AdmissionTable.ConnectionID, channel: Channel) {
         state.withLock { s in
             s.table.closed(id)
             s.channels[id] = nil
+            s.unclaimed[ObjectIdentifier(channel)] = nil
         }
     }
 

@@ -67,15 +67,17 @@ public final class RelayServer: Sendable {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AdmissionHandler(registry: connections))
+                }
+            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelOption(.autoRead, value: true)
             .childChannelInitializer { channel in
-                guard case let .success(id) = connections.admit(channel) else {
-                    // Over a connection limit: close without a word (docs/PROTOCOL.md §3.3).
-                    return channel.close()
-                }
-                channel.closeFuture.whenComplete { _ in connections.remove(id) }
+                // Admitted by the AdmissionHandler on the listening socket.
+                guard let id = connections.claim(channel) else { return channel.close() }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         ConnectionHandler(core: core, settings: settings, relayStatic: relayKey, eventLoop: channel.eventLoop,
