@@ -181,44 +181,58 @@ import Testing
         #expect(weakHandler == nil)
     }
 
-    /// Unknown commands cost a token each like any other; past the burst they get RATE, and
-    /// after `maxConsecutiveRefusals` refusals in a row the connection is closed.
-    @Test func unknownCommandsAreMeteredAndAConnectionIgnoringRateIsClosed() async throws {
+    /// Unknown commands cost a token each like any other. Past the burst they get RATE, the
+    /// connection is paused (frames already read wait too), and after `maxRefusals` refused
+    /// commands it is closed. Time is the embedded loop's.
+    @Test func unknownCommandsAreMeteredPausedAndAConnectionIgnoringRateIsClosed() async throws {
         let relay = try Relay {
             $0.rateLimitPerSecond = 1
             $0.rateBurst = 10
         }
         let (channel, _) = try relay.connection()
         var transport = try Self.handshake(channel, relayKey: relay.key.publicKey)
-        var replies: [RelayReply] = []
         var id: UInt32 = 1
-        while channel.isActive, id < 2_000 {
-            var bundle = channel.allocator.buffer(capacity: 1024)
-            for _ in 0..<WireLimits.maxBundleEntries {
+        func flood() throws {
+            let unknown = (0..<WireLimits.maxBundleEntries).map { _ in
                 var entry = channel.allocator.buffer(capacity: 8)
                 entry.writeInteger(UInt8(0x70))
                 entry.writeInteger(id)
                 id += 1
-                Bundle.append(entry, to: &bundle)
+                return entry
             }
-            var frame = channel.allocator.buffer(capacity: 2048)
-            try transport.writeFrame(plaintext: bundle, into: &frame)
-            try channel.writeInbound(frame)
+            try channel.writeInbound(try Self.sealed(unknown, &transport, channel))
+        }
+        func answered() throws -> [RelayReply] {
+            var replies: [RelayReply] = []
             while let out = try channel.readOutbound(as: ByteBuffer.self) {
                 var rest = out
                 while rest.readableBytes > 0 {
                     let length = Int(rest.readInteger(as: UInt16.self)!)
-                    let sealed = rest.readSlice(length: length)!
-                    replies += try Bundle.entries(of: transport.open(frame: sealed)).map { try RelayCodec.decodeReply($0).reply }
+                    replies += try Bundle.entries(of: transport.open(frame: rest.readSlice(length: length)!)).map { try RelayCodec.decodeReply($0).reply }
                 }
             }
+            return replies
         }
-        #expect(!channel.isActive)
-        // Closed within one bundle of the limit; what it was answered: ten executed, then RATE.
-        #expect(Int(id) - 1 <= 10 + ConnectionHandler.maxConsecutiveRefusals + WireLimits.maxBundleEntries)
-        #expect(replies.count >= 10 + ConnectionHandler.maxConsecutiveRefusals - WireLimits.maxBundleEntries)
+        try flood()
+        var replies = try answered()
+        #expect(replies.count == 64)
         #expect(replies.prefix(10).allSatisfy { $0 == .error(.unknownCommand) })
         #expect(replies.dropFirst(10).allSatisfy { $0 == .error(.rate) })
+        // Paused: a frame sent now is not even decrypted until the pause ends (1 s at 1 a second).
+        try flood()
+        #expect(try answered().isEmpty)
+        var rounds = 0
+        while channel.isActive, rounds < 10 {
+            channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+            replies += try answered()
+            if channel.isActive { try flood() }
+            rounds += 1
+        }
+        #expect(!channel.isActive)
+        let refused = replies.filter { $0 == .error(.rate) }.count
+        #expect(refused < ConnectionHandler.maxRefusals)
+        #expect(refused >= ConnectionHandler.maxRefusals - WireLimits.maxBundleEntries)
+        #expect(replies.allSatisfy { $0 == .error(.rate) || $0 == .error(.unknownCommand) })
         _ = try? channel.finish()
         await relay.finish()
     }

@@ -124,7 +124,8 @@ struct AdmissionTable {
 
     /// Whether a connection from `key` may create a queue or a timer now (and counts it).
     mutating func takeCreation(_ key: SourceKey, now: NIODeadline) -> Bool {
-        guard sources[key] != nil else { return true }
+        // A connection whose source has no entry was evicted and is closing: it creates nothing.
+        guard sources[key] != nil else { return false }
         return sources[key]!.creations.take(now: now)
     }
 

@@ -160,7 +160,8 @@ public enum ConfigLoader {
         try check(c.handshakeTimeoutSeconds > 0 && c.handshakeTimeoutSeconds <= 300, "handshake_timeout", "must be between 1ms and 5m")
         try check(c.idleTimeoutSeconds > 0 && c.idleTimeoutSeconds <= 86_400, "idle_timeout", "must be between 1ms and 1d")
         try check((1...10_000_000).contains(c.rateLimitPerSecond), "rate_limit_per_second", "must be between 1 and 10000000")
-        try check((1...10_000_000).contains(c.rateBurst), "rate_burst", "must be between 1 and 10000000")
+        try check((WireLimits.maxBundleEntries...10_000_000).contains(c.rateBurst), "rate_burst",
+                  "must be between \(WireLimits.maxBundleEntries) (one full bundle) and 10000000")
         try check((1...100_000).contains(c.maxSubscriptionsPerConnection), "max_subscriptions_per_connection", "must be between 1 and 100000")
         try check((1...100_000).contains(c.maxProofsPerConnection), "max_proofs_per_connection", "must be between 1 and 100000")
         try check(c.sweepIntervalSeconds >= 0.01 && c.sweepIntervalSeconds <= 60, "sweep_interval", "must be between 10ms and 60s")

@@ -40,6 +40,10 @@ public final class RelayCore: @unchecked Sendable {
     /// Seq counters of queues deleted since start: a rollback can bring a queue back, and it
     /// must not then hand out a seq again.
     var retiredCounters: [Int64: UInt32] = [:]
+    /// Set when a recovery could not read the database.
+    var needsReload = false
+    /// While the disk is full, when to try releasing due timers again.
+    var nextTimerTryWhileFull: UInt64 = 0
     /// The store's prepared hot-path statements, valid inside `runBatch`'s transaction.
     var hot: HotStatements!
 
@@ -64,6 +68,8 @@ public final class RelayCore: @unchecked Sendable {
         do {
             try reserve.ensure()
             generation = try store.nextGeneration(floor: Self.generationFloor(now: clock.now()))
+        } catch let error as RelayStore.GenerationExhausted {
+            throw error
         } catch where RelayStore.isDiskFull(error) || DiskReserve.isNearlyFull(at: store.path) || error is DiskFullError {
             throw DiskFullError(path: store.path, availableBytes: DiskReserve.availableBytes(at: store.path), neededBytes: 2 * limits.diskReserveBytes)
         }
@@ -266,31 +272,54 @@ public final class RelayCore: @unchecked Sendable {
         if sweep { checkStorage() }
         var ctx = BatchContext()
         var more = false
+        if needsReload {
+            // The last recovery could not read the database: nothing runs on state that may
+            // not match it.
+            guard recoverAfterFailedTransaction(&ctx) else {
+                answerUnavailable(requests, StateNotReloaded(), &ctx)
+                handOut(ctx.outcomes)
+                return false
+            }
+        }
         do {
-            more = try attempt(requests, sweep: sweep, releaseTimers: true, &ctx)
+            more = try attempt(requests, sweep: sweep, releaseTimers: mayReleaseTimers(), &ctx)
         } catch {
             ctx = BatchContext()
-            recoverAfterFailedTransaction(&ctx)
-            if RelayStore.isDiskFull(error) {
+            if !recoverAfterFailedTransaction(&ctx) {
+                answerUnavailable(requests, error, &ctx)
+            } else if RelayStore.isDiskFull(error) {
                 // Run the batch again refusing growth, so the acknowledgements and deletions in
-                // it can commit. The first time, the reserve is freed for them; when even that
-                // is used up, due timers wait (their bodies would need new pages) while expiry
-                // and deletions go on: they fire once space returns.
-                let firstTime = storage == .normal
-                if firstTime { enterFullMode() } else { logger.warning("the disk is still full: releasing no timers in this batch") }
+                // it can commit. The first time, the reserve is freed for them. Due timers wait
+                // (their bodies need new pages) while expiry and deletions go on; in full mode
+                // their release is tried again once a minute, and they fire once space returns.
+                if storage == .normal { enterFullMode() }
+                nextTimerTryWhileFull = clock.now() + Self.timerRetryWhileFullSeconds
                 do {
-                    more = try attempt(requests, sweep: sweep, releaseTimers: firstTime, &ctx)
+                    more = try attempt(requests, sweep: sweep, releaseTimers: false, &ctx)
                 } catch {
-                    recoverAfterFailedTransaction(&ctx)
+                    _ = recoverAfterFailedTransaction(&ctx)
                     answerUnavailable(requests, error, &ctx)
                 }
             } else {
                 answerUnavailable(requests, error, &ctx)
             }
         }
+        // A rolled-back DEL can no longer bring its queue back once the state matches the store.
+        if !needsReload { retiredCounters.removeAll(keepingCapacity: true) }
         if ctx.deletedSomething { deletedSinceCheckpoint = true }
         handOut(ctx.outcomes)
         return more
+    }
+
+    /// In full mode, releasing a due timer needs pages the disk may not have; try once a minute.
+    static let timerRetryWhileFullSeconds: UInt64 = 60
+
+    private func mayReleaseTimers() -> Bool {
+        storage == .normal || clock.now() >= nextTimerTryWhileFull
+    }
+
+    struct StateNotReloaded: Error, CustomStringConvertible {
+        var description: String { "the relay state could not be reloaded from the database after a failed transaction" }
     }
 
     private func attempt(_ requests: [CoreRequest], sweep: Bool, releaseTimers: Bool, _ ctx: inout BatchContext) throws -> Bool {
@@ -338,15 +367,23 @@ public final class RelayCore: @unchecked Sendable {
 
     /// After a rollback the in-memory counters may be ahead of the database: rebuild them from
     /// it (reads only), and end every subscription so clients resubscribe (the ENDs go in `ctx`).
-    private func recoverAfterFailedTransaction(_ ctx: inout BatchContext) {
+    /// Returns whether the state now matches the store; if not, the next batch tries again first.
+    @discardableResult
+    private func recoverAfterFailedTransaction(_ ctx: inout BatchContext) -> Bool {
         for q in byRecipient.values {
             if let sub = q.subscription { ctx.add(.push(.end(recipient: q.recipientId)), for: sub.sink) }
+            q.subscription = nil
         }
         subscriptionsBySink = [:]
         do {
             try loadState()
+            needsReload = false
+            return true
         } catch {
-            logger.critical("cannot reload relay state after a failed transaction", metadata: ["error": "\(error)"])
+            needsReload = true
+            logger.critical("cannot reload relay state after a failed transaction; answering UNAVAILABLE until it can",
+                            metadata: ["error": "\(error)"])
+            return false
         }
     }
 }

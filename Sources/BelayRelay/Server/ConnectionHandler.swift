@@ -41,8 +41,9 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     }
 
     /// A client that ignores RATE keeps costing the relay a decryption per command: after this
-    /// many refusals in a row the connection is closed (docs/PROTOCOL.md §3.3).
-    static let maxConsecutiveRefusals = 256
+    /// many refused commands the connection is closed (docs/PROTOCOL.md §2.4). A client that
+    /// waits for its replies never gets one.
+    static let maxRefusals = 256
 
     private let core: RelayCore
     private let settings: ConnectionSettings
@@ -73,7 +74,7 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     /// Set while reading is paused after a rate refusal.
     private var rateHold: Scheduled<Void>?
     private var rate: TokenBucket
-    private var consecutiveRefusals = 0
+    private var refusals = 0
     /// Read from the event loop's clock, so that tests on an embedded loop can move time.
     private var lastFrame: NIODeadline
     private var handshakeTimeout: Scheduled<Void>?
@@ -190,6 +191,12 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         decoder.append(unwrapInboundIn(data))
+        processInput(context)
+    }
+
+    /// Feeds what the decoder holds to the state machine; stops while a rate pause is on, so
+    /// frames already read wait for it like those still in the socket.
+    private func processInput(_ context: ChannelHandlerContext) {
         while true {
             switch state {
             case .closed:
@@ -216,7 +223,7 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
                 state = .established(session)
                 onEstablished()
             case .established:
-                guard let frame = nextFrame() else { return }
+                guard rateHold == nil, let frame = nextFrame() else { return }
                 lastFrame = eventLoop.now
                 handleTransportFrame(frame, context)
             }
@@ -282,12 +289,11 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     private func handleCommand(_ entry: ByteBuffer, _ session: inout Session) {
         // Every well-framed entry counts against the rate, unknown and malformed ones too.
         guard rate.take(now: eventLoop.now) else {
-            consecutiveRefusals += 1
-            if consecutiveRefusals >= Self.maxConsecutiveRefusals { return closeQuietly("kept sending past the rate limit") }
+            refusals += 1
+            if refusals >= Self.maxRefusals { return closeQuietly("kept sending past the rate limit") }
             holdReadsForRate()
             return reply(RelayCodec.peekRequestId(entry), .error(.rate), &session)
         }
-        consecutiveRefusals = 0
         let requestId: UInt32
         let command: RelayCommand
         do {
@@ -335,8 +341,13 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
             guard Self.delayRange.contains(set.delay) else { return reply(requestId, .error(.delay), &session) }
             guard session.timersSet < settings.maxTimersPerConnection else { return reply(requestId, .error(.limit), &session) }
             session.timersSet += 1
-            // A renewal (replacing a timer) adds nothing to the relay's tables.
-            guard set.replaces != nil || mayCreate() else { return reply(requestId, .error(.rate), &session) }
+            // A renewal (replacing a timer) adds nothing to the relay's tables. A new timer draws on
+            // the source's creation rate only once every target's sender key is proven here, so
+            // a client sharing an address cannot drain it with TSETs that would be refused anyway.
+            if set.replaces == nil {
+                guard set.entries.allSatisfy({ proof(.sender, $0.sender) != nil }) else { return reply(requestId, .error(.auth), &session) }
+                guard mayCreate() else { return reply(requestId, .error(.rate), &session) }
+            }
             var replacesProof: [UInt8]?
             if let old = set.replaces {
                 guard let p = proof(.timer, old) else { return reply(requestId, .error(.auth), &session) }
@@ -388,7 +399,10 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
         rateHold = eventLoop.scheduleTask(in: hold) { [weak self] in
             guard let self else { return }
             self.rateHold = nil
-            if let context = self.context { self.resumeReadingIfPossible(context) }
+            guard let context = self.context else { return }
+            self.processInput(context)
+            self.channelReadComplete(context: context)
+            self.resumeReadingIfPossible(context)
         }
     }
 
