@@ -14,6 +14,25 @@ protocol Attack: Sendable {
     func stop() async
 }
 
+/// An attack that is one step repeated by the crew's loops: a connection, a write, a close.
+protocol LoopedAttack: Attack {
+    var crew: AttackCrew { get }
+    /// Loops running the step at once, the pause between steps, and how long to ramp up.
+    static var workers: Int { get }
+    static var stepPause: TimeAmount { get }
+    static var warmUp: Duration { get }
+    func once(on loop: EventLoop) -> EventLoopFuture<Void>
+}
+
+extension LoopedAttack {
+    func start() async {
+        crew.launch(Self.workers, pause: Self.stepPause) { [self] _, loop in once(on: loop) }
+        try? await Task.sleep(for: Self.warmUp)
+    }
+
+    func stop() async { await crew.shutDown() }
+}
+
 /// The attacker's sockets and the loops that open them. Every loop checks the stop signal before
 /// each new connection, and stopping closes every socket still open, so an attack ends by itself.
 /// Loops run on NIO event loops, not in Swift tasks, so that they do not compete with the

@@ -138,13 +138,7 @@ extension RelayProcess {
             do {
                 let connection = try await RelayConnection.connect(to: address, group: group, connectTimeout: .seconds(5),
                                                                    requestTimeout: .seconds(5))
-                do {
-                    try await connection.ping()
-                } catch {
-                    await connection.close()
-                    throw error
-                }
-                await connection.close()
+                try await pingThenClose(connection)
                 return true
             } catch {
                 lastError = "\(error)"
@@ -188,4 +182,15 @@ indirect enum JSON {
         }
         return out + "\""
     }
+}
+
+/// One PING on a fresh connection, which is closed whatever the outcome.
+func pingThenClose(_ connection: RelayConnection) async throws {
+    do {
+        try await connection.ping()
+    } catch {
+        await connection.close()
+        throw error
+    }
+    await connection.close()
 }

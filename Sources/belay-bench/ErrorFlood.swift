@@ -7,18 +7,20 @@ import NIOCore
 /// read. Each costs the relay a decryption share, a decode failure, an ERR reply and its
 /// encryption share, and, if it does not meter them, nothing else stops it. If the relay closes
 /// the connection, the attacker connects again after a pause.
-final class ErrorFlood: Attack {
+final class ErrorFlood: LoopedAttack {
     let name = "error_flood"
     /// Commands per bundle: a full one (`WireLimits.maxBundleEntries`).
     static let bundleEntries = WireLimits.maxBundleEntries
     /// Unanswered commands allowed: enough bundles in flight to keep the relay's loop busy.
     static let window = 64 * bundleEntries
-    static let reconnectPause: TimeAmount = .milliseconds(100)
+    /// One connection at a time, reconnecting shortly after the relay closes it.
+    static let workers = 1
+    static let stepPause: TimeAmount = .milliseconds(100)
     static let warmUp: Duration = .seconds(1)
 
     let counters = Counters(["connections", "handshakes", "closed_by_relay", "commands_sent", "err_unknown_command", "err_rate",
                              "other_replies"])
-    private let crew: AttackCrew
+    let crew: AttackCrew
     private let relayKey: [UInt8]
 
     init(crew: AttackCrew, relayKey: [UInt8]) {
@@ -26,14 +28,7 @@ final class ErrorFlood: Attack {
         self.relayKey = relayKey
     }
 
-    func start() async {
-        crew.launch(1, pause: Self.reconnectPause) { [self] _, loop in once(on: loop) }
-        try? await Task.sleep(for: Self.warmUp)
-    }
-
-    func stop() async { await crew.shutDown() }
-
-    private func once(on loop: EventLoop) -> EventLoopFuture<Void> {
+    func once(on loop: EventLoop) -> EventLoopFuture<Void> {
         let counters = self.counters
         let crew = self.crew
         let flooder = Flooder(counters: counters, crew: crew)
@@ -55,7 +50,7 @@ final class ErrorFlood: Attack {
 /// after each read, so that millions of commands do not mean millions of lock round trips.
 private final class Flooder: RawNoiseDelegate, @unchecked Sendable {
     private let counters: Counters
-    private let crew: AttackCrew
+    let crew: AttackCrew
     private var outstanding = 0
     private var sent = 0
     private var unknown = 0

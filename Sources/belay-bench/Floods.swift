@@ -5,17 +5,18 @@ import NIOCore
 /// (c) Connections that each send the preamble and one recorded message 1, wait for the relay's
 /// message 2 or its hang-up, and close. Each costs the relay a key pair and two DH operations;
 /// it costs the attacker one write of replayed bytes.
-final class HandshakeFlood: Attack {
+final class HandshakeFlood: LoopedAttack {
     let name = "handshake_flood"
     /// Connections in flight at once.
     static let workers = 64
+    static let stepPause: TimeAmount = .zero
     /// The relay's answer: a 48-byte message 2 in its frame.
     static let replyBytes = WireLimits.frameHeaderLength + 48
     static let replyWait: TimeAmount = .seconds(5)
     static let warmUp: Duration = .seconds(1)
 
     let counters = Counters(["connections", "answered", "hung_up", "no_answer_in_time", "connect_errors"])
-    private let crew: AttackCrew
+    let crew: AttackCrew
     private let opening: ByteBuffer
 
     init(crew: AttackCrew, opening: [UInt8]) {
@@ -23,14 +24,7 @@ final class HandshakeFlood: Attack {
         self.opening = ByteBuffer(bytes: opening)
     }
 
-    func start() async {
-        crew.launch(Self.workers, pause: .zero) { [self] _, loop in once(on: loop) }
-        try? await Task.sleep(for: Self.warmUp)
-    }
-
-    func stop() async { await crew.shutDown() }
-
-    private func once(on loop: EventLoop) -> EventLoopFuture<Void> {
+    func once(on loop: EventLoop) -> EventLoopFuture<Void> {
         let counters = self.counters
         let watcher = ReplyWatcher(expected: Self.replyBytes, on: loop)
         let opening = self.opening
@@ -55,10 +49,11 @@ final class HandshakeFlood: Attack {
 
 /// (d) Connections that write random bytes, chunk after chunk, until the relay hangs up (or a
 /// connection has written its share), then connect again.
-final class GarbageFlood: Attack {
+final class GarbageFlood: LoopedAttack {
     let name = "garbage_flood"
     /// Connections in flight at once.
     static let workers = 32
+    static let stepPause: TimeAmount = .zero
     static let chunkBytes = 16 * 1024
     /// A relay that never hangs up still sees new connections: each writes at most this much
     /// (a connection still open after its share, or when the attack stops, is `open_after_share`).
@@ -67,21 +62,14 @@ final class GarbageFlood: Attack {
     static let warmUp: Duration = .seconds(1)
 
     let counters = Counters(["connections", "bytes_written", "hung_up_by_relay", "open_after_share", "connect_errors"])
-    private let crew: AttackCrew
+    let crew: AttackCrew
     private let pool = GarbagePool()
 
     init(crew: AttackCrew) {
         self.crew = crew
     }
 
-    func start() async {
-        crew.launch(Self.workers, pause: .zero) { [self] _, loop in once(on: loop) }
-        try? await Task.sleep(for: Self.warmUp)
-    }
-
-    func stop() async { await crew.shutDown() }
-
-    private func once(on loop: EventLoop) -> EventLoopFuture<Void> {
+    func once(on loop: EventLoop) -> EventLoopFuture<Void> {
         let counters = self.counters
         return crew.connect(on: loop) { channel in
             channel.eventLoop.makeSucceededVoidFuture()

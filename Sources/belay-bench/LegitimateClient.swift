@@ -44,14 +44,7 @@ enum LegitimateClient {
             let started = monotonicNanos()
             result.tried += 1
             do {
-                let connection = try await connect(to: address, group: group)
-                do {
-                    try await connection.ping()
-                } catch {
-                    await connection.close()
-                    throw error
-                }
-                await connection.close()
+                try await pingThenClose(try await connect(to: address, group: group))
                 result.succeeded += 1
                 result.milliseconds.append(Double(monotonicNanos() - started) / 1e6)
             } catch {
