@@ -53,6 +53,7 @@ public final class RelayServer: Sendable {
         relayKey: X25519.KeyPair,
         store: RelayStore,
         group: EventLoopGroup,
+        acceptGroup: EventLoopGroup? = nil,
         clock: RelayClock = SystemClock(),
         random: RandomSource = SystemRandom(),
         automaticSweeps: Bool = true,
@@ -64,7 +65,7 @@ public final class RelayServer: Sendable {
         core.start()
         let settings = ConnectionSettings(configuration)
         let connections = ConnectionRegistry(limits: AdmissionLimits(configuration), now: admissionClock)
-        let bootstrap = ServerBootstrap(group: group)
+        let bootstrap = ServerBootstrap(group: acceptGroup ?? group, childGroup: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { channel in

@@ -32,11 +32,16 @@ public struct RelayService: Service {
         let key = try state.loadKey()
         let store = try RelayStore(path: state.databasePath)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: Self.eventLoopThreads(cores: System.coreCount))
+        // Accepting (and refusing) connections on a thread of its own: a connection flood then
+        // competes with established connections for the CPU, not for their event loop's turn.
+        let acceptGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let server: RelayServer
         do {
-            server = try await RelayServer.start(configuration: configuration, relayKey: key, store: store, group: group, logger: logger)
+            server = try await RelayServer.start(configuration: configuration, relayKey: key, store: store, group: group,
+                                                 acceptGroup: acceptGroup, logger: logger)
         } catch {
             try? await group.shutdownGracefully()
+            try? await acceptGroup.shutdownGracefully()
             throw error
         }
         logger.info("relay ready", metadata: ["listen": "\(configuration.listen)", "queues": "\(server.core.queuesAtStart)"])
@@ -55,6 +60,7 @@ public struct RelayService: Service {
             logger.error("closing the database failed", metadata: ["error": "\(error)"])
         }
         try? await group.shutdownGracefully()
+        try? await acceptGroup.shutdownGracefully()
         logger.info("stopped")
     }
 }
