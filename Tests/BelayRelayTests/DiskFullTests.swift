@@ -140,4 +140,38 @@ struct DiskFullTests {
             #expect(error.description.contains("Free space"))
         }
     }
+
+    /// A check-in timer that falls due while the disk is full is released in a transaction of
+    /// its own (from the space the reserve gave back), and the recipient's subscription is not
+    /// ended along the way.
+    @Test func aTimerDueWhileTheDiskIsFullStillFiresAndEndsNoSubscription() async throws {
+        let fs = try SmallFileSystem(megabytes: 24)
+        defer { fs.unmount() }
+        let relay = try await RelayHarness.start(in: fs.path) { $0.diskReserveBytes = 2 << 20 }
+        defer { relay.remove() }
+        let inbox = PushInbox()
+        let owner = try await relay.connect(onPush: inbox.handler)
+        let q = try await SecuredQueue.make(on: owner)
+        try await owner.subscribe(q.recipient)
+        let depositor = try await q.sender(on: relay)
+        _ = try await depositor.setTimer(.init(timerKey: try Ed25519.SigningKey.generate().publicKey, delay: 600,
+                                               entries: [.init(sender: q.sender, body: Array("missed check-in".utf8))]))
+        let other = try await SecuredQueue.make(on: owner)
+        let sender = try await other.sender(on: relay)
+        fs.fill()
+        var refused = false
+        for _ in 0..<2_000 where !refused {
+            do { try await sender.send(to: other.sender, body: [UInt8](repeating: 1, count: 16_000)) } catch RelayClientError.relay(.storeFull) {
+                refused = true
+            }
+        }
+        #expect(refused)
+        relay.clock.advance(by: 601)
+        await relay.server.core.sweep()
+        let pushes = await inbox.first(1)
+        #expect(pushes.first?.delivery?.body == Array("missed check-in".utf8))
+        #expect(!inbox.all.contains { if case .end = $0 { true } else { false } })
+        #expect(await relay.server.core.countersMatchStore())
+        await relay.stop()
+    }
 }

@@ -44,6 +44,15 @@ public final class RelayCore: @unchecked Sendable {
     var needsReload = false
     /// While the disk is full, when to try releasing due timers again.
     var nextTimerTryWhileFull: UInt64 = 0
+    /// When the next store failure may be logged.
+    var nextFailureLog: UInt64 = 0
+    /// Queues that received messages outside a batch with delivery (timers released alone):
+    /// the next batch pushes to their subscribers.
+    var pendingDelivery: Set<Int64> = []
+    /// The subscription each queue had before the current attempt changed it (nil: none).
+    var subscriptionUndo: [EntityID: CoreSink?] = [:]
+    /// Subscriptions to put back once a failed transaction's state has been reloaded.
+    var reattach: [EntityID: CoreSink] = [:]
     /// The store's prepared hot-path statements, valid inside `runBatch`'s transaction.
     var hot: HotStatements!
 
@@ -281,8 +290,9 @@ public final class RelayCore: @unchecked Sendable {
                 return false
             }
         }
+        if sweep, storage == .full { releaseTimersWhileFull() }
         do {
-            more = try attempt(requests, sweep: sweep, releaseTimers: mayReleaseTimers(), &ctx)
+            more = try attempt(requests, sweep: sweep, releaseTimers: storage == .normal, &ctx)
         } catch {
             ctx = BatchContext()
             if !recoverAfterFailedTransaction(&ctx) {
@@ -292,8 +302,10 @@ public final class RelayCore: @unchecked Sendable {
                 // it can commit. The first time, the reserve is freed for them. Due timers wait
                 // (their bodies need new pages) while expiry and deletions go on; in full mode
                 // their release is tried again once a minute, and they fire once space returns.
-                if storage == .normal { enterFullMode() }
-                nextTimerTryWhileFull = clock.now() + Self.timerRetryWhileFullSeconds
+                if storage == .normal {
+                    enterFullMode()
+                    nextTimerTryWhileFull = clock.now() + Self.timerRetryWhileFullSeconds
+                }
                 do {
                     more = try attempt(requests, sweep: sweep, releaseTimers: false, &ctx)
                 } catch {
@@ -314,10 +326,6 @@ public final class RelayCore: @unchecked Sendable {
     /// In full mode, releasing a due timer needs pages the disk may not have; try once a minute.
     static let timerRetryWhileFullSeconds: UInt64 = 60
 
-    private func mayReleaseTimers() -> Bool {
-        storage == .normal || clock.now() >= nextTimerTryWhileFull
-    }
-
     struct StateNotReloaded: Error, CustomStringConvertible {
         var description: String { "the relay state could not be reloaded from the database after a failed transaction" }
     }
@@ -325,11 +333,13 @@ public final class RelayCore: @unchecked Sendable {
     private func attempt(_ requests: [CoreRequest], sweep: Bool, releaseTimers: Bool, _ ctx: inout BatchContext) throws -> Bool {
         var more = false
         var batch = ctx
+        subscriptionUndo = [:]
         try store.transaction { db, hot in
             self.hot = hot
             for request in requests {
                 try process(request, db, &batch)
             }
+            for row in pendingDelivery { if let q = byRow[row] { batch.dirty[row] = q } }
             if sweep {
                 let moreTimers = releaseTimers ? try releaseDueTimers(db, &batch) : false
                 let moreExpiry = try expireMessages(db, &batch)
@@ -338,15 +348,71 @@ public final class RelayCore: @unchecked Sendable {
             try deliver(db, &batch)
         }
         ctx = batch
+        pendingDelivery.removeAll()
+        subscriptionUndo = [:]
         return more
     }
 
     /// After a transaction that failed for a reason other than a newly full disk, or twice.
     private func answerUnavailable(_ requests: [CoreRequest], _ error: Error, _ ctx: inout BatchContext) {
-        logger.error("store transaction failed; answering UNAVAILABLE", metadata: ["error": "\(error)"])
-        for request in requests {
-            if case .disconnect = request.command { forgetSubscriptions(of: request.sink) } else { ctx.reply(request, .error(.unavailable)) }
+        // Once a minute at most: a store that keeps failing must not fill the disk with its log.
+        let now = clock.now()
+        if now >= nextFailureLog {
+            logger.error("store transaction failed; answering UNAVAILABLE", metadata: ["error": "\(error)"])
+            nextFailureLog = now + 60
         }
+        for request in requests {
+            switch request.command {
+            case .disconnect: forgetSubscriptions(of: request.sink)
+            // AUTH waits for a `.key` outcome; a plain reply would leave it pending.
+            case let .lookupKey(proof): ctx.add(.key(requestId: request.requestId, proof, .failure(.unavailable)), for: request.sink)
+            default: ctx.reply(request, .error(.unavailable))
+            }
+        }
+    }
+
+    /// While the disk is full, due timers are released in a transaction of their own, without
+    /// delivery: if it fails, only counters changed, and they are re-read in place, so no
+    /// subscription ends. Once a minute at most.
+    private func releaseTimersWhileFull() {
+        guard clock.now() >= nextTimerTryWhileFull else { return }
+        nextTimerTryWhileFull = clock.now() + Self.timerRetryWhileFullSeconds
+        var ctx = BatchContext()
+        do {
+            try store.transaction { db, hot in
+                self.hot = hot
+                _ = try releaseDueTimers(db, &ctx)
+            }
+            for (_, q) in ctx.dirty { pendingDelivery.insert(q.rowId) }
+            if ctx.deletedSomething { deletedSinceCheckpoint = true }
+        } catch {
+            do {
+                try refreshCounters()
+            } catch {
+                needsReload = true
+            }
+        }
+    }
+
+    /// Re-reads every counter into the existing queue objects (reads only), keeping their
+    /// subscriptions: for a rolled-back transaction that changed counters and nothing else.
+    private func refreshCounters() throws {
+        let rows = try store.loadQueues()
+        let held = try store.loadHeld()
+        let timers = try store.timerCount()
+        var bytes = 0
+        for row in rows {
+            guard let q = byRow[row.rowId] else { continue }
+            let h = held[row.rowId] ?? (0, 0)
+            q.count = row.count
+            q.bytes = row.bytes
+            q.oldestExpiry = row.oldestExpiry
+            q.heldBodies = h.bodies
+            q.heldBytes = h.bytes
+            bytes += row.bytes + h.bytes
+        }
+        storedBytes = bytes
+        timerCount = timers
     }
 
     /// One hop per event loop: waking a loop costs a system call and a context switch, and a
@@ -366,18 +432,33 @@ public final class RelayCore: @unchecked Sendable {
     }
 
     /// After a rollback the in-memory counters may be ahead of the database: rebuild them from
-    /// it (reads only), and end every subscription so clients resubscribe (the ENDs go in `ctx`).
-    /// Returns whether the state now matches the store; if not, the next batch tries again first.
+    /// it (reads only). Subscriptions are put back as they were before the failed attempt, each
+    /// starting again from its oldest stored message (what was pushed and not acknowledged may
+    /// arrive twice, which clients recognise), so no client is told to go away. Returns whether
+    /// the state now matches the store; if not, the next batch tries again first.
     @discardableResult
     private func recoverAfterFailedTransaction(_ ctx: inout BatchContext) -> Bool {
-        for q in byRecipient.values {
-            if let sub = q.subscription { ctx.add(.push(.end(recipient: q.recipientId)), for: sub.sink) }
-            q.subscription = nil
+        if !needsReload {
+            reattach = [:]
+            for q in byRecipient.values { if let sub = q.subscription { reattach[q.recipientId] = sub.sink } }
+            for (recipient, before) in subscriptionUndo { reattach[recipient] = before }
         }
+        subscriptionUndo = [:]
+        for q in byRecipient.values { q.subscription = nil }
         subscriptionsBySink = [:]
         do {
             try loadState()
             needsReload = false
+            for (recipient, sink) in reattach {
+                guard let q = byRecipient[recipient] else {
+                    ctx.add(.push(.end(recipient: recipient)), for: sink)
+                    continue
+                }
+                q.subscription = Subscription(sink: sink)
+                subscriptionsBySink[ObjectIdentifier(sink), default: []].insert(recipient)
+                pendingDelivery.insert(q.rowId)
+            }
+            reattach = [:]
             return true
         } catch {
             needsReload = true
@@ -454,6 +535,7 @@ extension RelayCore {
             timerCount -= try Queries.deleteQueue(db, queue: q.rowId)
             // Should this batch roll back, the queue comes back: it must keep its seq counter.
             retiredCounters[q.rowId] = q.nextCounter
+            noteSubscriptionChange(q)
             if let sub = q.subscription {
                 if sub.sink !== r.sink { ctx.add(.push(.end(recipient: recipient)), for: sub.sink) }
                 subscriptionsBySink[ObjectIdentifier(sub.sink)]?.remove(recipient)
@@ -565,7 +647,13 @@ extension RelayCore {
         ctx.deletedSomething = true
     }
 
+    /// Records, once per attempt, the subscription a queue had before the attempt changed it.
+    private func noteSubscriptionChange(_ q: QueueState) {
+        if subscriptionUndo.index(forKey: q.recipientId) == nil { subscriptionUndo[q.recipientId] = .some(q.subscription?.sink) }
+    }
+
     private func subscribe(_ q: QueueState, _ r: CoreRequest, _ ctx: inout BatchContext) {
+        noteSubscriptionChange(q)
         let sinkId = ObjectIdentifier(r.sink)
         if let old = q.subscription, old.sink !== r.sink {
             ctx.add(.push(.end(recipient: q.recipientId)), for: old.sink)
@@ -585,7 +673,10 @@ extension RelayCore {
     func forgetSubscriptions(of sink: CoreSink) {
         guard let ids = subscriptionsBySink.removeValue(forKey: ObjectIdentifier(sink)) else { return }
         for id in ids {
-            if let q = byRecipient[id], q.subscription?.sink === sink { q.subscription = nil }
+            if let q = byRecipient[id], q.subscription?.sink === sink {
+                noteSubscriptionChange(q)
+                q.subscription = nil
+            }
         }
     }
 

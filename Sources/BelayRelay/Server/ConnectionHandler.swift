@@ -41,8 +41,8 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     }
 
     /// A client that ignores RATE keeps costing the relay a decryption per command: after this
-    /// many refused commands the connection is closed (docs/PROTOCOL.md §2.4). A client that
-    /// waits for its replies never gets one.
+    /// many refused commands, with no full refill of its bucket in between, the connection is
+    /// closed (docs/PROTOCOL.md §2.4).
     static let maxRefusals = 256
 
     private let core: RelayCore
@@ -287,7 +287,9 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     // MARK: Commands
 
     private func handleCommand(_ entry: ByteBuffer, _ session: inout Session) {
-        // Every well-framed entry counts against the rate, unknown and malformed ones too.
+        // Every well-framed entry counts against the rate, unknown and malformed ones too. A
+        // client that let its bucket refill completely has stopped flooding: its count restarts.
+        if refusals > 0, rate.isFull(now: eventLoop.now) { refusals = 0 }
         guard rate.take(now: eventLoop.now) else {
             refusals += 1
             if refusals >= Self.maxRefusals { return closeQuietly("kept sending past the rate limit") }
@@ -344,8 +346,8 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
             // A renewal (replacing a timer) adds nothing to the relay's tables. A new timer draws on
             // the source's creation rate only once every target's sender key is proven here, so
             // a client sharing an address cannot drain it with TSETs that would be refused anyway.
+            guard set.entries.allSatisfy({ proof(.sender, $0.sender) != nil }) else { return reply(requestId, .error(.auth), &session) }
             if set.replaces == nil {
-                guard set.entries.allSatisfy({ proof(.sender, $0.sender) != nil }) else { return reply(requestId, .error(.auth), &session) }
                 guard mayCreate() else { return reply(requestId, .error(.rate), &session) }
             }
             var replacesProof: [UInt8]?
