@@ -22,18 +22,20 @@ final class RelayHarness: Sendable {
 
     var address: RelayAddress { RelayAddress(host: "127.0.0.1", port: server.port, publicKey: key.publicKey) }
 
-    static func start(in parent: String? = nil, _ configure: (inout RelayConfiguration) -> Void = { _ in }) async throws -> RelayHarness {
+    /// `directory`, `port` and `clock` restart a relay where an earlier one left off.
+    static func start(in parent: String? = nil, directory existing: String? = nil, port: Int = 0, clock existingClock: ManualClock? = nil,
+                      _ configure: (inout RelayConfiguration) -> Void = { _ in }) async throws -> RelayHarness {
         var config = RelayConfiguration()
-        config.listen = HostPort(host: "127.0.0.1", port: 0)
+        config.listen = HostPort(host: "127.0.0.1", port: port)
         config.diskReserveBytes = 1 << 20  // a small reserve: tests start many relays
         configure(&config)
-        let directory = (parent.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory)
+        let directory = existing ?? (parent.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory)
             .appendingPathComponent("belay-test-\(UUID().uuidString)").path
         let state = RelayStateDirectory(path: directory)
         let (key, _) = try state.initialise()
         let store = try RelayStore(path: state.databasePath)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        let clock = ManualClock()
+        let clock = existingClock ?? ManualClock()
         let logs = LogCapture()
         var logger = Logger(label: "belayd-test") { _ in logs }
         logger.logLevel = config.logLevel

@@ -165,6 +165,11 @@ extension Agent {
                 let connection = try await pool.connection(inbox.relay, lane: keys.recipientId)
                 try await pool.authorise(.recipient, keys.recipientId, key: keys.key, on: connection)
                 while let delivery = try await connection.getMessage(keys.recipientId) {
+                    // A relay that answers with another queue's message is not followed.
+                    guard delivery.recipient == keys.recipientId else {
+                        events.append(Self.wrongQueueEvent)
+                        break
+                    }
                     events += try await process(delivery, connection: connection)
                     try await connection.acknowledge(keys.recipientId, seq: delivery.seq)
                 }
@@ -184,6 +189,10 @@ extension Agent {
         if let firstError { events.append(ReadEvent(kind: .warning, contact: nil, text: firstError.description)) }
         return events
     }
+
+    static let wrongQueueEvent = ReadEvent(kind: .security, contact: nil,
+                                           text: "the relay answered with a message for another queue; it was ignored (a faulty or hostile relay)")
+    static let backwardsNote = "the relay's message numbers went backwards (restored from a backup?); delivered all the same"
 
     /// An invitation past its expiry (with a day's grace for a reply already in flight).
     func isExpired(_ i: InvitationRecord) -> Bool {
@@ -211,11 +220,15 @@ extension Agent {
             guard let invitation = invitations.first(where: { $0.record.inbox.recipientId == rid }) else { return [] }
             return try await completePairing(delivery.body, relaySeq: delivery.seq, invitation: invitation, connection: connection)
         }
-        if delivery.seq <= row.record.lastRelaySeq { return [] }  // redelivery of something already recorded
+        // The relay's `seq` is not trusted: duplicates are recognised end to end (the ratchet,
+        // the fingerprints of recent envelopes, alert ids), and nothing about a delivery is
+        // recorded before it authenticates. A `seq` that goes backwards (a relay restored from
+        // a backup) is reported, and the message is still opened.
         let name = row.record.name
-        row.record.lastRelaySeq = delivery.seq
+        let previousSeq = row.record.lastRelaySeq
+        let backwards = previousSeq != 0 && delivery.seq < previousSeq
         if (try? Envelope.kind(of: delivery.body)) == .alert {
-            return try processAlert(delivery.body, row: row)
+            return try processAlert(delivery.body, row: row, relaySeq: delivery.seq)
         }
         var ratchet = try Ratchet(serialized: SecureBytes(copying: [UInt8](row.record.ratchet)))
         let fingerprint = Data(try BLAKE2b.hash(delivery.body, outputLength: 16))
@@ -226,8 +239,11 @@ extension Agent {
                 return []  // a repeated confirmation, already handled
             }
             if row.record.recentMessages?.contains(fingerprint) == true {
-                // Its key is used up, so the ratchet would refuse it like a forgery; say what it is.
-                try write { [row] db in try store.updateContact(row, db) }
+                // These exact bytes were authenticated before, so its key is used up and the
+                // ratchet would refuse it like a forgery. Redelivered under a `seq` already
+                // seen (an interrupted read), it is passed over quietly; under a new one the
+                // relay has replayed it, and the person is told.
+                if delivery.seq <= previousSeq { return [] }
                 return [ReadEvent(kind: .warning, contact: name,
                                   text: "a message already received arrived again (resent after an interruption, or replayed by the relay) and was ignored")]
             }
@@ -244,6 +260,8 @@ extension Agent {
             notes.append("arrived late (out of order)")
         }
         row.record.receivedSequence = max(row.record.receivedSequence, content.sequence)
+        row.record.lastRelaySeq = delivery.seq
+        if backwards { notes.append(Self.backwardsNote) }
         row.record.recentMessages = Array(((row.record.recentMessages ?? []) + [fingerprint]).suffix(Self.maxRecentMessagesPerContact))
         row.record.ratchet = Data(try ratchet.serialized().unprotectedCopy())
         let received = now() * 1000

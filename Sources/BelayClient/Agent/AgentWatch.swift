@@ -82,6 +82,10 @@ extension Agent {
                 case nil:
                     throw ClientError.relayUnreachable(relay: "\(address.host):\(address.port)", why: "the connection closed", queued: 0)
                 case let .message(delivery)?:
+                    guard delivery.recipient.bytes == lane.queue else {
+                        onEvent([Self.wrongQueueEvent])
+                        continue
+                    }
                     let events = try await process(delivery, connection: connection)
                     do { try await connection.acknowledge(delivery.recipient, seq: delivery.seq) } catch let error as RelayClientError {
                         throw Self.relayError(error, address)

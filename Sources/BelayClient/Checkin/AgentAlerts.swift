@@ -11,21 +11,23 @@ extension Agent {
     static let maxSeenAlertsPerContact = 64
 
     /// An alert sealed under an alert key (deposited at the relay, or sent under duress).
-    func processAlert(_ body: [UInt8], row: ClientStore.Row<ContactRecord>) throws -> [ReadEvent] {
+    func processAlert(_ body: [UInt8], row: ClientStore.Row<ContactRecord>, relaySeq: UInt64) throws -> [ReadEvent] {
         var row = row
         let name = row.record.name
         let them = try PublicIdentity(bytes: [UInt8](row.record.identity))
         let keyId = try? Alerts.keyId(of: body)
         let key = (row.record.alertKeys ?? []).compactMap { try? AlertKey(announcement: [UInt8]($0)) }.first { $0.id == keyId }
         guard let key, let content = try? Alerts.open(body, key: key, sender: them, receiver: identity.publicIdentity), content.kind == .alert else {
-            try write { [row] db in try store.updateContact(row, db) }
             return [ReadEvent(kind: .warning, contact: name, text: "an alert from \(name) could not be opened and was dropped")]
         }
+        let backwards = row.record.lastRelaySeq != 0 && relaySeq < row.record.lastRelaySeq
+        row.record.lastRelaySeq = relaySeq
         let received = now() * 1000
         guard var event = alertEvent(content, contact: &row.record, received: received) else {
             try write { [row] db in try store.updateContact(row, db) }
             return []
         }
+        if backwards { event.notes.append(Self.backwardsNote) }
         let record = row
         event.historyId = try write { db in
             try store.updateContact(record, db)
