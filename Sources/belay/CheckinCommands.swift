@@ -38,6 +38,7 @@ struct ArmCommand: AsyncParsableCommand {
     @Option(help: "The contacts to alert, separated by commas.") var to: String
     @Option(help: "Your plan, shown to them if you miss a check-in.") var note: String = ""
     @Flag(help: "Set a check-in code and a duress code.") var codes = false
+    @Flag(help: "Arm even if a contact's safety number has not been compared (scripts need this).") var allowUnverified = false
 
     func run() async throws {
         try await guarded {
@@ -52,7 +53,16 @@ struct ArmCommand: AsyncParsableCommand {
                 pair = (c, d)
             }
             let names = to.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
-            let status = try await state.open().armCheckin(every: every, grace: grace, to: names, note: note, codes: pair)
+            let allow = allowUnverified
+            let status = try await state.open().armCheckin(every: every, grace: grace, to: names, note: note, codes: pair) { unverified in
+                guard !allow else { return }
+                // An intercepted invitation is how a stranger would take a place in someone's
+                // safety circle: say so, and ask a person; a script must say it means it.
+                guard Terminal.isInteractive else { throw ClientError.unverifiedContacts(unverified) }
+                Terminal.note("\(unverified.joined(separator: ", ")) \(unverified.count == 1 ? "is" : "are") not verified: an intercepted "
+                              + "invitation could have put someone else in their place. `belay verify NAME` compares safety numbers.")
+                guard Terminal.confirm("Arm anyway? Type yes to continue: ", expect: "yes") else { throw ClientError.notConfirmed }
+            }
             print("Check-in armed for \(status.contacts.joined(separator: ", ")). Check in at least every \(DurationText.describe(status.every)); "
                   + "they are alerted \(DurationText.describe(status.grace)) after a missed check-in.")
         }

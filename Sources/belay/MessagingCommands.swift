@@ -21,7 +21,7 @@ struct InviteCommand: AsyncParsableCommand {
     @OptionGroup var state: StateOptions
     @Option(help: "Your relay's address, belay://HOST:PORT/#KEY.") var relay: String
     @Option(help: "What to call this person once they accept.") var name: String?
-    @Option(help: "How long the invitation stays valid, e.g. 30m, 6h, 2d (at most 30d).") var expires: String?
+    @Option(help: "How long the invitation stays valid, e.g. 30m, 6h, 2d (default 7d, at most 30d).") var expires: String?
 
     func run() async throws {
         try await guarded {

@@ -10,6 +10,15 @@ import Glibc
 enum Terminal {
     static var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
 
+    /// Whether a person can be asked: there is a controlling terminal to ask on. Scripts (and
+    /// tests) have none.
+    static var isInteractive: Bool {
+        let fd = open("/dev/tty", O_RDWR | O_NOCTTY)
+        guard fd >= 0 else { return false }
+        close(fd)
+        return true
+    }
+
     /// Columns of the terminal on stdout, or nil if unknown.
     static var columns: Int? {
         var size = winsize()

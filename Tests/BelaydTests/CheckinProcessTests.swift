@@ -15,7 +15,12 @@ import Testing
         try await pair(alice, bob, on: relay.address)
         alice.environment["BELAY_CHECKIN_CODE"] = "4711"
         alice.environment["BELAY_DURESS_CODE"] = "0815"
-        let arm = try await alice.run("checkin", "arm", "--every", "6h", "--grace", "30m", "--to", "bob", "--note", "meeting a source", "--codes")
+        // bob's safety number was never compared: a script must say it means it.
+        let notVerified = try await alice.run("checkin", "arm", "--every", "6h", "--grace", "30m", "--to", "bob", "--note", "meeting a source", "--codes")
+        #expect(notVerified.status == 1)
+        #expect(notVerified.err.contains("bob is not verified") && notVerified.err.contains("--allow-unverified"))
+        let arm = try await alice.run("checkin", "arm", "--every", "6h", "--grace", "30m", "--to", "bob", "--note", "meeting a source", "--codes",
+                                      "--allow-unverified")
         #expect(arm.status == 0, "\(arm.err)")
         _ = try await bob.read()
 
@@ -52,7 +57,8 @@ import Testing
         defer { alice.remove(); bob.remove(); try? FileManager.default.removeItem(atPath: relayDir) }
         try await pair(alice, bob, on: relay.address)
         let armedAt = Date()
-        let arm = try await alice.run("checkin", "arm", "--every", "45s", "--grace", "15s", "--to", "bob", "--note", "kill -9 drill")
+        let arm = try await alice.run("checkin", "arm", "--every", "45s", "--grace", "15s", "--to", "bob", "--note", "kill -9 drill",
+                                      "--allow-unverified")
         #expect(arm.status == 0, "\(arm.err)")
         let port = relay.address.port
         await relay.kill9()

@@ -6,6 +6,9 @@ import Foundation
 extension Agent {
     /// Longest invitation lifetime: an unanswered invitation holds one-time secrets.
     public static let maxInvitationLifetime: UInt64 = 30 * 24 * 3600
+    /// An invitation without `--expires` lasts a week: long enough to reach someone, short
+    /// enough that one lost in a drawer or a mailbox cannot be used much later.
+    public static let defaultInvitationLifetime: UInt64 = 7 * 24 * 3600
     /// How long after its expiry an unanswered invitation's queue is kept, for a reply sent
     /// just before the expiry; after that, `read` deletes it.
     static let invitationReplyGrace: UInt64 = 24 * 3600
@@ -16,6 +19,7 @@ extension Agent {
         if let lifetime, lifetime == 0 || lifetime > Self.maxInvitationLifetime {
             throw ClientError.invalidInput("an invitation may last from 1 second to 30 days")
         }
+        let lifetime = lifetime ?? Self.defaultInvitationLifetime
         let pool = RelayPool(group: group)
         let recipientKey = try Ed25519.SigningKey.generate()
         let ids: (recipient: EntityID, sender: EntityID)
@@ -30,7 +34,7 @@ extension Agent {
         let oneTime = try X25519.KeyPair.generate()
         let pq = try PQKEM.KeyPair.generate()
         let created = now()
-        let expires = lifetime.map { created + $0 } ?? 0
+        let expires = created + lifetime
         let invitation = try Invitation.make(queue: QueueRef(relay: relay, senderId: ids.sender), identity: identity,
                                              oneTimeKey: oneTime.publicKey, pqKey: pq.publicKey, expires: expires)
         let record = InvitationRecord(

@@ -20,6 +20,7 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
     case notConfirmed
     case checkinCodeRequired
     case wrongCheckinCode
+    case unverifiedContacts([String])
 
     public var description: String {
         switch self {
@@ -42,6 +43,8 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
         case .notConfirmed: "not confirmed; nothing was changed"
         case .checkinCodeRequired: "this check-in needs its code"
         case .wrongCheckinCode: "that is not the check-in code; you are not checked in"
+        case let .unverifiedContacts(names):
+            "not armed: \(names.joined(separator: ", ")) \(names.count == 1 ? "is" : "are") not verified, so an intercepted invitation could have put someone else in their place"
         }
     }
 
@@ -52,6 +55,8 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
         case .wrongPassphrase: "try again; set BELAY_PASSPHRASE only in scripts"
         case .checkinCodeRequired: "type it at the prompt, or set BELAY_CHECKIN_CODE for scripts"
         case .wrongCheckinCode: "try again before the deadline"
+        case let .unverifiedContacts(names):
+            "compare safety numbers with `belay verify \(names[0])` first, or pass --allow-unverified to arm anyway"
         case .passphraseRequired: "type it at the prompt, or set BELAY_PASSPHRASE for scripts (or use `belay init --no-passphrase`)"
         case .stateDamaged: "nothing was changed; restore BELAY_HOME from a backup if you have one"
         case .unknownContact: "`belay contacts` lists your contacts"

@@ -28,8 +28,11 @@ extension Agent {
     /// Arms (or re-arms) a check-in: announces a fresh alert key to each contact, then deposits
     /// each contact's alert at its relay as a timed release. A re-arm replaces each contact's
     /// timer atomically and cancels the timers of contacts no longer chosen only afterwards.
+    /// `unverified` is called with the chosen contacts whose safety number has not been
+    /// compared, before anything is sent: it may warn, ask, or throw to stop.
     public func armCheckin(every: UInt64, grace: UInt64, to rawNames: [String], note: String,
-                           codes: (checkin: [UInt8], duress: [UInt8])?) async throws -> CheckinStatus {
+                           codes: (checkin: [UInt8], duress: [UInt8])?,
+                           unverified: ([String]) throws -> Void = { _ in }) async throws -> CheckinStatus {
         let delay = every + grace
         guard delay >= 60, delay <= DurationText.maxSeconds else {
             throw ClientError.invalidInput("--every plus --grace must be between 60 seconds and 400 days")
@@ -50,6 +53,8 @@ extension Agent {
             guard !c.awaitingHello else { throw ClientError.notYetPaired(name) }
             chosen.append(c)
         }
+        let notVerified = chosen.filter { !$0.verified }.map(\.name)
+        if !notVerified.isEmpty { try unverified(notVerified) }
         let at = now()
         let pool = RelayPool(group: group)
         defer { Task { [pool] in await pool.closeAll() } }
