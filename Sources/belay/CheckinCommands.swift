@@ -80,6 +80,9 @@ struct OkCommand: AsyncParsableCommand {
               belay checkin ok --note 'moved to the second address'
             """)
 
+    /// Exit status of a check-in made after the alerts went out (docs/CLI.md).
+    static let alertsAlreadySent: Int32 = 7
+
     @OptionGroup var state: StateOptions
     @Option(help: "Replace the note your contacts will see if you miss a later check-in.") var note: String?
 
@@ -94,6 +97,17 @@ struct OkCommand: AsyncParsableCommand {
                 code = typed
             }
             let status = try await agent.checkIn(note: note, code: code)
+            if !status.timersLostBeforeDeadline.isEmpty {
+                Terminal.note("the relay no longer held the check-in timer for \(status.timersLostBeforeDeadline.joined(separator: ", ")) "
+                              + "before its deadline; it has been set again. Tell them: their relay lost or deleted it")
+            }
+            if let firedAt = status.alertsWentOutAt {
+                // Not "Checked in": the people who were told must hear from you.
+                print("Too late: your alerts went out at \(AlertTime.format(firedAt)); your contacts have been told. "
+                      + "The check-in is armed again from now (next due within \(DurationText.describe(status.every))). "
+                      + "Let them know you are safe.")
+                throw ExitCode(Self.alertsAlreadySent)
+            }
             // The same words, byte for byte, whichever code was entered (docs/CHECKINS.md).
             print("Checked in. Next check-in due within \(DurationText.describe(status.every)).")
         }

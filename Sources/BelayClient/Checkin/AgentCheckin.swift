@@ -64,7 +64,7 @@ extension Agent {
             try await send(to: contact.name, kind: .alertKey, body: key.announcement, history: nil, pool: pool)
             let old = existing?.targets.first { $0.identity == contact.identity }
             let alert = AlertMessage(reason: .missed, note: note, lastCheckin: at, id: Hex.encode(SystemRandom().bytes(16)))
-            targets.append(try await deposit(alert, for: contact, key: key, delay: UInt32(delay), replacing: old, pool: pool))
+            targets.append(try await deposit(alert, for: contact, key: key, delay: UInt32(delay), replacing: old, pool: pool).target)
         }
         let kept = Set(targets.map(\.identity))
         for old in existing?.targets ?? [] where !kept.contains(old.identity) {
@@ -107,13 +107,22 @@ extension Agent {
         let pool = RelayPool(group: group)
         defer { Task { [pool] in await pool.closeAll() } }
         var targets: [CheckinRecord.Target] = []
+        var fired: UInt64?
+        var lost: [String] = []
         for target in record.targets {
             guard let contact = contacts.first(where: { $0.identity == target.identity }) else {
                 throw ClientError.invalidInput("\(target.contact), a contact of this check-in, was forgotten; re-arm with `belay checkin arm`")
             }
             let key = try AlertKey(announcement: [UInt8](target.alertKey))
             let alert = AlertMessage(reason: .missed, note: record.note, lastCheckin: at, id: Hex.encode(SystemRandom().bytes(16)))
-            targets.append(try await deposit(alert, for: contact, key: key, delay: UInt32(record.every + record.grace), replacing: target, pool: pool))
+            let (renewed, oldTimerGone) = try await deposit(alert, for: contact, key: key, delay: UInt32(record.every + record.grace),
+                                                            replacing: target, pool: pool)
+            targets.append(renewed)
+            if oldTimerGone {
+                // Past its deadline the relay has released it: the alert went out. Before it, the
+                // relay lost or deleted a timer it should still hold.
+                if at >= target.deadline { fired = min(fired ?? target.deadline, target.deadline) } else { lost.append(target.contact) }
+            }
             let outlet = try OutletKeys(contact.outlet)
             let connection = try await pool.connection(outlet.relay, lane: outlet.senderId)
             if duress {
@@ -132,7 +141,10 @@ extension Agent {
         record.lastCheckin = at
         try write { [record] db in try store.setCheckin(record, db) }
         await pool.closeAll()
-        return status(record)
+        var result = status(record)
+        result.alertsWentOutAt = fired
+        result.timersLostBeforeDeadline = lost
+        return result
     }
 
     /// Cancels the check-in's timers; with `notify`, tells each contact it has ended.
@@ -182,7 +194,7 @@ extension Agent {
     /// Seals `alert` under `key` and deposits it as the contact's timer, replacing `old` in the
     /// same relay transaction if it is still there.
     func deposit(_ alert: AlertMessage, for contact: ContactRecord, key: AlertKey, delay: UInt32, replacing old: CheckinRecord.Target?,
-                 pool: RelayPool) async throws -> CheckinRecord.Target {
+                 pool: RelayPool) async throws -> (target: CheckinRecord.Target, oldTimerGone: Bool) {
         let outlet = try OutletKeys(contact.outlet)
         let connection = try await pool.connection(outlet.relay, lane: outlet.senderId)
         let body = try Alerts.seal(try alertContent(alert), key: key, sender: identity.publicIdentity,
@@ -197,18 +209,20 @@ extension Agent {
                 throw ClientError.notYetPaired(contact.name)
             }
             var replaces: EntityID?
+            var oldTimerGone = false
             if let old, let oldId = EntityID(bytes: old.timerId) {
                 do {
                     try await pool.authorise(.timer, oldId, key: timerKey, on: connection)
                     replaces = oldId
                 } catch RelayClientError.relay(.noTimer) {
-                    // Already fired or cancelled: nothing to replace.
+                    // Already fired (or lost by the relay): nothing to replace; the caller says so.
+                    oldTimerGone = true
                 }
             }
             let (id, deadline) = try await connection.setTimer(.init(timerKey: timerKey.publicKey, delay: delay, replaces: replaces,
                                                                     entries: [.init(sender: outlet.senderId, body: body)]))
-            return CheckinRecord.Target(contact: contact.name, identity: contact.identity, alertKey: Data(key.announcement), timerId: Data(id.bytes),
-                                        timerSeed: Data(try timerKey.seed.unprotectedCopy()), deadline: deadline)
+            return (CheckinRecord.Target(contact: contact.name, identity: contact.identity, alertKey: Data(key.announcement), timerId: Data(id.bytes),
+                                         timerSeed: Data(try timerKey.seed.unprotectedCopy()), deadline: deadline), oldTimerGone)
         } catch let error as RelayClientError {
             throw Self.relayError(error, connection.address)
         }

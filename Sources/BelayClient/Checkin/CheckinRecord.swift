@@ -76,4 +76,9 @@ public struct CheckinStatus: Sendable, Codable, Equatable {
     public var contacts: [String] = []
     public var note: String = ""
     public var codes: Bool = false
+    /// Set by a check-in that came too late: when the relay released the alerts (the earliest
+    /// deadline among the contacts' timers that were already gone).
+    public var alertsWentOutAt: UInt64?
+    /// Contacts whose timer was gone before its deadline: the relay lost or deleted it.
+    public var timersLostBeforeDeadline: [String] = []
 }
