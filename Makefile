@@ -37,7 +37,7 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	python3 Tests/interop/noise_interop.py .build/debug/belayd
-	bash systemd/check.sh .build/debug/belayd
+	bash systemd/check.sh .build/debug/belayd .build/debug/belay
 
 # Release build, then 50 sender/receiver pairs x 2,000 messages of 1 KiB against a real belayd.
 bench: deps

@@ -49,8 +49,9 @@ public final class RelayConnection: Sendable {
                 }
                 .connect(host: address.host, port: address.port).get()
         } catch {
-            handshakeDone.fail(RelayClientError.cannotConnect("\(error)"))
-            throw RelayClientError.cannotConnect("\(address.host):\(address.port): \(error)")
+            let why = ConnectFailure.describe(error)
+            handshakeDone.fail(RelayClientError.cannotConnect(why))
+            throw RelayClientError.cannotConnect(why)
         }
         let timeout = eventLoop.scheduleTask(in: connectTimeout) {
             handshakeDone.fail(RelayClientError.timeout)

@@ -110,32 +110,39 @@ struct ReadCommand: AsyncParsableCommand {
         commandName: "read", abstract: "Fetch, decrypt and show new messages.",
         discussion: """
             Check-in alerts come first and are marked ALERT. With --json, one object per line with a "kind" \
-            field: message, alert, paired, warning or security.
+            field: message, alert, paired, warning, security, checkin, or (with --watch) status.
 
             Examples:
               belay read
               belay read --from Sam
               belay read --watch --json | my-alert-script
+              belay read --watch --on-alert 'notify-send "Belay alert"'
             """)
 
     @OptionGroup var state: StateOptions
     @Option(help: "Only this contact.") var from: String?
     @Flag(help: "Stay connected and print messages as they arrive, until interrupted.") var watch = false
     @Flag(help: "One JSON object per line.") var json = false
+    @Option(help: ArgumentHelp("With --watch: run COMMAND (through /bin/sh) for every alert or security event, with the event as JSON on its standard input.",
+                               valueName: "command")) var onAlert: String?
 
     func run() async throws {
         try await guarded {
             let agent = try state.open()
+            guard onAlert == nil || watch else { throw ClientError.invalidInput("--on-alert works with --watch") }
             if watch {
                 signal(SIGINT) { _ in Glibc.exit(0) }
                 signal(SIGTERM) { _ in Glibc.exit(0) }
                 let json = self.json
+                let hook = onAlert
                 let earlier = try agent.unshown(from: from)
                 earlier.forEach { show($0, json: json) }
+                if let hook { earlier.forEach { AlertHook.run(hook, for: $0) } }
                 fflush(nil)
                 try agent.markShown(earlier)
                 try await agent.watch(from: from) { events in
                     for e in events { show(e, json: json) }
+                    if let hook { events.forEach { AlertHook.run(hook, for: $0) } }
                     fflush(nil)
                     do { try agent.markShown(events) } catch { Terminal.error("\(error)") }
                 }
@@ -165,6 +172,8 @@ func show(_ e: ReadEvent, json: Bool) {
     case .warning: print("warning (\(who)): \(e.text)")
     case .security: print("SECURITY (\(who)): \(e.text)")
     case .checkin: print("* \(who) \(e.text)")
+    // Connection news is not a message: one line on stderr per change.
+    case .status: Terminal.note(e.text)
     }
 }
 

@@ -88,10 +88,14 @@ enum Terminal {
 /// Prints one JSON object per line.
 enum JSONLines {
     static func print<T: Encodable>(_ value: T) {
+        Swift.print(line(value))
+    }
+
+    /// One object, keys sorted, on one line.
+    static func line<T: Encodable>(_ value: T) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        if let data = try? encoder.encode(value), let line = String(data: data, encoding: .utf8) {
-            Swift.print(line)
-        }
+        guard let data = try? encoder.encode(value), let line = String(data: data, encoding: .utf8) else { return "{}" }
+        return line
     }
 }

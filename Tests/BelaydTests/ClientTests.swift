@@ -72,6 +72,36 @@ import Testing
         _ = await relay.terminate()
     }
 
+    /// `read --watch --on-alert COMMAND` runs COMMAND for an alert with the event's JSON on its
+    /// standard input (here `cat` into a FIFO the test reads), not on its command line.
+    @Test func onAlertRunsTheCommandWithTheEventOnStandardInput() async throws {
+        let relayDir = temporaryStateDir()
+        let relay = try await Daemon.start(stateDir: relayDir)
+        let alice = try await Person.make("alice"), bob = try await Person.make("bob")
+        let fifo = relayDir + "-hook.fifo"
+        defer { alice.remove(); bob.remove(); try? FileManager.default.removeItem(atPath: relayDir); unlink(fifo) }
+        try await pair(alice, bob, on: relay.address)
+        #expect(mkfifo(fifo, 0o600) == 0)
+        // Opened read-write, so neither this open nor the hook's blocks.
+        let hookOutput = LineReader(FileHandle(fileDescriptor: open(fifo, O_RDWR), closeOnDealloc: true))
+
+        let watcher = try bob.process(["read", "--watch", "--json", "--on-alert", "cat > '\(fifo)'"])
+        let out = Pipe()
+        watcher.standardOutput = out
+        try watcher.run()
+        let printed = LineReader(out.fileHandleForReading)
+        try await alice.run("send", "bob", "just a message")  // not an alert: no hook
+        #expect(try await printed.next()?.contains("just a message") == true)
+        let help = try await alice.run("checkin", "alert", "--to", "bob", "--note", "come now")
+        #expect(help.status == 0, "\(help.err)")
+        let hooked = try await hookOutput.next()
+        #expect(hooked?.contains("\"kind\":\"alert\"") == true)
+        #expect(hooked?.contains("come now") == true)
+        watcher.interrupt()
+        await watcher.exited()
+        _ = await relay.terminate()
+    }
+
     /// kill -9 of a reading client part-way through: every message is shown (a message recorded
     /// but not yet printed is shown by the next read, marked as possibly seen), none is shown
     /// twice without that mark, and the ratchet stays in step both ways.

@@ -32,6 +32,42 @@ import Testing
             #expect(seen.last?.text == "made it")
         }
     }
+
+    /// A relay that is killed under a watch is reported down, retried with backoff, reported up
+    /// when it is back, and what is sent then arrives: the watch never ends on its own.
+    @Test func aWatchSurvivesItsRelayGoingAwayAndComingBack() async throws {
+        let relayDir = temporaryStateDir()
+        defer { try? FileManager.default.removeItem(atPath: relayDir) }
+        var relay = try await Daemon.start(stateDir: relayDir)
+        let people = try Agents(2)
+        defer { people.remove() }
+        let (alice, bob) = try await people.pairAliceAndBob(on: relay.address)
+
+        let (events, sink) = AsyncStream<ReadEvent>.makeStream()
+        let watching = Task {
+            try await alice.watch(reconnectBase: .milliseconds(20)) { batch in
+                for event in batch { sink.yield(event) }
+            }
+        }
+        defer { watching.cancel() }
+        try await bob.send(to: "alice", text: "first")
+        _ = try await firstEvents(in: events, until: { $0.kind == .message && $0.text == "first" })
+
+        let port = relay.address.port
+        await relay.kill9()
+        let downEvents = try await firstEvents(in: events, until: { $0.kind == .status })
+        #expect(downEvents.last?.state == "down")
+        #expect(downEvents.last?.relay == "127.0.0.1:\(port)")
+
+        relay = try await Daemon.start(stateDir: relayDir, port: port)
+        let upEvents = try await firstEvents(in: events, until: { $0.kind == .status })
+        #expect(upEvents.last?.state == "up")
+        try await bob.send(to: "alice", text: "after the restart")
+        let later = try await firstEvents(in: events, until: { $0.kind == .message })
+        #expect(later.last?.text == "after the restart")
+        watching.cancel()
+        _ = await relay.terminate()
+    }
 }
 
 /// Events from `stream` up to and including the first that satisfies `done`; fails after 30 s

@@ -18,6 +18,8 @@ public struct ReadEvent: Sendable, Codable, Equatable {
         case security
         /// A contact armed a check-in naming you as one of the people to alert.
         case checkin
+        /// `read --watch` lost or regained a relay (`relay`, `state`: down or up).
+        case status
     }
 
     public var kind: Kind
@@ -31,10 +33,13 @@ public struct ReadEvent: Sendable, Codable, Equatable {
     /// For alerts: `missed`, `help` or `duress`, and the sender's last check-in (Unix seconds).
     public var reason: String? = nil
     public var lastCheckin: UInt64? = nil
+    /// For status events: which relay (HOST:PORT), and `down` or `up`.
+    public var relay: String? = nil
+    public var state: String? = nil
     /// The history row to mark shown once printed (not part of the JSON output).
     public var historyId: Int64? = nil
 
-    enum CodingKeys: String, CodingKey { case kind, contact, text, sentAt, receivedAt, sequence, notes, reason, lastCheckin }
+    enum CodingKeys: String, CodingKey { case kind, contact, text, sentAt, receivedAt, sequence, notes, reason, lastCheckin, relay, state }
 }
 
 extension Agent {

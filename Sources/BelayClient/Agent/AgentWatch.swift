@@ -10,15 +10,25 @@ extension Agent {
     /// `belay` process (an `invite` or `accept` in a second terminal) and subscribes to them.
     public static let watchRescan: TimeAmount = .seconds(10)
 
+    /// After a relay connection drops, the first retry waits about this long; each failure
+    /// doubles the wait, up to `watchReconnectCap`, and every wait is jittered (half to all of
+    /// it) so a person's many connections do not retry in step.
+    public static let watchReconnectBase: TimeAmount = .seconds(1)
+    public static let watchReconnectCap: TimeAmount = .seconds(60)
+
     private enum WatchEvent {
         case reply(RelayPool.Lane, RelayReply?)
         case rescan
+        case reconnect(attempt: Int)
     }
 
     /// Subscribes to every inbox (or one contact's) and hands events to `onEvent` as messages
-    /// arrive, until the task is cancelled or a relay connection is lost (which throws). Every
-    /// `rescanEvery` it also subscribes to inboxes that appeared in the store since it started.
+    /// arrive, until the task is cancelled. A relay that drops or cannot be reached is reported
+    /// (a `status` event, `down` then `up`) and retried with capped, jittered backoff; it never
+    /// ends the watch. Every `rescanEvery` it also subscribes to inboxes that appeared in the
+    /// store since it started.
     public func watch(from name: String? = nil, rescanEvery: TimeAmount = Agent.watchRescan,
+                      reconnectBase: TimeAmount = Agent.watchReconnectBase,
                       onEvent: @escaping @Sendable ([ReadEvent]) -> Void) async throws {
         let (stream, continuation) = AsyncStream<WatchEvent>.makeStream()
         let pool = RelayPool(group: group) { lane, reply in continuation.yield(.reply(lane, reply)) }
@@ -30,10 +40,34 @@ extension Agent {
         }
         var connections: [RelayPool.Lane: RelayConnection] = [:]
         var subscribed: Set<EntityID> = []
+        /// Relays (HOST:PORT) currently reported down, and whether a retry is scheduled.
+        var down: Set<String> = []
+        var retryScheduled = false
+        var refused: Set<EntityID> = []
+        var attempt = 0
+        let loop = group.next()
 
-        /// Subscribes to every wanted inbox not yet subscribed. At start a failure ends the watch;
-        /// on a rescan the inbox is left for the next one.
-        func subscribeNew(failFast: Bool) async throws {
+        func relayName(_ address: RelayAddress) -> String { "\(address.host):\(address.port)" }
+
+        func report(_ relay: String, up: Bool) {
+            onEvent([ReadEvent(kind: .status, contact: nil,
+                               text: up ? "relay \(relay) is back; watching again" : "relay \(relay) is unreachable; retrying with backoff",
+                               relay: relay, state: up ? "up" : "down")])
+        }
+
+        func scheduleRetry() {
+            guard !retryScheduled else { return }
+            retryScheduled = true
+            let shift = min(attempt, 16)
+            let ceiling = min(reconnectBase.nanoseconds << shift, Agent.watchReconnectCap.nanoseconds)
+            let wait = TimeAmount.nanoseconds(Int64.random(in: (ceiling / 2)...max(ceiling / 2, ceiling)))
+            let next = attempt + 1
+            _ = loop.scheduleTask(in: wait) { continuation.yield(.reconnect(attempt: next)) }
+        }
+
+        /// Subscribes to every wanted inbox not yet subscribed. An inbox whose relay cannot be
+        /// reached is reported down and retried with backoff.
+        func subscribeNew() async throws {
             let (contacts, invitations) = try read { db in (try store.contacts(db), try store.invitations(db)) }
             var inboxes = contacts.filter { name == nil || $0.record.name.lowercased() == name!.lowercased() }.map(\.record.inbox)
             if name == nil { inboxes += invitations.map(\.record.inbox) }
@@ -49,10 +83,20 @@ extension Agent {
                     } catch let error as RelayClientError {
                         throw Self.relayError(error, connection.address)
                     }
+                } catch ClientError.relayRefused(let why) {
+                    // The relay answered and said no (the queue is gone, say): retrying will not
+                    // help. Said once; the next rescan may try again.
+                    if refused.insert(keys.recipientId).inserted {
+                        onEvent([ReadEvent(kind: .warning, contact: nil, text: "a relay refused to deliver one of your queues: \(why)")])
+                    }
+                    continue
                 } catch {
-                    if failFast { throw error }
+                    let relay = (try? RelayAddress(parsing: inbox.relay)).map(relayName) ?? inbox.relay
+                    if down.insert(relay).inserted { report(relay, up: false) }
+                    scheduleRetry()
                     continue
                 }
+                if down.remove(relayName(connection.address)) != nil { report(relayName(connection.address), up: true) }
                 subscribed.insert(keys.recipientId)
                 let lane = RelayPool.Lane(address: connection.address, queue: keys.recipientId.bytes)
                 if connections[lane] == nil {
@@ -66,7 +110,8 @@ extension Agent {
             }
         }
 
-        try await subscribeNew(failFast: true)
+        // A relay that is down at the start is reported and retried like one that drops later.
+        try await subscribeNew()
         let rescan = group.next().scheduleRepeatedTask(initialDelay: rescanEvery, delay: rescanEvery) { _ in
             continuation.yield(.rescan)
         }
@@ -74,13 +119,23 @@ extension Agent {
         for await event in stream {
             switch event {
             case .rescan:
-                try await subscribeNew(failFast: false)
+                try await subscribeNew()
+            case let .reconnect(next):
+                retryScheduled = false
+                attempt = next
+                try await subscribeNew()
+                if !retryScheduled { attempt = 0 }
             case let .reply(lane, reply):
                 guard let connection = connections[lane] else { continue }
                 let address = lane.address
                 switch reply {
                 case nil:
-                    throw ClientError.relayUnreachable(relay: "\(address.host):\(address.port)", why: "the connection closed", queued: 0)
+                    // Dropped: forget the lane, say so once per relay, and retry with backoff.
+                    connections[lane] = nil
+                    if let queue = EntityID(bytes: lane.queue) { subscribed.remove(queue) }
+                    if down.insert(relayName(address)).inserted { report(relayName(address), up: false) }
+                    attempt = 0
+                    scheduleRetry()
                 case let .message(delivery)?:
                     guard delivery.recipient.bytes == lane.queue else {
                         onEvent([Self.wrongQueueEvent])
