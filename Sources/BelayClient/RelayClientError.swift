@@ -12,6 +12,12 @@ public enum RelayClientError: Error, Equatable, CustomStringConvertible {
     case timeout
     case protocolViolation(String)
 
+    /// The reason alone, for messages that already say which relay could not be reached.
+    public var reason: String {
+        if case let .cannotConnect(why) = self { return why }
+        return description
+    }
+
     public var description: String {
         switch self {
         case let .cannotConnect(why): "cannot reach the relay: \(why)"

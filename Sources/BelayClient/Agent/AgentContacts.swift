@@ -111,7 +111,7 @@ extension Agent {
     static func relayError(_ error: RelayClientError, _ address: RelayAddress, queued: Int = 0) -> ClientError {
         switch error {
         case let .relay(code): .relayRefused("\(code)")
-        default: .relayUnreachable(relay: address.host + ":\(address.port)", why: "\(error)", queued: queued)
+        default: .relayUnreachable(relay: address.host + ":\(address.port)", why: error.reason, queued: queued)
         }
     }
 }

@@ -184,7 +184,7 @@ extension Agent {
                 if case .relay(.noQueue) = error {
                     events.append(ReadEvent(kind: .warning, contact: nil, text: "a queue no longer exists at its relay"))
                 } else {
-                    firstError = firstError ?? .relayUnreachable(relay: inbox.relay, why: "\(error)", queued: 0)
+                    firstError = firstError ?? .relayUnreachable(relay: inbox.relay, why: error.reason, queued: 0)
                 }
             }
         }

@@ -38,7 +38,7 @@ final class RelayPool: @unchecked Sendable {
             proven = proven.filter { !$0.starts(with: ObjectIdentifier(c).hashValue.bytes) }
             return c
         } catch let error as RelayClientError {
-            throw ClientError.relayUnreachable(relay: address.host + ":\(address.port)", why: "\(error)", queued: 0)
+            throw ClientError.relayUnreachable(relay: address.host + ":\(address.port)", why: error.reason, queued: 0)
         }
     }
 
