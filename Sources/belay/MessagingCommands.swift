@@ -62,7 +62,6 @@ struct AcceptCommand: AsyncParsableCommand {
         try await guarded {
             let address = try relay.map(parseRelay)
             let outcome = try await state.open().accept(invitation, name: name, relay: address)
-            for w in outcome.warnings { Terminal.note("warning: \(w)") }
             if let error = outcome.deliveryError {
                 Terminal.note("paired with \(name), but the reply is not delivered yet: \(error)")
                 if let hint = error.hint { Terminal.hint(hint) }

@@ -27,4 +27,47 @@ import Testing
         relay.remove()
         await people.finish()
     }
+
+    /// Two people accept the same invitation before the inviter reads: the first is paired, and
+    /// the second's confirmation is reported as someone else using it (issue 9, point 7).
+    @Test func aSecondConfirmationForAUsedInvitationIsASecurityEvent() async throws {
+        let people = RelaySequenceTests.People()
+        let relay = try await RelayHarness.start(clock: people.clock)
+        let alice = try people.person()
+        let bob = try people.person()
+        let mallory = try people.person()
+        let invitation = try await alice.invite(relay: relay.address, name: "bob", lifetime: nil)
+        _ = try await bob.accept(invitation, name: "alice", relay: nil)
+        _ = try? await mallory.accept(invitation, name: "alice", relay: nil)
+        let events = try await alice.read()
+        #expect(events.contains { $0.kind == .paired && $0.contact == "bob" })
+        #expect(events.contains { $0.kind == .security && $0.contact == "bob" && $0.text.contains("someone else tried to use") })
+        let contacts = try alice.read { db in try alice.store.contacts(db) }.map(\.record.name)
+        #expect(contacts == ["bob"])
+        await relay.stop()
+        relay.remove()
+        await people.finish()
+    }
+
+    /// An answer from another identity to an invitation named like an existing contact is
+    /// kept apart as a new contact; the existing one is not replaced (issue 9, point 7).
+    @Test func acceptingNeverReplacesAnExistingContact() async throws {
+        let people = RelaySequenceTests.People()
+        let relay = try await RelayHarness.start(clock: people.clock)
+        let alice = try people.person()
+        let bob = try people.person()
+        let carol = try people.person()
+        _ = try await bob.accept(try await alice.invite(relay: relay.address, name: "bob", lifetime: nil), name: "alice", relay: nil)
+        _ = try await alice.read()
+        let bobIdentity = try alice.read { db in try alice.store.contacts(db) }.first!.record.identity
+        _ = try await carol.accept(try await alice.invite(relay: relay.address, name: "bob", lifetime: nil), name: "alice", relay: nil)
+        let events = try await alice.read()
+        #expect(events.contains { $0.kind == .security && $0.contact == "bob-2" })
+        let contacts = try alice.read { db in try alice.store.contacts(db) }.map(\.record)
+        #expect(contacts.map(\.name).sorted() == ["bob", "bob-2"])
+        #expect(contacts.first { $0.name == "bob" }?.identity == bobIdentity)
+        await relay.stop()
+        relay.remove()
+        await people.finish()
+    }
 }

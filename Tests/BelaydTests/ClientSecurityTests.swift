@@ -117,10 +117,12 @@ import Testing
         #expect(read.status == 5)
         #expect(read.out.contains("\"kind\":\"security\""))
         #expect(read.out.contains("identity key of verified contact \\\"bob\\\" has changed"))
-        #expect(read.out.contains("\"kind\":\"warning\"") && read.out.contains("identity key of \\\"carol\\\" has changed"))
-        // Bob stays the verified old contact; Carol was replaced and works.
-        #expect(try await alice.run("contacts").out.contains("bob  (verified)"))
-        #expect(try await alice.run("send", "carol", "is this really you?").status == 0)
+        // Accepting never replaces a contact: Carol's new identity is kept apart as carol-2.
+        #expect(read.out.contains("\"contact\":\"carol-2\"") && read.out.contains("someone with a different identity answered an invitation named carol"))
+        // Bob stays the verified old contact; the old Carol is untouched; carol-2 works.
+        let contacts = try await alice.run("contacts").out
+        #expect(contacts.contains("bob  (verified)") && contacts.contains("carol-2"))
+        #expect(try await alice.run("send", "carol-2", "is this really you?").status == 0)
         #expect(texts(try await carol.read()) == ["is this really you?"])
 
         // The acceptor's side: a verified contact's name with a different identity is refused.

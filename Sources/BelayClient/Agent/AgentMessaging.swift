@@ -240,8 +240,13 @@ extension Agent {
         let content: Content
         do {
             guard try Envelope.kind(of: delivery.body) == .message else {
-                try write { db in try store.updateContact(row, db) }
-                return []  // a repeated confirmation, already handled
+                // A confirmation on a paired contact's queue: the acceptor's own retry (the same
+                // bytes) passes quietly; another one is someone else using the same invitation.
+                guard try Envelope.kind(of: delivery.body) == .confirmation,
+                      row.record.recentMessages?.contains(fingerprint) != true else { return [] }
+                return [ReadEvent(kind: .security, contact: name,
+                                  text: "someone else tried to use the invitation that \(name) accepted (it may have been intercepted or "
+                                      + "shared); they were refused. \(name) is still paired: compare safety numbers with `belay verify \(name)`")]
             }
             if row.record.recentMessages?.contains(fingerprint) == true {
                 // These exact bytes were authenticated before, so its key is used up and the

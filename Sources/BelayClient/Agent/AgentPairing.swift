@@ -48,7 +48,6 @@ extension Agent {
     }
 
     public struct AcceptOutcome: Sendable {
-        public var warnings: [String]
         /// Set when the contact was saved but the confirmation could not be delivered yet.
         public var deliveryError: ClientError?
     }
@@ -62,13 +61,13 @@ extension Agent {
             throw ClientError.invalidInput("this invitation cannot be used: \(error)")
         }
         guard invitation.inviter != identity.publicIdentity else { throw ClientError.invalidInput("this is your own invitation") }
-        var warnings: [String] = []
         let existing = try read { db in try store.contact(named: name, db) }
         if let existing {
             if [UInt8](existing.record.identity) != invitation.inviter.bytes {
                 if existing.record.verified { throw ClientError.identityChanged(name: name, verified: true) }
-                warnings.append(ClientError.identityChanged(name: name, verified: false).description
-                                + "; the old contact is replaced. " + (ClientError.identityChanged(name: name, verified: false).hint ?? ""))
+                // Accepting never replaces a contact: the person picks another name, or forgets
+                // the old contact first, knowingly.
+                throw ClientError.contactExists(name)
             }
         }
 
@@ -103,6 +102,7 @@ extension Agent {
                            senderSeed: Data(try ourSender.seed.unprotectedCopy())),
             lastRelaySeq: 0, sentSequence: 1, receivedSequence: 0, awaitingHello: false)
         let contactId = try write { db in
+            // Only the same person pairing again (same identity) gets here with an existing entry.
             if let existing { try store.deleteContact(existing.id, db) }
             let id = try store.insertContact(record, db)
             try store.enqueue(PendingSend(body: Data(Envelope.confirmation(confirmation)), createdAt: now()), contact: id, db)
@@ -111,13 +111,13 @@ extension Agent {
         }
         do {
             try await flush(contact: contactId)
-            return AcceptOutcome(warnings: warnings, deliveryError: nil)
+            return AcceptOutcome(deliveryError: nil)
         } catch ClientError.relayRefused(let why) where why == RelayErrorCode.auth.description {
             // The inviter's queue is already secured for someone else: the invitation was used.
             try write { db in try store.deleteContact(contactId, db) }
             throw ClientError.invalidInput("this invitation has already been used; ask for a new one")
         } catch let error as ClientError {
-            return AcceptOutcome(warnings: warnings, deliveryError: error)
+            return AcceptOutcome(deliveryError: error)
         }
     }
 
@@ -157,9 +157,16 @@ extension Agent {
                                   text: ClientError.identityChanged(name: name, verified: true).description + " " +
                                       (ClientError.identityChanged(name: name, verified: true).hint ?? ""))]
             }
-            events.append(ReadEvent(kind: .warning, contact: name,
-                                    text: ClientError.identityChanged(name: name, verified: false).description + "; the old contact is replaced. " +
-                                        (ClientError.identityChanged(name: name, verified: false).hint ?? "")))
+            // Accepting never replaces a contact: whoever answered this invitation is kept apart
+            // under a new name, and the person decides.
+            let original = name
+            var n = 2
+            while allNames.contains(where: { $0.record.name.lowercased() == "\(original)-\(n)".lowercased() }) { n += 1 }
+            name = "\(original)-\(n)"
+            events.append(ReadEvent(kind: .security, contact: name,
+                                    text: "someone with a different identity answered an invitation named \(original); \(original) is kept as it was "
+                                        + "and the newcomer is \(name). If \(original) did not reset their device, the invitation may have been "
+                                        + "intercepted: compare safety numbers (`belay verify`) before trusting either, and `belay forget` the wrong one"))
         }
         let inbox = try InboxKeys(rec.inbox)
         do {
@@ -173,9 +180,14 @@ extension Agent {
             ratchet: Data(try ratchet.serialized().unprotectedCopy()), inbox: rec.inbox,
             outlet: Outlet(relay: confirmation.replyQueue.relay.description, senderId: Data(confirmation.replyQueue.senderId.bytes),
                            senderSeed: Data(try ourSender.seed.unprotectedCopy())),
-            lastRelaySeq: relaySeq, sentSequence: 0, receivedSequence: 0, awaitingHello: true)
+            lastRelaySeq: relaySeq, sentSequence: 0, receivedSequence: 0, awaitingHello: true,
+            // The confirmation's fingerprint: a repeat of it is the acceptor retrying, anything
+            // else arriving as a confirmation is someone else with the same invitation.
+            recentMessages: [Data(try BLAKE2b.hash(body, outputLength: 16))])
         try write { db in
-            if let existing { try store.deleteContact(existing.id, db) }
+            // The same person pairing again (same identity) takes over their own entry; anyone
+            // else was given a new name above.
+            if let existing, [UInt8](existing.record.identity) == confirmation.acceptor.bytes { try store.deleteContact(existing.id, db) }
             try store.insertContact(record, db)
             try store.deleteInvitation(row.id, db)
         }

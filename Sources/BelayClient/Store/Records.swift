@@ -26,7 +26,9 @@ struct ContactRecord: Codable, Sendable {
     var ratchet: Data
     var inbox: Inbox
     var outlet: Outlet
-    /// The highest relay `seq` processed from the inbox: a redelivery at or below it is only acknowledged.
+    /// The relay `seq` of the last delivery from the inbox that authenticated: a known envelope
+    /// at or below it is a quiet redelivery, above it a replay; a lower one means the relay's
+    /// numbering went backwards. Never trusted to skip anything.
     var lastRelaySeq: UInt64
     var sentSequence: UInt64
     var receivedSequence: UInt64
