@@ -37,4 +37,54 @@ import Testing
         #expect(status.timersLostBeforeDeadline == ["bob"])
         await w.finish()
     }
+
+    static func timers(at relay: RelayHarness) throws -> Int {
+        var config = Configuration()
+        config.readonly = true
+        let db = try DatabaseQueue(path: relay.store.path, configuration: config)
+        defer { try? db.close() }
+        return try db.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM timer") ?? 0 }
+    }
+
+    /// Issue 9's required test: arm to bob and carol with carol's relay down, so that arming fails
+    /// part-way; bring the relay back; check in on time past the first deadline several times. No
+    /// alert reaches anyone, and disarm then leaves no timer at any relay.
+    @Test func anArmThatFailsPartWayLeavesNoOrphanTimer() async throws {
+        let people = RelaySequenceTests.People()
+        let relayA = try await RelayHarness.start(clock: people.clock)
+        var relayB = try await RelayHarness.start(clock: people.clock)
+        let (directoryB, portB) = (relayB.directory, relayB.server.port)
+        let alice = try people.person(), bob = try people.person(), carol = try people.person()
+        _ = try await bob.accept(try await alice.invite(relay: relayA.address, name: "bob", lifetime: nil), name: "alice", relay: nil)
+        _ = try await carol.accept(try await alice.invite(relay: relayA.address, name: "carol", lifetime: nil), name: "alice",
+                                   relay: relayB.address)  // carol's own queue, which alice's alerts aim at, is on relay B
+        _ = try await alice.read()
+
+        await relayB.stop()
+        do {
+            _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "out", codes: nil)
+            Issue.record("arming succeeded with carol's relay down")
+        } catch let ClientError.checkinPartlyArmed(armed, missing, _) {
+            #expect(armed == ["bob"] && missing == ["carol"])
+        }
+        #expect(try alice.checkinStatus().contacts == ["bob"])
+        relayB = try await RelayHarness.start(directory: directoryB, port: portB, clock: people.clock)
+
+        for _ in 0..<4 {  // 4 x 150 s: well past the first deadline (180 s)
+            people.clock.advance(by: 150)
+            await relayA.server.core.sweep()
+            await relayB.server.core.sweep()
+            _ = try await alice.checkIn(note: nil, code: nil)
+        }
+        #expect(try await bob.read().filter { $0.kind == .alert }.isEmpty)
+        #expect(try await carol.read().filter { $0.kind == .alert }.isEmpty)
+        try await alice.disarmCheckin(notify: false)
+        #expect(try Self.timers(at: relayA) == 0)
+        #expect(try Self.timers(at: relayB) == 0)
+        await relayA.stop()
+        await relayB.stop()
+        relayA.remove()
+        relayB.remove()
+        await people.finish()
+    }
 }

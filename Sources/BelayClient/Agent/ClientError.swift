@@ -21,6 +21,7 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
     case checkinCodeRequired
     case wrongCheckinCode
     case unverifiedContacts([String])
+    case checkinPartlyArmed(armed: [String], missing: [String], cause: String)
 
     public var description: String {
         switch self {
@@ -45,6 +46,8 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
         case .wrongCheckinCode: "that is not the check-in code; you are not checked in"
         case let .unverifiedContacts(names):
             "not armed: \(names.joined(separator: ", ")) \(names.count == 1 ? "is" : "are") not verified, so an intercepted invitation could have put someone else in their place"
+        case let .checkinPartlyArmed(armed, missing, cause):
+            "the check-in is armed for \(armed.isEmpty ? "nobody new" : armed.joined(separator: ", ")) but not for \(missing.joined(separator: ", ")): \(cause)"
         }
     }
 
@@ -57,6 +60,8 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
         case .wrongCheckinCode: "try again before the deadline"
         case let .unverifiedContacts(names):
             "compare safety numbers with `belay verify \(names[0])` first, or pass --allow-unverified to arm anyway"
+        case let .checkinPartlyArmed(_, missing, _):
+            "until you run the same `belay checkin arm` again and it succeeds, \(missing.joined(separator: " and ")) will not be alerted"
         case .passphraseRequired: "type it at the prompt, or set BELAY_PASSPHRASE for scripts (or use `belay init --no-passphrase`)"
         case .stateDamaged: "nothing was changed; restore BELAY_HOME from a backup if you have one"
         case .unknownContact: "`belay contacts` lists your contacts"
@@ -74,7 +79,7 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
     public var exitCode: Int32 {
         switch self {
         case .wrongPassphrase, .passphraseRequired, .checkinCodeRequired, .wrongCheckinCode: 3
-        case .relayUnreachable, .relayRefused: 4
+        case .relayUnreachable, .relayRefused, .checkinPartlyArmed: 4
         case .identityChanged: 5
         case .stateDamaged: 6
         default: 1

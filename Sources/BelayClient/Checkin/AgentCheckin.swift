@@ -58,19 +58,10 @@ extension Agent {
         let at = now()
         let pool = RelayPool(group: group)
         defer { Task { [pool] in await pool.closeAll() } }
-        var targets: [CheckinRecord.Target] = []
-        for contact in chosen {
-            let key = AlertKey.generate()
-            try await send(to: contact.name, kind: .alertKey, body: key.announcement, history: nil, pool: pool)
-            let old = existing?.targets.first { $0.identity == contact.identity }
-            let alert = AlertMessage(reason: .missed, note: note, lastCheckin: at, id: Hex.encode(SystemRandom().bytes(16)))
-            targets.append(try await deposit(alert, for: contact, key: key, delay: UInt32(delay), replacing: old, pool: pool).target)
-        }
-        let kept = Set(targets.map(\.identity))
-        for old in existing?.targets ?? [] where !kept.contains(old.identity) {
-            try await cancel(old, contacts: contacts.map(\.record), pool: pool)
-        }
-        var record = CheckinRecord(every: every, grace: grace, note: note, armedAt: at, lastCheckin: at, targets: targets,
+        // The record starts with the timers that exist now and is saved as each new one is
+        // deposited and each old one cancelled: a failure part-way leaves no timer unknown to
+        // this device, so none can fire later without `checkin ok` or `disarm` reaching it.
+        var record = CheckinRecord(every: every, grace: grace, note: note, armedAt: at, lastCheckin: at, targets: existing?.targets ?? [],
                                    checkinCode: nil, duressCode: nil)
         if let codes {
             record.checkinCode = try codeTag(codes.checkin)
@@ -78,7 +69,28 @@ extension Agent {
         } else if let existing {
             (record.checkinCode, record.duressCode) = (existing.checkinCode, existing.duressCode)
         }
-        try write { [record] db in try store.setCheckin(record, db) }
+        var armed: [String] = []
+        for (i, contact) in chosen.enumerated() {
+            do {
+                let key = AlertKey.generate()
+                try await send(to: contact.name, kind: .alertKey, body: key.announcement, history: nil, pool: pool)
+                let old = record.targets.first { $0.identity == contact.identity }
+                let alert = AlertMessage(reason: .missed, note: note, lastCheckin: at, id: Hex.encode(SystemRandom().bytes(16)))
+                let target = try await deposit(alert, for: contact, key: key, delay: UInt32(delay), replacing: old, pool: pool).target
+                record.targets.removeAll { $0.identity == contact.identity }
+                record.targets.append(target)
+                try write { [record] db in try store.setCheckin(record, db) }
+                armed.append(contact.name)
+            } catch let error as ClientError where !armed.isEmpty || existing != nil {
+                throw ClientError.checkinPartlyArmed(armed: armed, missing: chosen[i...].map(\.name), cause: error.description)
+            }
+        }
+        let kept = Set(chosen.map(\.identity))
+        for old in record.targets where !kept.contains(old.identity) {
+            try await cancel(old, contacts: contacts.map(\.record), pool: pool)
+            record.targets.removeAll { $0.identity == old.identity }
+            try write { [record] db in try store.setCheckin(record, db) }
+        }
         await pool.closeAll()
         return status(record)
     }
@@ -118,6 +130,11 @@ extension Agent {
             let (renewed, oldTimerGone) = try await deposit(alert, for: contact, key: key, delay: UInt32(record.every + record.grace),
                                                             replacing: target, pool: pool)
             targets.append(renewed)
+            // Saved at once: the old timer is gone at the relay, so the record must name the new
+            // one before anything else can fail.
+            var progress = record
+            progress.targets = targets + record.targets.dropFirst(targets.count)
+            try write { [progress] db in try store.setCheckin(progress, db) }
             if oldTimerGone {
                 // Past its deadline the relay has released it: the alert went out. Before it, the
                 // relay lost or deleted a timer it should still hold.
