@@ -132,6 +132,8 @@ struct ReadCommand: AsyncParsableCommand {
             if watch {
                 signal(SIGINT) { _ in Glibc.exit(0) }
                 signal(SIGTERM) { _ in Glibc.exit(0) }
+                // An --on-alert command that exits before reading its input must not end the watch.
+                signal(SIGPIPE, SIG_IGN)
                 let json = self.json
                 let hook = onAlert
                 let earlier = try agent.unshown(from: from)

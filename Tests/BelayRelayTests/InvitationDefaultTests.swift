@@ -41,7 +41,7 @@ import Testing
         _ = try? await mallory.accept(invitation, name: "alice", relay: nil)
         let events = try await alice.read()
         #expect(events.contains { $0.kind == .paired && $0.contact == "bob" })
-        #expect(events.contains { $0.kind == .security && $0.contact == "bob" && $0.text.contains("someone else tried to use") })
+        #expect(events.contains { $0.kind == .security && $0.contact == "bob" && $0.text.contains("someone else may have tried to use it") })
         let contacts = try alice.read { db in try alice.store.contacts(db) }.map(\.record.name)
         #expect(contacts == ["bob"])
         await relay.stop()

@@ -1,6 +1,7 @@
-import BelayClient
+@testable import BelayClient
 import Foundation
 import NIOCore
+import NIOPosix
 import Testing
 
 /// `read --watch` as the library runs it, against a real belayd.
@@ -30,6 +31,35 @@ import Testing
             #expect(seen.map(\.kind) == [.paired, .paired, .message])  // its reply to the invitation, then its hello
             #expect(seen.allSatisfy { $0.contact == "carol" })
             #expect(seen.last?.text == "made it")
+        }
+    }
+
+    /// END (another watch took the subscription, or a relay says so) does not stop a watch: it
+    /// says so once and resubscribes with backoff, and what is sent afterwards still reaches it.
+    @Test func aWatchToldENDResubscribesInsteadOfStopping() async throws {
+        try await withRelayAndAgents(2) { relay, people in
+            let (alice, bob) = try await people.pairAliceAndBob(on: relay.address)
+            let (events, sink) = AsyncStream<ReadEvent>.makeStream()
+            let watching = Task {
+                try await alice.watch(reconnectBase: .milliseconds(20)) { batch in
+                    for event in batch { sink.yield(event) }
+                }
+            }
+            defer { watching.cancel() }
+            try await bob.send(to: "alice", text: "first")
+            _ = try await firstEvents(in: events, until: { $0.kind == .message })
+            // A second subscriber to alice's queue takes it over: the relay sends END to the watch.
+            let rid = try alice.read { db in try alice.store.contacts(db) }.first!.record.inbox
+            let keys = try InboxKeys(rid)
+            let thief = try await RelayConnection.connect(to: relay.address, group: MultiThreadedEventLoopGroup.singleton)
+            try await thief.authorise(.recipient, keys.recipientId, key: keys.key)
+            try await thief.subscribe(keys.recipientId)
+            let ended = try await firstEvents(in: events, until: { $0.kind == .warning })
+            #expect(ended.last?.text.contains("ended a subscription") == true)
+            await thief.close()
+            try await bob.send(to: "alice", text: "still watching")
+            let later = try await firstEvents(in: events, until: { $0.kind == .message })
+            #expect(later.last?.text == "still watching")
         }
     }
 

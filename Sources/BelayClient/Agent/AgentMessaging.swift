@@ -245,8 +245,9 @@ extension Agent {
                 guard try Envelope.kind(of: delivery.body) == .confirmation,
                       row.record.recentMessages?.contains(fingerprint) != true else { return [] }
                 return [ReadEvent(kind: .security, contact: name,
-                                  text: "someone else tried to use the invitation that \(name) accepted (it may have been intercepted or "
-                                      + "shared); they were refused. \(name) is still paired: compare safety numbers with `belay verify \(name)`")]
+                                  text: "an unexpected reply to the invitation that \(name) accepted arrived: someone else may have tried to use it "
+                                      + "(intercepted or shared), or the relay made it up; it cannot be checked, and it was refused. \(name) is still "
+                                      + "paired: compare safety numbers with `belay verify \(name)`")]
             }
             if row.record.recentMessages?.contains(fingerprint) == true {
                 // These exact bytes were authenticated before, so its key is used up and the

@@ -44,6 +44,16 @@ extension Agent {
         var down: Set<String> = []
         var retryScheduled = false
         var refused: Set<EntityID> = []
+        var endNoticed: Set<[UInt8]> = []
+
+        /// A lane lost its connection (or its subscription): forget it, say so once per relay if
+        /// the relay went away, and retry with backoff.
+        func dropped(_ lane: RelayPool.Lane, relayDown: Bool = true) {
+            guard connections.removeValue(forKey: lane) != nil else { return }
+            if let queue = EntityID(bytes: lane.queue) { subscribed.remove(queue) }
+            if relayDown, down.insert(relayName(lane.address)).inserted { report(relayName(lane.address), up: false) }
+            scheduleRetry()
+        }
         var attempt = 0
         let loop = group.next()
 
@@ -67,13 +77,16 @@ extension Agent {
 
         /// Subscribes to every wanted inbox not yet subscribed. An inbox whose relay cannot be
         /// reached is reported down and retried with backoff.
-        func subscribeNew() async throws {
+        /// A rescan leaves relays reported down to the backoff (`includeDown` false), so one
+        /// relay that stalls is not retried on every tick in front of everything else.
+        func subscribeNew(includeDown: Bool = true) async throws {
             let (contacts, invitations) = try read { db in (try store.contacts(db), try store.invitations(db)) }
             var inboxes = contacts.filter { name == nil || $0.record.name.lowercased() == name!.lowercased() }.map(\.record.inbox)
             if name == nil { inboxes += invitations.map(\.record.inbox) }
             for inbox in inboxes {
                 let keys = try InboxKeys(inbox)
                 guard !subscribed.contains(keys.recipientId) else { continue }
+                if !includeDown, let address = try? RelayAddress(parsing: inbox.relay), down.contains(relayName(address)) { continue }
                 let connection: RelayConnection
                 do {
                     connection = try await pool.connection(inbox.relay, lane: keys.recipientId)
@@ -112,6 +125,7 @@ extension Agent {
 
         // A relay that is down at the start is reported and retried like one that drops later.
         try await subscribeNew()
+        var lastRescan = NIODeadline.now()
         let rescan = group.next().scheduleRepeatedTask(initialDelay: rescanEvery, delay: rescanEvery) { _ in
             continuation.yield(.rescan)
         }
@@ -119,7 +133,11 @@ extension Agent {
         for await event in stream {
             switch event {
             case .rescan:
-                try await subscribeNew()
+                // Ticks that queued up while a slow subscription ran are one tick.
+                let now = NIODeadline.now()
+                guard now - lastRescan >= .nanoseconds(rescanEvery.nanoseconds / 2) else { continue }
+                lastRescan = now
+                try await subscribeNew(includeDown: false)
             case let .reconnect(next):
                 retryScheduled = false
                 attempt = next
@@ -130,24 +148,29 @@ extension Agent {
                 let address = lane.address
                 switch reply {
                 case nil:
-                    // Dropped: forget the lane, say so once per relay, and retry with backoff.
-                    connections[lane] = nil
-                    if let queue = EntityID(bytes: lane.queue) { subscribed.remove(queue) }
-                    if down.insert(relayName(address)).inserted { report(relayName(address), up: false) }
-                    attempt = 0
-                    scheduleRetry()
+                    dropped(lane)
                 case let .message(delivery)?:
                     guard delivery.recipient.bytes == lane.queue else {
                         onEvent([Self.wrongQueueEvent])
                         continue
                     }
                     let events = try await process(delivery, connection: connection)
-                    do { try await connection.acknowledge(delivery.recipient, seq: delivery.seq) } catch let error as RelayClientError {
-                        throw Self.relayError(error, address)
-                    }
                     if !events.isEmpty { onEvent(events) }
+                    // Recorded before the ACK: if the ACK is lost, the redelivery is recognised.
+                    do { try await connection.acknowledge(delivery.recipient, seq: delivery.seq) } catch {
+                        await connection.close()
+                        dropped(lane)
+                    }
                 case .end?:
-                    throw ClientError.invalidInput("another `belay read --watch` took over this subscription; this one stops")
+                    // Another watch took the subscription over, the queue was withdrawn, or the
+                    // relay says so: never a reason to stop watching. Resubscribe with backoff if
+                    // the queue is still wanted (a rescan drops it if it is not).
+                    if endNoticed.insert(lane.queue).inserted {
+                        onEvent([ReadEvent(kind: .warning, contact: nil,
+                                           text: "the relay at \(relayName(address)) ended a subscription (another `belay read --watch` may be running); resubscribing")])
+                    }
+                    dropped(lane, relayDown: false)
+                    await connection.close()
                 default:
                     continue
                 }

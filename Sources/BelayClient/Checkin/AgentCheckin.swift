@@ -136,9 +136,11 @@ extension Agent {
             progress.targets = targets + record.targets.dropFirst(targets.count)
             try write { [progress] db in try store.setCheckin(progress, db) }
             if oldTimerGone {
-                // Past its deadline the relay has released it: the alert went out. Before it, the
-                // relay lost or deleted a timer it should still hold.
-                if at >= target.deadline { fired = min(fired ?? target.deadline, target.deadline) } else { lost.append(target.contact) }
+                // Past the deadline this device computed (not the relay's word for it), the relay
+                // has released the timer: the alert went out. Before it, the relay lost or deleted
+                // a timer it should still hold.
+                let deadline = record.lastCheckin + record.every + record.grace
+                if at >= deadline { fired = min(fired ?? deadline, deadline) } else { lost.append(target.contact) }
             }
             let outlet = try OutletKeys(contact.outlet)
             let connection = try await pool.connection(outlet.relay, lane: outlet.senderId)
