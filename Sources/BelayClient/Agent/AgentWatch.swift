@@ -15,6 +15,8 @@ extension Agent {
     /// it) so a person's many connections do not retry in step.
     public static let watchReconnectBase: TimeAmount = .seconds(1)
     public static let watchReconnectCap: TimeAmount = .seconds(60)
+    /// A connection that has stayed up this long resets the backoff when it next drops.
+    public static let watchStableAfter: TimeAmount = .seconds(60)
 
     private enum WatchEvent {
         case reply(RelayPool.Lane, RelayReply?)
@@ -45,11 +47,13 @@ extension Agent {
         var retryScheduled = false
         var refused: Set<EntityID> = []
         var endNoticed: Set<[UInt8]> = []
+        var upSince = NIODeadline.now()
 
         /// A lane lost its connection (or its subscription): forget it, say so once per relay if
         /// the relay went away, and retry with backoff.
         func dropped(_ lane: RelayPool.Lane, relayDown: Bool = true) {
             guard connections.removeValue(forKey: lane) != nil else { return }
+            attempt = NIODeadline.now() - upSince < Agent.watchStableAfter ? attempt + 1 : 0
             if let queue = EntityID(bytes: lane.queue) { subscribed.remove(queue) }
             if relayDown, down.insert(relayName(lane.address)).inserted { report(relayName(lane.address), up: false) }
             scheduleRetry()
@@ -142,7 +146,9 @@ extension Agent {
                 retryScheduled = false
                 attempt = next
                 try await subscribeNew()
-                if !retryScheduled { attempt = 0 }
+                // The backoff starts again only once the relays have stayed up a while (see
+                // `dropped`): a relay that accepts and drops at once keeps its growing wait.
+                if !retryScheduled { upSince = NIODeadline.now() }
             case let .reply(lane, reply):
                 guard let connection = connections[lane] else { continue }
                 let address = lane.address
