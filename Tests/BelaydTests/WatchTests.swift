@@ -39,15 +39,8 @@ import Testing
     @Test func aWatchToldENDResubscribesInsteadOfStopping() async throws {
         try await withRelayAndAgents(2) { relay, people in
             let (alice, bob) = try await people.pairAliceAndBob(on: relay.address)
-            let (events, sink) = AsyncStream<ReadEvent>.makeStream()
-            let watching = Task {
-                try await alice.watch(reconnectBase: .milliseconds(20)) { batch in
-                    for event in batch { sink.yield(event) }
-                }
-            }
+            let (events, watching) = try await watchedAfterAFirstMessage(alice, from: bob)
             defer { watching.cancel() }
-            try await bob.send(to: "alice", text: "first")
-            _ = try await firstEvents(in: events, until: { $0.kind == .message })
             // A second subscriber to alice's queue takes it over: the relay sends END to the watch.
             let rid = try alice.read { db in try alice.store.contacts(db) }.first!.record.inbox
             let keys = try InboxKeys(rid)
@@ -73,15 +66,8 @@ import Testing
         defer { people.remove() }
         let (alice, bob) = try await people.pairAliceAndBob(on: relay.address)
 
-        let (events, sink) = AsyncStream<ReadEvent>.makeStream()
-        let watching = Task {
-            try await alice.watch(reconnectBase: .milliseconds(20)) { batch in
-                for event in batch { sink.yield(event) }
-            }
-        }
+        let (events, watching) = try await watchedAfterAFirstMessage(alice, from: bob)
         defer { watching.cancel() }
-        try await bob.send(to: "alice", text: "first")
-        _ = try await firstEvents(in: events, until: { $0.kind == .message && $0.text == "first" })
 
         let port = relay.address.port
         await relay.kill9()
@@ -98,6 +84,19 @@ import Testing
         watching.cancel()
         _ = await relay.terminate()
     }
+}
+
+/// `watcher` watching (with a fast reconnect backoff), once `sender`'s first message reached it.
+private func watchedAfterAFirstMessage(_ watcher: Agent, from sender: Agent) async throws -> (AsyncStream<ReadEvent>, Task<Void, Error>) {
+    let (events, sink) = AsyncStream<ReadEvent>.makeStream()
+    let watching = Task {
+        try await watcher.watch(reconnectBase: .milliseconds(20)) { batch in
+            for event in batch { sink.yield(event) }
+        }
+    }
+    try await sender.send(to: "alice", text: "first")
+    _ = try await firstEvents(in: events, until: { $0.kind == .message && $0.text == "first" })
+    return (events, watching)
 }
 
 /// Events from `stream` up to and including the first that satisfies `done`; fails after 30 s
