@@ -180,9 +180,7 @@ struct AdmissionTable {
 
     private mutating func pruneIfNeeded(now: NIODeadline) {
         guard sources.count > Self.maxTrackedSources else { return }
-        for (key, var source) in sources where source.isIdle(now: now) {
-            sources[key] = nil
-        }
+        pruneIdle(now: now)
         guard sources.count > Self.maxTrackedSources else { return }
         // Still too many: forget idle sources even mid-refill, so memory stays bounded.
         for (key, source) in sources where source.open == 0 {

@@ -46,8 +46,8 @@ extension RelayCore {
     public func countersMatchStore() async -> Bool {
         await inspect { core in
             do {
-                let queues = try core.store.loadQueues()
-                let held = try core.store.loadHeld()
+                let durable = try core.store.durableState()
+                let (queues, held) = (durable.queues, durable.held)
                 var durableBytes = 0
                 for row in queues {
                     let h = held[row.rowId] ?? (0, 0)
@@ -55,7 +55,7 @@ extension RelayCore {
                     guard let q = core.byRow[row.rowId], q.count == row.count, q.bytes == row.bytes,
                           q.heldBodies == h.bodies, q.heldBytes == h.bytes else { return false }
                 }
-                let timers = try core.store.timerCount()
+                let timers = durable.timers
                 return queues.count == core.byRow.count && durableBytes == core.storedBytes && timers == core.timerCount
             } catch {
                 return false

@@ -101,9 +101,8 @@ public final class RelayCore: @unchecked Sendable {
     /// succeeded: a failed reload leaves the state (and its seq counters) as it was.
     func loadState() throws {
         let counters = byRow.mapValues(\.nextCounter).merging(retiredCounters) { max($0, $1) }
-        let rows = try store.loadQueues()
-        let held = try store.loadHeld()
-        let timers = try store.timerCount()
+        let durable = try store.durableState()
+        let (rows, held, timers) = (durable.queues, durable.held, durable.timers)
         var recipients: [EntityID: QueueState] = [:]
         var senders: [EntityID: QueueState] = [:]
         var queues: [Int64: QueueState] = [:]
@@ -397,9 +396,8 @@ public final class RelayCore: @unchecked Sendable {
     /// Re-reads every counter into the existing queue objects (reads only), keeping their
     /// subscriptions: for a rolled-back transaction that changed counters and nothing else.
     private func refreshCounters() throws {
-        let rows = try store.loadQueues()
-        let held = try store.loadHeld()
-        let timers = try store.timerCount()
+        let durable = try store.durableState()
+        let (rows, held, timers) = (durable.queues, durable.held, durable.timers)
         var bytes = 0
         for row in rows {
             guard let q = byRow[row.rowId] else { continue }

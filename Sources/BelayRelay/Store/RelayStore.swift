@@ -150,6 +150,18 @@ public final class RelayStore: @unchecked Sendable {
         }
     }
 
+    /// Everything the core's counters are rebuilt from: queues with their message counts and
+    /// bytes, timer bodies held per queue, and the number of timers. Reads only.
+    struct DurableState {
+        var queues: [QueueRow]
+        var held: [Int64: (bodies: Int, bytes: Int)]
+        var timers: Int
+    }
+
+    func durableState() throws -> DurableState {
+        DurableState(queues: try loadQueues(), held: try loadHeld(), timers: try timerCount())
+    }
+
     /// Timer bodies held for each queue: their count and bytes, which count against its quota.
     func loadHeld() throws -> [Int64: (bodies: Int, bytes: Int)] {
         try database.read { db in
