@@ -137,16 +137,17 @@ final class AttackCrew: Sendable {
 
 /// Tells whether the relay answered a connection: `answered` becomes true once `expected` bytes
 /// have arrived, false if the connection closes first.
-final class ReplyWatcher: ChannelInboundHandler, @unchecked Sendable {
+/// Built inside the channel initializer, so it lives on the channel's event loop alone.
+final class ReplyWatcher: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
     let answered: EventLoopPromise<Bool>
     private let expected: Int
     private var received = 0
 
-    init(expected: Int, on loop: EventLoop) {
+    init(expected: Int, answered: EventLoopPromise<Bool>) {
         self.expected = expected
-        answered = loop.makePromise(of: Bool.self)
+        self.answered = answered
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -31,10 +31,10 @@ final class ErrorFlood: LoopedAttack {
     func once(on loop: EventLoop) -> EventLoopFuture<Void> {
         let counters = self.counters
         let crew = self.crew
-        let flooder = Flooder(counters: counters, crew: crew)
         let relayKey = self.relayKey
         return crew.connect(on: loop) { channel in
             channel.eventLoop.makeCompletedFuture {
+                let flooder = Flooder(counters: counters, crew: crew)
                 try channel.pipeline.syncOperations.addHandler(RawNoiseHandler(relayKey: relayKey, delegate: flooder))
             }
         }.flatMap { channel -> EventLoopFuture<Void> in
@@ -46,9 +46,10 @@ final class ErrorFlood: LoopedAttack {
     }
 }
 
-/// Drives one error-flood connection; confined to its event loop. Counts locally and publishes
-/// after each read, so that millions of commands do not mean millions of lock round trips.
-private final class Flooder: RawNoiseDelegate, @unchecked Sendable {
+/// Drives one error-flood connection; built in the channel initializer and confined to its event
+/// loop. Counts locally and publishes after each read, so that millions of commands do not mean
+/// millions of lock round trips.
+private final class Flooder: RawNoiseDelegate {
     private let counters: Counters
     let crew: AttackCrew
     private var outstanding = 0

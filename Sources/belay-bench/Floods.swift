@@ -26,14 +26,16 @@ final class HandshakeFlood: LoopedAttack {
 
     func once(on loop: EventLoop) -> EventLoopFuture<Void> {
         let counters = self.counters
-        let watcher = ReplyWatcher(expected: Self.replyBytes, on: loop)
+        let answered = loop.makePromise(of: Bool.self)
         let opening = self.opening
         return crew.connect(on: loop) { channel in
-            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(watcher) }
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(ReplyWatcher(expected: Self.replyBytes, answered: answered))
+            }
         }.flatMap { channel -> EventLoopFuture<Void> in
             counters.add("connections")
             channel.writeAndFlush(opening, promise: nil)
-            return watcher.answered.futureResult.limited(to: Self.replyWait, "message 2").map { answered in
+            return answered.futureResult.limited(to: Self.replyWait, "message 2").map { answered in
                 counters.add(answered ? "answered" : "hung_up")
             }.recover { _ in
                 counters.add("no_answer_in_time")
@@ -41,7 +43,7 @@ final class HandshakeFlood: LoopedAttack {
                 channel.close(promise: nil)
             }
         }.recover { _ in
-            watcher.answered.succeed(false)
+            answered.succeed(false)
             counters.add("connect_errors")
         }
     }

@@ -60,18 +60,19 @@ enum LegitimateClient {
     /// (or at once if its reply took longer), timed on the connection's event loop: no Swift task
     /// hop between a reply and the clock, so the figures are the relay's and the loopback's.
     static func pingSeries(on connection: RelayConnection, count: Int, interval: TimeAmount = .zero) async -> LatencySummary {
-        let series = PingSeries(connection: connection, count: count, interval: interval)
         let loop = connection.channel.eventLoop
-        loop.execute { series.next() }
+        let done = loop.makePromise(of: LatencySummary.self)
+        // Built on the loop it runs on, so it needs no locks and no Sendable.
+        loop.execute { PingSeries(connection: connection, count: count, interval: interval, done: done).next() }
         // Every PING is bounded by `pingTimeout` and the series by its budget; this is a backstop.
         let backstop = TimeAmount.nanoseconds(Int64(seriesBudgetNanos)) + pingTimeout + .seconds(5)
-        return (try? await series.done.futureResult.limited(to: backstop, "the PING series").get())
+        return (try? await done.futureResult.limited(to: backstop, "the PING series").get())
             ?? LatencySummary(nanoseconds: [], failures: count)
     }
 }
 
 /// One PING series; confined to the connection's event loop.
-private final class PingSeries: @unchecked Sendable {
+private final class PingSeries {
     let connection: RelayConnection
     let count: Int
     let interval: TimeAmount
@@ -80,11 +81,11 @@ private final class PingSeries: @unchecked Sendable {
     private var failures = 0
     private let deadline: UInt64
 
-    init(connection: RelayConnection, count: Int, interval: TimeAmount) {
+    init(connection: RelayConnection, count: Int, interval: TimeAmount, done: EventLoopPromise<LatencySummary>) {
         self.connection = connection
         self.count = count
         self.interval = interval
-        done = connection.channel.eventLoop.makePromise(of: LatencySummary.self)
+        self.done = done
         deadline = monotonicNanos() + LegitimateClient.seriesBudgetNanos
         samples.reserveCapacity(count)
     }
@@ -96,20 +97,21 @@ private final class PingSeries: @unchecked Sendable {
             return done.succeed(LatencySummary(nanoseconds: samples, failures: failures + unsent))
         }
         let sent = monotonicNanos()
-        connection.request(.ping).limited(to: LegitimateClient.pingTimeout, "PING").whenComplete { result in
+        let loop = connection.channel.eventLoop.assumeIsolated()
+        connection.request(.ping).limited(to: LegitimateClient.pingTimeout, "PING").assumeIsolated().whenComplete { result in
             if case .success(.pong) = result {
                 let took = monotonicNanos() - sent
                 self.samples.append(took)
                 let wait = self.interval.nanoseconds - Int64(took)
                 if wait > 0 {
-                    self.connection.channel.eventLoop.scheduleTask(in: .nanoseconds(wait)) { self.next() }
+                    loop.scheduleTask(in: .nanoseconds(wait)) { self.next() }
                 } else {
                     self.next()
                 }
             } else {
                 // A failure can complete at once; going round the loop keeps the stack flat.
                 self.failures += 1
-                self.connection.channel.eventLoop.execute { self.next() }
+                loop.execute { self.next() }
             }
         }
     }

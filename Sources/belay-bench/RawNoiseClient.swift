@@ -15,7 +15,8 @@ protocol RawNoiseDelegate: AnyObject {
 /// BelayClient's handler: it must run on a socket bound to another source address and send
 /// commands the real client never would. Preamble, Noise NK message 1, then bundles out and
 /// replies in (docs/PROTOCOL.md §2); no request matching, no timeouts.
-final class RawNoiseHandler: ChannelInboundHandler, @unchecked Sendable {
+/// Built in the channel initializer: it lives on the channel's event loop alone.
+final class RawNoiseHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -53,6 +54,11 @@ final class RawNoiseHandler: ChannelInboundHandler, @unchecked Sendable {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         if context.channel.isActive { open(context) }
+    }
+
+    /// The context holds this handler: keeping it would keep every closed channel alive.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {

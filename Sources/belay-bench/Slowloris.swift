@@ -54,13 +54,12 @@ final class Slowloris: Attack {
     /// One connection of one slot, from connect until the relay (or `stop`) closes it.
     private func holdOne(completing: Bool, on loop: EventLoop) -> EventLoopFuture<Void> {
         let counters = self.counters
-        let keeper = completing ? KeepAlive(counters: counters) : nil
         let relayKey = self.relayKey
         let crew = self.crew
         let connected = crew.connect(on: loop) { channel in
-            guard let keeper else { return channel.eventLoop.makeSucceededVoidFuture() }
+            guard completing else { return channel.eventLoop.makeSucceededVoidFuture() }
             return channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandler(RawNoiseHandler(relayKey: relayKey, delegate: keeper))
+                try channel.pipeline.syncOperations.addHandler(RawNoiseHandler(relayKey: relayKey, delegate: KeepAlive(counters: counters)))
             }
         }
         let partial = partialOpening
@@ -80,10 +79,10 @@ final class Slowloris: Attack {
 }
 
 /// Keeps one established slowloris connection alive with a PING every `Slowloris.keepAlive`.
-/// Confined to the connection's event loop.
-private final class KeepAlive: RawNoiseDelegate, @unchecked Sendable {
+/// Built in the channel initializer and confined to the connection's event loop.
+private final class KeepAlive: RawNoiseDelegate {
     private let counters: Counters
-    private var timer: RepeatedTask?
+    private var timer: Scheduled<Void>?
 
     init(counters: Counters) {
         self.counters = counters
@@ -91,9 +90,15 @@ private final class KeepAlive: RawNoiseDelegate, @unchecked Sendable {
 
     func established(_ connection: RawNoiseHandler) {
         counters.add("handshakes")
-        timer = connection.eventLoop?.scheduleRepeatedTask(initialDelay: Slowloris.keepAlive, delay: Slowloris.keepAlive) { _ in
+        schedulePing(connection)
+    }
+
+    private func schedulePing(_ connection: RawNoiseHandler) {
+        timer = connection.eventLoop?.assumeIsolated().scheduleTask(in: Slowloris.keepAlive) { [weak self, weak connection] in
+            guard let self, let connection else { return }
             connection.add(.ping)
             connection.flush()
+            self.schedulePing(connection)
         }
     }
 
