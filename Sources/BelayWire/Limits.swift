@@ -1,4 +1,4 @@
-/// Protocol constants of relay protocol version 3 (docs/PROTOCOL.md §7). Changing one of these
+/// Protocol constants of relay protocol version 4 (docs/PROTOCOL.md §7). Changing one of these
 /// changes the protocol; tuning knobs live in the relay's configuration instead.
 public enum WireLimits {
     /// Noise's maximum message size (Noise §3); bounds every frame either way.

@@ -317,7 +317,7 @@ import Testing
             .bind(host: "127.0.0.1", port: 0).get()
         let address = RelayAddress(host: "127.0.0.1", port: server.localAddress!.port!, publicKey: try X25519.KeyPair.generate().publicKey)
         await #expect(throws: RelayClientError.versionMismatch(relayVersion: 1)) { try await RelayConnection.connect(to: address, group: group) }
-        #expect(RelayClientError.versionMismatch(relayVersion: 1).description == "the relay speaks protocol version 1; this client speaks 3")
+        #expect(RelayClientError.versionMismatch(relayVersion: 1).description == "the relay speaks protocol version 1; this client speaks 4")
         try await server.close()
         try await group.shutdownGracefully()
     }

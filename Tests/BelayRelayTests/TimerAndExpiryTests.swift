@@ -1,5 +1,5 @@
 import BelayClient
-import BelayRelay
+@testable import BelayRelay
 import BelaySodium
 import BelayWire
 import Testing
@@ -89,6 +89,42 @@ import Testing
         try await owner.acknowledge(q.recipient, seq: m.seq)
         #expect(try await owner.getMessage(q.recipient) == nil)
         await #expect(throws: RelayClientError.relay(.noTimer)) { try await depositor.cancelTimer(new) }
+        await relay.stop()
+    }
+
+    /// A TSET sent again after its reply was lost (same fresh timer key) finds the timer the first
+    /// attempt made: one timer, one alert, and the replaced timer is not brought back.
+    @Test func aTimerSetRetriedAfterALostReplyMakesNoSecondTimer() async throws {
+        let relay = try await RelayHarness.start()
+        defer { relay.remove() }
+        let owner = try await relay.connect()
+        let q = try await SecuredQueue.make(on: owner)
+        let depositor = try await q.sender(on: relay)
+        let k1 = try Ed25519.SigningKey.generate()
+        let (old, _) = try await depositor.setTimer(.init(timerKey: k1.publicKey, delay: 600, entries: [.init(sender: q.sender, body: [1])]))
+        let k2 = try Ed25519.SigningKey.generate()
+        let set = RelayCommand.TimerSet(timerKey: k2.publicKey, delay: 900, replaces: old, entries: [.init(sender: q.sender, body: [2])])
+        let (first, deadline) = try await depositor.setTimer(set)
+        relay.clock.advance(by: 5)
+        // The retry comes on a new connection, as after a dropped one: the old timer is gone, so
+        // it is sent without `replaces`, and gets the same timer and deadline back.
+        let retry = try await q.sender(on: relay)
+        await #expect(throws: RelayClientError.relay(.noTimer)) { try await retry.authorise(.timer, old, key: k1) }
+        let again = try await retry.setTimer(.init(timerKey: k2.publicKey, delay: 900, entries: [.init(sender: q.sender, body: [2])]))
+        #expect(again.0 == first && again.1 == deadline)
+        #expect(try relay.store.timerCount() == 1)
+        // The same key aimed at another queue is refused, not merged.
+        let other = try await SecuredQueue.make(on: owner)
+        try await retry.authorise(.sender, other.sender, key: other.senderKey)
+        await #expect(throws: RelayClientError.relay(.auth)) {
+            try await retry.setTimer(.init(timerKey: k2.publicKey, delay: 900, entries: [.init(sender: other.sender, body: [3])]))
+        }
+        relay.clock.advance(by: 900)
+        await relay.server.core.sweep()
+        let m = try #require(try await owner.getMessage(q.recipient))
+        #expect(m.body == [2])
+        try await owner.acknowledge(q.recipient, seq: m.seq)
+        #expect(try await owner.getMessage(q.recipient) == nil)
         await relay.stop()
     }
 

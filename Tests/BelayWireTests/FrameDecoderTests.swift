@@ -59,6 +59,6 @@ import Testing
         #expect(Preamble.check(Preamble.bytes()) == .accepted)
         #expect(Preamble.check(Preamble.bytes(version: 9)) == .unsupportedVersion(9))
         #expect(Preamble.check(Array("GET / HT".utf8)) == .notBelay)
-        #expect(Preamble.bytes() == [0x62, 0x65, 0x6c, 0x61, 0x79, 0x00, 0x00, 0x03])
+        #expect(Preamble.bytes() == [0x62, 0x65, 0x6c, 0x61, 0x79, 0x00, 0x00, 0x04])
     }
 }

@@ -218,7 +218,9 @@ extension Agent {
         let connection = try await pool.connection(outlet.relay, lane: outlet.senderId)
         let body = try Alerts.seal(try alertContent(alert), key: key, sender: identity.publicIdentity,
                                    receiver: PublicIdentity(bytes: [UInt8](contact.identity)))
-        let timerKey = try old.map { try Ed25519.SigningKey(seed: SecureBytes(copying: [UInt8]($0.timerSeed))) } ?? Ed25519.SigningKey.generate()
+        // A fresh timer key for every deposit: the relay treats a TSET under a key it already
+        // holds as a retry of that TSET (docs/PROTOCOL.md §3.1).
+        let timerKey = try Ed25519.SigningKey.generate()
         do {
             do {
                 try await pool.authorise(.sender, outlet.senderId, key: outlet.key, on: connection)
@@ -231,7 +233,8 @@ extension Agent {
             var oldTimerGone = false
             if let old, let oldId = EntityID(bytes: old.timerId) {
                 do {
-                    try await pool.authorise(.timer, oldId, key: timerKey, on: connection)
+                    let oldKey = try Ed25519.SigningKey(seed: SecureBytes(copying: [UInt8](old.timerSeed)))
+                    try await pool.authorise(.timer, oldId, key: oldKey, on: connection)
                     replaces = oldId
                 } catch RelayClientError.relay(.noTimer) {
                     // Already fired (or lost by the relay): nothing to replace; the caller says so.

@@ -18,6 +18,15 @@ extension RelayCore {
             adding[q.rowId, default: (q, 0, 0)].bodies += 1
             adding[q.rowId]!.bytes += entry.body.count
         }
+        // A TSET retried after its reply was lost carries the same fresh timer key: it gets the
+        // timer its first attempt made, and nothing changes (not even the timer it replaced,
+        // which that attempt already cancelled). Aimed anywhere else, the key is someone's
+        // mistake or an attack, and is refused.
+        if let (id, existing) = try Queries.timer(db, key: set.timerKey) {
+            let held = Set(try Queries.timerEntrySizes(db, timer: existing.rowId).map(\.queue))
+            guard held == Set(adding.keys) else { return ctx.reply(r, .error(.auth)) }
+            return ctx.reply(r, .timer(id: id, deadline: existing.deadline), grant: (Proof(role: .timer, entity: id), set.timerKey))
+        }
         var replaced: Queries.TimerRow?
         var freeing: [Int64: (bodies: Int, bytes: Int)] = [:]
         if let old = set.replaces {

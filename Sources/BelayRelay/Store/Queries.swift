@@ -64,6 +64,16 @@ enum Queries {
         }
     }
 
+    /// The timer held under `key`, with its id: a TSET retried after a lost reply names it.
+    static func timer(_ db: Database, key: [UInt8]) throws -> (id: EntityID, row: TimerRow)? {
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT id, timer_key, deadline, timer_id FROM timer WHERE timer_key = ? LIMIT 1"),
+                         arguments: [Data(key)]).flatMap { row in
+            EntityID(bytes: [UInt8](row[3] as Data)).map { id in
+                (id, TimerRow(rowId: row[0], key: [UInt8](row[1] as Data), deadline: UInt64(row[2] as Int64)))
+            }
+        }
+    }
+
     static func insertTimer(_ db: Database, id: EntityID, key: [UInt8], deadline: UInt64, entries: [(Int64, [UInt8])]) throws {
         try db.cachedStatement(sql: "INSERT INTO timer(timer_id, timer_key, deadline) VALUES (?, ?, ?)")
             .execute(arguments: [Data(id.bytes), Data(key), Int64(clamping: deadline)])

@@ -64,6 +64,11 @@ enum Schema {
                 CREATE UNIQUE INDEX message_by_queue ON message(queue_id, seq);
                 """)
         }
+        // v3: TSET is idempotent per timer key (docs/PROTOCOL.md §3.1), so a retry after a lost
+        // reply finds the timer its first attempt made instead of making a second one.
+        migrator.registerMigration("v3 timer by key") { db in
+            try db.execute(sql: "CREATE INDEX timer_by_key ON timer(timer_key)")
+        }
         return migrator
     }
 }

@@ -2,7 +2,7 @@
 public enum Preamble {
     public static let length = 8
     public static let magic: [UInt8] = Array("belay".utf8) + [0]
-    public static let currentVersion: UInt16 = 3
+    public static let currentVersion: UInt16 = 4
 
     public static func bytes(version: UInt16 = currentVersion) -> [UInt8] {
         magic + [UInt8(version >> 8), UInt8(version & 0xff)]
