@@ -27,12 +27,12 @@ public struct AlertKey: Sendable, Equatable {
 }
 
 public enum Alerts {
-    static let label = Array("belay alert v1".utf8)
+    public static let label = Array("belay alert v1".utf8)
 
     /// `0x03 | key id (16) | nonce (24) | XChaCha20-Poly1305(padded content)`: the same total size
     /// as a ratchet message of the same bucket, so the relay cannot tell an alert from a message.
     public static func seal(_ content: Content, key: AlertKey, sender: PublicIdentity, receiver: PublicIdentity,
-                            random: some RandomSource = SystemRandom()) throws -> [UInt8] {
+                            label: [UInt8] = Alerts.label, random: some RandomSource = SystemRandom()) throws -> [UInt8] {
         var padded = try Envelope.padded(content)
         defer { Sodium.wipe(&padded) }
         let nonce = random.bytes(XChaChaPoly.nonceLength)
@@ -49,7 +49,8 @@ public enum Alerts {
         return Array(body[1...AlertKey.idLength])
     }
 
-    public static func open(_ body: [UInt8], key: AlertKey, sender: PublicIdentity, receiver: PublicIdentity) throws -> Content {
+    public static func open(_ body: [UInt8], key: AlertKey, sender: PublicIdentity, receiver: PublicIdentity,
+                            label: [UInt8] = Alerts.label) throws -> Content {
         var r = ByteReader(body)
         guard try r.u8("alert kind") == Envelope.Kind.alert.rawValue else { throw E2EError.malformed("alert kind") }
         let id = try r.take(AlertKey.idLength, "alert key id")

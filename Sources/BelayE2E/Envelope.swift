@@ -9,8 +9,11 @@ public struct Content: Sendable, Equatable {
         /// The acceptor's first message, sent with the confirmation: it gives the inviter its
         /// first receiving chain, and with it the ability to send.
         case hello = 3
-        /// Sets aside an alert key for check-ins (body: `AlertKey.announcement`).
-        case alertKey = 4
+        /// A check-in notice: armed, checked in (perhaps under duress) or ended (`CheckinNotice`).
+        case checkin = 5
+        /// A contact's agree, decline or acknowledgement (`CheckinAnswer`); between contacts, a
+        /// signed `CircleAck` sealed under the circle key.
+        case answer = 6
     }
 
     public var kind: Kind

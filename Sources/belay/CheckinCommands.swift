@@ -16,7 +16,8 @@ struct CheckinCommand: AsyncParsableCommand {
               belay checkin ok
               belay checkin status
             """,
-        subcommands: [ArmCommand.self, OkCommand.self, StatusCommand.self, DisarmCommand.self, AlertCommand.self])
+        subcommands: [ArmCommand.self, OkCommand.self, StatusCommand.self, DisarmCommand.self, AlertCommand.self,
+                      AgreeCommand.self, DeclineCommand.self, AckCommand.self, WatchingCommand.self])
 }
 
 struct ArmCommand: AsyncParsableCommand {
@@ -24,12 +25,15 @@ struct ArmCommand: AsyncParsableCommand {
         commandName: "arm", abstract: "Arm (or re-arm) a check-in.",
         discussion: """
             Durations are a number and s, m, h or d. With --codes you are asked for a check-in code and \
-            a duress code (or set BELAY_CHECKIN_CODE and BELAY_DURESS_CODE); `belay checkin ok` then asks \
-            for a code, and the duress code checks in visibly as usual while alerting your contacts at once.
+            a duress code of at least 8 characters each (or set BELAY_CHECKIN_CODE and BELAY_DURESS_CODE); \
+            `belay checkin ok` then asks for a code, and the duress code checks in visibly as usual while \
+            alerting your contacts at once. --then NAMES --after DURATION adds an escalation tier: alerted \
+            that long after the earlier tiers, unless one of them acknowledges first (repeat both for more).
 
             Examples:
               belay checkin arm --every 6h --grace 30m --to Sam --note 'meeting a source at the café'
               belay checkin arm --every 2d --grace 6h --to Sam,Ana --codes
+              belay checkin arm --every 6h --grace 30m --to Sam,Ana --then Lee --after 30m
             """)
 
     @OptionGroup var state: StateOptions
@@ -39,6 +43,8 @@ struct ArmCommand: AsyncParsableCommand {
     @Option(help: "Your plan, shown to them if you miss a check-in.") var note: String = ""
     @Flag(help: "Set a check-in code and a duress code.") var codes = false
     @Flag(help: "Arm even if a contact's safety number has not been compared (scripts need this).") var allowUnverified = false
+    @Option(help: "An escalation tier: contacts alerted if nobody before them acknowledges (repeatable).") var then: [String] = []
+    @Option(help: "How long after the previous tier's alert the --then tier is alerted (one per --then).") var after: [String] = []
 
     func run() async throws {
         try await guarded {
@@ -52,9 +58,15 @@ struct ArmCommand: AsyncParsableCommand {
                 }
                 pair = (c, d)
             }
-            let names = to.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+            let names = commaList(to)
+            guard then.count == after.count else { throw ClientError.invalidInput("give one --after for each --then") }
+            let tiers = try zip(then, after).map { (names: commaList($0), after: try DurationText.seconds($1)) }
             let allow = allowUnverified
-            let status = try await state.open().armCheckin(every: every, grace: grace, to: names, note: note, codes: pair) { unverified in
+            let agent = try state.open()
+            // Re-arming a check-in that has codes needs one of them: its timer keys are sealed under them.
+            let code = try agent.checkinStatus().codes ? try askCode() : nil
+            let status = try await agent.armCheckin(every: every, grace: grace, to: names, then: tiers, note: note, codes: pair,
+                                                    code: code) { unverified in
                 guard !allow else { return }
                 // An intercepted invitation is how a stranger would take a place in someone's
                 // safety circle: say so, and ask a person; a script must say it means it.
@@ -63,8 +75,13 @@ struct ArmCommand: AsyncParsableCommand {
                               + "invitation could have put someone else in their place. `belay verify NAME` compares safety numbers.")
                 guard Terminal.confirm("Arm anyway? Type yes to continue: ", expect: "yes") else { throw ClientError.notConfirmed }
             }
-            print("Check-in armed for \(status.contacts.joined(separator: ", ")). Check in at least every \(DurationText.describe(status.every)); "
+            let first = status.answers.filter { $0.tier == 0 }.map(\.contact)
+            print("Check-in armed for \(first.joined(separator: ", ")). Check in at least every \(DurationText.describe(status.every)); "
                   + "they are alerted \(DurationText.describe(status.grace)) after a missed check-in.")
+            for (i, after) in status.tierAfter.enumerated() {
+                let tier = status.answers.filter { $0.tier == i + 1 }.map(\.contact)
+                print("If nobody acknowledges within \(DurationText.describe(after)), \(tier.joined(separator: ", ")) \(tier.count == 1 ? "is" : "are") alerted next.")
+            }
         }
     }
 }
@@ -89,13 +106,7 @@ struct OkCommand: AsyncParsableCommand {
     func run() async throws {
         try await guarded {
             let agent = try state.open()
-            var code: [UInt8]?
-            if try agent.checkinStatus().codes {
-                guard let typed = Terminal.secret(environment: "BELAY_CHECKIN_CODE", prompt: "Check-in code: ") else {
-                    throw ClientError.checkinCodeRequired
-                }
-                code = typed
-            }
+            let code = try agent.checkinStatus().codes ? try askCode() : nil
             let status = try await agent.checkIn(note: note, code: code)
             if !status.timersLostBeforeDeadline.isEmpty {
                 Terminal.note("the relay no longer held the check-in timer for \(status.timersLostBeforeDeadline.joined(separator: ", ")) "
@@ -132,6 +143,11 @@ struct StatusCommand: AsyncParsableCommand {
             print("Armed for \(s.contacts.joined(separator: ", ")): every \(DurationText.describe(s.every)), grace \(DurationText.describe(s.grace)).")
             print("Last check-in \(DurationText.describe(since)) ago; next due \(AlertTime.format(s.due)); alerts go out at \(AlertTime.format(s.alertAt)).")
             if !s.note.isEmpty { print("Note: \(s.note)") }
+            for a in s.answers {
+                let tier = a.tier == 0 ? "" : " (tier \(a.tier + 1), alerted \(DurationText.describe(s.tierAfter.prefix(a.tier).reduce(0, +))) later)"
+                let acked = a.ackedAt.map { " · acknowledged your alert at \(AlertTime.format($0))" + (a.ackNote.map { $0.isEmpty ? "" : ": \($0)" } ?? "") } ?? ""
+                print("  \(a.contact)\(tier): \(a.answer == "none" ? "has not answered yet" : a.answer)\(acked)")
+            }
         }
     }
 }
@@ -139,14 +155,22 @@ struct StatusCommand: AsyncParsableCommand {
 struct DisarmCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "disarm", abstract: "Cancel the check-in at the relay.",
-        discussion: "Tells your contacts nothing unless --notify.\n\nExamples:\n  belay checkin disarm\n  belay checkin disarm --notify")
+        discussion: """
+            Each contact is told that the check-in ended, so that they do not wait for it. With codes set, \
+            asks for the code.
+
+            Examples:
+              belay checkin disarm
+            """)
 
     @OptionGroup var state: StateOptions
-    @Flag(help: "Tell the contacts that the check-in has ended.") var notify = false
+    @Flag(help: ArgumentHelp("Accepted for older scripts: contacts are always told.", visibility: .hidden)) var notify = false
 
     func run() async throws {
         try await guarded {
-            try await state.open().disarmCheckin(notify: notify)
+            let agent = try state.open()
+            let code = try agent.checkinStatus().codes ? try askCode() : nil
+            try await agent.disarmCheckin(code: code)
             print("Check-in disarmed.")
         }
     }
@@ -163,11 +187,21 @@ struct AlertCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded {
-            let names = to.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
+            let names = to.map(commaList)
             let sent = try await state.open().sendHelpAlert(note: note, to: names)
             print("Alert sent to \(sent.joined(separator: ", ")).")
         }
     }
+}
+
+func commaList(_ text: String) -> [String] {
+    text.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+}
+
+/// The check-in or duress code, without echo (or from BELAY_CHECKIN_CODE in scripts).
+func askCode() throws -> [UInt8] {
+    guard let typed = Terminal.secret(environment: "BELAY_CHECKIN_CODE", prompt: "Check-in code: ") else { throw ClientError.checkinCodeRequired }
+    return typed
 }
 
 enum AlertTime {

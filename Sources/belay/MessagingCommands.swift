@@ -88,6 +88,7 @@ struct SendCommand: AsyncParsableCommand {
     @Argument(help: "The contact's name.") var name: String
     @Argument(help: "The message, or - to read it from standard input.") var message: String
     @Flag(help: "Print a JSON line on success.") var json = false
+    @Flag(help: "Send even though the contact recently checked in under duress (scripts need this).") var force = false
 
     func run() async throws {
         try await guarded {
@@ -98,7 +99,14 @@ struct SendCommand: AsyncParsableCommand {
                 if text.hasSuffix("\n") { text.removeLast() }
             }
             guard !text.isEmpty else { throw ClientError.invalidInput("the message is empty") }
-            try await state.open().send(to: name, text: text)
+            let agent = try state.open()
+            if !force, try agent.underDuress(name) {
+                // A reply lands on the coerced person's device, in front of whoever coerces them.
+                guard Terminal.isInteractive else { throw ClientError.contactUnderDuress(name) }
+                Terminal.note("\(name) checked in under duress recently: whatever you send appears on their device, which someone may be watching.")
+                guard Terminal.confirm("Send anyway? Type yes to continue: ", expect: "yes") else { throw ClientError.notConfirmed }
+            }
+            try await agent.send(to: name, text: text)
             if json { JSONLines.print(["sent": name]) }
         }
     }
@@ -109,7 +117,7 @@ struct ReadCommand: AsyncParsableCommand {
         commandName: "read", abstract: "Fetch, decrypt and show new messages.",
         discussion: """
             Check-in alerts come first and are marked ALERT. With --json, one object per line with a "kind" \
-            field: message, alert, paired, warning, security, checkin, or (with --watch) status.
+            field: message, alert, overdue, ack, paired, warning, security, checkin, or (with --watch) status.
 
             Examples:
               belay read
@@ -122,7 +130,7 @@ struct ReadCommand: AsyncParsableCommand {
     @Option(help: "Only this contact.") var from: String?
     @Flag(help: "Stay connected and print messages as they arrive, until interrupted.") var watch = false
     @Flag(help: "One JSON object per line.") var json = false
-    @Option(help: ArgumentHelp("With --watch: run COMMAND (through /bin/sh) for every alert or security event, with the event as JSON on its standard input.",
+    @Option(help: ArgumentHelp("With --watch: run COMMAND (through /bin/sh) for every alert, overdue, ack or security event, with the event as JSON on its standard input.",
                                valueName: "command")) var onAlert: String?
 
     func run() async throws {
@@ -151,7 +159,7 @@ struct ReadCommand: AsyncParsableCommand {
             }
             let earlier = try agent.unshown(from: from)
             let events = try await agent.read(from: from)
-            let all = (earlier + events).sorted { ($0.kind == .alert || $0.kind == .security ? 0 : 1) < ($1.kind == .alert || $1.kind == .security ? 0 : 1) }
+            let all = (earlier + events).sorted { $0.kind.urgency < $1.kind.urgency }
             if all.isEmpty, !json { Terminal.note("no new messages") }
             for e in all { show(e, json: json) }
             fflush(nil)
@@ -172,7 +180,8 @@ func show(_ e: ReadEvent, json: Bool) {
     case .paired: print("* \(who) \(e.text)")
     case .warning: print("warning (\(who)): \(e.text)")
     case .security: print("SECURITY (\(who)): \(e.text)")
-    case .checkin: print("* \(who) \(e.text)")
+    case .checkin, .ack: print("* \(e.text)\(notes)")
+    case .overdue: print("!!! OVERDUE: \(who) !!!\n\(e.text)\(notes)")
     // Connection news is not a message: one line on stderr per change.
     case .status: Terminal.note(e.text)
     }

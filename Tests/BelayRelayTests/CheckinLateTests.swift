@@ -78,7 +78,7 @@ import Testing
         }
         #expect(try await bob.read().filter { $0.kind == .alert }.isEmpty)
         #expect(try await carol.read().filter { $0.kind == .alert }.isEmpty)
-        try await alice.disarmCheckin(notify: false)
+        try await alice.disarmCheckin()
         #expect(try Self.timers(at: relayA) == 0)
         #expect(try Self.timers(at: relayB) == 0)
         await relayA.stop()

@@ -24,7 +24,8 @@ final class RelayHarness: Sendable {
 
     /// `directory`, `port` and `clock` restart a relay where an earlier one left off.
     static func start(in parent: String? = nil, directory existing: String? = nil, port: Int = 0, clock existingClock: ManualClock? = nil,
-                      _ configure: (inout RelayConfiguration) -> Void = { _ in }) async throws -> RelayHarness {
+                      _ configure: (inout RelayConfiguration) -> Void = { _ in },
+                      observe: (@Sendable (Channel) throws -> Void)? = nil) async throws -> RelayHarness {
         var config = RelayConfiguration()
         config.listen = HostPort(host: "127.0.0.1", port: port)
         config.diskReserveBytes = 1 << 20  // a small reserve: tests start many relays
@@ -41,7 +42,8 @@ final class RelayHarness: Sendable {
         logger.logLevel = config.logLevel
         let server = try await RelayServer.start(configuration: config, relayKey: key, store: store, group: group,
                                                  clock: clock, automaticSweeps: false,
-                                                 admissionClock: { .uptimeNanoseconds(clock.now() * 1_000_000_000) }, logger: logger)
+                                                 admissionClock: { .uptimeNanoseconds(clock.now() * 1_000_000_000) },
+                                                 observeConnection: observe, logger: logger)
         return RelayHarness(server: server, store: store, clock: clock, key: key, directory: directory, group: group, logs: logs)
     }
 

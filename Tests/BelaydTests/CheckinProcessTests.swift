@@ -13,8 +13,8 @@ import Testing
         let bob = try await Person.make("bob")
         defer { alice.remove(); bob.remove(); try? FileManager.default.removeItem(atPath: relayDir) }
         try await pair(alice, bob, on: relay.address)
-        alice.environment["BELAY_CHECKIN_CODE"] = "4711"
-        alice.environment["BELAY_DURESS_CODE"] = "0815"
+        alice.environment["BELAY_CHECKIN_CODE"] = "river stone 4711"
+        alice.environment["BELAY_DURESS_CODE"] = "quiet lantern 0815"
         // bob's safety number was never compared: a script must say it means it.
         let notVerified = try await alice.run("checkin", "arm", "--every", "6h", "--grace", "30m", "--to", "bob", "--note", "meeting a source", "--codes")
         #expect(notVerified.status == 1)
@@ -25,7 +25,7 @@ import Testing
         _ = try await bob.read()
 
         var normal = alice, duress = alice
-        duress.environment["BELAY_CHECKIN_CODE"] = "0815"
+        duress.environment["BELAY_CHECKIN_CODE"] = "quiet lantern 0815"
         normal.environment.removeValue(forKey: "BELAY_DURESS_CODE")
         duress.environment.removeValue(forKey: "BELAY_DURESS_CODE")
         let a = try await normal.run("checkin", "ok")
@@ -41,7 +41,7 @@ import Testing
         let status = try await alice.run("checkin", "status", "--json")
         #expect(status.out.contains("\"armed\":true"))
         var wrong = alice
-        wrong.environment["BELAY_CHECKIN_CODE"] = "1234"
+        wrong.environment["BELAY_CHECKIN_CODE"] = "wrong code 1234"
         let refused = try await wrong.run("checkin", "ok")
         #expect(refused.status == 3 && refused.err.contains("not the check-in code"))
         _ = await relay.terminate()

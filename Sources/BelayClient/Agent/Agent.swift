@@ -22,6 +22,9 @@ public final class Agent: @unchecked Sendable {
     /// A test seam: awaited in `flush` before each send after the first (its index), so a test
     /// can make the other side act between two sends. Nil in the product.
     var beforeFollowingSend: (@Sendable (Int) async -> Void)?
+    /// Argon2id work for check-in codes (`CodeSlots`): libsodium's MODERATE, as for the
+    /// passphrase, since a code is short. Tests lower it.
+    public var codeLimits: Argon2id.Limits = .moderate
 
     public static func defaultHome(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
         if let home = environment["BELAY_HOME"], !home.isEmpty { return home }

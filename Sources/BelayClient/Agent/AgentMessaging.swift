@@ -20,6 +20,11 @@ public struct ReadEvent: Sendable, Codable, Equatable {
         case checkin
         /// `read --watch` lost or regained a relay (`relay`, `state`: down or up).
         case status
+        /// A contact's check-in passed its alert time with neither an alert nor a check-in
+        /// arriving (`dueAt`): the relay may be down or holding it back.
+        case overdue
+        /// Someone acknowledged an alert and is acting (`by`).
+        case ack
     }
 
     public var kind: Kind
@@ -36,10 +41,25 @@ public struct ReadEvent: Sendable, Codable, Equatable {
     /// For status events: which relay (HOST:PORT), and `down` or `up`.
     public var relay: String? = nil
     public var state: String? = nil
+    /// For overdue events and notices: when the alert is (or was) due, in milliseconds.
+    public var dueAt: UInt64? = nil
+    /// For ack events: who acknowledged.
+    public var by: String? = nil
     /// The history row to mark shown once printed (not part of the JSON output).
     public var historyId: Int64? = nil
 
-    enum CodingKeys: String, CodingKey { case kind, contact, text, sentAt, receivedAt, sequence, notes, reason, lastCheckin, relay, state }
+    enum CodingKeys: String, CodingKey { case kind, contact, text, sentAt, receivedAt, sequence, notes, reason, lastCheckin, relay, state, dueAt, by }
+}
+
+extension ReadEvent.Kind {
+    /// Overdue check-ins, alerts and security events come first in `belay read`.
+    public var urgency: Int {
+        switch self {
+        case .overdue, .alert, .security: 0
+        case .ack: 1
+        default: 2
+        }
+    }
 }
 
 extension Agent {
@@ -189,7 +209,10 @@ extension Agent {
             }
         }
         await pool.closeAll()
-        events.sort { ($0.kind == .alert || $0.kind == .security ? 0 : 1) < ($1.kind == .alert || $1.kind == .security ? 0 : 1) }
+        // Overdue check-ins are judged after the deliveries: an alert or notice that just
+        // arrived settles them.
+        events += (try? overdueEvents(reminders: false)) ?? []
+        events.sort { $0.kind.urgency < $1.kind.urgency }
         if let firstError, events.isEmpty { throw firstError }
         if let firstError { events.append(ReadEvent(kind: .warning, contact: nil, text: firstError.description)) }
         return events
@@ -293,11 +316,22 @@ extension Agent {
             event = alert
             event.sequence = content.sequence
             event.notes = notes
-        case .alertKey:
-            var keys = row.record.alertKeys ?? []
-            if (try? AlertKey(announcement: content.body)) != nil { keys.append(Data(content.body)) }
-            row.record.alertKeys = Array(keys.suffix(Self.maxAlertKeysPerContact))
-            event = ReadEvent(kind: .checkin, contact: name, text: "armed a check-in: you will be alerted if they miss it")
+        case .checkin:
+            var events = noticeEvents(content, contact: &row.record, received: received)
+            let record = row
+            try write { db in
+                try store.updateContact(record, db)
+                for i in events.indices where events[i].kind == .alert {
+                    events[i].historyId = try store.appendHistory(HistoryEntry(direction: .incoming, kind: "alert", sequence: content.sequence,
+                                                                               sentAt: content.sentAt, receivedAt: received, text: events[i].text,
+                                                                               shown: false), contact: record.id, db)
+                }
+            }
+            return events
+        case .answer:
+            let record = row
+            try write { db in try store.updateContact(record, db) }
+            return try answerEvents(content, from: record.record)
         }
         let record = row
         let recordsHistory = content.kind == .text || content.kind == .alert

@@ -17,11 +17,15 @@ extension Agent {
     public static let watchReconnectCap: TimeAmount = .seconds(60)
     /// A connection that has stayed up this long resets the backoff when it next drops.
     public static let watchStableAfter: TimeAmount = .seconds(60)
+    /// How often `watch` looks for overdue check-ins and unacknowledged alerts on its own clock,
+    /// so that it raises them on time even when no relay says anything.
+    public static let watchOverdueTick: TimeAmount = .seconds(5)
 
     private enum WatchEvent {
         case reply(RelayPool.Lane, RelayReply?)
         case rescan
         case reconnect(attempt: Int)
+        case tick
     }
 
     /// Subscribes to every inbox (or one contact's) and hands events to `onEvent` as messages
@@ -30,7 +34,7 @@ extension Agent {
     /// ends the watch. Every `rescanEvery` it also subscribes to inboxes that appeared in the
     /// store since it started.
     public func watch(from name: String? = nil, rescanEvery: TimeAmount = Agent.watchRescan,
-                      reconnectBase: TimeAmount = Agent.watchReconnectBase,
+                      reconnectBase: TimeAmount = Agent.watchReconnectBase, overdueTick: TimeAmount = Agent.watchOverdueTick,
                       onEvent: @escaping @Sendable ([ReadEvent]) -> Void) async throws {
         let (stream, continuation) = AsyncStream<WatchEvent>.makeStream()
         let pool = RelayPool(group: group) { lane, reply in continuation.yield(.reply(lane, reply)) }
@@ -134,8 +138,13 @@ extension Agent {
             continuation.yield(.rescan)
         }
         defer { rescan.cancel() }
+        let ticker = group.next().scheduleRepeatedTask(initialDelay: .zero, delay: overdueTick) { _ in continuation.yield(.tick) }
+        defer { ticker.cancel() }
         for await event in stream {
             switch event {
+            case .tick:
+                let due = try overdueEvents(reminders: true)
+                if !due.isEmpty { onEvent(due) }
             case .rescan:
                 // Ticks that queued up while a slow subscription ran are one tick.
                 let now = NIODeadline.now()

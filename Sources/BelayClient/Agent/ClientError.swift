@@ -22,6 +22,7 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
     case wrongCheckinCode
     case unverifiedContacts([String])
     case checkinPartlyArmed(armed: [String], missing: [String], cause: String)
+    case contactUnderDuress(String)
 
     public var description: String {
         switch self {
@@ -48,6 +49,8 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
             "not armed: \(names.joined(separator: ", ")) \(names.count == 1 ? "is" : "are") not verified, so an intercepted invitation could have put someone else in their place"
         case let .checkinPartlyArmed(armed, missing, cause):
             "the check-in is armed for \(armed.isEmpty ? "nobody new" : armed.joined(separator: ", ")) but not for \(missing.joined(separator: ", ")): \(cause)"
+        case let .contactUnderDuress(name):
+            "not sent: \(name) checked in under duress recently, and a message appears on their device, which someone may be watching"
         }
     }
 
@@ -62,6 +65,7 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
             "compare safety numbers with `belay verify \(names[0])` first, or pass --allow-unverified to arm anyway"
         case let .checkinPartlyArmed(_, missing, _):
             "until you run the same `belay checkin arm` again and it succeeds, \(missing.joined(separator: " and ")) will not be alerted"
+        case .contactUnderDuress: "reach them another way; pass --force only if you are sure sending is safe for them"
         case .passphraseRequired: "type it at the prompt, or set BELAY_PASSPHRASE for scripts (or use `belay init --no-passphrase`)"
         case .stateDamaged: "nothing was changed; restore BELAY_HOME from a backup if you have one"
         case .unknownContact: "`belay contacts` lists your contacts"

@@ -3,51 +3,185 @@ import BelaySodium
 import BelayWire
 import Foundation
 
+/// A contact's side of someone's check-in: notices, alerts and acknowledgements as they arrive
+/// (docs/CHECKINS.md, docs/PROTOCOL.md §8.5).
 extension Agent {
-    /// Alert keys kept per contact: a re-arm announces a new one while the old timer may still
-    /// be replaced, so a few are kept; the oldest is forgotten first.
-    static let maxAlertKeysPerContact = 4
     /// Alert ids remembered per contact to recognise an alert delivered twice.
     static let maxSeenAlertsPerContact = 64
+    /// Retired alert key ids remembered per contact, to name a stale alert as such.
+    static let maxRetiredKeysPerContact = 64
+    /// How much earlier than its due time an alert is still accepted: the clocks of the person,
+    /// the relay and this device may differ by this much.
+    public static let alertClockTolerance: UInt64 = 120
+    /// How long after a duress notice `belay send` to that contact asks first.
+    public static let duressCaution: UInt64 = 7 * 86400
 
-    /// An alert sealed under an alert key (deposited at the relay, or sent under duress).
+    /// A body under a key rather than the ratchet: a deposited alert, or another contact's
+    /// acknowledgement under the circle key. Anything under a key this contact replaced or revoked
+    /// is a stale release by the relay, and refused.
     func processAlert(_ body: [UInt8], row: ClientStore.Row<ContactRecord>, relaySeq: UInt64) throws -> [ReadEvent] {
         var row = row
         let name = row.record.name
         let them = try PublicIdentity(bytes: [UInt8](row.record.identity))
         let keyId = try? Alerts.keyId(of: body)
-        let key = (row.record.alertKeys ?? []).compactMap { try? AlertKey(announcement: [UInt8]($0)) }.first { $0.id == keyId }
-        guard let key, let content = try? Alerts.open(body, key: key, sender: them, receiver: identity.publicIdentity), content.kind == .alert else {
+        let notice = row.record.watching.flatMap { try? CheckinNotice(decoding: [UInt8]($0.notice)) }
+        if let notice, let circle = try? AlertKey(announcement: notice.circleKey), circle.id == keyId {
+            return try processCircleAck(body, key: circle, row: row, notice: notice)
+        }
+        guard let notice, notice.state == .armed, let key = try? AlertKey(announcement: notice.alertKey), key.id == keyId else {
+            if let keyId, (row.record.retiredAlertKeys ?? []).contains(Data(keyId)) {
+                return [ReadEvent(kind: .security, contact: name,
+                                  text: "the relay released a stale alert from \(name): it was sealed for a check-in they have since renewed or "
+                                      + "ended, so it was refused. A faulty or hostile relay, or one restored from a backup")]
+            }
             return [ReadEvent(kind: .warning, contact: name, text: "an alert from \(name) could not be opened and was dropped")]
+        }
+        guard let content = try? Alerts.open(body, key: key, sender: them, receiver: identity.publicIdentity), content.kind == .alert,
+              let alert = try? JSONDecoder().decode(AlertMessage.self, from: Data(content.body)),
+              alert.counter == notice.counter, alert.checkin == Hex.encode(notice.checkin) else {
+            return [ReadEvent(kind: .warning, contact: name, text: "an alert from \(name) could not be opened and was dropped")]
+        }
+        if (row.record.seenAlerts ?? []).contains(alert.id) { return [] }
+        let at = now()
+        if at + Self.alertClockTolerance < notice.alertAt {
+            // The relay released it before its time: the person may still check in. Refused; if
+            // no check-in follows, the overdue event comes at its time.
+            return [ReadEvent(kind: .security, contact: name,
+                              text: "the relay released \(name)'s check-in alert early (due \(AlertMessage.format(notice.alertAt))); it was refused. "
+                                  + "If they do not check in, you will be told when it is overdue. A faulty or hostile relay")]
         }
         let backwards = row.record.lastRelaySeq != 0 && relaySeq < row.record.lastRelaySeq
         row.record.lastRelaySeq = relaySeq
-        let received = now() * 1000
-        guard var event = alertEvent(content, contact: &row.record, received: received) else {
-            try write { [row] db in try store.updateContact(row, db) }
-            return []
-        }
+        row.record.seenAlerts = Array(((row.record.seenAlerts ?? []) + [alert.id]).suffix(Self.maxSeenAlertsPerContact))
+        var event = ReadEvent(kind: .alert, contact: name, text: alert.summary, sentAt: content.sentAt, receivedAt: at * 1000,
+                              reason: alert.reason.rawValue, lastCheckin: alert.lastCheckin)
         if backwards { event.notes.append(Self.backwardsNote) }
+        event.notes.append(Self.ackHint(name))
+        row.record.watching?.alert = WatchRecord.AlertState(reason: alert.reason.rawValue, counter: notice.counter, at: at, text: alert.summary,
+                                                            lastShownAt: at)
         let record = row
         event.historyId = try write { db in
             try store.updateContact(record, db)
             return try store.appendHistory(HistoryEntry(direction: .incoming, kind: "alert", sequence: 0, sentAt: content.sentAt,
-                                                        receivedAt: received, text: event.text, shown: false), contact: record.id, db)
+                                                        receivedAt: at * 1000, text: event.text, shown: false), contact: record.id, db)
         }
         return [event]
     }
 
-    /// The event for an alert's content, or nil if this alert was already shown.
-    func alertEvent(_ content: Content, contact: inout ContactRecord, received: UInt64) -> ReadEvent? {
-        guard let alert = try? JSONDecoder().decode(AlertMessage.self, from: Data(content.body)) else {
-            return ReadEvent(kind: .alert, contact: contact.name, text: String(decoding: content.body, as: UTF8.self),
-                             sentAt: content.sentAt, receivedAt: received, reason: "help")
+    static func ackHint(_ name: String) -> String {
+        "acknowledge with `belay checkin ack \(name)` so the others know someone is acting"
+    }
+
+    /// A notice from a person whose check-in names us: keep the newest, retire the key it
+    /// replaces, and say what changed. A duress notice is an alert.
+    func noticeEvents(_ content: Content, contact: inout ContactRecord, received: UInt64) -> [ReadEvent] {
+        let name = contact.name
+        guard let notice = try? CheckinNotice(decoding: content.body) else {
+            return [ReadEvent(kind: .warning, contact: name, text: "a check-in notice from \(name) could not be read")]
         }
-        var seen = contact.seenAlerts ?? []
-        if seen.contains(alert.id) { return nil }
-        seen.append(alert.id)
-        contact.seenAlerts = Array(seen.suffix(Self.maxSeenAlertsPerContact))
-        return ReadEvent(kind: .alert, contact: contact.name, text: alert.summary, sentAt: content.sentAt, receivedAt: received,
-                         reason: alert.reason.rawValue, lastCheckin: alert.lastCheckin)
+        let old = contact.watching
+        let oldNotice = old.flatMap { try? CheckinNotice(decoding: [UInt8]($0.notice)) }
+        if let oldNotice, oldNotice.checkin == notice.checkin, notice.counter <= oldNotice.counter { return [] }
+        if let oldNotice, let k = try? AlertKey(announcement: oldNotice.alertKey) {
+            contact.retiredAlertKeys = Array(((contact.retiredAlertKeys ?? []) + [Data(k.id)]).suffix(Self.maxRetiredKeysPerContact))
+        }
+        let at = received / 1000
+        var events: [ReadEvent] = []
+        switch notice.state {
+        case .ended:
+            contact.watching = nil
+            events.append(ReadEvent(kind: .checkin, contact: name, text: "\(name) ended their check-in: no alert will come from it"))
+        case .armed:
+            var watch = WatchRecord(notice: Data(content.body), receivedAt: at)
+            let same = oldNotice?.checkin == notice.checkin
+            if same { watch.answer = old?.answer }
+            if !same {
+                let tier = notice.tier == 0 ? "" : " as a later tier: you are alerted only if nobody before you acknowledges"
+                events.append(ReadEvent(kind: .checkin, contact: name,
+                                        text: "\(name) named you in a check-in\(tier). They check in every \(DurationText.describe(notice.every)); "
+                                            + "if they miss one, you are alerted at \(AlertMessage.format(notice.alertAt)) (or later, if they check in). "
+                                            + "Their plan: \(notice.note.isEmpty ? "(no note)" : notice.note). You are asked to act on an alert. "
+                                            + "Answer with `belay checkin agree \(name)` or `belay checkin decline \(name)`",
+                                        dueAt: notice.alertAt * 1000))
+            } else if old?.alert != nil || old?.overdueShownAt != nil {
+                events.append(ReadEvent(kind: .checkin, contact: name,
+                                        text: "\(name) checked in again at \(AlertMessage.format(notice.lastCheckin)); next alert due "
+                                            + AlertMessage.format(notice.alertAt), dueAt: notice.alertAt * 1000))
+            }
+            contact.watching = watch
+        }
+        if notice.duress {
+            let last = AlertMessage(reason: .duress, note: notice.note, lastCheckin: notice.lastCheckin, id: "")
+            var event = ReadEvent(kind: .alert, contact: name, text: last.summary, sentAt: content.sentAt, receivedAt: received,
+                                  reason: "duress", lastCheckin: notice.lastCheckin)
+            event.notes = ["do not reply in Belay: a reply lands on \(name)'s device, which someone may be watching", Self.ackHint(name)]
+            contact.duressAt = at
+            contact.watching?.alert = WatchRecord.AlertState(reason: "duress", counter: notice.counter, at: at, text: last.summary, lastShownAt: at)
+            events.insert(event, at: 0)
+        }
+        return events
+    }
+
+    /// Another contact's signed "I am on it", sealed under the circle key and sent on the
+    /// person's queue to us.
+    func processCircleAck(_ body: [UInt8], key: AlertKey, row: ClientStore.Row<ContactRecord>, notice: CheckinNotice) throws -> [ReadEvent] {
+        var row = row
+        let name = row.record.name
+        let person = try PublicIdentity(bytes: [UInt8](row.record.identity))
+        guard let content = try? Alerts.open(body, key: key, sender: person, receiver: identity.publicIdentity, label: CircleAck.sealLabel),
+              content.kind == .answer, let ack = try? CircleAck(decoding: content.body), ack.verify(for: identity.publicIdentity),
+              let member = notice.circle.first(where: { $0.identity == ack.by.bytes }), ack.answer.kind == .ack,
+              ack.answer.checkin == notice.checkin else {
+            return [ReadEvent(kind: .warning, contact: name, text: "an acknowledgement about \(name)'s check-in could not be checked and was dropped")]
+        }
+        let contacts = try read { db in try store.contacts(db) }
+        let by = contacts.first { $0.record.identity == Data(ack.by.bytes) }?.record.name ?? member.name
+        let at = now()
+        var state = row.record.watching?.alert ?? WatchRecord.AlertState(reason: "missed", counter: notice.counter, at: at, text: "", lastShownAt: at)
+        guard !state.ackedBy.contains(by) else { return [] }
+        state.ackedBy.append(by)
+        state.counter = max(state.counter, notice.counter)
+        row.record.watching?.alert = state
+        let record = row
+        try write { db in try store.updateContact(record, db) }
+        let note = ack.answer.note.isEmpty ? "" : ": \(ack.answer.note)"
+        return [ReadEvent(kind: .ack, contact: name, text: "\(by) acknowledged \(name)'s alert and is acting\(note)", receivedAt: at * 1000, by: by)]
+    }
+
+    /// A contact's agree, decline or acknowledgement of our check-in, through the ratchet.
+    func answerEvents(_ content: Content, from contact: ContactRecord) throws -> [ReadEvent] {
+        let name = contact.name
+        guard let answer = try? CheckinAnswer(decoding: content.body) else {
+            return [ReadEvent(kind: .warning, contact: name, text: "an answer from \(name) could not be read")]
+        }
+        return try write { db in
+            // The stored record is changed only in its answers, so its sealed timer keys stay as they are.
+            guard var record = try store.checkin(db), record.id == Data(answer.checkin),
+                  let i = record.targets.firstIndex(where: { $0.identity == contact.identity }) else {
+                if answer.kind == .ack {
+                    return [ReadEvent(kind: .ack, contact: name, text: "\(name) acknowledged your alert and is acting"
+                                + (answer.note.isEmpty ? "" : ": \(answer.note)"), by: name)]
+                }
+                return [ReadEvent(kind: .warning, contact: name, text: "\(name) answered about a check-in that is no longer armed")]
+            }
+            var event: ReadEvent
+            switch answer.kind {
+            case .agree:
+                record.targets[i].answer = "agreed"
+                event = ReadEvent(kind: .checkin, contact: name, text: "\(name) agreed to be alerted by your check-in")
+            case .decline:
+                record.targets[i].answer = "declined"
+                event = ReadEvent(kind: .checkin, contact: name,
+                                  text: "\(name) declined to be alerted by your check-in; they are still alerted until you re-arm without them "
+                                      + "(`belay checkin arm` with other contacts)")
+            case .ack:
+                record.targets[i].ackedAt = now()
+                record.targets[i].ackNote = answer.note
+                event = ReadEvent(kind: .ack, contact: name, text: "\(name) acknowledged your alert and is acting"
+                                      + (answer.note.isEmpty ? "" : ": \(answer.note)"), by: name)
+            }
+            try store.setCheckin(record, db)
+            return [event]
+        }
     }
 }

@@ -11,6 +11,13 @@ struct CheckinRecord: Codable, Sendable {
         var timerId: Data
         var timerSeed: Data
         var deadline: UInt64
+        /// 0: alerted at the deadline and grace; 1 and up: escalation tiers, alerted later.
+        var tier: Int? = nil
+        /// What the contact answered to being named: "agreed" or "declined"; nil until then.
+        var answer: String? = nil
+        /// Their last acknowledgement of an alert, and its note.
+        var ackedAt: UInt64? = nil
+        var ackNote: String? = nil
     }
 
     var every: UInt64
@@ -19,9 +26,47 @@ struct CheckinRecord: Codable, Sendable {
     var armedAt: UInt64
     var lastCheckin: UInt64
     var targets: [Target]
-    /// Keyed hashes of the check-in and duress codes, if set at arming.
-    var checkinCode: Data?
-    var duressCode: Data?
+    /// With codes set at arming: the slots that open the renewal key; the timer key seeds in
+    /// `targets` are then stored sealed under it (`CodeSlots`).
+    var codeSlots: CodeSlots? = nil
+    /// Random per arming, and one more for every notice sent (docs/PROTOCOL.md §8.5).
+    var id: Data? = nil
+    var counter: UInt64? = nil
+    /// The key the contacts seal acknowledgements to each other under (`AlertKey.announcement`).
+    var circleKey: Data? = nil
+    /// `tierAfter[i]`: seconds between tier i's alert and tier i+1's, if nobody acknowledges.
+    var tierAfter: [UInt64]? = nil
+
+    /// Seconds from a check-in to the alert of `tier`.
+    func delay(tier: Int) -> UInt64 {
+        every + grace + (tierAfter ?? []).prefix(tier).reduce(0, +)
+    }
+}
+
+/// What a contact keeps about a person's check-in that names them: the latest notice (its
+/// schedule and next alert key), and what has happened since.
+struct WatchRecord: Codable, Sendable {
+    /// `CheckinNotice.encoded()` of the newest notice.
+    var notice: Data
+    /// When this device received it (Unix seconds).
+    var receivedAt: UInt64
+    /// "agreed" or "declined", once this contact answered.
+    var answer: String? = nil
+    /// The alert (missed, duress or help) of this check-in that is not yet acknowledged, or was.
+    var alert: AlertState? = nil
+    /// When an overdue event was last shown (Unix seconds).
+    var overdueShownAt: UInt64? = nil
+
+    struct AlertState: Codable, Sendable {
+        var reason: String
+        var counter: UInt64
+        var at: UInt64
+        var text: String
+        /// Names of those who acknowledged (as this device calls them), and whether this device did.
+        var ackedBy: [String] = []
+        var ackedByMe = false
+        var lastShownAt: UInt64
+    }
 }
 
 /// What an alert says, inside its end-to-end encryption: why it was sent, the person's note,
@@ -42,13 +87,22 @@ public struct AlertMessage: Codable, Sendable, Equatable {
     public var lastCheckin: UInt64
     /// Random, to recognise the same alert delivered twice.
     public var id: String
+    /// For a deposited alert: the check-in (hex id), the notice it was deposited with, and the
+    /// time (Unix seconds) it is due. A contact refuses one that is early or stale.
+    public var checkin: String? = nil
+    public var counter: UInt64? = nil
+    public var alertAt: UInt64? = nil
+    /// For an escalation tier's alert: how long the earlier tiers had to acknowledge.
+    public var escalatedAfter: UInt64? = nil
 
     /// The text `belay read` shows for an alert.
     public var summary: String {
         let last = lastCheckin == 0 ? "never" : Self.format(lastCheckin)
         let note = self.note.isEmpty ? "(no note)" : self.note
         switch reason {
-        case .missed: return "MISSED CHECK-IN. Last check-in: \(last). Their plan: \(note)"
+        case .missed:
+            let escalated = escalatedAfter.map { " Nobody alerted before you acknowledged within \(DurationText.describe($0))." } ?? ""
+            return "MISSED CHECK-IN. Last check-in: \(last).\(escalated) Their plan: \(note)"
         case .help: return "NEEDS HELP NOW. Last check-in: \(last). Their note: \(note)"
         case .duress:
             return "DURESS: they checked in with their duress code, which means they are not safe and may be watched or coerced. "
@@ -81,4 +135,18 @@ public struct CheckinStatus: Sendable, Codable, Equatable {
     public var alertsWentOutAt: UInt64?
     /// Contacts whose timer was gone before its deadline: the relay lost or deleted it.
     public var timersLostBeforeDeadline: [String] = []
+
+    /// Each contact's tier, whether they agreed, and their last acknowledgement.
+    public struct Answer: Sendable, Codable, Equatable {
+        public var contact: String
+        public var tier: Int
+        /// none, agreed or declined.
+        public var answer: String
+        public var ackedAt: UInt64?
+        public var ackNote: String?
+    }
+
+    public var answers: [Answer] = []
+    /// Seconds between one tier's alert and the next's.
+    public var tierAfter: [UInt64] = []
 }

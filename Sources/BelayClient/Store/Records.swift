@@ -34,8 +34,14 @@ struct ContactRecord: Codable, Sendable {
     var receivedSequence: UInt64
     /// The inviter cannot send until the acceptor's first ratchet message (its hello) arrives.
     var awaitingHello: Bool
-    /// Alert keys this contact set aside for their check-ins (announcement bytes), newest last.
-    var alertKeys: [Data]? = nil
+    /// This contact's check-in that names us, from its newest notice.
+    var watching: WatchRecord? = nil
+    /// Ids of alert keys this contact replaced or revoked, newest last: an alert under one is
+    /// stale, and refused.
+    var retiredAlertKeys: [Data]? = nil
+    /// When this contact last checked in under duress (Unix seconds): `belay send` to them asks
+    /// first for a while, since a reply lands on a device someone may be watching.
+    var duressAt: UInt64? = nil
     /// Ids of alerts from this contact already shown, newest last, to recognise a replay.
     var seenAlerts: [String]? = nil
     /// BLAKE2b-128 of the last message envelopes opened from this contact, newest last, to tell

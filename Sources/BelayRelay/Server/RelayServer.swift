@@ -58,6 +58,7 @@ public final class RelayServer: Sendable {
         random: RandomSource = SystemRandom(),
         automaticSweeps: Bool = true,
         admissionClock: @escaping @Sendable () -> NIODeadline = { .now() },
+        observeConnection: (@Sendable (Channel) throws -> Void)? = nil,
         logger: Logger
     ) async throws -> RelayServer {
         let core = try RelayCore(store: store, limits: CoreLimits(configuration), clock: clock, random: random,
@@ -80,6 +81,8 @@ public final class RelayServer: Sendable {
                 // Admitted by the AdmissionHandler on the listening socket.
                 guard let id = connections.claim(channel) else { return channel.close() }
                 return channel.eventLoop.makeCompletedFuture {
+                    // A test seam: a harness may add a handler that watches the raw bytes.
+                    try observeConnection?(channel)
                     try channel.pipeline.syncOperations.addHandler(
                         ConnectionHandler(core: core, settings: settings, relayStatic: relayKey, eventLoop: channel.eventLoop,
                                           logger: logger, onEstablished: { connections.established(id) },

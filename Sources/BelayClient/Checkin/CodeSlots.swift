@@ -1,0 +1,102 @@
+import BelaySodium
+import Foundation
+
+/// The check-in and duress codes as a real boundary (docs/CHECKINS.md "Codes"). The timer keys
+/// that renew and cancel a check-in's timers are sealed under a random renewal key; that key is
+/// stored twice, each copy sealed under a key derived with Argon2id from one of the codes, in an
+/// order drawn at random. Someone with the device and its passphrase but neither code cannot
+/// renew or cancel a timer, so the alerts go out; each code opens its own slot.
+struct CodeSlots: Codable, Sendable {
+    /// Shortest code accepted, in characters.
+    static let minimumLength = 8
+    static let slotLabel = Array("belay check-in code slot v1".utf8)
+    static let seedLabel = Array("belay check-in timer seed v1".utf8)
+    static let duressMark: UInt8 = 0xd5
+    static let normalMark: UInt8 = 0x5a
+
+    struct Slot: Codable, Sendable {
+        var salt: Data
+        /// nonce (24) ‖ XChaCha20-Poly1305(Argon2id(code, salt), mark (1) ‖ renewal key (32)).
+        var sealed: Data
+    }
+
+    var operations: UInt64
+    var memoryBytes: Int
+    var slots: [Slot]
+
+    var limits: Argon2id.Limits { Argon2id.Limits(operations: operations, memoryBytes: memoryBytes) }
+
+    /// New slots for two codes, and the renewal key they both open.
+    static func make(checkin: [UInt8], duress: [UInt8], limits: Argon2id.Limits) throws -> (CodeSlots, SecureBytes) {
+        for code in [checkin, duress] where String(decoding: code, as: UTF8.self).count < minimumLength {
+            throw ClientError.invalidInput("each code must be at least \(minimumLength) characters; a few unrelated words are easy to remember and hard to guess")
+        }
+        guard checkin != duress else { throw ClientError.invalidInput("the check-in code and the duress code must differ") }
+        let renewal = try SecureBytes.random(count: XChaChaPoly.keyLength)
+        var slots: [Slot] = []
+        for (code, mark) in [(checkin, normalMark), (duress, duressMark)] {
+            let salt = SystemRandom().bytes(Argon2id.saltLength)
+            let key = try Argon2id.deriveKey(passphrase: code, salt: salt, limits: limits)
+            let nonce = SystemRandom().bytes(XChaChaPoly.nonceLength)
+            var plain = [mark] + renewal.unprotectedCopy()
+            defer { Sodium.wipe(&plain) }
+            slots.append(Slot(salt: Data(salt), sealed: Data(nonce + (try XChaChaPoly.seal(key: key, nonce: nonce, plaintext: plain, ad: slotLabel)))))
+        }
+        if SystemRandom().bytes(1)[0] & 1 == 1 { slots.reverse() }
+        return (CodeSlots(operations: limits.operations, memoryBytes: limits.memoryBytes, slots: slots), renewal)
+    }
+
+    /// Whether `code` is the duress code, and the renewal key; nil for a wrong code. Both slots
+    /// are always tried, so the time taken does not say which one opened.
+    func open(code: [UInt8]) throws -> (duress: Bool, key: SecureBytes)? {
+        guard limits.isWithinBounds, slots.count == 2 else { throw ClientError.stateDamaged("the check-in's code slots") }
+        var found: (Bool, SecureBytes)?
+        for slot in slots {
+            let key = try Argon2id.deriveKey(passphrase: code, salt: [UInt8](slot.salt), limits: limits)
+            let sealed = [UInt8](slot.sealed)
+            guard sealed.count > XChaChaPoly.nonceLength,
+                  var plain = try? XChaChaPoly.open(key: key, nonce: Array(sealed.prefix(XChaChaPoly.nonceLength)),
+                                                    ciphertext: Array(sealed.dropFirst(XChaChaPoly.nonceLength)), ad: Self.slotLabel)
+            else { continue }
+            defer { Sodium.wipe(&plain) }
+            guard plain.count == 1 + XChaChaPoly.keyLength, [Self.normalMark, Self.duressMark].contains(plain[0]) else {
+                throw ClientError.stateDamaged("the check-in's code slots")
+            }
+            found = (plain[0] == Self.duressMark, try SecureBytes(copying: plain.dropFirst()))
+        }
+        return found
+    }
+
+    static func sealSeed(_ seed: Data, key: SecureBytes) throws -> Data {
+        let nonce = SystemRandom().bytes(XChaChaPoly.nonceLength)
+        return Data(nonce + (try XChaChaPoly.seal(key: key, nonce: nonce, plaintext: [UInt8](seed), ad: seedLabel)))
+    }
+
+    static func openSeed(_ sealed: Data, key: SecureBytes) throws -> Data {
+        let bytes = [UInt8](sealed)
+        guard bytes.count > XChaChaPoly.nonceLength,
+              let seed = try? XChaChaPoly.open(key: key, nonce: Array(bytes.prefix(XChaChaPoly.nonceLength)),
+                                               ciphertext: Array(bytes.dropFirst(XChaChaPoly.nonceLength)), ad: seedLabel)
+        else { throw ClientError.stateDamaged("a check-in timer key does not open with the code's key") }
+        return Data(seed)
+    }
+}
+
+extension CheckinRecord {
+    /// The record as stored: with codes set, each timer key's seed sealed under the renewal key.
+    func sealedForStorage(_ key: SecureBytes?) throws -> CheckinRecord {
+        guard codeSlots != nil else { return self }
+        guard let key else { throw ClientError.stateDamaged("a check-in with codes saved without its renewal key") }
+        var copy = self
+        for i in copy.targets.indices where !copy.targets[i].timerSeed.isEmpty {
+            copy.targets[i].timerSeed = try CodeSlots.sealSeed(copy.targets[i].timerSeed, key: key)
+        }
+        return copy
+    }
+
+    mutating func openSeeds(_ key: SecureBytes) throws {
+        for i in targets.indices where !targets[i].timerSeed.isEmpty {
+            targets[i].timerSeed = try CodeSlots.openSeed(targets[i].timerSeed, key: key)
+        }
+    }
+}

@@ -1,0 +1,120 @@
+@testable import BelayClient
+import BelayE2E
+import BelayRelay
+import Foundation
+import Testing
+
+/// A relay operator attacks an armed check-in by editing the relay's database (issue 9, points 1
+/// and 2). Each test shows what the contacts see. The clocks are the harness's: an overdue
+/// event comes exactly `Agent.overdueSlack` (120 s) after the alert was due.
+@Suite struct CheckinHostileRelayTests {
+    static let every: UInt64 = 120, grace: UInt64 = 60
+
+    static func armed() async throws -> (CheckinTests.World, HostileRelay, CheckinStatus) {
+        let w = try await CheckinTests.world()
+        let status = try await w.person("alice").armCheckin(every: every, grace: grace, to: ["bob", "carol"], note: "at the courthouse", codes: nil)
+        for name in ["bob", "carol"] { _ = try await w.person(name).read() }
+        return (w, HostileRelay(relay: w.relay), status)
+    }
+
+    static func kinds(_ events: [ReadEvent]) -> [ReadEvent.Kind] { events.map(\.kind) }
+
+    @Test func aDeletedTimerIsNoticedByEveryContactAtTheAlertTimePlusTheSlack() async throws {
+        let (w, hostile, status) = try await Self.armed()
+        try hostile.dropTimers()
+        await w.advance(Self.every + Self.grace + Agent.overdueSlack - 1)
+        #expect(try await w.person("bob").read().isEmpty)
+        await w.advance(1)
+        for name in ["bob", "carol"] {
+            let events = try await w.person(name).read()
+            #expect(Self.kinds(events) == [.overdue], "\(name)")
+            #expect(events.first?.dueAt == status.alertAt * 1000)
+            #expect(events.first?.contact == "alice")
+            #expect(events.first?.text.contains("at the courthouse") == true)
+        }
+        // `checkin watching` says so too, and a check-in settles it.
+        #expect(try w.person("bob").watching().first?.state == "overdue")
+        _ = try await w.person("alice").checkIn(note: nil, code: nil)
+        let after = try await w.person("bob").read()
+        #expect(Self.kinds(after) == [.checkin])
+        #expect(after.first?.text.contains("checked in again") == true)
+        #expect(try w.person("bob").watching().first?.state == "waiting")
+        await w.finish()
+    }
+
+    @Test func aPostponedTimerIsNoticedAsOverdue() async throws {
+        let (w, hostile, _) = try await Self.armed()
+        try hostile.postponeTimers(by: 86_400)
+        await w.advance(Self.every + Self.grace + Agent.overdueSlack)
+        #expect(Self.kinds(try await w.person("carol").read()) == [.overdue])
+        await w.finish()
+    }
+
+    @Test func aRelayThatIsDownIsNoticedAsOverdue() async throws {
+        let (w, _, _) = try await Self.armed()
+        // The relay stops listening (its event loops stay: the people's clients share them).
+        await w.relay.server.shutdown()
+        w.relay.clock.advance(by: Self.every + Self.grace + Agent.overdueSlack)
+        let events = try await w.person("bob").read()
+        #expect(events.first?.kind == .overdue)
+        #expect(events.contains { $0.kind == .warning })  // and that the relay could not be reached
+        try? w.relay.store.close()
+        try? await w.relay.group.shutdownGracefully()
+        w.relay.remove()
+        for h in w.homes.values { try? FileManager.default.removeItem(atPath: h) }
+    }
+
+    @Test func anAlertReleasedEarlyIsRefusedAndTheOverdueStillComes() async throws {
+        let (w, hostile, _) = try await Self.armed()
+        await w.advance(30)
+        try await hostile.fireEarly()
+        let events = try await w.person("bob").read()
+        #expect(Self.kinds(events) == [.security])
+        #expect(events.first?.text.contains("early") == true)
+        // Alice checks in on time: nothing more is shown, and nobody is alerted.
+        _ = try await w.person("alice").checkIn(note: nil, code: nil)
+        await w.advance(179)
+        #expect(try await w.alerts("bob").isEmpty)
+        await w.finish()
+    }
+
+    @Test func anOldAlertReplayedAfterACheckInOrAfterDisarmIsRefusedAsStale() async throws {
+        let (w, hostile, _) = try await Self.armed()
+        let captured = try hostile.heldBodies()
+        #expect(captured.count == 2)
+        await w.advance(60)
+        _ = try await w.person("alice").checkIn(note: nil, code: nil)
+        // The operator releases the copies it kept of the first deposit, after their time.
+        await w.advance(150)
+        for (queue, body) in captured { try hostile.inject(body, queue: queue) }
+        for name in ["bob", "carol"] {
+            let events = try await w.person(name).read()
+            #expect(Self.kinds(events) == [.security], "\(name)")
+            #expect(events.first?.text.contains("stale") == true)
+        }
+        // After disarming, the keys of the last deposit are revoked the same way.
+        let last = try hostile.heldBodies()
+        try await w.person("alice").disarmCheckin()
+        for name in ["bob", "carol"] {
+            #expect(Self.kinds(try await w.person(name).read()) == [.checkin], "\(name) is told it ended")
+        }
+        await w.advance(1000)
+        try hostile.inject(last[0].body, queue: last[0].queue)
+        try hostile.inject(last[1].body, queue: last[1].queue)
+        let stale = try await w.person("bob").read() + w.person("carol").read()
+        #expect(Self.kinds(stale) == [.security, .security])
+        #expect(try w.person("bob").watching().isEmpty)
+        await w.finish()
+    }
+
+    @Test func anAlertDeliveredTwiceIsShownOnce() async throws {
+        let (w, hostile, _) = try await Self.armed()
+        let held = try hostile.heldBodies()
+        await w.advance(Self.every + Self.grace)
+        #expect(Self.kinds(try await w.person("bob").read()) == [.alert])
+        for (queue, body) in held { try hostile.inject(body, queue: queue) }
+        #expect(try await w.alerts("bob").isEmpty)
+        #expect(try await w.alerts("carol").count == 1)  // carol's first copy, then nothing
+        await w.finish()
+    }
+}

@@ -1,0 +1,151 @@
+import BelayRelay
+import Foundation
+import GRDB
+import NIOCore
+import Synchronization
+
+/// What a relay operator can do behind the protocol's back: edit the database of a running
+/// relay. The relay's in-memory counters are not told, as they would not be.
+struct HostileRelay {
+    let relay: RelayHarness
+
+    private func writer() throws -> DatabaseQueue { try DatabaseQueue(path: relay.store.path) }
+
+    func execute(_ sql: String, _ arguments: StatementArguments = []) throws {
+        let db = try writer()
+        defer { try? db.close() }
+        try db.write { try $0.execute(sql: sql, arguments: arguments) }
+    }
+
+    /// Deletes every held timer.
+    func dropTimers() throws { try execute("DELETE FROM timer") }
+
+    /// Moves every held timer's deadline later.
+    func postponeTimers(by seconds: UInt64) throws { try execute("UPDATE timer SET deadline = deadline + ?", [Int64(seconds)]) }
+
+    /// Releases every held timer now (at the next sweep), before its time.
+    func fireEarly() async throws {
+        try execute("UPDATE timer SET deadline = ?", [Int64(relay.clock.now())])
+        await relay.server.core.sweep()
+    }
+
+    /// The sealed bodies the timers hold, with the queue row each is aimed at.
+    func heldBodies() throws -> [(queue: Int64, body: Data)] {
+        let db = try writer()
+        defer { try? db.close() }
+        return try db.read { db in
+            try Row.fetchAll(db, sql: "SELECT queue_id, body FROM timer_entry ORDER BY timer_id, position").map { ($0[0], $0[1]) }
+        }
+    }
+
+    /// Appends `body` to a queue as if it had been sent, under a fresh `seq`.
+    func inject(_ body: Data, queue: Int64) throws {
+        try execute("""
+            INSERT INTO message(queue_id, seq, expires_at, body)
+            VALUES (?, (SELECT coalesce(max(seq), 0) + 1000 FROM message WHERE queue_id = ?), ?, ?)
+            """, [queue, queue, Int64.max, body])
+    }
+
+    /// Everything in the database but its random bytes: row counts, body sizes, deadlines and
+    /// which queue each row belongs to.
+    func shape() throws -> [String] {
+        let db = try writer()
+        defer { try? db.close() }
+        return try db.read { db in
+            var lines: [String] = []
+            for row in try Row.fetchAll(db, sql: "SELECT id, sender_key IS NULL FROM queue ORDER BY id") { lines.append("queue \(row[0]) \(row[1] as Int)") }
+            for row in try Row.fetchAll(db, sql: "SELECT queue_id, seq, expires_at, length(body) FROM message ORDER BY queue_id, seq") {
+                lines.append("message \(row[0] as Int64) \(row[1] as Int64) \(row[2] as Int64) \(row[3] as Int)")
+            }
+            for row in try Row.fetchAll(db, sql: """
+                SELECT t.deadline, e.queue_id, e.position, length(e.body) FROM timer t JOIN timer_entry e ON e.timer_id = t.id
+                ORDER BY e.queue_id, t.deadline
+                """) {
+                lines.append("timer \(row[0] as Int64) \(row[1] as Int64) \(row[2] as Int) \(row[3] as Int)")
+            }
+            return lines
+        }
+    }
+}
+
+/// Counts the frames of every connection a relay accepts, in both directions (docs/PROTOCOL.md
+/// §2.2: an 8-byte preamble from the client, then u16-length frames), to compare what two
+/// runs put on the wire.
+final class WireTap: Sendable {
+    private let log = Mutex<[ObjectIdentifier: (inbound: [Int], outbound: [Int])]>([:])
+
+    func reset() { log.withLock { $0 = [:] } }
+
+    /// Per connection, its frame lengths in and out; sorted, since lanes open in any order.
+    var connections: [String] {
+        log.withLock { $0.values.map { "in \($0.inbound) out \($0.outbound)" }.sorted() }
+    }
+
+    func record(_ channel: ObjectIdentifier, inbound: Int? = nil, outbound: Int? = nil) {
+        log.withLock { log in
+            var entry = log[channel] ?? ([], [])
+            if let inbound { entry.inbound.append(inbound) }
+            if let outbound { entry.outbound.append(outbound) }
+            log[channel] = entry
+        }
+    }
+
+    var observer: @Sendable (Channel) throws -> Void {
+        { [self] channel in try channel.pipeline.syncOperations.addHandler(Handler(tap: self, id: ObjectIdentifier(channel))) }
+    }
+
+    /// Splits a byte stream into frame lengths.
+    struct Splitter {
+        var skip: Int
+        var pending: [UInt8] = []
+
+        mutating func feed(_ bytes: [UInt8]) -> [Int] {
+            pending += bytes
+            if skip > 0 {
+                let n = min(skip, pending.count)
+                pending.removeFirst(n)
+                skip -= n
+            }
+            var frames: [Int] = []
+            while pending.count >= 2 {
+                let length = Int(pending[0]) << 8 | Int(pending[1])
+                guard pending.count >= 2 + length else { break }
+                frames.append(length)
+                pending.removeFirst(2 + length)
+            }
+            return frames
+        }
+    }
+
+    final class Handler: ChannelDuplexHandler {
+        typealias InboundIn = ByteBuffer
+        typealias InboundOut = ByteBuffer
+        typealias OutboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+
+        let tap: WireTap
+        let id: ObjectIdentifier
+        var inbound = Splitter(skip: 8)
+        var outbound = Splitter(skip: 0)
+
+        init(tap: WireTap, id: ObjectIdentifier) {
+            self.tap = tap
+            self.id = id
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let buffer = unwrapInboundIn(data)
+            for n in inbound.feed(Array(buffer.readableBytesView)) { tap.record(id, inbound: n) }
+            context.fireChannelRead(data)
+        }
+
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            let buffer = unwrapOutboundIn(data)
+            var bytes = Array(buffer.readableBytesView)
+            // The relay's own preamble, answered to the client's, is not a frame.
+            if outbound.skip == 0, outbound.pending.isEmpty, bytes.starts(with: Array("belay".utf8)) { bytes.removeFirst(min(8, bytes.count)) }
+            for n in outbound.feed(bytes) { tap.record(id, outbound: n) }
+            context.write(data, promise: promise)
+        }
+    }
+}
