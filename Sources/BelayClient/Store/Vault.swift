@@ -45,7 +45,12 @@ struct Vault: Sendable {
     }
 
     func sealRecord<T: Encodable>(_ value: T, context: String) throws -> [UInt8] {
-        var json = [UInt8](try JSONEncoder().encode(value))
+        // No escaped slashes: base64 of random bytes would otherwise give records whose length
+        // varies with their random content, and a duress check-in must leave records of the
+        // same sizes as a normal one.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
+        var json = [UInt8](try encoder.encode(value))
         defer { Sodium.wipe(&json) }
         return try seal(json, context: context)
     }
