@@ -135,7 +135,13 @@ extension Belayd {
             }
             let logger = Logger(label: "belayd")
             let advertisedHost = config.advertisedHost
-            let service = RelayService(configuration: config, state: state, logger: logger) { server in
+            var clock: RelayClock = SystemClock()
+            if let path = ProcessInfo.processInfo.environment[FileClock.environmentVariable] {
+                // Only the process tests set this: it replaces the wall clock entirely.
+                logger.warning("using the test clock in \(path) instead of the system clock; never do this in production")
+                clock = FileClock(path: path)
+            }
+            let service = RelayService(configuration: config, state: state, logger: logger, clock: clock) { server in
                 if let address = try? state.address(host: advertisedHost, port: server.port) {
                     FileHandle.standardOutput.write(Data("\(address)\n".utf8))
                 }

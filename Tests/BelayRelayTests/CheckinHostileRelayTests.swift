@@ -42,6 +42,25 @@ import Testing
         await w.finish()
     }
 
+    /// A watch raises it from its own clock, with no relay saying anything.
+    @Test(.timeLimit(.minutes(1))) func aWatchRaisesOverdueOnTimeByItself() async throws {
+        let (w, hostile, status) = try await Self.armed()
+        try hostile.dropTimers()
+        let (stream, continuation) = AsyncStream<ReadEvent>.makeStream()
+        let bob = try w.person("bob")
+        let watching = Task { try await bob.watch(overdueTick: .milliseconds(10)) { events in events.forEach { continuation.yield($0) } } }
+        await w.advance(Self.every + Self.grace + Agent.overdueSlack)
+        var overdue: ReadEvent?
+        for await event in stream where event.kind == .overdue {
+            overdue = event
+            break
+        }
+        watching.cancel()
+        #expect(overdue?.dueAt == status.alertAt * 1000)
+        #expect(w.relay.clock.now() == status.alertAt + Agent.overdueSlack)
+        await w.finish()
+    }
+
     @Test func aPostponedTimerIsNoticedAsOverdue() async throws {
         let (w, hostile, _) = try await Self.armed()
         try hostile.postponeTimers(by: 86_400)

@@ -12,9 +12,11 @@ public struct RelayService: Service {
     let logger: Logger
     /// Called once the database is open and the port bound, with the relay's address.
     let onReady: @Sendable (RelayServer) -> Void
+    let clock: RelayClock
 
-    public init(configuration: RelayConfiguration, state: RelayStateDirectory, logger: Logger,
+    public init(configuration: RelayConfiguration, state: RelayStateDirectory, logger: Logger, clock: RelayClock = SystemClock(),
                 onReady: @escaping @Sendable (RelayServer) -> Void) {
+        self.clock = clock
         self.configuration = configuration
         self.state = state
         self.logger = logger
@@ -38,7 +40,7 @@ public struct RelayService: Service {
         let server: RelayServer
         do {
             server = try await RelayServer.start(configuration: configuration, relayKey: key, store: store, group: group,
-                                                 acceptGroup: acceptGroup, logger: logger)
+                                                 acceptGroup: acceptGroup, clock: clock, logger: logger)
         } catch {
             try? await group.shutdownGracefully()
             try? await acceptGroup.shutdownGracefully()
