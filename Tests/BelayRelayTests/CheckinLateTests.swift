@@ -38,6 +38,30 @@ import Testing
         await w.finish()
     }
 
+    /// The relay does the TSET of a check-in but its reply is lost with the connection: the
+    /// client sends it again with the same timer key and gets the same timer back. One timer,
+    /// no "lost" report, and the alert still fires once, at the new deadline.
+    @Test func aTimerSetWhoseReplyIsLostIsRetriedWithoutASecondTimer() async throws {
+        let dropper = ReplyDropper()
+        let w = try await CheckinTests.world(observe: dropper.observer)
+        let alice = try w.person("alice")
+        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob"], note: "retry", codes: nil)
+        _ = try await w.person("bob").read()
+        await w.advance(100)
+        // Frames from the client on a check-in's first connection: the handshake, AUTH of the
+        // sender key, AUTH of the old timer, then the TSET, whose reply is dropped.
+        dropper.arm(frame: 4)
+        let status = try await alice.checkIn(note: nil, code: nil)
+        #expect(status.timersLostBeforeDeadline.isEmpty && status.alertsWentOutAt == nil)
+        #expect(try w.timerCount() == 1)
+        #expect(try await w.person("bob").read().isEmpty)
+        await w.advance(179)
+        #expect(try await w.alerts("bob").isEmpty)
+        await w.advance(1)
+        #expect(try await w.alerts("bob").count == 1)
+        await w.finish()
+    }
+
     static func timers(at relay: RelayHarness) throws -> Int {
         var config = Configuration()
         config.readonly = true

@@ -149,3 +149,45 @@ final class WireTap: Sendable {
         }
     }
 }
+
+/// Loses one reply: on the next connection accepted after `arm()`, the reply to the `frame`-th
+/// frame from the client (counting the handshake's) is not sent, and the connection is closed,
+/// as if the network dropped it after the relay had done the work.
+final class ReplyDropper: Sendable {
+    private let armed = Mutex<Int?>(nil)
+
+    func arm(frame: Int) { armed.withLock { $0 = frame } }
+
+    var observer: @Sendable (Channel) throws -> Void {
+        { [self] channel in
+            guard let frame = armed.withLock({ a -> Int? in defer { a = nil }; return a }) else { return }
+            try channel.pipeline.syncOperations.addHandler(Handler(dropAfter: frame))
+        }
+    }
+
+    final class Handler: ChannelDuplexHandler {
+        typealias InboundIn = ByteBuffer
+        typealias InboundOut = ByteBuffer
+        typealias OutboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+
+        let dropAfter: Int
+        var frames = WireTap.Splitter(skip: 8)
+        var seen = 0
+        var dropping = false
+
+        init(dropAfter: Int) { self.dropAfter = dropAfter }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            seen += frames.feed(Array(unwrapInboundIn(data).readableBytesView)).count
+            if seen >= dropAfter { dropping = true }
+            context.fireChannelRead(data)
+        }
+
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            guard dropping else { return context.write(data, promise: promise) }
+            promise?.succeed()
+            context.close(promise: nil)
+        }
+    }
+}
