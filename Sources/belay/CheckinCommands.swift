@@ -75,6 +75,13 @@ struct ArmCommand: AsyncParsableCommand {
                               + "invitation could have put someone else in their place. `belay verify NAME` compares safety numbers.")
                 guard Terminal.confirm("Arm anyway? Type yes to continue: ", expect: "yes") else { throw ClientError.notConfirmed }
             }
+            if let firedAt = status.alertsWentOutAt {
+                Terminal.note("your earlier check-in's alerts went out at \(AlertTime.format(firedAt)); let those contacts know you are safe")
+            }
+            if !status.timersLostBeforeDeadline.isEmpty {
+                Terminal.note("the relay no longer held the earlier timer for \(status.timersLostBeforeDeadline.joined(separator: ", ")) "
+                              + "before its deadline; it has been set again. Tell them: their relay lost or deleted it")
+            }
             let first = status.answers.filter { $0.tier == 0 }.map(\.contact)
             print("Check-in armed for \(first.joined(separator: ", ")). Check in at least every \(DurationText.describe(status.every)); "
                   + "they are alerted \(DurationText.describe(status.grace)) after a missed check-in.")

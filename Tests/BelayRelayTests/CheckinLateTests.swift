@@ -62,6 +62,37 @@ import Testing
         await w.finish()
     }
 
+    /// A late check-in that fails part-way (carol's relay down) still reports, at the next one
+    /// that succeeds, that the alerts went out, and does not call carol's fired timer "lost".
+    @Test func tooLateIsReportedEvenAfterACheckInThatFailedPartWay() async throws {
+        let people = RelaySequenceTests.People()
+        let relayA = try await RelayHarness.start(clock: people.clock)
+        var relayB = try await RelayHarness.start(clock: people.clock)
+        let (directoryB, portB) = (relayB.directory, relayB.server.port)
+        let alice = try people.person(), bob = try people.person(), carol = try people.person()
+        _ = try await bob.accept(try await alice.invite(relay: relayA.address, name: "bob", lifetime: nil), name: "alice", relay: nil)
+        _ = try await carol.accept(try await alice.invite(relay: relayA.address, name: "carol", lifetime: nil), name: "alice",
+                                   relay: relayB.address)
+        _ = try await alice.read()
+        let armed = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "out", codes: nil)
+        people.clock.advance(by: 200)
+        await relayA.server.core.sweep()
+        await relayB.server.core.sweep()
+        await relayB.stop()
+        await #expect(throws: ClientError.self) { _ = try await alice.checkIn(note: nil, code: nil) }
+        relayB = try await RelayHarness.start(directory: directoryB, port: portB, clock: people.clock)
+        let late = try await alice.checkIn(note: nil, code: nil)
+        #expect(late.alertsWentOutAt == armed.alertAt)
+        #expect(late.timersLostBeforeDeadline.isEmpty)
+        let next = try await alice.checkIn(note: nil, code: nil)  // said once
+        #expect(next.alertsWentOutAt == nil)
+        await relayA.stop()
+        await relayB.stop()
+        relayA.remove()
+        relayB.remove()
+        await people.finish()
+    }
+
     static func timers(at relay: RelayHarness) throws -> Int {
         var config = Configuration()
         config.readonly = true

@@ -93,12 +93,22 @@ extension Agent {
         planned.sort { ($0.tier ?? 0) > ($1.tier ?? 0) }
         let pool = RelayPool(group: group)
         defer { Task { [pool] in await pool.closeAll() } }
-        let outcome = try await renew(&record, plan: planned, duress: duress, contacts: contacts.map(\.record), pool: pool, arming: true, key: key)
+        try await renew(&record, plan: planned, duress: duress, contacts: contacts.map(\.record), pool: pool, arming: true, key: key)
         let kept = Set(chosen.map(\.contact.identity))
         try await retire(&record, keeping: kept, duress: duress, contacts: contacts.map(\.record), pool: pool, key: key)
         await pool.closeAll()
+        return try reportGaps(&record, key: key)
+    }
+
+    /// The status, with what renewing found and had not reported yet; then forgets it.
+    func reportGaps(_ record: inout CheckinRecord, key: SecureBytes?) throws -> CheckinStatus {
         var result = status(record)
-        result.timersLostBeforeDeadline = outcome.gone
+        result.alertsWentOutAt = record.firedAt
+        result.timersLostBeforeDeadline = record.lostTimers ?? []
+        if record.firedAt != nil || record.lostTimers != nil {
+            (record.firedAt, record.lostTimers) = (nil, nil)
+            try saveCheckin(record, key: key)
+        }
         return result
     }
 
@@ -118,20 +128,13 @@ extension Agent {
         for target in record.targets where !contacts.contains(where: { $0.identity == target.identity }) {
             throw ClientError.invalidInput("\(target.contact), a contact of this check-in, was forgotten; re-arm with `belay checkin arm`")
         }
-        let previousDeadline = record.lastCheckin + record.every + record.grace
         record.lastCheckin = now()
         let pool = RelayPool(group: group)
         defer { Task { [pool] in await pool.closeAll() } }
         let plan = record.targets.sorted { ($0.tier ?? 0) > ($1.tier ?? 0) }
-        let outcome = try await renew(&record, plan: plan, duress: duress, contacts: contacts, pool: pool, arming: false, key: key)
+        try await renew(&record, plan: plan, duress: duress, contacts: contacts, pool: pool, arming: false, key: key)
         await pool.closeAll()
-        var result = status(record)
-        // Past the deadline this device computed (not the relay's word for it), a timer that is
-        // gone was released: the alert went out. Before it, the relay lost or deleted it.
-        if !outcome.gone.isEmpty {
-            if record.lastCheckin >= previousDeadline { result.alertsWentOutAt = previousDeadline } else { result.timersLostBeforeDeadline = outcome.gone }
-        }
-        return result
+        return try reportGaps(&record, key: key)
     }
 
     /// Cancels the check-in's timers and tells each contact it has ended (their alert keys are

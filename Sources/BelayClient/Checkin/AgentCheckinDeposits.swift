@@ -6,21 +6,15 @@ import Foundation
 /// The person's side of a check-in at the relays: deposits, notices and cancellations, each
 /// recorded as soon as it is done.
 extension Agent {
-    struct RenewOutcome {
-        /// Contacts whose previous timer was no longer at the relay.
-        var gone: [String] = []
-    }
-
     /// One command's deposits and notices: for each target of `plan` (later tiers first), a fresh
     /// alert under a fresh key deposited in place of its timer, then its notice. The record is
     /// saved after each deposit. Normal and duress check-ins run exactly this, in the same order
     /// with the same sizes; only the notices' encrypted flag differs.
     func renew(_ record: inout CheckinRecord, plan: [CheckinRecord.Target], duress: Bool, contacts: [ContactRecord], pool: RelayPool,
-               arming: Bool, key: SecureBytes?) async throws -> RenewOutcome {
+               arming: Bool, key: SecureBytes?) async throws {
         record.counter = (record.counter ?? 0) + 1
         try saveCheckin(record, key: key)
         let members = plan.compactMap { t in member(t, contacts: contacts) }
-        var outcome = RenewOutcome()
         var done: [String] = []
         for (i, planned) in plan.enumerated() {
             guard let contact = contacts.first(where: { $0.identity == planned.identity }) else { continue }
@@ -37,12 +31,23 @@ extension Agent {
                 let (deposited, gone) = try await deposit(alert, for: contact, key: alertKey, delay: UInt32(delay), replacing: old, pool: pool)
                 var target = planned
                 (target.contact, target.timerId, target.timerSeed, target.deadline) = (contact.name, deposited.timerId, deposited.timerSeed, deposited.deadline)
+                target.dueAt = record.lastCheckin + delay
                 record.targets.removeAll { $0.identity == contact.identity }
                 record.targets.append(target)
+                if gone {
+                    // Past the deadline this device computed (not the relay's word for it), a
+                    // timer that is gone was released: the alert went out. Before it, the relay
+                    // lost or deleted it. Kept in the record until a check-in reports it.
+                    let due = planned.dueAt ?? (planned.deadline)
+                    if record.lastCheckin >= due {
+                        record.firedAt = min(record.firedAt ?? due, due)
+                    } else {
+                        record.lostTimers = (record.lostTimers ?? []) + [contact.name]
+                    }
+                }
                 // Saved at once: the old timer is gone at the relay, so the record must name the
                 // new one before anything else can fail.
                 try saveCheckin(record, key: key)
-                if gone { outcome.gone.append(contact.name) }
                 let cancels = record.targets.filter { ($0.tier ?? 0) > tier }.compactMap { t -> CheckinNotice.Cancel? in
                     guard let c = contacts.first(where: { $0.identity == t.identity }) else { return nil }
                     return CheckinNotice.Cancel(relay: c.outlet.relay, timerId: [UInt8](t.timerId), timerSeed: [UInt8](t.timerSeed))
@@ -59,7 +64,6 @@ extension Agent {
                 throw ClientError.checkinPartlyArmed(armed: done, missing: plan[i...].map(\.contact), cause: error.description)
             }
         }
-        return outcome
     }
 
     /// Cancels the timers of the targets not in `keeping` and sends each an ended notice, which

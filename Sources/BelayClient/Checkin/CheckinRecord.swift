@@ -18,6 +18,9 @@ struct CheckinRecord: Codable, Sendable {
         /// Their last acknowledgement of an alert, and its note.
         var ackedAt: UInt64? = nil
         var ackNote: String? = nil
+        /// When this device computed the timer to be due (Unix seconds): a timer gone after it
+        /// fired; one gone before it was lost or deleted by the relay.
+        var dueAt: UInt64? = nil
     }
 
     var every: UInt64
@@ -36,6 +39,10 @@ struct CheckinRecord: Codable, Sendable {
     var circleKey: Data? = nil
     /// `tierAfter[i]`: seconds between tier i's alert and tier i+1's, if nobody acknowledges.
     var tierAfter: [UInt64]? = nil
+    /// Found by a check-in and not yet reported (kept across a check-in that fails part-way):
+    /// when the alerts went out, and whose timers were gone before their deadline.
+    var firedAt: UInt64? = nil
+    var lostTimers: [String]? = nil
 
     /// Seconds from a check-in to the alert of `tier`.
     func delay(tier: Int) -> UInt64 {
