@@ -2,11 +2,13 @@ import BelaySodium
 
 /// What a person's client tells each contact of a check-in, through the ratchet, every time it
 /// arms, checks in or disarms (docs/PROTOCOL.md §8.5): the schedule, the key for the next alert,
-/// and, only inside the encryption, whether this was done under duress. The encoding has no
-/// field whose size depends on the duress flag, so the two paths give the same bytes on the wire.
+/// and the tag of the code that was entered. Only the contacts know which tag is the duress
+/// code's: the device itself does not keep it, and both tags are the same size.
 public struct CheckinNotice: Sendable, Equatable {
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
     public static let idLength = 16
+    public static let tagLength = 16
+    static let signatureLabel = Array("belay checkin notice v1".utf8)
     /// Most contacts a check-in names (the circle), and most timers a notice lets a contact cancel.
     public static let maxCircle = 16
     public static let maxNoteLength = 4000
@@ -49,7 +51,15 @@ public struct CheckinNotice: Sendable, Equatable {
     }
 
     public var state: State
-    public var duress: Bool
+    /// The tag of the code entered for this command (zeros without codes).
+    public var codeTag: [UInt8]
+    /// Sent only when codes are set: the duress code's tag (zeros otherwise). Contacts keep it.
+    public var duressTag: [UInt8]
+    /// With codes: the Ed25519 key whose signature the next notices of this check-in need
+    /// (empty without codes).
+    public var authority: [UInt8]
+    /// Signed by the authority the contacts hold (the previous one if this notice changes it).
+    public var signature: [UInt8] = []
     /// Random per arming; the same for every notice of that check-in.
     public var checkin: [UInt8]
     /// One more for every notice of the check-in: an alert for an older one is stale.
@@ -72,10 +82,11 @@ public struct CheckinNotice: Sendable, Equatable {
     public var circle: [Member]
     public var cancels: [Cancel]
 
-    public init(state: State, duress: Bool, checkin: [UInt8], counter: UInt64, alertAt: UInt64, every: UInt64, grace: UInt64,
-                lastCheckin: UInt64, tier: UInt8, escalateAfter: UInt64, note: String, alertKey: [UInt8], circleKey: [UInt8],
-                circle: [Member], cancels: [Cancel]) {
-        (self.state, self.duress, self.checkin, self.counter, self.alertAt) = (state, duress, checkin, counter, alertAt)
+    public init(state: State, codeTag: [UInt8], duressTag: [UInt8], authority: [UInt8], checkin: [UInt8], counter: UInt64, alertAt: UInt64,
+                every: UInt64, grace: UInt64, lastCheckin: UInt64, tier: UInt8, escalateAfter: UInt64, note: String, alertKey: [UInt8],
+                circleKey: [UInt8], circle: [Member], cancels: [Cancel]) {
+        (self.state, self.codeTag, self.duressTag, self.authority) = (state, codeTag, duressTag, authority)
+        (self.checkin, self.counter, self.alertAt) = (checkin, counter, alertAt)
         (self.every, self.grace, self.lastCheckin, self.tier, self.escalateAfter) = (every, grace, lastCheckin, tier, escalateAfter)
         (self.note, self.alertKey, self.circleKey, self.circle, self.cancels) = (note, alertKey, circleKey, circle, cancels)
     }
@@ -84,7 +95,9 @@ public struct CheckinNotice: Sendable, Equatable {
         var w = ByteWriter()
         w.u8(Self.version)
         w.u8(state.rawValue)
-        w.u8(duress ? 1 : 0)
+        w.put(codeTag)
+        w.put(duressTag)
+        w.bytes16(authority)
         w.put(checkin)
         for v in [counter, alertAt, every, grace, lastCheckin] { w.u64(v) }
         w.u8(tier)
@@ -107,15 +120,40 @@ public struct CheckinNotice: Sendable, Equatable {
             w.bytes16(c.timerId)
             w.bytes16(c.timerSeed)
         }
+        w.bytes16(signature)
         return w.bytes
+    }
+
+    /// What the signature covers: the notice with an empty signature.
+    var signedBytes: [UInt8] {
+        var unsigned = self
+        unsigned.signature = []
+        return Self.signatureLabel + unsigned.encoded()
+    }
+
+    public mutating func sign(with key: Ed25519.SigningKey) throws {
+        signature = []
+        signature = try key.sign(signedBytes)
+    }
+
+    public func isSigned(by authority: [UInt8]) -> Bool {
+        authority.count == Ed25519.publicKeyLength && signature.count == Ed25519.signatureLength
+            && Ed25519.verify(signature: signature, message: signedBytes, publicKey: authority)
+    }
+
+    /// Whether `codeTag` is the duress tag a contact holds.
+    public func isDuress(duressTag: [UInt8]?) -> Bool {
+        guard let duressTag, duressTag.count == Self.tagLength, duressTag != [UInt8](repeating: 0, count: Self.tagLength) else { return false }
+        return Sodium.constantTimeEquals(codeTag, duressTag)
     }
 
     public init(decoding bytes: [UInt8]) throws {
         var r = ByteReader(bytes)
         guard try r.u8("notice version") == Self.version else { throw E2EError.malformed("check-in notice version") }
         guard let state = State(rawValue: try r.u8("notice state")) else { throw E2EError.malformed("check-in notice state") }
-        let duress = try r.u8("notice flag")
-        guard duress <= 1 else { throw E2EError.malformed("check-in notice flag") }
+        let codeTag = try r.take(Self.tagLength, "code tag")
+        let duressTag = try r.take(Self.tagLength, "duress tag")
+        let authority = try r.bytes16("authority", maximum: Ed25519.publicKeyLength)
         let checkin = try r.take(Self.idLength, "check-in id")
         let (counter, alertAt, every, grace, last) = (try r.u64("counter"), try r.u64("alert time"), try r.u64("every"), try r.u64("grace"),
                                                       try r.u64("last check-in"))
@@ -139,10 +177,12 @@ public struct CheckinNotice: Sendable, Equatable {
             cancels.append(Cancel(relay: try Self.text(&r, "cancel relay", Self.maxRelayLength), timerId: try r.bytes16("timer id", maximum: 16),
                                   timerSeed: try r.bytes16("timer key", maximum: 32)))
         }
+        let signature = try r.bytes16("notice signature", maximum: Ed25519.signatureLength)
         try r.expectEnd("check-in notice")
-        self.init(state: state, duress: duress == 1, checkin: checkin, counter: counter, alertAt: alertAt, every: every, grace: grace,
+        self.init(state: state, codeTag: codeTag, duressTag: duressTag, authority: authority, checkin: checkin, counter: counter, alertAt: alertAt, every: every, grace: grace,
                   lastCheckin: last, tier: tier, escalateAfter: after, note: note, alertKey: alertKey, circleKey: circleKey,
                   circle: circle, cancels: cancels)
+        self.signature = signature
     }
 
     static func text(_ r: inout ByteReader, _ field: String, _ maximum: Int) throws -> String {

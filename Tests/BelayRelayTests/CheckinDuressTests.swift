@@ -2,6 +2,7 @@
 import BelayE2E
 import BelayRelay
 import BelaySodium
+import BelayWire
 import Foundation
 import GRDB
 import Testing
@@ -73,9 +74,16 @@ import Testing
         _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "", codes: (Self.normal, Self.duress))
         let stored = try #require(try alice.read { db in try alice.store.checkin(db) })
         #expect(stored.targets.count == 2)
-        for target in stored.targets {
-            #expect(target.timerSeed.count == XChaChaPoly.nonceLength + 32 + XChaChaPoly.tagLength)
-            #expect(throws: (any Error).self) { _ = try Ed25519.SigningKey(seed: SecureBytes(copying: [UInt8](target.timerSeed))) }
+        // What is stored is a sealed seed: only the code's key opens it into the key the relay holds.
+        let relayKeys = try HostileRelay(relay: w.relay).timerKeys()
+        var opened = stored
+        let slots = try #require(stored.codeSlots)
+        let (_, renewal) = try #require(try slots.open(code: Self.normal))
+        try opened.openSeeds(renewal)
+        for (sealed, clear) in zip(stored.targets, opened.targets) {
+            #expect(sealed.timerSeed.count == XChaChaPoly.nonceLength + 32 + XChaChaPoly.tagLength)
+            #expect(!relayKeys.contains(try Ed25519.SigningKey(seed: SecureBytes(copying: [UInt8](sealed.timerSeed.prefix(32)))).publicKey))
+            #expect(relayKeys.contains(try Ed25519.SigningKey(seed: SecureBytes(copying: [UInt8](clear.timerSeed))).publicKey))
         }
         await #expect(throws: ClientError.checkinCodeRequired) { _ = try await alice.checkIn(note: nil, code: nil) }
         await #expect(throws: ClientError.wrongCheckinCode) { _ = try await alice.checkIn(note: nil, code: Array("password".utf8)) }
@@ -83,6 +91,98 @@ import Testing
         await w.advance(180)
         #expect(try await w.alerts("bob").count == 1)
         #expect(try await w.alerts("carol").count == 1)
+        await w.finish()
+    }
+
+    /// Someone with the device and the passphrase but no code wipes the check-in and arms a new
+    /// one, or sends an "ended" notice: the contacts refuse both, and the real alert still comes.
+    @Test func withoutACodeTheContactsCannotBeMadeToStopWaiting() async throws {
+        let w = try await CheckinTests.world()
+        let alice = try w.person("alice")
+        let armed = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "the real plan", codes: (Self.normal, Self.duress))
+        for name in ["bob", "carol"] { _ = try await w.person(name).read() }
+        // A forged "ended" notice through the ratchet, as a modified client would send it.
+        let ended = CheckinNotice(state: .ended, codeTag: Array(repeating: 0, count: 16), duressTag: Array(repeating: 0, count: 16), authority: [],
+                                  checkin: [UInt8](try #require(try alice.read { db in try alice.store.checkin(db) }?.id)), counter: 99, alertAt: 0,
+                                  every: 120, grace: 60, lastCheckin: 0, tier: 0, escalateAfter: 0, note: "", alertKey: [], circleKey: [],
+                                  circle: [], cancels: [])
+        try await alice.send(to: "carol", kind: .checkin, body: ended.encoded(), history: nil)
+        // The check-in record deleted, and a new one armed without codes.
+        try alice.write { db in try db.execute(sql: "DELETE FROM checkin") }
+        _ = try await alice.armCheckin(every: 86_400, grace: 60, to: ["bob"], note: "nothing to see", codes: nil)
+        for name in ["bob", "carol"] {
+            let refused = try await w.person(name).read()
+            #expect(refused.map(\.kind) == [.security], "\(name)")
+            #expect(refused.first?.text.contains("not made with their check-in code") == true)
+            #expect(try w.person(name).watching().first?.dueAt == armed.alertAt * 1000)
+        }
+        await w.advance(180)
+        for name in ["bob", "carol"] {
+            let alerts = try await w.alerts(name)
+            #expect(alerts.count == 1, "\(name)")
+            #expect(alerts.first?.text.contains("the real plan") == true)
+        }
+        await w.finish()
+    }
+
+    /// The device does not know which code is the duress code: its state holds the duress tag
+    /// only inside the duress code's slot, and the contacts decide.
+    @Test func theDeviceDoesNotKeepWhichCodeIsTheDuressCode() async throws {
+        let w = try await CheckinTests.world()
+        let alice = try w.person("alice")
+        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob"], note: "", codes: (Self.normal, Self.duress))
+        let stored = try #require(try alice.read { db in try alice.store.checkin(db) })
+        let slots = try #require(stored.codeSlots)
+        let (normalTag, normalKey) = try #require(try slots.open(code: Self.normal))
+        let (duressTag, duressKey) = try #require(try slots.open(code: Self.duress))
+        #expect(normalTag != duressTag && normalKey.unprotectedCopy() == duressKey.unprotectedCopy())
+        let encoder = JSONEncoder()
+        var opened = stored
+        try opened.openSeeds(normalKey)
+        let everything = try encoder.encode(opened) + encoder.encode(slots)
+        for tag in [normalTag, duressTag] {
+            #expect(everything.range(of: Data(tag)) == nil)
+            #expect(everything.range(of: Data(Data(tag).base64EncodedString().utf8)) == nil)
+            #expect(everything.range(of: Data(Hex.encode(tag).utf8)) == nil)
+        }
+        await w.finish()
+    }
+
+    /// Acknowledging a duress alert does not stand the later tiers down: the person's device would
+    /// otherwise find a timer gone at its next check-in, and the coercer could see it.
+    @Test func aDuressAlertWithTiersLeavesNothingOnTheDevice() async throws {
+        let w = try await CheckinTests.World()
+        for name in ["bob", "carol", "dana"] { try await w.pair("alice", name) }
+        let alice = try w.person("alice")
+        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], then: [(["dana"], 600)], note: "",
+                                       codes: (Self.normal, Self.duress))
+        for name in ["bob", "carol", "dana"] { _ = try await w.person(name).read() }
+        await w.advance(60)
+        _ = try await alice.checkIn(note: nil, code: Self.duress)
+        #expect(try await w.alerts("bob").first?.reason == "duress")
+        let ack = try await w.person("bob").acknowledge("alice", note: "")
+        #expect(ack.cancelledTiers == 0 && ack.told.sorted() == ["carol", "dana"])
+        #expect(try w.timerCount() == 3)
+        await w.advance(60)
+        let next = try await alice.checkIn(note: nil, code: Self.normal)
+        #expect(next.timersLostBeforeDeadline.isEmpty && next.alertsWentOutAt == nil)
+        await w.finish()
+    }
+
+    /// Disarming under duress alerts, and the alert can still be acknowledged and is shown again.
+    @Test func aDuressDisarmCanBeAcknowledged() async throws {
+        let w = try await CheckinTests.world()
+        let alice = try w.person("alice")
+        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "", codes: (Self.normal, Self.duress))
+        for name in ["bob", "carol"] { _ = try await w.person(name).read() }
+        try await alice.disarmCheckin(code: Self.duress)
+        #expect(try await w.person("bob").read().map(\.kind) == [.alert, .checkin])
+        #expect(try await w.person("carol").read().map(\.kind) == [.alert, .checkin])
+        await w.advance(Agent.reminderInterval)
+        #expect(try w.person("carol").overdueEvents(reminders: true).map(\.kind) == [.alert])
+        let ack = try await w.person("bob").acknowledge("alice", note: "going there")
+        #expect(ack.told == ["carol"])
+        #expect(try await w.person("carol").read().map(\.kind) == [.ack])
         await w.finish()
     }
 

@@ -90,10 +90,11 @@ import Testing
         let events = try await w.person("bob").read()
         #expect(Self.kinds(events) == [.security])
         #expect(events.first?.text.contains("early") == true)
-        // Alice checks in on time: nothing more is shown, and nobody is alerted.
-        _ = try await w.person("alice").checkIn(note: nil, code: nil)
-        await w.advance(179)
-        #expect(try await w.alerts("bob").isEmpty)
+        // If alice does not check in, the overdue event still comes at its time.
+        await w.advance(Self.every + Self.grace - 30 + Agent.overdueSlack - 1)
+        #expect(try await w.person("bob").read().isEmpty)
+        await w.advance(1)
+        #expect(Self.kinds(try await w.person("bob").read()) == [.overdue])
         await w.finish()
     }
 
@@ -123,6 +124,27 @@ import Testing
         let stale = try await w.person("bob").read() + w.person("carol").read()
         #expect(Self.kinds(stale) == [.security, .security])
         #expect(try w.person("bob").watching().isEmpty)
+        await w.finish()
+    }
+
+    /// The relay keeps a copy of an acknowledgement from an earlier alert and replays it later
+    /// to hide a deleted timer: it is refused, and the overdue event comes.
+    @Test func aReplayedAcknowledgementDoesNotHideAnOverdueCheckIn() async throws {
+        let (w, hostile, _) = try await Self.armed()
+        await w.advance(Self.every + Self.grace)
+        #expect(try await w.alerts("bob").count == 1)
+        _ = try await w.person("bob").acknowledge("alice", note: "on it")
+        let copies = try hostile.waiting()  // carol's alert and bob's acknowledgement
+        #expect(Self.kinds(try await w.person("carol").read()) == [.alert, .ack])
+        _ = try await w.person("alice").checkIn(note: nil, code: nil)
+        _ = try await w.person("carol").read()
+        try hostile.dropTimers()
+        await w.advance(Self.every + Self.grace + Agent.overdueSlack)
+        for (queue, body) in copies { try hostile.inject(body, queue: queue) }
+        let events = try await w.person("carol").read()
+        #expect(events.contains { $0.kind == .overdue })
+        #expect(!events.contains { $0.kind == .ack })
+        #expect(try w.person("carol").watching().first?.state == "overdue")
         await w.finish()
     }
 

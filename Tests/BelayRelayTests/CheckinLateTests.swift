@@ -93,6 +93,33 @@ import Testing
         await people.finish()
     }
 
+    /// The TSET's reply is lost and so is the retry (the relay went away): the device keeps the
+    /// new timer key as pending. The next check-in finishes that TSET under the same key before
+    /// anything else, so no timer is left that the device does not know: one timer, nothing
+    /// reported lost, one alert at the right time.
+    @Test func aTimerSetInterruptedTwiceIsFinishedByTheNextCheckIn() async throws {
+        let dropper = ReplyDropper()
+        let w = try await CheckinTests.world(observe: dropper.observer)
+        let alice = try w.person("alice")
+        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob"], note: "retry", codes: nil)
+        _ = try await w.person("bob").read()
+        await w.advance(60)
+        dropper.arm(frame: 4, thenRefuse: 1)
+        await #expect(throws: ClientError.self) { _ = try await alice.checkIn(note: nil, code: nil) }
+        #expect(try alice.read { db in try alice.store.checkin(db) }?.targets.first?.pendingSeed != nil)
+        #expect(try w.timerCount() == 1)
+        await w.advance(60)
+        let status = try await alice.checkIn(note: nil, code: nil)
+        #expect(status.timersLostBeforeDeadline.isEmpty && status.alertsWentOutAt == nil)
+        #expect(try alice.read { db in try alice.store.checkin(db) }?.targets.first?.pendingSeed == nil)
+        #expect(try w.timerCount() == 1)
+        await w.advance(179)
+        #expect(try await w.alerts("bob").isEmpty)
+        await w.advance(1)
+        #expect(try await w.alerts("bob").count == 1)
+        await w.finish()
+    }
+
     static func timers(at relay: RelayHarness) throws -> Int {
         var config = Configuration()
         config.readonly = true

@@ -38,6 +38,22 @@ struct HostileRelay {
         }
     }
 
+    /// The public keys of the held timers.
+    func timerKeys() throws -> [[UInt8]] {
+        let db = try writer()
+        defer { try? db.close() }
+        return try db.read { db in try Data.fetchAll(db, sql: "SELECT timer_key FROM timer").map { [UInt8]($0) } }
+    }
+
+    /// The bodies waiting in every queue, oldest first, as the operator could copy them.
+    func waiting() throws -> [(queue: Int64, body: Data)] {
+        let db = try writer()
+        defer { try? db.close() }
+        return try db.read { db in
+            try Row.fetchAll(db, sql: "SELECT queue_id, body FROM message ORDER BY queue_id, seq").map { ($0[0], $0[1]) }
+        }
+    }
+
     /// Appends `body` to a queue as if it had been sent, under a fresh `seq`.
     func inject(_ body: Data, queue: Int64) throws {
         try execute("""
@@ -154,13 +170,25 @@ final class WireTap: Sendable {
 /// frame from the client (counting the handshake's) is not sent, and the connection is closed,
 /// as if the network dropped it after the relay had done the work.
 final class ReplyDropper: Sendable {
-    private let armed = Mutex<Int?>(nil)
+    private let armed = Mutex<(frame: Int?, refuse: Int)>((nil, 0))
 
-    func arm(frame: Int) { armed.withLock { $0 = frame } }
+    /// `thenRefuse`: the next connections after that one are closed at once (a relay that
+    /// went away), so a retry fails too.
+    func arm(frame: Int, thenRefuse: Int = 0) { armed.withLock { $0 = (frame, thenRefuse) } }
 
     var observer: @Sendable (Channel) throws -> Void {
         { [self] channel in
-            guard let frame = armed.withLock({ a -> Int? in defer { a = nil }; return a }) else { return }
+            let action = armed.withLock { a -> (drop: Int?, refuse: Bool) in
+                if let frame = a.frame {
+                    a.frame = nil
+                    return (frame, false)
+                }
+                guard a.refuse > 0 else { return (nil, false) }
+                a.refuse -= 1
+                return (nil, true)
+            }
+            if action.refuse { throw ChannelError.ioOnClosedChannel }
+            guard let frame = action.drop else { return }
             try channel.pipeline.syncOperations.addHandler(Handler(dropAfter: frame))
         }
     }

@@ -112,6 +112,8 @@ import Testing
         await #expect(throws: RelayClientError.relay(.noTimer)) { try await retry.authorise(.timer, old, key: k1) }
         let again = try await retry.setTimer(.init(timerKey: k2.publicKey, delay: 900, entries: [.init(sender: q.sender, body: [2])]))
         #expect(again.0 == first && again.1 == deadline)
+        // Showing the public key again does not authorise the connection for the timer.
+        await #expect(throws: RelayClientError.relay(.auth)) { try await retry.cancelTimer(first) }
         #expect(try relay.store.timerCount() == 1)
         // The same key aimed at another queue is refused, not merged.
         let other = try await SecuredQueue.make(on: owner)

@@ -23,6 +23,7 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
     case unverifiedContacts([String])
     case checkinPartlyArmed(armed: [String], missing: [String], cause: String)
     case contactUnderDuress(String)
+    case checkinPartlyRenewed(renewed: [String], missing: [String], cause: String)
 
     public var description: String {
         switch self {
@@ -49,6 +50,8 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
             "not armed: \(names.joined(separator: ", ")) \(names.count == 1 ? "is" : "are") not verified, so an intercepted invitation could have put someone else in their place"
         case let .checkinPartlyArmed(armed, missing, cause):
             "the check-in is armed for \(armed.isEmpty ? "nobody new" : armed.joined(separator: ", ")) but not for \(missing.joined(separator: ", ")): \(cause)"
+        case let .checkinPartlyRenewed(renewed, missing, cause):
+            "checked in with \(renewed.joined(separator: ", ")), but NOT with \(missing.joined(separator: ", ")): \(cause)"
         case let .contactUnderDuress(name):
             "not sent: \(name) checked in under duress recently, and a message appears on their device, which someone may be watching"
         }
@@ -65,6 +68,8 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
             "compare safety numbers with `belay verify \(names[0])` first, or pass --allow-unverified to arm anyway"
         case let .checkinPartlyArmed(_, missing, _):
             "until you run the same `belay checkin arm` again and it succeeds, \(missing.joined(separator: " and ")) will not be alerted"
+        case let .checkinPartlyRenewed(_, missing, _):
+            "check in again soon: until it reaches them, \(missing.joined(separator: " and ")) will be alerted at the earlier deadline"
         case .contactUnderDuress: "reach them another way; pass --force only if you are sure sending is safe for them"
         case .passphraseRequired: "type it at the prompt, or set BELAY_PASSPHRASE for scripts (or use `belay init --no-passphrase`)"
         case .stateDamaged: "nothing was changed; restore BELAY_HOME from a backup if you have one"
@@ -83,7 +88,7 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
     public var exitCode: Int32 {
         switch self {
         case .wrongPassphrase, .passphraseRequired, .checkinCodeRequired, .wrongCheckinCode: 3
-        case .relayUnreachable, .relayRefused, .checkinPartlyArmed: 4
+        case .relayUnreachable, .relayRefused, .checkinPartlyArmed, .checkinPartlyRenewed: 4
         case .identityChanged: 5
         case .stateDamaged: 6
         default: 1

@@ -26,9 +26,9 @@ extension Agent {
         let person = row.record
         let notice = person.watching.flatMap { try? CheckinNotice(decoding: [UInt8]($0.notice)) }
         let at = now()
-        let alerted = person.watching?.alert.map { $0.counter >= (notice?.counter ?? 0) } ?? false
+        let alert = person.watching?.alert.flatMap { $0.counter >= (notice?.counter ?? 0) ? $0 : nil }
         let overdue = notice.map { $0.state == .armed && at >= $0.alertAt + Self.overdueSlack } ?? false
-        guard alerted || overdue || (person.seenAlerts ?? []).isEmpty == false else {
+        guard alert != nil || overdue || (notice == nil && !(person.seenAlerts ?? []).isEmpty) else {
             throw ClientError.invalidInput("\(person.name) has sent no alert and no check-in of theirs is overdue: nothing to acknowledge")
         }
         let duress = person.duressAt.map { at < $0 + Self.duressCaution } ?? false
@@ -52,7 +52,7 @@ extension Agent {
                 result.failures.append("\(person.name) was not told yet (it is queued): \(error)")
             }
         }
-        guard let notice, notice.state == .armed else { return result }
+        guard let notice else { return result }
         let pool = RelayPool(group: group)
         defer { Task { [pool] in await pool.closeAll() } }
         let me = identity
@@ -78,7 +78,10 @@ extension Agent {
                 }
             }
         }
-        for cancel in notice.cancels {
+        // Later tiers are stood down only for a missed check-in: after a duress or help alert the
+        // person's check-in goes on, and a timer cancelled under it would show on their device.
+        let missed = overdue || alert?.reason == "missed"
+        for cancel in notice.cancels where missed {
             do {
                 guard let address = try? RelayAddress(parsing: cancel.relay), let id = EntityID(bytes: cancel.timerId) else { continue }
                 let key = try Ed25519.SigningKey(seed: SecureBytes(copying: cancel.timerSeed))

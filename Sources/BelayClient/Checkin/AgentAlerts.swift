@@ -73,7 +73,10 @@ extension Agent {
     }
 
     /// A notice from a person whose check-in names us: keep the newest, retire the key it
-    /// replaces, and say what changed. A duress notice is an alert.
+    /// replaces, and say what changed. A notice carrying the duress code's tag is an alert.
+    /// While a check-in set with codes is live, only a notice signed with its authority (which
+    /// only the codes open) may renew, replace or end it: someone with the person's device and
+    /// passphrase but no code cannot make the contacts stop waiting for its alert.
     func noticeEvents(_ content: Content, contact: inout ContactRecord, received: UInt64) -> [ReadEvent] {
         let name = contact.name
         guard let notice = try? CheckinNotice(decoding: content.body) else {
@@ -82,19 +85,34 @@ extension Agent {
         let old = contact.watching
         let oldNotice = old.flatMap { try? CheckinNotice(decoding: [UInt8]($0.notice)) }
         if let oldNotice, oldNotice.checkin == notice.checkin, notice.counter <= oldNotice.counter { return [] }
+        let at = received / 1000
+        if let oldNotice, oldNotice.state == .armed, !oldNotice.authority.isEmpty, at < oldNotice.alertAt + Self.overdueSlack,
+           !notice.isSigned(by: oldNotice.authority) {
+            return [ReadEvent(kind: .security, contact: name,
+                              text: "a check-in notice from \(name)'s device was not made with their check-in code, so it was refused: someone may "
+                                  + "be using their device without the code. Their check-in stands: you will be alerted, or told it is overdue, "
+                                  + "at \(AlertMessage.format(oldNotice.alertAt)) unless they check in with their code")]
+        }
+        if oldNotice == nil || oldNotice?.state == .ended, !notice.authority.isEmpty, !notice.isSigned(by: notice.authority) {
+            return [ReadEvent(kind: .warning, contact: name, text: "a check-in notice from \(name) has a bad signature and was dropped")]
+        }
         if let oldNotice, let k = try? AlertKey(announcement: oldNotice.alertKey) {
             contact.retiredAlertKeys = Array(((contact.retiredAlertKeys ?? []) + [Data(k.id)]).suffix(Self.maxRetiredKeysPerContact))
         }
-        let at = received / 1000
+        let same = oldNotice?.checkin == notice.checkin
+        // The duress tag comes with the codes, once; later notices of the check-in carry only
+        // the tag of the code entered.
+        let zeros = [UInt8](repeating: 0, count: CheckinNotice.tagLength)
+        let duressTag = notice.duressTag != zeros ? Data(notice.duressTag) : (same ? old?.duressTag : nil)
+        let duress = notice.isDuress(duressTag: duressTag.map { [UInt8]($0) })
         var events: [ReadEvent] = []
+        var watch = WatchRecord(notice: Data(content.body), receivedAt: at)
+        watch.duressTag = duressTag
+        if same { watch.answer = old?.answer }
         switch notice.state {
         case .ended:
-            contact.watching = nil
             events.append(ReadEvent(kind: .checkin, contact: name, text: "\(name) ended their check-in: no alert will come from it"))
         case .armed:
-            var watch = WatchRecord(notice: Data(content.body), receivedAt: at)
-            let same = oldNotice?.checkin == notice.checkin
-            if same { watch.answer = old?.answer }
             if !same {
                 let tier = notice.tier == 0 ? "" : " as a later tier: you are alerted only if nobody before you acknowledges"
                 events.append(ReadEvent(kind: .checkin, contact: name,
@@ -108,17 +126,18 @@ extension Agent {
                                         text: "\(name) checked in again at \(AlertMessage.format(notice.lastCheckin)); next alert due "
                                             + AlertMessage.format(notice.alertAt), dueAt: notice.alertAt * 1000))
             }
-            contact.watching = watch
         }
-        if notice.duress {
+        if duress {
             let last = AlertMessage(reason: .duress, note: notice.note, lastCheckin: notice.lastCheckin, id: "")
             var event = ReadEvent(kind: .alert, contact: name, text: last.summary, sentAt: content.sentAt, receivedAt: received,
                                   reason: "duress", lastCheckin: notice.lastCheckin)
             event.notes = ["do not reply in Belay: a reply lands on \(name)'s device, which someone may be watching", Self.ackHint(name)]
             contact.duressAt = at
-            contact.watching?.alert = WatchRecord.AlertState(reason: "duress", counter: notice.counter, at: at, text: last.summary, lastShownAt: at)
+            watch.alert = WatchRecord.AlertState(reason: "duress", counter: notice.counter, at: at, text: last.summary, lastShownAt: at)
             events.insert(event, at: 0)
         }
+        // An ended check-in is kept only while a duress alert from it waits to be acknowledged.
+        contact.watching = notice.state == .armed || duress ? watch : nil
         return events
     }
 
@@ -134,9 +153,17 @@ extension Agent {
               ack.answer.checkin == notice.checkin else {
             return [ReadEvent(kind: .warning, contact: name, text: "an acknowledgement about \(name)'s check-in could not be checked and was dropped")]
         }
+        let at = now()
+        // Only an acknowledgement of this notice's alert, once that alert is due or has come: a
+        // copy of an older one (replayed by the relay) or one sent before any alert is refused.
+        let pending = (row.record.watching?.alert.map { $0.counter >= notice.counter } ?? false)
+            || at + Self.alertClockTolerance >= notice.lastCheckin + notice.every + notice.grace
+        guard ack.answer.counter == notice.counter, pending else {
+            return [ReadEvent(kind: .warning, contact: name,
+                              text: "an acknowledgement about \(name)'s check-in was for an alert that has not happened, and was dropped")]
+        }
         let contacts = try read { db in try store.contacts(db) }
         let by = contacts.first { $0.record.identity == Data(ack.by.bytes) }?.record.name ?? member.name
-        let at = now()
         var state = row.record.watching?.alert ?? WatchRecord.AlertState(reason: "missed", counter: notice.counter, at: at, text: "", lastShownAt: at)
         guard !state.ackedBy.contains(by) else { return [] }
         state.ackedBy.append(by)

@@ -69,9 +69,9 @@ extension Agent {
         if !notVerified.isEmpty { try unverified(notVerified) }
         // Re-arming a check-in with codes needs one: its timer keys are sealed under them.
         var opened = existing
-        var (duress, key): (Bool, SecureBytes?) = (false, nil)
+        var entry = CodeEntry()
         if var o = opened {
-            (duress, key) = try unlock(&o, code: code)
+            entry = try unlock(&o, code: code)
             opened = o
         }
         var record = CheckinRecord(every: every, grace: grace, note: note, armedAt: now(), lastCheckin: now(), targets: opened?.targets ?? [])
@@ -80,10 +80,24 @@ extension Agent {
         record.circleKey = existing?.circleKey ?? Data(AlertKey.generate().announcement)
         record.tierAfter = tiers.map(\.after)
         if let codes {
-            (record.codeSlots, key) = try CodeSlots.make(checkin: codes.checkin, duress: codes.duress, limits: codeLimits)
+            let made = try CodeSlots.make(checkin: codes.checkin, duress: codes.duress, limits: codeLimits)
+            (record.codeSlots, entry.key, entry.tag, entry.duressTag) = (made.slots, made.key, made.checkinTag, made.duressTag)
+            // A new authority signs the notices from now on; the contacts are told of it in a
+            // notice signed by the one they hold.
+            record.previousAuthoritySeed = opened?.authoritySeed ?? opened?.previousAuthoritySeed
+            record.authoritySeed = Data(try Ed25519.SigningKey.generate().seed.unprotectedCopy())
         } else {
-            record.codeSlots = existing?.codeSlots
+            (record.codeSlots, record.authoritySeed, record.previousAuthoritySeed) = (opened?.codeSlots, opened?.authoritySeed,
+                                                                                     opened?.previousAuthoritySeed)
+            // Only the contacts hold the duress code's tag; this device cannot give it to a
+            // newcomer.
+            let known = Set(opened?.targets.map(\.identity) ?? [])
+            if record.codeSlots != nil, let newcomer = chosen.first(where: { !known.contains($0.contact.identity) }) {
+                throw ClientError.invalidInput("to add \(newcomer.contact.name) to a check-in with codes, set the codes again with --codes "
+                                               + "(this device does not keep which code is the duress code, so only new codes can be given to a new contact)")
+            }
         }
+        try checkNoticeSize(note: note, contacts: chosen.count)
         // Answers already given stay with the contacts who gave them.
         var planned = chosen.map { c in
             let old = record.targets.first { $0.identity == c.contact.identity }
@@ -93,11 +107,13 @@ extension Agent {
         planned.sort { ($0.tier ?? 0) > ($1.tier ?? 0) }
         let pool = RelayPool(group: group)
         defer { Task { [pool] in await pool.closeAll() } }
-        try await renew(&record, plan: planned, duress: duress, contacts: contacts.map(\.record), pool: pool, arming: true, key: key)
+        try await renew(&record, plan: planned, entry: entry, contacts: contacts.map(\.record), pool: pool, arming: true)
         let kept = Set(chosen.map(\.contact.identity))
-        try await retire(&record, keeping: kept, duress: duress, contacts: contacts.map(\.record), pool: pool, key: key)
+        var retiring = entry
+        retiring.duressTag = CodeEntry().duressTag
+        try await retire(&record, keeping: kept, entry: retiring, contacts: contacts.map(\.record), pool: pool)
         await pool.closeAll()
-        return try reportGaps(&record, key: key)
+        return try reportGaps(&record, key: entry.key)
     }
 
     /// The status, with what renewing found and had not reported yet; then forgets it.
@@ -119,7 +135,7 @@ extension Agent {
         guard var record = try read({ db in try store.checkin(db) }) else {
             throw ClientError.invalidInput("no check-in is armed; `belay checkin arm` sets one")
         }
-        let (duress, key) = try unlock(&record, code: code)
+        let entry = try unlock(&record, code: code)
         if let newNote {
             guard newNote.utf8.count <= Self.maxNoteLength else { throw ClientError.invalidInput("the note is longer than \(Self.maxNoteLength) bytes") }
             record.note = newNote
@@ -132,9 +148,9 @@ extension Agent {
         let pool = RelayPool(group: group)
         defer { Task { [pool] in await pool.closeAll() } }
         let plan = record.targets.sorted { ($0.tier ?? 0) > ($1.tier ?? 0) }
-        try await renew(&record, plan: plan, duress: duress, contacts: contacts, pool: pool, arming: false, key: key)
+        try await renew(&record, plan: plan, entry: entry, contacts: contacts, pool: pool, arming: false)
         await pool.closeAll()
-        return try reportGaps(&record, key: key)
+        return try reportGaps(&record, key: entry.key)
     }
 
     /// Cancels the check-in's timers and tells each contact it has ended (their alert keys are
@@ -144,13 +160,13 @@ extension Agent {
         guard var record = try read({ db in try store.checkin(db) }) else {
             throw ClientError.invalidInput("no check-in is armed")
         }
-        let (duress, key) = try unlock(&record, code: code)
+        let entry = try unlock(&record, code: code)
         let contacts = try read { db in try store.contacts(db).map(\.record) }
         let pool = RelayPool(group: group)
         defer { Task { [pool] in await pool.closeAll() } }
         record.counter = (record.counter ?? 0) + 1
-        try saveCheckin(record, key: key)
-        try await retire(&record, keeping: [], duress: duress, contacts: contacts, pool: pool, key: key)
+        try saveCheckin(record, key: entry.key)
+        try await retire(&record, keeping: [], entry: entry, contacts: contacts, pool: pool)
         try write { db in try store.setCheckin(nil, db) }
         await pool.closeAll()
     }
@@ -176,15 +192,33 @@ extension Agent {
         return recipients
     }
 
-    /// Checks a code against the record's slots (no codes set: a normal check-in, no key), and
-    /// opens the timer keys' seeds in `record`. Returns whether it was the duress code, and the
-    /// renewal key to seal the new seeds under.
-    func unlock(_ record: inout CheckinRecord, code: [UInt8]?) throws -> (duress: Bool, key: SecureBytes?) {
-        guard let slots = record.codeSlots else { return (false, nil) }
+    /// Checks a code against the record's slots (no codes set: nothing to check), and opens the
+    /// timer keys' seeds in `record`. Returns the code's tag, which the notices carry (whether it
+    /// is the duress code only the contacts know), and the renewal key to seal new seeds under.
+    func unlock(_ record: inout CheckinRecord, code: [UInt8]?) throws -> CodeEntry {
+        guard let slots = record.codeSlots else { return CodeEntry() }
         guard let code, !code.isEmpty else { throw ClientError.checkinCodeRequired }
-        guard let (duress, key) = try slots.open(code: code) else { throw ClientError.wrongCheckinCode }
+        guard let (tag, key) = try slots.open(code: code) else { throw ClientError.wrongCheckinCode }
         try record.openSeeds(key)
-        return (duress, key)
+        return CodeEntry(tag: tag, key: key)
+    }
+
+    /// A notice must fit one message: refuses a note too long for this many contacts (each
+    /// notice lists the others, with their relays and keys, and the later tiers' timers).
+    func checkNoticeSize(note: String, contacts: Int) throws {
+        let member = CheckinNotice.Member(name: String(repeating: "x", count: Self.maxNameLength), identity: [UInt8](repeating: 0, count: 64),
+                                          tier: 0, relay: String(repeating: "x", count: CheckinNotice.maxRelayLength),
+                                          senderId: [UInt8](repeating: 0, count: 16), senderSeed: [UInt8](repeating: 0, count: 32))
+        let cancel = CheckinNotice.Cancel(relay: member.relay, timerId: member.senderId, timerSeed: member.senderSeed)
+        var widest = CheckinNotice(state: .armed, codeTag: CodeEntry().tag, duressTag: CodeEntry().tag, authority: [UInt8](repeating: 0, count: 32),
+                                   checkin: [UInt8](repeating: 0, count: 16), counter: 0, alertAt: 0, every: 0, grace: 0, lastCheckin: 0, tier: 0,
+                                   escalateAfter: 0, note: note, alertKey: [UInt8](repeating: 0, count: 48), circleKey: [UInt8](repeating: 0, count: 48),
+                                   circle: Array(repeating: member, count: max(0, contacts - 1)), cancels: Array(repeating: cancel, count: max(0, contacts - 1)))
+        widest.signature = [UInt8](repeating: 0, count: Ed25519.signatureLength)
+        let spare = Envelope.maxContentLength - widest.encoded().count
+        guard spare >= 0 else {
+            throw ClientError.invalidInput("the note is too long for \(contacts) contacts: shorten it by \(-spare) bytes")
+        }
     }
 
     func saveCheckin(_ record: CheckinRecord?, key: SecureBytes?) throws {

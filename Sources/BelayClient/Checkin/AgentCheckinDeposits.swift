@@ -2,23 +2,37 @@ import BelayE2E
 import BelaySodium
 import BelayWire
 import Foundation
+import GRDB
 
 /// The person's side of a check-in at the relays: deposits, notices and cancellations, each
 /// recorded as soon as it is done.
 extension Agent {
+    /// What one command enters: the tag of the code typed (zeros without codes), and the duress
+    /// tag when the codes are being set (zeros otherwise).
+    struct CodeEntry {
+        var tag = [UInt8](repeating: 0, count: CheckinNotice.tagLength)
+        var duressTag = [UInt8](repeating: 0, count: CheckinNotice.tagLength)
+        var key: SecureBytes?
+    }
+
     /// One command's deposits and notices: for each target of `plan` (later tiers first), a fresh
-    /// alert under a fresh key deposited in place of its timer, then its notice. The record is
-    /// saved after each deposit. Normal and duress check-ins run exactly this, in the same order
-    /// with the same sizes; only the notices' encrypted flag differs.
-    func renew(_ record: inout CheckinRecord, plan: [CheckinRecord.Target], duress: Bool, contacts: [ContactRecord], pool: RelayPool,
-               arming: Bool, key: SecureBytes?) async throws {
+    /// alert under a fresh key deposited in place of its timer, then its notice. Normal and duress
+    /// check-ins run exactly this, in the same order with the same sizes; only the code tag inside
+    /// the notices differs. Arming stops at the first failure (`checkinPartlyArmed`); a check-in
+    /// renews every contact it can and then says whom it could not (`checkinPartlyRenewed`).
+    func renew(_ record: inout CheckinRecord, plan: [CheckinRecord.Target], entry: CodeEntry, contacts: [ContactRecord], pool: RelayPool,
+               arming: Bool) async throws {
         record.counter = (record.counter ?? 0) + 1
-        try saveCheckin(record, key: key)
+        try saveCheckin(record, key: entry.key)
         let members = plan.compactMap { t in member(t, contacts: contacts) }
         var done: [String] = []
+        var failed: [(String, ClientError)] = []
         for (i, planned) in plan.enumerated() {
             guard let contact = contacts.first(where: { $0.identity == planned.identity }) else { continue }
+            let before = record.targets.first { $0.identity == planned.identity }
+            var sent = false
             do {
+                try await completePending(&record, contact: contact, key: entry.key, pool: pool)
                 let tier = planned.tier ?? 0
                 let alertKey = AlertKey.generate()
                 let delay = record.delay(tier: tier)
@@ -27,59 +41,127 @@ extension Agent {
                 alert.counter = record.counter
                 alert.alertAt = record.lastCheckin + delay
                 alert.escalatedAfter = tier > 0 ? record.tierAfter?[tier - 1] : nil
-                let old = planned.timerId.isEmpty ? nil : planned
-                let (deposited, gone) = try await deposit(alert, for: contact, key: alertKey, delay: UInt32(delay), replacing: old, pool: pool)
+                let old = record.targets.first { $0.identity == contact.identity }
+                // The new timer key is recorded before the TSET: after a crash in between, the
+                // next command finishes that TSET (idempotent under the same key) instead of
+                // leaving a timer this device does not know.
+                let seed = Data(SystemRandom().bytes(Ed25519.seedLength))
                 var target = planned
-                (target.contact, target.timerId, target.timerSeed, target.deadline) = (contact.name, deposited.timerId, deposited.timerSeed, deposited.deadline)
-                target.dueAt = record.lastCheckin + delay
+                target.contact = contact.name
+                (target.timerId, target.timerSeed, target.deadline) = (old?.timerId ?? Data(), old?.timerSeed ?? Data(), old?.deadline ?? 0)
+                target.pendingSeed = seed
                 record.targets.removeAll { $0.identity == contact.identity }
                 record.targets.append(target)
-                if gone {
-                    // Past the deadline this device computed (not the relay's word for it), a
-                    // timer that is gone was released: the alert went out. Before it, the relay
-                    // lost or deleted it. Kept in the record until a check-in reports it.
-                    let due = planned.dueAt ?? (planned.deadline)
-                    if record.lastCheckin >= due {
-                        record.firedAt = min(record.firedAt ?? due, due)
-                    } else {
-                        record.lostTimers = (record.lostTimers ?? []) + [contact.name]
-                    }
-                }
-                // Saved at once: the old timer is gone at the relay, so the record must name the
-                // new one before anything else can fail.
-                try saveCheckin(record, key: key)
-                let cancels = record.targets.filter { ($0.tier ?? 0) > tier }.compactMap { t -> CheckinNotice.Cancel? in
-                    guard let c = contacts.first(where: { $0.identity == t.identity }) else { return nil }
-                    return CheckinNotice.Cancel(relay: c.outlet.relay, timerId: [UInt8](t.timerId), timerSeed: [UInt8](t.timerSeed))
-                }
-                let notice = CheckinNotice(state: .armed, duress: duress, checkin: [UInt8](record.id ?? Data()), counter: record.counter ?? 0,
-                                           alertAt: record.lastCheckin + delay, every: record.every, grace: record.grace,
-                                           lastCheckin: record.lastCheckin, tier: UInt8(tier),
+                try saveCheckin(record, key: entry.key)
+                let (deposited, gone) = try await deposit(alert, for: contact, key: alertKey, seed: seed, delay: UInt32(delay),
+                                                          replacing: old?.timerId.isEmpty == false ? old : nil, pool: pool, sent: &sent)
+                (target.timerId, target.timerSeed, target.deadline, target.pendingSeed) = (deposited.timerId, seed, deposited.deadline, nil)
+                target.dueAt = record.lastCheckin + delay
+                if gone { record.noteGone(old ?? planned, at: record.lastCheckin) }
+                var notice = CheckinNotice(state: .armed, codeTag: entry.tag, duressTag: entry.duressTag, authority: record.authorityPublicKey,
+                                           checkin: [UInt8](record.id ?? Data()), counter: record.counter ?? 0, alertAt: record.lastCheckin + delay,
+                                           every: record.every, grace: record.grace, lastCheckin: record.lastCheckin, tier: UInt8(tier),
                                            escalateAfter: tier < (record.tierAfter ?? []).count ? record.tierAfter![tier] : 0,
                                            note: record.note, alertKey: alertKey.announcement, circleKey: [UInt8](record.circleKey ?? Data()),
-                                           circle: members.filter { $0.identity != [UInt8](contact.identity) }, cancels: cancels)
-                try await send(to: contact.name, kind: .checkin, body: notice.encoded(), history: nil, pool: pool)
+                                           circle: members.filter { $0.identity != [UInt8](contact.identity) },
+                                           cancels: cancels(after: tier, record: record, contacts: contacts))
+                try record.sign(&notice, for: &target)
+                record.targets.removeAll { $0.identity == contact.identity }
+                record.targets.append(target)
+                // The timer and the notice with its key are recorded in one transaction: the
+                // notice then leaves (now, or with the next command) before anything later.
+                let contactId = try enqueueInTransaction(record, key: entry.key, notice: notice, to: contact.identity)
+                try await flush(contact: contactId, pool: pool)
                 done.append(contact.name)
-            } catch let error as ClientError where arming && (!done.isEmpty || !planned.timerId.isEmpty) {
-                throw ClientError.checkinPartlyArmed(armed: done, missing: plan[i...].map(\.contact), cause: error.description)
+            } catch let error as ClientError {
+                if !sent, record.targets.first(where: { $0.identity == planned.identity })?.pendingSeed != nil {
+                    // The TSET never left: nothing new can exist at the relay, so the contact is
+                    // back where it was before this command.
+                    record.targets.removeAll { $0.identity == planned.identity }
+                    if let before { record.targets.append(before) }
+                    try saveCheckin(record, key: entry.key)
+                }
+                if arming, !done.isEmpty || !planned.timerId.isEmpty {
+                    throw ClientError.checkinPartlyArmed(armed: done, missing: plan[i...].map(\.contact), cause: error.description)
+                }
+                if arming { throw error }
+                failed.append((contact.name, error))
             }
+        }
+        if let (_, first) = failed.first {
+            throw done.isEmpty ? first : ClientError.checkinPartlyRenewed(renewed: done, missing: failed.map(\.0), cause: first.description)
+        }
+    }
+
+    /// Finishes a TSET that a crash interrupted: sent again under the recorded key (the relay
+    /// answers with the timer if the first attempt made it), so the device knows its timer.
+    func completePending(_ record: inout CheckinRecord, contact: ContactRecord, key: SecureBytes?, pool: RelayPool) async throws {
+        guard let i = record.targets.firstIndex(where: { $0.identity == contact.identity }), let seed = record.targets[i].pendingSeed else { return }
+        let old = record.targets[i]
+        let alert = AlertMessage(reason: .missed, note: record.note, lastCheckin: record.lastCheckin, id: Hex.encode(SystemRandom().bytes(16)))
+        var sent = false
+        let (deposited, _) = try await deposit(alert, for: contact, key: AlertKey.generate(), seed: seed,
+                                               delay: UInt32(record.delay(tier: old.tier ?? 0)), replacing: old.timerId.isEmpty ? nil : old,
+                                               pool: pool, retrying: true, sent: &sent)
+        (record.targets[i].timerId, record.targets[i].timerSeed, record.targets[i].deadline) = (deposited.timerId, seed, deposited.deadline)
+        record.targets[i].pendingSeed = nil
+        try saveCheckin(record, key: key)
+    }
+
+    func cancels(after tier: Int, record: CheckinRecord, contacts: [ContactRecord]) -> [CheckinNotice.Cancel] {
+        record.targets.filter { ($0.tier ?? 0) > tier }.compactMap { t in
+            guard let c = contacts.first(where: { $0.identity == t.identity }), !t.timerId.isEmpty else { return nil }
+            return CheckinNotice.Cancel(relay: c.outlet.relay, timerId: [UInt8](t.timerId), timerSeed: [UInt8](t.timerSeed))
+        }
+    }
+
+    /// Saves the record and queues `notice` for the contact (advancing the ratchet) in one
+    /// transaction; returns the contact's row id for the flush that follows.
+    func enqueueInTransaction(_ record: CheckinRecord, key: SecureBytes?, notice: CheckinNotice, to identity: Data) throws -> Int64 {
+        let stored = try record.sealedForStorage(key)
+        return try write { db in
+            try store.setCheckin(stored, db)
+            guard var row = try store.contacts(db).first(where: { $0.record.identity == identity }) else {
+                throw ClientError.invalidInput("a contact of this check-in was forgotten; re-arm with `belay checkin arm`")
+            }
+            var ratchet = try Ratchet(serialized: SecureBytes(copying: [UInt8](row.record.ratchet)))
+            let sequence = row.record.sentSequence + 1
+            let sealed = try Envelope.seal(Content(kind: .checkin, sequence: sequence, sentAt: now() * 1000, body: notice.encoded()), with: &ratchet)
+            row.record.sentSequence = sequence
+            row.record.ratchet = Data(try ratchet.serialized().unprotectedCopy())
+            try store.enqueue(PendingSend(body: Data(sealed), createdAt: now()), contact: row.id, db)
+            try store.updateContact(row, db)
+            return row.id
         }
     }
 
     /// Cancels the timers of the targets not in `keeping` and sends each an ended notice, which
     /// revokes the alert key it holds; each is dropped from the record as it goes.
-    func retire(_ record: inout CheckinRecord, keeping: Set<Data>, duress: Bool, contacts: [ContactRecord], pool: RelayPool,
-                key: SecureBytes?) async throws {
-        for target in record.targets where !keeping.contains(target.identity) {
-            try await cancel(target, contacts: contacts, pool: pool)
-            if contacts.contains(where: { $0.identity == target.identity }) {
-                let notice = CheckinNotice(state: .ended, duress: duress, checkin: [UInt8](record.id ?? Data()), counter: record.counter ?? 0,
-                                           alertAt: 0, every: record.every, grace: record.grace, lastCheckin: record.lastCheckin,
-                                           tier: UInt8(target.tier ?? 0), escalateAfter: 0, note: "", alertKey: [], circleKey: [], circle: [], cancels: [])
-                try await send(to: target.contact, kind: .checkin, body: notice.encoded(), history: nil, pool: pool)
+    func retire(_ record: inout CheckinRecord, keeping: Set<Data>, entry: CodeEntry, contacts: [ContactRecord], pool: RelayPool) async throws {
+        let members = record.targets.compactMap { t in member(t, contacts: contacts) }
+        for leaving in record.targets where !keeping.contains(leaving.identity) {
+            if let contact = contacts.first(where: { $0.identity == leaving.identity }) {
+                try await completePending(&record, contact: contact, key: entry.key, pool: pool)
             }
-            record.targets.removeAll { $0.identity == target.identity }
-            try saveCheckin(record, key: key)
+            guard let target = record.targets.first(where: { $0.identity == leaving.identity }) else { continue }
+            try await cancel(target, contacts: contacts, pool: pool)
+            var entry = entry
+            entry.duressTag = [UInt8](repeating: 0, count: CheckinNotice.tagLength)
+            if let contact = contacts.first(where: { $0.identity == target.identity }) {
+                var notice = CheckinNotice(state: .ended, codeTag: entry.tag, duressTag: entry.duressTag, authority: record.authorityPublicKey,
+                                           checkin: [UInt8](record.id ?? Data()), counter: record.counter ?? 0, alertAt: 0, every: record.every,
+                                           grace: record.grace, lastCheckin: record.lastCheckin, tier: UInt8(target.tier ?? 0), escalateAfter: 0,
+                                           note: record.note, alertKey: [], circleKey: [UInt8](record.circleKey ?? Data()),
+                                           circle: members.filter { $0.identity != [UInt8](contact.identity) }, cancels: [])
+                var signed = target
+                try record.sign(&notice, for: &signed)
+                record.targets.removeAll { $0.identity == target.identity }
+                let contactId = try enqueueInTransaction(record, key: entry.key, notice: notice, to: contact.identity)
+                try await flush(contact: contactId, pool: pool)
+            } else {
+                record.targets.removeAll { $0.identity == target.identity }
+                try saveCheckin(record, key: entry.key)
+            }
         }
     }
 
@@ -93,19 +175,17 @@ extension Agent {
         Content(kind: .alert, sequence: 0, sentAt: now() * 1000, body: [UInt8](try JSONEncoder().encode(alert)))
     }
 
-    /// Seals `alert` under `key` and deposits it as the contact's timer under a fresh timer key,
-    /// replacing `old` in the same relay transaction if it is still there. If the connection
-    /// drops before the reply, the TSET is sent once more with the same key: the relay answers a
-    /// repeated key with the timer the first attempt made (docs/PROTOCOL.md §3.1).
-    func deposit(_ alert: AlertMessage, for contact: ContactRecord, key: AlertKey, delay: UInt32, replacing old: CheckinRecord.Target?,
-                 pool: RelayPool) async throws -> (target: CheckinRecord.Target, oldTimerGone: Bool) {
+    /// Seals `alert` under `key` and deposits it as the contact's timer under the timer key from
+    /// `seed`, replacing `old` in the same relay transaction if it is still there. If the
+    /// connection drops before the reply, the TSET is sent once more with the same key: the relay
+    /// answers a repeated key with the timer the first attempt made (docs/PROTOCOL.md §3.1).
+    func deposit(_ alert: AlertMessage, for contact: ContactRecord, key: AlertKey, seed: Data, delay: UInt32, replacing old: CheckinRecord.Target?,
+                 pool: RelayPool, retrying alreadyRetrying: Bool = false, sent: inout Bool) async throws -> (target: CheckinRecord.Target, oldTimerGone: Bool) {
         let outlet = try OutletKeys(contact.outlet)
         let body = try Alerts.seal(try alertContent(alert), key: key, sender: identity.publicIdentity,
                                    receiver: PublicIdentity(bytes: [UInt8](contact.identity)))
-        // A fresh timer key for every deposit: the relay treats a TSET under a key it already
-        // holds as a retry of that TSET.
-        let timerKey = try Ed25519.SigningKey.generate()
-        var retrying = false
+        let timerKey = try Ed25519.SigningKey(seed: SecureBytes(copying: [UInt8](seed)))
+        var retrying = alreadyRetrying
         while true {
             let connection = try await pool.connection(outlet.relay, lane: outlet.senderId)
             do {
@@ -129,10 +209,11 @@ extension Agent {
                         oldTimerGone = !retrying
                     }
                 }
+                sent = true
                 let (id, deadline) = try await connection.setTimer(.init(timerKey: timerKey.publicKey, delay: delay, replaces: replaces,
                                                                         entries: [.init(sender: outlet.senderId, body: body)]))
                 return (CheckinRecord.Target(contact: contact.name, identity: contact.identity, alertKey: Data(), timerId: Data(id.bytes),
-                                             timerSeed: Data(try timerKey.seed.unprotectedCopy()), deadline: deadline), oldTimerGone)
+                                             timerSeed: seed, deadline: deadline), oldTimerGone)
             } catch let error as RelayClientError {
                 if !retrying, error == .connectionClosed || error == .timeout {
                     retrying = true

@@ -55,8 +55,7 @@ extension Agent {
         return try write { db in
             var events: [ReadEvent] = []
             for var row in try store.contacts(db) {
-                guard var watch = row.record.watching, let notice = try? CheckinNotice(decoding: [UInt8](watch.notice)),
-                      notice.state == .armed else { continue }
+                guard var watch = row.record.watching, let notice = try? CheckinNotice(decoding: [UInt8](watch.notice)) else { continue }
                 let name = row.record.name
                 if var alert = watch.alert, alert.counter >= notice.counter {
                     // Alerted: shown again until someone acknowledges.
@@ -68,7 +67,7 @@ extension Agent {
                     event.notes = ["reminder: nobody has acknowledged this yet", Self.ackHint(name)]
                     events.append(event)
                 } else {
-                    guard watch.answer != "declined", at >= notice.alertAt + Self.overdueSlack else { continue }
+                    guard notice.state == .armed, watch.answer != "declined", at >= notice.alertAt + Self.overdueSlack else { continue }
                     if reminders, let shown = watch.overdueShownAt, at < shown + Self.reminderInterval { continue }
                     watch.overdueShownAt = at
                     var event = ReadEvent(kind: .overdue, contact: name,

@@ -1,3 +1,5 @@
+import BelaySodium
+import BelayE2E
 import Foundation
 
 /// The person's armed check-in, sealed in the local store like everything else.
@@ -21,6 +23,11 @@ struct CheckinRecord: Codable, Sendable {
         /// When this device computed the timer to be due (Unix seconds): a timer gone after it
         /// fired; one gone before it was lost or deleted by the relay.
         var dueAt: UInt64? = nil
+        /// The seed of a timer key whose TSET was sent but not yet recorded as done.
+        var pendingSeed: Data? = nil
+        /// The authority key (public) this contact was last sent: the next notice to them is
+        /// signed with its private half.
+        var authority: Data? = nil
     }
 
     var every: UInt64
@@ -32,6 +39,9 @@ struct CheckinRecord: Codable, Sendable {
     /// With codes set at arming: the slots that open the renewal key; the timer key seeds in
     /// `targets` are then stored sealed under it (`CodeSlots`).
     var codeSlots: CodeSlots? = nil
+    /// With codes: the seed of the key that signs this check-in's notices (sealed like the
+    /// timer keys), so that nobody without a code can end or replace it at the contacts.
+    var authoritySeed: Data? = nil
     /// Random per arming, and one more for every notice sent (docs/PROTOCOL.md §8.5).
     var id: Data? = nil
     var counter: UInt64? = nil
@@ -43,6 +53,35 @@ struct CheckinRecord: Codable, Sendable {
     /// when the alerts went out, and whose timers were gone before their deadline.
     var firedAt: UInt64? = nil
     var lostTimers: [String]? = nil
+
+    /// With codes changed at a re-arm: the authority the contacts held before, until each has
+    /// been sent the new one (sealed like the timer keys).
+    var previousAuthoritySeed: Data? = nil
+
+    var authorityPublicKey: [UInt8] {
+        (try? authoritySeed.map { try Ed25519.SigningKey(seed: SecureBytes(copying: [UInt8]($0))).publicKey }) ?? nil ?? []
+    }
+
+    /// Signs a notice for `target` with the authority that contact holds, and records that it
+    /// now holds the current one. Without codes there is no authority and nothing is signed.
+    func sign(_ notice: inout CheckinNotice, for target: inout Target) throws {
+        guard let seed = authoritySeed else { return }
+        let current = try Ed25519.SigningKey(seed: SecureBytes(copying: [UInt8](seed)))
+        var signer = current
+        if let previousSeed = previousAuthoritySeed {
+            let previous = try Ed25519.SigningKey(seed: SecureBytes(copying: [UInt8](previousSeed)))
+            if target.authority == Data(previous.publicKey) { signer = previous }
+        }
+        try notice.sign(with: signer)
+        target.authority = Data(current.publicKey)
+    }
+
+    /// A renewal found `target`'s timer gone: after the deadline this device computed it fired,
+    /// before it the relay lost or deleted it. Kept until a check-in reports it.
+    mutating func noteGone(_ target: Target, at now: UInt64) {
+        let due = target.dueAt ?? target.deadline
+        if now >= due { firedAt = min(firedAt ?? due, due) } else { lostTimers = (lostTimers ?? []) + [target.contact] }
+    }
 
     /// Seconds from a check-in to the alert of `tier`.
     func delay(tier: Int) -> UInt64 {
@@ -63,6 +102,8 @@ struct WatchRecord: Codable, Sendable {
     var alert: AlertState? = nil
     /// When an overdue event was last shown (Unix seconds).
     var overdueShownAt: UInt64? = nil
+    /// The duress code's tag, from the notice that set the codes.
+    var duressTag: Data? = nil
 
     struct AlertState: Codable, Sendable {
         var reason: String

@@ -1,22 +1,24 @@
+import BelayE2E
 import BelaySodium
 import Foundation
 
-/// The check-in and duress codes as a real boundary (docs/CHECKINS.md "Codes"). The timer keys
-/// that renew and cancel a check-in's timers are sealed under a random renewal key; that key is
-/// stored twice, each copy sealed under a key derived with Argon2id from one of the codes, in an
-/// order drawn at random. Someone with the device and its passphrase but neither code cannot
-/// renew or cancel a timer, so the alerts go out; each code opens its own slot.
+/// The check-in and duress codes as a real boundary (docs/CHECKINS.md "Duress and codes"). The
+/// timer keys that renew and cancel a check-in's timers, and the key that signs its notices, are
+/// sealed under a random renewal key; that key is stored twice, each copy sealed under a key
+/// derived with Argon2id from one of the codes, in an order drawn at random. Someone with the
+/// device and its passphrase but neither code cannot renew, cancel or end the check-in, so the
+/// alerts go out. Each slot also holds its code's random tag, which the notices carry; only the
+/// contacts were told which tag is the duress code's, so the device cannot say which code it was
+/// given, not even to someone who reads its state with the code in hand.
 struct CodeSlots: Codable, Sendable {
     /// Shortest code accepted, in characters.
     static let minimumLength = 8
     static let slotLabel = Array("belay check-in code slot v1".utf8)
     static let seedLabel = Array("belay check-in timer seed v1".utf8)
-    static let duressMark: UInt8 = 0xd5
-    static let normalMark: UInt8 = 0x5a
 
     struct Slot: Codable, Sendable {
         var salt: Data
-        /// nonce (24) ‖ XChaCha20-Poly1305(Argon2id(code, salt), mark (1) ‖ renewal key (32)).
+        /// nonce (24) ‖ XChaCha20-Poly1305(Argon2id(code, salt), tag (16) ‖ renewal key (32)).
         var sealed: Data
     }
 
@@ -26,31 +28,33 @@ struct CodeSlots: Codable, Sendable {
 
     var limits: Argon2id.Limits { Argon2id.Limits(operations: operations, memoryBytes: memoryBytes) }
 
-    /// New slots for two codes, and the renewal key they both open.
-    static func make(checkin: [UInt8], duress: [UInt8], limits: Argon2id.Limits) throws -> (CodeSlots, SecureBytes) {
+    /// New slots for two codes, the renewal key they both open, and the two codes' tags.
+    static func make(checkin: [UInt8], duress: [UInt8], limits: Argon2id.Limits)
+        throws -> (slots: CodeSlots, key: SecureBytes, checkinTag: [UInt8], duressTag: [UInt8]) {
         for code in [checkin, duress] where String(decoding: code, as: UTF8.self).count < minimumLength {
             throw ClientError.invalidInput("each code must be at least \(minimumLength) characters; a few unrelated words are easy to remember and hard to guess")
         }
         guard checkin != duress else { throw ClientError.invalidInput("the check-in code and the duress code must differ") }
         let renewal = try SecureBytes.random(count: XChaChaPoly.keyLength)
         var slots: [Slot] = []
-        for (code, mark) in [(checkin, normalMark), (duress, duressMark)] {
+        let tags = (SystemRandom().bytes(CheckinNotice.tagLength), SystemRandom().bytes(CheckinNotice.tagLength))
+        for (code, tag) in [(checkin, tags.0), (duress, tags.1)] {
             let salt = SystemRandom().bytes(Argon2id.saltLength)
             let key = try Argon2id.deriveKey(passphrase: code, salt: salt, limits: limits)
             let nonce = SystemRandom().bytes(XChaChaPoly.nonceLength)
-            var plain = [mark] + renewal.unprotectedCopy()
+            var plain = tag + renewal.unprotectedCopy()
             defer { Sodium.wipe(&plain) }
             slots.append(Slot(salt: Data(salt), sealed: Data(nonce + (try XChaChaPoly.seal(key: key, nonce: nonce, plaintext: plain, ad: slotLabel)))))
         }
         if SystemRandom().bytes(1)[0] & 1 == 1 { slots.reverse() }
-        return (CodeSlots(operations: limits.operations, memoryBytes: limits.memoryBytes, slots: slots), renewal)
+        return (CodeSlots(operations: limits.operations, memoryBytes: limits.memoryBytes, slots: slots), renewal, tags.0, tags.1)
     }
 
-    /// Whether `code` is the duress code, and the renewal key; nil for a wrong code. Both slots
-    /// are always tried, so the time taken does not say which one opened.
-    func open(code: [UInt8]) throws -> (duress: Bool, key: SecureBytes)? {
+    /// The entered code's tag and the renewal key; nil for a wrong code. Both slots are always
+    /// tried, so the time taken does not say which one opened.
+    func open(code: [UInt8]) throws -> (tag: [UInt8], key: SecureBytes)? {
         guard limits.isWithinBounds, slots.count == 2 else { throw ClientError.stateDamaged("the check-in's code slots") }
-        var found: (Bool, SecureBytes)?
+        var found: ([UInt8], SecureBytes)?
         for slot in slots {
             let key = try Argon2id.deriveKey(passphrase: code, salt: [UInt8](slot.salt), limits: limits)
             let sealed = [UInt8](slot.sealed)
@@ -59,10 +63,8 @@ struct CodeSlots: Codable, Sendable {
                                                     ciphertext: Array(sealed.dropFirst(XChaChaPoly.nonceLength)), ad: Self.slotLabel)
             else { continue }
             defer { Sodium.wipe(&plain) }
-            guard plain.count == 1 + XChaChaPoly.keyLength, [Self.normalMark, Self.duressMark].contains(plain[0]) else {
-                throw ClientError.stateDamaged("the check-in's code slots")
-            }
-            found = (plain[0] == Self.duressMark, try SecureBytes(copying: plain.dropFirst()))
+            guard plain.count == CheckinNotice.tagLength + XChaChaPoly.keyLength else { throw ClientError.stateDamaged("the check-in's code slots") }
+            found = (Array(plain.prefix(CheckinNotice.tagLength)), try SecureBytes(copying: plain.dropFirst(CheckinNotice.tagLength)))
         }
         return found
     }
@@ -91,6 +93,8 @@ extension CheckinRecord {
         for i in copy.targets.indices where !copy.targets[i].timerSeed.isEmpty {
             copy.targets[i].timerSeed = try CodeSlots.sealSeed(copy.targets[i].timerSeed, key: key)
         }
+        copy.authoritySeed = try authoritySeed.map { try CodeSlots.sealSeed($0, key: key) }
+        copy.previousAuthoritySeed = try previousAuthoritySeed.map { try CodeSlots.sealSeed($0, key: key) }
         return copy
     }
 
@@ -98,5 +102,7 @@ extension CheckinRecord {
         for i in targets.indices where !targets[i].timerSeed.isEmpty {
             targets[i].timerSeed = try CodeSlots.openSeed(targets[i].timerSeed, key: key)
         }
+        authoritySeed = try authoritySeed.map { try CodeSlots.openSeed($0, key: key) }
+        previousAuthoritySeed = try previousAuthoritySeed.map { try CodeSlots.openSeed($0, key: key) }
     }
 }

@@ -25,7 +25,9 @@ extension RelayCore {
         if let (id, existing) = try Queries.timer(db, key: set.timerKey) {
             let held = Set(try Queries.timerEntrySizes(db, timer: existing.rowId).map(\.queue))
             guard held == Set(adding.keys) else { return ctx.reply(r, .error(.auth)) }
-            return ctx.reply(r, .timer(id: id, deadline: existing.deadline), grant: (Proof(role: .timer, entity: id), set.timerKey))
+            // No proof is granted: the public key is all this request shows, and a connection
+            // that wants to act on the timer proves its private key like any other.
+            return ctx.reply(r, .timer(id: id, deadline: existing.deadline))
         }
         var replaced: Queries.TimerRow?
         var freeing: [Int64: (bodies: Int, bytes: Int)] = [:]
