@@ -11,7 +11,7 @@ import base64, os, socket, struct, subprocess, sys, tempfile
 
 from noise.connection import NoiseConnection, Keypair
 
-PREAMBLE = b"belay\x00" + struct.pack(">H", 3)          # PROTOCOL.md 2.1
+PREAMBLE = b"belay\x00" + struct.pack(">H", 4)          # PROTOCOL.md 2.1
 PROTOCOL = b"Noise_NK_25519_ChaChaPoly_SHA256"           # PROTOCOL.md 2.3
 
 
