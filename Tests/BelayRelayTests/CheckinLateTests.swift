@@ -38,15 +38,21 @@ import Testing
         await w.finish()
     }
 
-    /// The relay does the TSET of a check-in but its reply is lost with the connection: the
-    /// client sends it again with the same timer key and gets the same timer back. One timer,
-    /// no "lost" report, and the alert still fires once, at the new deadline.
-    @Test func aTimerSetWhoseReplyIsLostIsRetriedWithoutASecondTimer() async throws {
+    /// alice's check-in to bob, at a relay that can be told to lose a reply.
+    static func armedBehindADropper() async throws -> (CheckinTests.World, Agent, ReplyDropper) {
         let dropper = ReplyDropper()
         let w = try await CheckinTests.world(observe: dropper.observer)
         let alice = try w.person("alice")
         _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob"], note: "retry", codes: nil)
         _ = try await w.person("bob").read()
+        return (w, alice, dropper)
+    }
+
+    /// The relay does the TSET of a check-in but its reply is lost with the connection: the
+    /// client sends it again with the same timer key and gets the same timer back. One timer,
+    /// no "lost" report, and the alert still fires once, at the new deadline.
+    @Test func aTimerSetWhoseReplyIsLostIsRetriedWithoutASecondTimer() async throws {
+        let (w, alice, dropper) = try await Self.armedBehindADropper()
         await w.advance(100)
         // Frames from the client on a check-in's first connection: the handshake, AUTH of the
         // sender key, AUTH of the old timer, then the TSET, whose reply is dropped.
@@ -98,11 +104,7 @@ import Testing
     /// anything else, so no timer is left that the device does not know: one timer, nothing
     /// reported lost, one alert at the right time.
     @Test func aTimerSetInterruptedTwiceIsFinishedByTheNextCheckIn() async throws {
-        let dropper = ReplyDropper()
-        let w = try await CheckinTests.world(observe: dropper.observer)
-        let alice = try w.person("alice")
-        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob"], note: "retry", codes: nil)
-        _ = try await w.person("bob").read()
+        let (w, alice, dropper) = try await Self.armedBehindADropper()
         await w.advance(60)
         dropper.arm(frame: 4, thenRefuse: 1)
         await #expect(throws: ClientError.self) { _ = try await alice.checkIn(note: nil, code: nil) }
