@@ -4,64 +4,6 @@ import BelayWire
 import Foundation
 import GRDB
 
-/// One thing `belay read` reports.
-public struct ReadEvent: Sendable, Codable, Equatable {
-    public enum Kind: String, Sendable, Codable {
-        case message
-        /// A check-in alert: shown first and unmistakably.
-        case alert
-        /// An invitation was accepted, or the acceptor's hello arrived.
-        case paired
-        /// Something the person should know: a gap, a late message, a dropped forgery.
-        case warning
-        /// A hard stop: a verified contact's identity changed.
-        case security
-        /// A contact armed a check-in naming you as one of the people to alert.
-        case checkin
-        /// `read --watch` lost or regained a relay (`relay`, `state`: down or up).
-        case status
-        /// A contact's check-in passed its alert time with neither an alert nor a check-in
-        /// arriving (`dueAt`): the relay may be down or holding it back.
-        case overdue
-        /// Someone acknowledged an alert and is acting (`by`).
-        case ack
-    }
-
-    public var kind: Kind
-    public var contact: String?
-    public var text: String
-    /// Sender's clock, milliseconds since the epoch; 0 when not a message.
-    public var sentAt: UInt64 = 0
-    public var receivedAt: UInt64 = 0
-    public var sequence: UInt64 = 0
-    public var notes: [String] = []
-    /// For alerts: `missed`, `help` or `duress`, and the sender's last check-in (Unix seconds).
-    public var reason: String? = nil
-    public var lastCheckin: UInt64? = nil
-    /// For status events: which relay (HOST:PORT), and `down` or `up`.
-    public var relay: String? = nil
-    public var state: String? = nil
-    /// For overdue events and notices: when the alert is (or was) due, in milliseconds.
-    public var dueAt: UInt64? = nil
-    /// For ack events: who acknowledged.
-    public var by: String? = nil
-    /// The history row to mark shown once printed (not part of the JSON output).
-    public var historyId: Int64? = nil
-
-    enum CodingKeys: String, CodingKey { case kind, contact, text, sentAt, receivedAt, sequence, notes, reason, lastCheckin, relay, state, dueAt, by }
-}
-
-extension ReadEvent.Kind {
-    /// Overdue check-ins, alerts and security events come first in `belay read`.
-    public var urgency: Int {
-        switch self {
-        case .overdue, .alert, .security: 0
-        case .ack: 1
-        default: 2
-        }
-    }
-}
-
 extension Agent {
     /// Fingerprints of opened messages kept per contact to recognise a second copy of one.
     static let maxRecentMessagesPerContact = 64
