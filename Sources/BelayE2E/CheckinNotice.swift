@@ -2,8 +2,9 @@ import BelaySodium
 
 /// What a person's client tells each contact of a check-in, through the ratchet, every time it
 /// arms, checks in or disarms (docs/PROTOCOL.md §8.5): the schedule, the key for the next alert,
-/// and the tag of the code that was entered. Only the contacts know which tag is the duress
-/// code's: the device itself does not keep it, and both tags are the same size.
+/// and the tag of the code that was entered. Only the contacts know which tag is the check-in
+/// code's (any other is duress): the device itself does not keep it, and all tags are the same
+/// size.
 public struct CheckinNotice: Sendable, Equatable {
     public static let version: UInt8 = 2
     public static let idLength = 16
@@ -53,8 +54,9 @@ public struct CheckinNotice: Sendable, Equatable {
     public var state: State
     /// The tag of the code entered for this command (zeros without codes).
     public var codeTag: [UInt8]
-    /// Sent only when codes are set: the duress code's tag (zeros otherwise). Contacts keep it.
-    public var duressTag: [UInt8]
+    /// Sent only by the command that sets codes: the new check-in code's tag (zeros otherwise).
+    /// Contacts keep it; a later notice with any other tag was made with the duress code.
+    public var newCheckinTag: [UInt8]
     /// With codes: the Ed25519 key whose signature the next notices of this check-in need
     /// (empty without codes).
     public var authority: [UInt8]
@@ -82,10 +84,10 @@ public struct CheckinNotice: Sendable, Equatable {
     public var circle: [Member]
     public var cancels: [Cancel]
 
-    public init(state: State, codeTag: [UInt8], duressTag: [UInt8], authority: [UInt8], checkin: [UInt8], counter: UInt64, alertAt: UInt64,
+    public init(state: State, codeTag: [UInt8], newCheckinTag: [UInt8], authority: [UInt8], checkin: [UInt8], counter: UInt64, alertAt: UInt64,
                 every: UInt64, grace: UInt64, lastCheckin: UInt64, tier: UInt8, escalateAfter: UInt64, note: String, alertKey: [UInt8],
                 circleKey: [UInt8], circle: [Member], cancels: [Cancel]) {
-        (self.state, self.codeTag, self.duressTag, self.authority) = (state, codeTag, duressTag, authority)
+        (self.state, self.codeTag, self.newCheckinTag, self.authority) = (state, codeTag, newCheckinTag, authority)
         (self.checkin, self.counter, self.alertAt) = (checkin, counter, alertAt)
         (self.every, self.grace, self.lastCheckin, self.tier, self.escalateAfter) = (every, grace, lastCheckin, tier, escalateAfter)
         (self.note, self.alertKey, self.circleKey, self.circle, self.cancels) = (note, alertKey, circleKey, circle, cancels)
@@ -96,7 +98,7 @@ public struct CheckinNotice: Sendable, Equatable {
         w.u8(Self.version)
         w.u8(state.rawValue)
         w.put(codeTag)
-        w.put(duressTag)
+        w.put(newCheckinTag)
         w.bytes16(authority)
         w.put(checkin)
         for v in [counter, alertAt, every, grace, lastCheckin] { w.u64(v) }
@@ -141,18 +143,21 @@ public struct CheckinNotice: Sendable, Equatable {
             && Ed25519.verify(signature: signature, message: signedBytes, publicKey: authority)
     }
 
-    /// Whether `codeTag` is the duress tag a contact holds.
-    public func isDuress(duressTag: [UInt8]?) -> Bool {
-        guard let duressTag, duressTag.count == Self.tagLength, duressTag != [UInt8](repeating: 0, count: Self.tagLength) else { return false }
-        return Sodium.constantTimeEquals(codeTag, duressTag)
+    /// Whether this notice was made with another code than the check-in code whose tag a
+    /// contact holds (nil: the check-in has no codes).
+    public func isDuress(checkinTag: [UInt8]?) -> Bool {
+        guard let checkinTag, checkinTag.count == Self.tagLength else { return false }
+        return !Sodium.constantTimeEquals(codeTag, checkinTag)
     }
+
+    public static let noTag = [UInt8](repeating: 0, count: tagLength)
 
     public init(decoding bytes: [UInt8]) throws {
         var r = ByteReader(bytes)
         guard try r.u8("notice version") == Self.version else { throw E2EError.malformed("check-in notice version") }
         guard let state = State(rawValue: try r.u8("notice state")) else { throw E2EError.malformed("check-in notice state") }
         let codeTag = try r.take(Self.tagLength, "code tag")
-        let duressTag = try r.take(Self.tagLength, "duress tag")
+        let newCheckinTag = try r.take(Self.tagLength, "new check-in tag")
         let authority = try r.bytes16("authority", maximum: Ed25519.publicKeyLength)
         let checkin = try r.take(Self.idLength, "check-in id")
         let (counter, alertAt, every, grace, last) = (try r.u64("counter"), try r.u64("alert time"), try r.u64("every"), try r.u64("grace"),
@@ -179,7 +184,7 @@ public struct CheckinNotice: Sendable, Equatable {
         }
         let signature = try r.bytes16("notice signature", maximum: Ed25519.signatureLength)
         try r.expectEnd("check-in notice")
-        self.init(state: state, codeTag: codeTag, duressTag: duressTag, authority: authority, checkin: checkin, counter: counter, alertAt: alertAt, every: every, grace: grace,
+        self.init(state: state, codeTag: codeTag, newCheckinTag: newCheckinTag, authority: authority, checkin: checkin, counter: counter, alertAt: alertAt, every: every, grace: grace,
                   lastCheckin: last, tier: tier, escalateAfter: after, note: note, alertKey: alertKey, circleKey: circleKey,
                   circle: circle, cancels: cancels)
         self.signature = signature

@@ -73,42 +73,68 @@ extension Agent {
     }
 
     /// A notice from a person whose check-in names us: keep the newest, retire the key it
-    /// replaces, and say what changed. A notice carrying the duress code's tag is an alert.
-    /// While a check-in set with codes is live, only a notice signed with its authority (which
-    /// only the codes open) may renew, replace or end it: someone with the person's device and
-    /// passphrase but no code cannot make the contacts stop waiting for its alert.
+    /// replaces, and say what changed. A notice made with another code than the check-in code is
+    /// a duress alert. A check-in set with codes can be renewed or ended only by notices signed
+    /// with its authority (which only the codes open); a different check-in replaces it unsigned
+    /// only once its alert time has passed, and then as a security event that keeps its alert
+    /// waiting for an acknowledgement: someone with the person's device and passphrase but no
+    /// code cannot make the contacts stop waiting.
     func noticeEvents(_ content: Content, contact: inout ContactRecord, received: UInt64) -> [ReadEvent] {
         let name = contact.name
         guard let notice = try? CheckinNotice(decoding: content.body) else {
             return [ReadEvent(kind: .warning, contact: name, text: "a check-in notice from \(name) could not be read")]
         }
+        let at = received / 1000
         let old = contact.watching
         let oldNotice = old.flatMap { try? CheckinNotice(decoding: [UInt8]($0.notice)) }
-        if let oldNotice, oldNotice.checkin == notice.checkin, notice.counter <= oldNotice.counter { return [] }
-        let at = received / 1000
-        if let oldNotice, oldNotice.state == .armed, !oldNotice.authority.isEmpty, at < oldNotice.alertAt + Self.overdueSlack,
-           !notice.isSigned(by: oldNotice.authority) {
-            return [ReadEvent(kind: .security, contact: name,
-                              text: "a check-in notice from \(name)'s device was not made with their check-in code, so it was refused: someone may "
-                                  + "be using their device without the code. Their check-in stands: you will be alerted, or told it is overdue, "
-                                  + "at \(AlertMessage.format(oldNotice.alertAt)) unless they check in with their code")]
-        }
-        if oldNotice == nil || oldNotice?.state == .ended, !notice.authority.isEmpty, !notice.isSigned(by: notice.authority) {
+        let same = oldNotice?.checkin == notice.checkin
+        var events: [ReadEvent] = []
+        // Whether this notice comes from whoever holds the codes of the check-in it follows.
+        var fromCodeHolder = true
+        if let oldNotice, !oldNotice.authority.isEmpty {
+            fromCodeHolder = notice.isSigned(by: oldNotice.authority)
+            let live = oldNotice.state == .armed && at < oldNotice.alertAt + Self.overdueSlack
+            if !fromCodeHolder, same || live {
+                return [ReadEvent(kind: .security, contact: name,
+                                  text: "a check-in notice from \(name)'s device was not made with their check-in code, so it was refused: someone "
+                                      + "may be using their device without the code. Their check-in stands: you will be alerted, or told it is "
+                                      + "overdue, at \(AlertMessage.format(oldNotice.alertAt)) unless they check in with their code")]
+            }
+            if !fromCodeHolder {
+                events.append(ReadEvent(kind: .security, contact: name,
+                                        text: "\(name)'s device started a new check-in without the code of the one that was due at "
+                                            + "\(AlertMessage.format(oldNotice.alertAt)): someone may be using their device. What that check-in "
+                                            + "raised still stands until acknowledged"))
+            }
+        } else if !notice.authority.isEmpty, !notice.isSigned(by: notice.authority) {
             return [ReadEvent(kind: .warning, contact: name, text: "a check-in notice from \(name) has a bad signature and was dropped")]
         }
+        if same, let oldNotice, notice.counter <= oldNotice.counter { return [] }
         if let oldNotice, let k = try? AlertKey(announcement: oldNotice.alertKey) {
             contact.retiredAlertKeys = Array(((contact.retiredAlertKeys ?? []) + [Data(k.id)]).suffix(Self.maxRetiredKeysPerContact))
         }
-        let same = oldNotice?.checkin == notice.checkin
-        // The duress tag comes with the codes, once; later notices of the check-in carry only
-        // the tag of the code entered.
-        let zeros = [UInt8](repeating: 0, count: CheckinNotice.tagLength)
-        let duressTag = notice.duressTag != zeros ? Data(notice.duressTag) : (same ? old?.duressTag : nil)
-        let duress = notice.isDuress(duressTag: duressTag.map { [UInt8]($0) })
-        var events: [ReadEvent] = []
+        // The check-in code's tag comes once, with the codes; any other tag is the duress code.
+        let held = fromCodeHolder && oldNotice != nil ? old?.checkinTag : nil
+        let duress = notice.isDuress(checkinTag: held.map { [UInt8]($0) })
         var watch = WatchRecord(notice: Data(content.body), receivedAt: at)
-        watch.duressTag = duressTag
+        watch.checkinTag = notice.newCheckinTag != CheckinNotice.noTag ? Data(notice.newCheckinTag) : held
         if same { watch.answer = old?.answer }
+        if !fromCodeHolder, let oldAlert = old?.alert, !oldAlert.ackedByMe, oldAlert.ackedBy.isEmpty {
+            watch.alert = oldAlert
+            watch.alert?.counter = notice.counter
+        } else if !fromCodeHolder, let oldNotice, old?.alert == nil, oldNotice.state == .armed {
+            watch.alert = WatchRecord.AlertState(reason: "overdue", counter: notice.counter, at: at,
+                                                 text: "\(name)'s check-in due at \(AlertMessage.format(oldNotice.alertAt)) is overdue", lastShownAt: at)
+        }
+        if same, let oldNotice, oldNotice.state == .armed, old?.alert == nil, old?.overdueShownAt == nil,
+           notice.lastCheckin >= oldNotice.alertAt + Self.alertClockTolerance {
+            // They checked in after their alert was due, so the relay should have released it
+            // ahead of this notice on the same queue; it did not (this device was offline and
+            // never said "overdue").
+            events.append(ReadEvent(kind: .security, contact: name,
+                                    text: "\(name)'s alert due at \(AlertMessage.format(oldNotice.alertAt)) never arrived (their relay was down or held "
+                                        + "it back); they have checked in since", dueAt: oldNotice.alertAt * 1000))
+        }
         switch notice.state {
         case .ended:
             events.append(ReadEvent(kind: .checkin, contact: name, text: "\(name) ended their check-in: no alert will come from it"))
@@ -136,8 +162,8 @@ extension Agent {
             watch.alert = WatchRecord.AlertState(reason: "duress", counter: notice.counter, at: at, text: last.summary, lastShownAt: at)
             events.insert(event, at: 0)
         }
-        // An ended check-in is kept only while a duress alert from it waits to be acknowledged.
-        contact.watching = notice.state == .armed || duress ? watch : nil
+        // An ended check-in is kept only while an alert from it waits to be acknowledged.
+        contact.watching = notice.state == .armed || watch.alert != nil ? watch : nil
         return events
     }
 

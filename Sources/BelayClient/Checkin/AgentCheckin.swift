@@ -81,15 +81,19 @@ extension Agent {
         record.tierAfter = tiers.map(\.after)
         if let codes {
             let made = try CodeSlots.make(checkin: codes.checkin, duress: codes.duress, limits: codeLimits)
-            (record.codeSlots, entry.key, entry.tag, entry.duressTag) = (made.slots, made.key, made.checkinTag, made.duressTag)
-            // A new authority signs the notices from now on; the contacts are told of it in a
-            // notice signed by the one they hold.
-            record.previousAuthoritySeed = opened?.authoritySeed ?? opened?.previousAuthoritySeed
+            // The notices still carry the tag of the code entered to make this change (so that
+            // changing the codes under the duress code is itself a duress alert), and the new
+            // check-in code's tag, which the contacts keep from now on.
+            (record.codeSlots, entry.key, entry.newCheckinTag) = (made.slots, made.key, made.checkinTag)
+            // A new authority signs the notices from now on; each contact is told of it in a
+            // notice signed by the one it holds.
+            let past = (opened?.pastAuthoritySeeds ?? []) + (opened?.authoritySeed.map { [$0] } ?? [])
+            record.pastAuthoritySeeds = past.isEmpty ? nil : Array(past.suffix(CheckinRecord.maxPastAuthorities))
             record.authoritySeed = Data(try Ed25519.SigningKey.generate().seed.unprotectedCopy())
         } else {
-            (record.codeSlots, record.authoritySeed, record.previousAuthoritySeed) = (opened?.codeSlots, opened?.authoritySeed,
-                                                                                     opened?.previousAuthoritySeed)
-            // Only the contacts hold the duress code's tag; this device cannot give it to a
+            (record.codeSlots, record.authoritySeed, record.pastAuthoritySeeds) = (opened?.codeSlots, opened?.authoritySeed,
+                                                                                  opened?.pastAuthoritySeeds)
+            // Only the contacts hold the check-in code's tag; this device cannot give it to a
             // newcomer.
             let known = Set(opened?.targets.map(\.identity) ?? [])
             if record.codeSlots != nil, let newcomer = chosen.first(where: { !known.contains($0.contact.identity) }) {
@@ -99,19 +103,21 @@ extension Agent {
         }
         try checkNoticeSize(note: note, contacts: chosen.count)
         // Answers already given stay with the contacts who gave them.
+        // A contact already in the check-in keeps what the record knows of it (its timer, the
+        // authority it holds, a pending deposit, its answer); only its name and tier change.
         var planned = chosen.map { c in
-            let old = record.targets.first { $0.identity == c.contact.identity }
-            return CheckinRecord.Target(contact: c.contact.name, identity: c.contact.identity, alertKey: Data(), timerId: old?.timerId ?? Data(),
-                                        timerSeed: old?.timerSeed ?? Data(), deadline: old?.deadline ?? 0, tier: c.tier, answer: old?.answer)
+            var target = record.targets.first { $0.identity == c.contact.identity }
+                ?? CheckinRecord.Target(contact: c.contact.name, identity: c.contact.identity, alertKey: Data(), timerId: Data(), timerSeed: Data(),
+                                        deadline: 0)
+            (target.contact, target.tier) = (c.contact.name, c.tier)
+            return target
         }
         planned.sort { ($0.tier ?? 0) > ($1.tier ?? 0) }
         let pool = RelayPool(group: group)
         defer { Task { [pool] in await pool.closeAll() } }
         try await renew(&record, plan: planned, entry: entry, contacts: contacts.map(\.record), pool: pool, arming: true)
         let kept = Set(chosen.map(\.contact.identity))
-        var retiring = entry
-        retiring.duressTag = CodeEntry().duressTag
-        try await retire(&record, keeping: kept, entry: retiring, contacts: contacts.map(\.record), pool: pool)
+        try await retire(&record, keeping: kept, entry: entry, contacts: contacts.map(\.record), pool: pool)
         await pool.closeAll()
         return try reportGaps(&record, key: entry.key)
     }
@@ -210,7 +216,7 @@ extension Agent {
                                           tier: 0, relay: String(repeating: "x", count: CheckinNotice.maxRelayLength),
                                           senderId: [UInt8](repeating: 0, count: 16), senderSeed: [UInt8](repeating: 0, count: 32))
         let cancel = CheckinNotice.Cancel(relay: member.relay, timerId: member.senderId, timerSeed: member.senderSeed)
-        var widest = CheckinNotice(state: .armed, codeTag: CodeEntry().tag, duressTag: CodeEntry().tag, authority: [UInt8](repeating: 0, count: 32),
+        var widest = CheckinNotice(state: .armed, codeTag: CodeEntry().tag, newCheckinTag: CodeEntry().tag, authority: [UInt8](repeating: 0, count: 32),
                                    checkin: [UInt8](repeating: 0, count: 16), counter: 0, alertAt: 0, every: 0, grace: 0, lastCheckin: 0, tier: 0,
                                    escalateAfter: 0, note: note, alertKey: [UInt8](repeating: 0, count: 48), circleKey: [UInt8](repeating: 0, count: 48),
                                    circle: Array(repeating: member, count: max(0, contacts - 1)), cancels: Array(repeating: cancel, count: max(0, contacts - 1)))

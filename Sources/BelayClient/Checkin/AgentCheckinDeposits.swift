@@ -7,11 +7,11 @@ import GRDB
 /// The person's side of a check-in at the relays: deposits, notices and cancellations, each
 /// recorded as soon as it is done.
 extension Agent {
-    /// What one command enters: the tag of the code typed (zeros without codes), and the duress
-    /// tag when the codes are being set (zeros otherwise).
+    /// What one command enters: the tag of the code typed (zeros without codes), and the new
+    /// check-in code's tag when the codes are being set (zeros otherwise).
     struct CodeEntry {
-        var tag = [UInt8](repeating: 0, count: CheckinNotice.tagLength)
-        var duressTag = [UInt8](repeating: 0, count: CheckinNotice.tagLength)
+        var tag = CheckinNotice.noTag
+        var newCheckinTag = CheckinNotice.noTag
         var key: SecureBytes?
     }
 
@@ -29,10 +29,11 @@ extension Agent {
         var failed: [(String, ClientError)] = []
         for (i, planned) in plan.enumerated() {
             guard let contact = contacts.first(where: { $0.identity == planned.identity }) else { continue }
-            let before = record.targets.first { $0.identity == planned.identity }
             var sent = false
+            var before: CheckinRecord.Target?
             do {
                 try await completePending(&record, contact: contact, key: entry.key, pool: pool)
+                before = record.targets.first { $0.identity == planned.identity }
                 let tier = planned.tier ?? 0
                 let alertKey = AlertKey.generate()
                 let delay = record.delay(tier: tier)
@@ -47,6 +48,7 @@ extension Agent {
                 // leaving a timer this device does not know.
                 let seed = Data(SystemRandom().bytes(Ed25519.seedLength))
                 var target = planned
+                target.authority = old?.authority ?? planned.authority
                 target.contact = contact.name
                 (target.timerId, target.timerSeed, target.deadline) = (old?.timerId ?? Data(), old?.timerSeed ?? Data(), old?.deadline ?? 0)
                 target.pendingSeed = seed
@@ -58,7 +60,7 @@ extension Agent {
                 (target.timerId, target.timerSeed, target.deadline, target.pendingSeed) = (deposited.timerId, seed, deposited.deadline, nil)
                 target.dueAt = record.lastCheckin + delay
                 if gone { record.noteGone(old ?? planned, at: record.lastCheckin) }
-                var notice = CheckinNotice(state: .armed, codeTag: entry.tag, duressTag: entry.duressTag, authority: record.authorityPublicKey,
+                var notice = CheckinNotice(state: .armed, codeTag: entry.tag, newCheckinTag: entry.newCheckinTag, authority: record.authorityPublicKey,
                                            checkin: [UInt8](record.id ?? Data()), counter: record.counter ?? 0, alertAt: record.lastCheckin + delay,
                                            every: record.every, grace: record.grace, lastCheckin: record.lastCheckin, tier: UInt8(tier),
                                            escalateAfter: tier < (record.tierAfter ?? []).count ? record.tierAfter![tier] : 0,
@@ -98,6 +100,12 @@ extension Agent {
     func completePending(_ record: inout CheckinRecord, contact: ContactRecord, key: SecureBytes?, pool: RelayPool) async throws {
         guard let i = record.targets.firstIndex(where: { $0.identity == contact.identity }), let seed = record.targets[i].pendingSeed else { return }
         let old = record.targets[i]
+        if try await timerExists(old, contact: contact, pool: pool) {
+            // The timer the interrupted TSET would have replaced is still there: that TSET never
+            // landed, so there is nothing to finish.
+            record.targets[i].pendingSeed = nil
+            return try saveCheckin(record, key: key)
+        }
         let alert = AlertMessage(reason: .missed, note: record.note, lastCheckin: record.lastCheckin, id: Hex.encode(SystemRandom().bytes(16)))
         var sent = false
         let (deposited, _) = try await deposit(alert, for: contact, key: AlertKey.generate(), seed: seed,
@@ -106,6 +114,21 @@ extension Agent {
         (record.targets[i].timerId, record.targets[i].timerSeed, record.targets[i].deadline) = (deposited.timerId, seed, deposited.deadline)
         record.targets[i].pendingSeed = nil
         try saveCheckin(record, key: key)
+    }
+
+    /// Whether the relay still holds `target`'s timer (proving its key answers NO_TIMER if not).
+    func timerExists(_ target: CheckinRecord.Target, contact: ContactRecord, pool: RelayPool) async throws -> Bool {
+        guard let id = EntityID(bytes: target.timerId) else { return false }
+        let outlet = try OutletKeys(contact.outlet)
+        let connection = try await pool.connection(outlet.relay, lane: outlet.senderId)
+        do {
+            try await pool.authorise(.timer, id, key: Ed25519.SigningKey(seed: SecureBytes(copying: [UInt8](target.timerSeed))), on: connection)
+            return true
+        } catch RelayClientError.relay(.noTimer) {
+            return false
+        } catch let error as RelayClientError {
+            throw Self.relayError(error, connection.address)
+        }
     }
 
     func cancels(after tier: Int, record: CheckinRecord, contacts: [ContactRecord]) -> [CheckinNotice.Cancel] {
@@ -145,10 +168,8 @@ extension Agent {
             }
             guard let target = record.targets.first(where: { $0.identity == leaving.identity }) else { continue }
             try await cancel(target, contacts: contacts, pool: pool)
-            var entry = entry
-            entry.duressTag = [UInt8](repeating: 0, count: CheckinNotice.tagLength)
             if let contact = contacts.first(where: { $0.identity == target.identity }) {
-                var notice = CheckinNotice(state: .ended, codeTag: entry.tag, duressTag: entry.duressTag, authority: record.authorityPublicKey,
+                var notice = CheckinNotice(state: .ended, codeTag: entry.tag, newCheckinTag: CheckinNotice.noTag, authority: record.authorityPublicKey,
                                            checkin: [UInt8](record.id ?? Data()), counter: record.counter ?? 0, alertAt: 0, every: record.every,
                                            grace: record.grace, lastCheckin: record.lastCheckin, tier: UInt8(target.tier ?? 0), escalateAfter: 0,
                                            note: record.note, alertKey: [], circleKey: [UInt8](record.circleKey ?? Data()),

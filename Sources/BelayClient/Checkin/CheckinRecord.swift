@@ -54,9 +54,11 @@ struct CheckinRecord: Codable, Sendable {
     var firedAt: UInt64? = nil
     var lostTimers: [String]? = nil
 
-    /// With codes changed at a re-arm: the authority the contacts held before, until each has
-    /// been sent the new one (sealed like the timer keys).
-    var previousAuthoritySeed: Data? = nil
+    /// Earlier authorities of this check-in, newest last (sealed like the timer keys): a contact
+    /// that has not yet been sent the current one is sent it under the one it holds.
+    var pastAuthoritySeeds: [Data]? = nil
+    /// Most earlier authorities kept.
+    static let maxPastAuthorities = 8
 
     var authorityPublicKey: [UInt8] {
         (try? authoritySeed.map { try Ed25519.SigningKey(seed: SecureBytes(copying: [UInt8]($0))).publicKey }) ?? nil ?? []
@@ -68,9 +70,9 @@ struct CheckinRecord: Codable, Sendable {
         guard let seed = authoritySeed else { return }
         let current = try Ed25519.SigningKey(seed: SecureBytes(copying: [UInt8](seed)))
         var signer = current
-        if let previousSeed = previousAuthoritySeed {
-            let previous = try Ed25519.SigningKey(seed: SecureBytes(copying: [UInt8](previousSeed)))
-            if target.authority == Data(previous.publicKey) { signer = previous }
+        for pastSeed in pastAuthoritySeeds ?? [] {
+            let past = try Ed25519.SigningKey(seed: SecureBytes(copying: [UInt8](pastSeed)))
+            if target.authority == Data(past.publicKey) { signer = past }
         }
         try notice.sign(with: signer)
         target.authority = Data(current.publicKey)

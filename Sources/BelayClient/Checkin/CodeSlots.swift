@@ -94,7 +94,7 @@ extension CheckinRecord {
             copy.targets[i].timerSeed = try CodeSlots.sealSeed(copy.targets[i].timerSeed, key: key)
         }
         copy.authoritySeed = try authoritySeed.map { try CodeSlots.sealSeed($0, key: key) }
-        copy.previousAuthoritySeed = try previousAuthoritySeed.map { try CodeSlots.sealSeed($0, key: key) }
+        copy.pastAuthoritySeeds = try pastAuthoritySeeds.map { try $0.map { try CodeSlots.sealSeed($0, key: key) } }
         return copy
     }
 
@@ -103,6 +103,6 @@ extension CheckinRecord {
             targets[i].timerSeed = try CodeSlots.openSeed(targets[i].timerSeed, key: key)
         }
         authoritySeed = try authoritySeed.map { try CodeSlots.openSeed($0, key: key) }
-        previousAuthoritySeed = try previousAuthoritySeed.map { try CodeSlots.openSeed($0, key: key) }
+        pastAuthoritySeeds = try pastAuthoritySeeds.map { try $0.map { try CodeSlots.openSeed($0, key: key) } }
     }
 }

@@ -13,8 +13,9 @@ struct WatchRecord: Codable, Sendable {
     var alert: AlertState? = nil
     /// When an overdue event was last shown (Unix seconds).
     var overdueShownAt: UInt64? = nil
-    /// The duress code's tag, from the notice that set the codes.
-    var duressTag: Data? = nil
+    /// The check-in code's tag, from the notice that set the codes: a notice with another tag
+    /// was made with the duress code.
+    var checkinTag: Data? = nil
 
     struct AlertState: Codable, Sendable {
         var reason: String

@@ -1,0 +1,141 @@
+@testable import BelayClient
+import BelayE2E
+import BelayRelay
+import BelaySodium
+import Foundation
+import Testing
+
+/// Codes that change, and a coercer with a modified client (second attacker review of issue 9).
+@Suite struct CheckinCodeChangeTests {
+    static let normal = Array("staple battery".utf8), duress = Array("horse correct".utf8)
+    static let normal2 = Array("window pepper".utf8), duress2 = Array("violet engine".utf8)
+
+    static func armed() async throws -> (CheckinTests.World, Agent) {
+        let w = try await CheckinTests.world()
+        let alice = try w.person("alice")
+        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "plan", codes: (normal, duress))
+        for name in ["bob", "carol"] { _ = try await w.person(name).read() }
+        return (w, alice)
+    }
+
+    static func kinds(_ events: [ReadEvent]) -> [ReadEvent.Kind] { events.map(\.kind) }
+
+    /// New codes at a re-arm are handed over under the old authority: the contacts accept them,
+    /// and from then on the new check-in code is normal and the new duress code is duress.
+    @Test func newCodesAreHandedOverAndTakeEffect() async throws {
+        let (w, alice) = try await Self.armed()
+        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "plan 2", codes: (Self.normal2, Self.duress2),
+                                       code: Self.normal)
+        #expect(try await w.person("bob").read().isEmpty)
+        await #expect(throws: ClientError.wrongCheckinCode) { _ = try await alice.checkIn(note: nil, code: Self.normal) }
+        _ = try await alice.checkIn(note: nil, code: Self.normal2)
+        #expect(try await w.person("bob").read().isEmpty)
+        _ = try await alice.checkIn(note: nil, code: Self.duress2)
+        #expect(try await w.alerts("bob").map(\.reason) == ["duress"])
+        await w.finish()
+    }
+
+    /// Changing the codes under the duress code is itself a duress alert, and the codes the
+    /// coercer chose do not make later check-ins look normal to the contacts.
+    @Test func changingTheCodesUnderTheDuressCodeAlerts() async throws {
+        let (w, alice) = try await Self.armed()
+        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "plan", codes: (Self.normal2, Self.duress2),
+                                       code: Self.duress)
+        #expect(try await w.alerts("bob").map(\.reason) == ["duress"])
+        #expect(try await w.alerts("carol").map(\.reason) == ["duress"])
+        await w.finish()
+    }
+
+    /// A coercer holding the duress code runs a modified client: it opens the authority, but not
+    /// the check-in code's tag, so whatever it signs reads as duress, even an "ended".
+    @Test func aModifiedClientWithTheDuressCodeCanOnlyRaiseDuress() async throws {
+        let (w, alice) = try await Self.armed()
+        var record = try #require(try alice.read { db in try alice.store.checkin(db) })
+        let (tag, key) = try #require(try record.codeSlots!.open(code: Self.duress))
+        try record.openSeeds(key)
+        for randomTag in [tag, SystemRandom().bytes(16)] {
+            var ended = CheckinNotice(state: .ended, codeTag: randomTag, newCheckinTag: CheckinNotice.noTag, authority: record.authorityPublicKey,
+                                      checkin: [UInt8](record.id!), counter: (record.counter ?? 0) + 1, alertAt: 0, every: 120, grace: 60,
+                                      lastCheckin: 0, tier: 0, escalateAfter: 0, note: "", alertKey: [], circleKey: [], circle: [], cancels: [])
+            record.counter = (record.counter ?? 0) + 1
+            var target = record.targets[0]
+            try record.sign(&ended, for: &target)
+            try await alice.send(to: "bob", kind: .checkin, body: ended.encoded(), history: nil)
+            let events = try await w.person("bob").read()
+            #expect(events.first?.reason == "duress")
+        }
+        await w.finish()
+    }
+
+    /// After the deadline, an unsigned notice for the same check-in is still refused, and a
+    /// genuine check-in afterwards is still accepted.
+    @Test func anUnsignedNoticeIsRefusedEvenAfterTheDeadline() async throws {
+        let (w, alice) = try await Self.armed()
+        try HostileRelay(relay: w.relay).dropTimers()
+        await w.advance(180 + Agent.overdueSlack)
+        #expect(Self.kinds(try await w.person("bob").read()) == [.overdue])
+        let record = try #require(try alice.read { db in try alice.store.checkin(db) })
+        let forged = CheckinNotice(state: .armed, codeTag: CheckinNotice.noTag, newCheckinTag: CheckinNotice.noTag, authority: [],
+                                   checkin: [UInt8](record.id!), counter: UInt64.max, alertAt: UInt64(4_000_000_000), every: 120, grace: 60,
+                                   lastCheckin: 0, tier: 0, escalateAfter: 0, note: "", alertKey: [], circleKey: [], circle: [], cancels: [])
+        try await alice.send(to: "bob", kind: .checkin, body: forged.encoded(), history: nil)
+        // Refused, and the check-in is still shown as overdue.
+        #expect(Self.kinds(try await w.person("bob").read()).sorted { $0.rawValue < $1.rawValue } == [.overdue, .security])
+        #expect(try w.person("bob").watching().first?.state == "overdue")
+        _ = try await alice.checkIn(note: nil, code: Self.normal)
+        let back = try await w.person("bob").read()
+        #expect(back.contains { $0.kind == .checkin && $0.text.contains("checked in again") })
+        await w.finish()
+    }
+
+    /// The check-in record wiped and a new one armed after the deadline: accepted as a security
+    /// event, and the overdue check-in still waits for an acknowledgement.
+    @Test func aNewCheckInWithoutTheCodeAfterTheDeadlineKeepsTheOldOneWaiting() async throws {
+        let (w, alice) = try await Self.armed()
+        try HostileRelay(relay: w.relay).dropTimers()
+        await w.advance(180 + Agent.overdueSlack)
+        try alice.write { db in try db.execute(sql: "DELETE FROM checkin") }
+        _ = try await alice.armCheckin(every: 86_400, grace: 60, to: ["bob"], note: "nothing to see", codes: nil)
+        let events = try await w.person("bob").read()
+        #expect(events.contains { $0.kind == .security && $0.text.contains("without the code") })
+        await w.advance(Agent.reminderInterval)
+        #expect(Self.kinds(try w.person("bob").overdueEvents(reminders: true)) == [.overdue])
+        let ack = try await w.person("bob").acknowledge("alice", note: "")
+        #expect(ack.failures.isEmpty)
+        await w.finish()
+    }
+
+    /// An acknowledgement sent before any alert (by a contact's modified client) is refused.
+    @Test func anAcknowledgementBeforeTheAlertIsRefused() async throws {
+        let (w, _) = try await Self.armed()
+        let bob = try w.person("bob"), carol = try w.person("carol")
+        let row = try #require(try bob.read { db in try bob.store.contact(named: "alice", db) })
+        let notice = try CheckinNotice(decoding: [UInt8](try #require(row.record.watching).notice))
+        let member = try #require(notice.circle.first { $0.name == "carol" })
+        let answer = CheckinAnswer(kind: .ack, checkin: notice.checkin, counter: notice.counter, note: "")
+        let ack = try CircleAck.make(answer, by: bob.identity, for: PublicIdentity(bytes: member.identity))
+        let body = try Alerts.seal(Content(kind: .answer, sequence: 0, sentAt: 0, body: ack.encoded()), key: AlertKey(announcement: notice.circleKey),
+                                   sender: PublicIdentity(bytes: [UInt8](row.record.identity)), receiver: PublicIdentity(bytes: member.identity),
+                                   label: CircleAck.sealLabel)
+        let outlet = try OutletKeys(Outlet(relay: member.relay, senderId: Data(member.senderId), senderSeed: Data(member.senderSeed)))
+        let connection = try await w.relay.connect()
+        try await connection.authorise(.sender, outlet.senderId, key: outlet.key)
+        try await connection.send(to: outlet.senderId, body: body)
+        let events = try await carol.read()
+        #expect(Self.kinds(events) == [.warning])
+        #expect(try carol.watching().first?.state == "waiting")
+        await w.finish()
+    }
+
+    /// The two slots are stored in random order, so their position does not say which code is which.
+    @Test func theSlotOrderIsRandom() throws {
+        var firstOpens = 0
+        for _ in 0..<32 {
+            let made = try CodeSlots.make(checkin: Self.normal, duress: Self.duress, limits: Argon2id.Limits(operations: 1, memoryBytes: 8192))
+            let onlyFirst = CodeSlots(operations: made.slots.operations, memoryBytes: made.slots.memoryBytes,
+                                      slots: [made.slots.slots[0], made.slots.slots[0]])
+            if try onlyFirst.open(code: Self.normal) != nil { firstOpens += 1 }
+        }
+        #expect(firstOpens > 0 && firstOpens < 32)
+    }
+}
