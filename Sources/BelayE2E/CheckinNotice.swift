@@ -143,11 +143,13 @@ public struct CheckinNotice: Sendable, Equatable {
             && Ed25519.verify(signature: signature, message: signedBytes, publicKey: authority)
     }
 
-    /// Whether this notice was made with another code than the check-in code whose tag a
-    /// contact holds (nil: the check-in has no codes).
+    /// Whether this notice was made with another code than the check-in code: its tag is
+    /// neither the one the contact holds (nil: the check-in had no codes) nor the new one this
+    /// notice hands over.
     public func isDuress(checkinTag: [UInt8]?) -> Bool {
         guard let checkinTag, checkinTag.count == Self.tagLength else { return false }
-        return !Sodium.constantTimeEquals(codeTag, checkinTag)
+        let handedOver = newCheckinTag != Self.noTag && Sodium.constantTimeEquals(codeTag, newCheckinTag)
+        return !Sodium.constantTimeEquals(codeTag, checkinTag) && !handedOver
     }
 
     public static let noTag = [UInt8](repeating: 0, count: tagLength)

@@ -35,6 +35,28 @@ import Testing
         await w.finish()
     }
 
+    /// A change of codes that reaches nobody (the relay drops the connection) is handed over by
+    /// the next check-in: no false duress, and the new duress code still works.
+    @Test func aCodeChangeThatFailsIsHandedOverByTheNextCheckIn() async throws {
+        let dropper = ReplyDropper()
+        let w = try await CheckinTests.world(observe: dropper.observer)
+        let alice = try w.person("alice")
+        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "plan", codes: (Self.normal, Self.duress))
+        for name in ["bob", "carol"] { _ = try await w.person(name).read() }
+        dropper.arm(frame: 1)
+        await #expect(throws: ClientError.self) {
+            _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "plan", codes: (Self.normal2, Self.duress2),
+                                           code: Self.normal)
+        }
+        _ = try await alice.checkIn(note: nil, code: Self.normal2)
+        for name in ["bob", "carol"] { #expect(try await w.person(name).read().isEmpty, "\(name)") }
+        #expect(try alice.read { db in try alice.store.checkin(db) }?.pendingCheckinTag == nil)
+        _ = try await alice.checkIn(note: nil, code: Self.duress2)
+        #expect(try await w.alerts("bob").map(\.reason) == ["duress"])
+        #expect(try await w.alerts("carol").map(\.reason) == ["duress"])
+        await w.finish()
+    }
+
     /// Changing the codes under the duress code is itself a duress alert, and the codes the
     /// coercer chose do not make later check-ins look normal to the contacts.
     @Test func changingTheCodesUnderTheDuressCodeAlerts() async throws {

@@ -84,7 +84,9 @@ extension Agent {
             // The notices still carry the tag of the code entered to make this change (so that
             // changing the codes under the duress code is itself a duress alert), and the new
             // check-in code's tag, which the contacts keep from now on.
-            (record.codeSlots, entry.key, entry.newCheckinTag) = (made.slots, made.key, made.checkinTag)
+            (record.codeSlots, entry.key) = (made.slots, made.key)
+            record.pendingCheckinTag = Data(made.checkinTag)
+            for i in record.targets.indices { record.targets[i].hasCheckinTag = false }
             // A new authority signs the notices from now on; each contact is told of it in a
             // notice signed by the one it holds.
             let past = (opened?.pastAuthoritySeeds ?? []) + (opened?.authoritySeed.map { [$0] } ?? [])
@@ -93,10 +95,11 @@ extension Agent {
         } else {
             (record.codeSlots, record.authoritySeed, record.pastAuthoritySeeds) = (opened?.codeSlots, opened?.authoritySeed,
                                                                                   opened?.pastAuthoritySeeds)
+            record.pendingCheckinTag = opened?.pendingCheckinTag
             // Only the contacts hold the check-in code's tag; this device cannot give it to a
             // newcomer.
             let known = Set(opened?.targets.map(\.identity) ?? [])
-            if record.codeSlots != nil, let newcomer = chosen.first(where: { !known.contains($0.contact.identity) }) {
+            if record.codeSlots != nil, record.pendingCheckinTag == nil, let newcomer = chosen.first(where: { !known.contains($0.contact.identity) }) {
                 throw ClientError.invalidInput("to add \(newcomer.contact.name) to a check-in with codes, set the codes again with --codes "
                                                + "(this device does not keep which code is the duress code, so only new codes can be given to a new contact)")
             }
@@ -111,6 +114,9 @@ extension Agent {
                                         deadline: 0)
             (target.contact, target.tier) = (c.contact.name, c.tier)
             return target
+        }
+        if record.pendingCheckinTag != nil {
+            for i in planned.indices where planned[i].hasCheckinTag == nil { planned[i].hasCheckinTag = false }
         }
         planned.sort { ($0.tier ?? 0) > ($1.tier ?? 0) }
         let pool = RelayPool(group: group)

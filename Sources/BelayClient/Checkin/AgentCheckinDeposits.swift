@@ -7,11 +7,10 @@ import GRDB
 /// The person's side of a check-in at the relays: deposits, notices and cancellations, each
 /// recorded as soon as it is done.
 extension Agent {
-    /// What one command enters: the tag of the code typed (zeros without codes), and the new
-    /// check-in code's tag when the codes are being set (zeros otherwise).
+    /// What one command enters: the tag of the code typed (zeros without codes), and the key
+    /// the codes open.
     struct CodeEntry {
         var tag = CheckinNotice.noTag
-        var newCheckinTag = CheckinNotice.noTag
         var key: SecureBytes?
     }
 
@@ -60,7 +59,10 @@ extension Agent {
                 (target.timerId, target.timerSeed, target.deadline, target.pendingSeed) = (deposited.timerId, seed, deposited.deadline, nil)
                 target.dueAt = record.lastCheckin + delay
                 if gone { record.noteGone(old ?? planned, at: record.lastCheckin) }
-                var notice = CheckinNotice(state: .armed, codeTag: entry.tag, newCheckinTag: entry.newCheckinTag, authority: record.authorityPublicKey,
+                // The check-in code's tag goes to each contact once, and is forgotten when all have it.
+                let handOver = target.hasCheckinTag == true ? nil : record.pendingCheckinTag
+                var notice = CheckinNotice(state: .armed, codeTag: entry.tag, newCheckinTag: handOver.map { [UInt8]($0) } ?? CheckinNotice.noTag,
+                                           authority: record.authorityPublicKey,
                                            checkin: [UInt8](record.id ?? Data()), counter: record.counter ?? 0, alertAt: record.lastCheckin + delay,
                                            every: record.every, grace: record.grace, lastCheckin: record.lastCheckin, tier: UInt8(tier),
                                            escalateAfter: tier < (record.tierAfter ?? []).count ? record.tierAfter![tier] : 0,
@@ -68,6 +70,7 @@ extension Agent {
                                            circle: members.filter { $0.identity != [UInt8](contact.identity) },
                                            cancels: cancels(after: tier, record: record, contacts: contacts))
                 try record.sign(&notice, for: &target)
+                if handOver != nil { target.hasCheckinTag = true }
                 record.targets.removeAll { $0.identity == contact.identity }
                 record.targets.append(target)
                 // The timer and the notice with its key are recorded in one transaction: the
@@ -89,6 +92,11 @@ extension Agent {
                 if arming { throw error }
                 failed.append((contact.name, error))
             }
+        }
+        if record.pendingCheckinTag != nil, record.targets.allSatisfy({ $0.hasCheckinTag != false }) {
+            // Every contact has the check-in code's tag: from now on only they know which code it is.
+            record.pendingCheckinTag = nil
+            try saveCheckin(record, key: entry.key)
         }
         if let (_, first) = failed.first {
             throw done.isEmpty ? first : ClientError.checkinPartlyRenewed(renewed: done, missing: failed.map(\.0), cause: first.description)
