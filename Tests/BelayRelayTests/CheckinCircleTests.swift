@@ -128,6 +128,26 @@ import Testing
         await w.finish()
     }
 
+    /// A contact's relay that refuses the alert (here it holds as many timers as it allows) is
+    /// named in a clear error, and nothing is left half-done for that contact.
+    @Test func aContactWhoseRelayRefusesTheAlertIsNamed() async throws {
+        let w = try await CheckinTests.World { $0.maxTimers = 1 }
+        try await w.pair("alice", "bob")
+        try await w.pair("dana", "bob")
+        _ = try await w.person("dana").armCheckin(every: 600, grace: 60, to: ["bob"], note: "", codes: nil)
+        do {
+            _ = try await w.person("alice").armCheckin(every: 600, grace: 60, to: ["bob"], note: "", codes: nil)
+            Issue.record("armed past the relay's limit")
+        } catch let error as ClientError {
+            #expect(error.description.contains("bob's relay already holds as many check-in alerts as it allows"), "\(error)")
+            #expect(error.exitCode == 4)
+        }
+        let status = try w.person("alice").checkinStatus()
+        #expect(!status.armed || status.contacts.isEmpty)
+        #expect(try w.timerCount() == 1)
+        await w.finish()
+    }
+
     /// Issue 9, point 6: sixteen contacts in two tiers, at the relay's default limits: arm,
     /// re-arm and check in repeatedly, and a missed check-in still alerts everyone in order.
     @Test func sixteenContactsInTwoTiersWorkWithinTheRelaysDefaultLimits() async throws {

@@ -16,8 +16,8 @@ import Testing
         var homes: [String: String] = [:]
         var agents: [String: Agent] = [:]
 
-        init(observe: (@Sendable (Channel) throws -> Void)? = nil) async throws {
-            relay = try await RelayHarness.start(observe: observe)
+        init(_ configure: (inout RelayConfiguration) -> Void = { _ in }, observe: (@Sendable (Channel) throws -> Void)? = nil) async throws {
+            relay = try await RelayHarness.start(configure, observe: observe)
         }
 
         func person(_ name: String) throws -> Agent {

@@ -121,7 +121,13 @@ extension Agent {
         planned.sort { ($0.tier ?? 0) > ($1.tier ?? 0) }
         let pool = RelayPool(group: group)
         defer { Task { [pool] in await pool.closeAll() } }
-        try await renew(&record, plan: planned, entry: entry, contacts: contacts.map(\.record), pool: pool, arming: true)
+        do {
+            try await renew(&record, plan: planned, entry: entry, contacts: contacts.map(\.record), pool: pool, arming: true)
+        } catch {
+            // A first arming that armed nobody leaves no check-in behind.
+            if existing == nil, record.targets.isEmpty { try saveCheckin(nil, key: nil) }
+            throw error
+        }
         let kept = Set(chosen.map(\.contact.identity))
         try await retire(&record, keeping: kept, entry: entry, contacts: contacts.map(\.record), pool: pool)
         await pool.closeAll()

@@ -249,8 +249,24 @@ extension Agent {
                     await connection.close()
                     continue
                 }
+                // A refusal is an answer: nothing was made, so nothing is pending.
+                if case .relay = error { sent = false }
+                if case let .relay(code) = error, let why = Self.timerRefusal(code, contact: contact.name) { throw ClientError.relayRefused(why) }
                 throw Self.relayError(error, connection.address)
             }
+        }
+    }
+
+    /// What a relay's refusal of a check-in alert means, in the words of the person arming it.
+    static func timerRefusal(_ code: RelayErrorCode, contact name: String) -> String? {
+        switch code {
+        case .limit:
+            "\(name)'s relay already holds as many check-in alerts as it allows (for their queue, for this connection, or in all); "
+                + "try again later, name someone else, or ask \(name)'s relay operator"
+        case .quota: "\(name)'s queue at their relay is full: they need to read their messages before an alert fits"
+        case .storeFull: "\(name)'s relay is out of space; try again later, or name someone else"
+        case .rate: "\(name)'s relay is limiting how fast alerts are set from your address; try again in a minute"
+        default: nil
         }
     }
 
