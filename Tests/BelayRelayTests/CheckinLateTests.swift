@@ -68,18 +68,26 @@ import Testing
         await w.finish()
     }
 
-    /// A late check-in that fails part-way (carol's relay down) still reports, at the next one
-    /// that succeeds, that the alerts went out, and does not call carol's fired timer "lost".
-    @Test func tooLateIsReportedEvenAfterACheckInThatFailedPartWay() async throws {
+    /// alice paired with bob on relay A and with carol, whose own queue (which alice's alerts aim
+    /// at) is on relay B.
+    static func carolOnASecondRelay() async throws -> (RelaySequenceTests.People, RelayHarness, RelayHarness, Agent, Agent, Agent) {
         let people = RelaySequenceTests.People()
         let relayA = try await RelayHarness.start(clock: people.clock)
-        var relayB = try await RelayHarness.start(clock: people.clock)
-        let (directoryB, portB) = (relayB.directory, relayB.server.port)
+        let relayB = try await RelayHarness.start(clock: people.clock)
         let alice = try people.person(), bob = try people.person(), carol = try people.person()
         _ = try await bob.accept(try await alice.invite(relay: relayA.address, name: "bob", lifetime: nil), name: "alice", relay: nil)
         _ = try await carol.accept(try await alice.invite(relay: relayA.address, name: "carol", lifetime: nil), name: "alice",
                                    relay: relayB.address)
         _ = try await alice.read()
+        return (people, relayA, relayB, alice, bob, carol)
+    }
+
+    /// A late check-in that fails part-way (carol's relay down) still reports, at the next one
+    /// that succeeds, that the alerts went out, and does not call carol's fired timer "lost".
+    @Test func tooLateIsReportedEvenAfterACheckInThatFailedPartWay() async throws {
+        let (people, relayA, first, alice, bob, carol) = try await Self.carolOnASecondRelay()
+        var relayB = first
+        let (directoryB, portB) = (relayB.directory, relayB.server.port)
         let armed = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "out", codes: nil)
         people.clock.advance(by: 200)
         await relayA.server.core.sweep()
@@ -134,15 +142,9 @@ import Testing
     /// part-way; bring the relay back; check in on time past the first deadline several times. No
     /// alert reaches anyone, and disarm then leaves no timer at any relay.
     @Test func anArmThatFailsPartWayLeavesNoOrphanTimer() async throws {
-        let people = RelaySequenceTests.People()
-        let relayA = try await RelayHarness.start(clock: people.clock)
-        var relayB = try await RelayHarness.start(clock: people.clock)
+        let (people, relayA, first, alice, bob, carol) = try await Self.carolOnASecondRelay()
+        var relayB = first
         let (directoryB, portB) = (relayB.directory, relayB.server.port)
-        let alice = try people.person(), bob = try people.person(), carol = try people.person()
-        _ = try await bob.accept(try await alice.invite(relay: relayA.address, name: "bob", lifetime: nil), name: "alice", relay: nil)
-        _ = try await carol.accept(try await alice.invite(relay: relayA.address, name: "carol", lifetime: nil), name: "alice",
-                                   relay: relayB.address)  // carol's own queue, which alice's alerts aim at, is on relay B
-        _ = try await alice.read()
 
         await relayB.stop()
         do {
