@@ -54,9 +54,9 @@ public struct CheckinNotice: Sendable, Equatable {
     public var state: State
     /// The tag of the code entered for this command (zeros without codes).
     public var codeTag: [UInt8]
-    /// Sent only by the command that sets codes: the new check-in code's tag (zeros otherwise).
-    /// Contacts keep it; a later notice with any other tag was made with the duress code.
-    public var newCheckinTag: [UInt8]
+    /// The check-in's tag chain (`TagChain`): every change of codes so far, oldest first, so
+    /// that a contact can walk from the tag it holds to the check-in code's current tag.
+    public var tagChain: [[UInt8]]
     /// With codes: the Ed25519 key whose signature the next notices of this check-in need
     /// (empty without codes).
     public var authority: [UInt8]
@@ -84,10 +84,10 @@ public struct CheckinNotice: Sendable, Equatable {
     public var circle: [Member]
     public var cancels: [Cancel]
 
-    public init(state: State, codeTag: [UInt8], newCheckinTag: [UInt8], authority: [UInt8], checkin: [UInt8], counter: UInt64, alertAt: UInt64,
+    public init(state: State, codeTag: [UInt8], tagChain: [[UInt8]], authority: [UInt8], checkin: [UInt8], counter: UInt64, alertAt: UInt64,
                 every: UInt64, grace: UInt64, lastCheckin: UInt64, tier: UInt8, escalateAfter: UInt64, note: String, alertKey: [UInt8],
                 circleKey: [UInt8], circle: [Member], cancels: [Cancel]) {
-        (self.state, self.codeTag, self.newCheckinTag, self.authority) = (state, codeTag, newCheckinTag, authority)
+        (self.state, self.codeTag, self.tagChain, self.authority) = (state, codeTag, tagChain, authority)
         (self.checkin, self.counter, self.alertAt) = (checkin, counter, alertAt)
         (self.every, self.grace, self.lastCheckin, self.tier, self.escalateAfter) = (every, grace, lastCheckin, tier, escalateAfter)
         (self.note, self.alertKey, self.circleKey, self.circle, self.cancels) = (note, alertKey, circleKey, circle, cancels)
@@ -98,7 +98,8 @@ public struct CheckinNotice: Sendable, Equatable {
         w.u8(Self.version)
         w.u8(state.rawValue)
         w.put(codeTag)
-        w.put(newCheckinTag)
+        w.u8(UInt8(tagChain.count))
+        for link in tagChain { w.put(link) }
         w.bytes16(authority)
         w.put(checkin)
         for v in [counter, alertAt, every, grace, lastCheckin] { w.u64(v) }
@@ -143,13 +144,15 @@ public struct CheckinNotice: Sendable, Equatable {
             && Ed25519.verify(signature: signature, message: signedBytes, publicKey: authority)
     }
 
-    /// Whether this notice was made with another code than the check-in code: its tag is
-    /// neither the one the contact holds (nil: the check-in had no codes) nor the new one this
-    /// notice hands over.
-    public func isDuress(checkinTag: [UInt8]?) -> Bool {
-        guard let checkinTag, checkinTag.count == Self.tagLength else { return false }
-        let handedOver = newCheckinTag != Self.noTag && Sodium.constantTimeEquals(codeTag, newCheckinTag)
-        return !Sodium.constantTimeEquals(codeTag, checkinTag) && !handedOver
+    /// For a contact that holds `held` (nil: no tag yet): the check-in code's tag after this
+    /// notice's chain, and whether the notice was made with another code. A notice is normal if
+    /// its code tag is that tag, or, for the notice of a change of codes, the tag that opened the
+    /// link the change added. Without a chain the check-in has no codes and nothing is duress.
+    public func checkinTag(held: [UInt8]?) -> (tag: [UInt8]?, duress: Bool) {
+        guard !tagChain.isEmpty else { return (held, false) }
+        let (final, lastKey) = TagChain.walk(from: held, links: tagChain, checkin: checkin)
+        let normal = Sodium.constantTimeEquals(codeTag, final) || (lastKey.map { Sodium.constantTimeEquals(codeTag, $0) } ?? false)
+        return (final, !normal)
     }
 
     public static let noTag = [UInt8](repeating: 0, count: tagLength)
@@ -159,7 +162,10 @@ public struct CheckinNotice: Sendable, Equatable {
         guard try r.u8("notice version") == Self.version else { throw E2EError.malformed("check-in notice version") }
         guard let state = State(rawValue: try r.u8("notice state")) else { throw E2EError.malformed("check-in notice state") }
         let codeTag = try r.take(Self.tagLength, "code tag")
-        let newCheckinTag = try r.take(Self.tagLength, "new check-in tag")
+        let links = Int(try r.u8("tag chain length"))
+        guard links <= TagChain.maxLinks else { throw E2EError.malformed("check-in tag chain") }
+        var tagChain: [[UInt8]] = []
+        for _ in 0..<links { tagChain.append(try r.take(TagChain.linkLength, "tag chain link")) }
         let authority = try r.bytes16("authority", maximum: Ed25519.publicKeyLength)
         let checkin = try r.take(Self.idLength, "check-in id")
         let (counter, alertAt, every, grace, last) = (try r.u64("counter"), try r.u64("alert time"), try r.u64("every"), try r.u64("grace"),
@@ -186,7 +192,7 @@ public struct CheckinNotice: Sendable, Equatable {
         }
         let signature = try r.bytes16("notice signature", maximum: Ed25519.signatureLength)
         try r.expectEnd("check-in notice")
-        self.init(state: state, codeTag: codeTag, newCheckinTag: newCheckinTag, authority: authority, checkin: checkin, counter: counter, alertAt: alertAt, every: every, grace: grace,
+        self.init(state: state, codeTag: codeTag, tagChain: tagChain, authority: authority, checkin: checkin, counter: counter, alertAt: alertAt, every: every, grace: grace,
                   lastCheckin: last, tier: tier, escalateAfter: after, note: note, alertKey: alertKey, circleKey: circleKey,
                   circle: circle, cancels: cancels)
         self.signature = signature

@@ -50,10 +50,41 @@ import Testing
         }
         _ = try await alice.checkIn(note: nil, code: Self.normal2)
         for name in ["bob", "carol"] { #expect(try await w.person(name).read().isEmpty, "\(name)") }
-        #expect(try alice.read { db in try alice.store.checkin(db) }?.pendingCheckinTag == nil)
+        #expect(try alice.read { db in try alice.store.checkin(db) }?.tagChain?.count == 2)
         _ = try await alice.checkIn(note: nil, code: Self.duress2)
         #expect(try await w.alerts("bob").map(\.reason) == ["duress"])
         #expect(try await w.alerts("carol").map(\.reason) == ["duress"])
+        await w.finish()
+    }
+
+    /// A change of codes that reached carol but not bob, tried again with yet newer codes (as a
+    /// person would): both walk the chain to the newest code, and nobody sees a false duress.
+    @Test func retryingAPartlyFailedCodeChangeRaisesNoFalseDuress() async throws {
+        let dropper = ReplyDropper()
+        let w = try await CheckinTests.world(observe: dropper.observer)
+        let alice = try w.person("alice")
+        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["carol", "bob"], note: "plan", codes: (Self.normal, Self.duress))
+        for name in ["bob", "carol"] { _ = try await w.person(name).read() }
+        dropper.arm(frame: 1, skipping: 1)  // carol's connection goes through, bob's drops
+        await #expect(throws: ClientError.self) {
+            _ = try await alice.armCheckin(every: 120, grace: 60, to: ["carol", "bob"], note: "plan", codes: (Self.normal2, Self.duress2),
+                                           code: Self.normal)
+        }
+        // carol holds the new tag, bob the old one.
+        func held(_ name: String) async throws -> Data? {
+            let agent = try w.person(name)
+            _ = try await agent.read()
+            return try agent.read { db in try agent.store.contact(named: "alice", db) }?.record.watching?.checkinTag
+        }
+        let (carolTag, bobTag) = (try await held("carol"), try await held("bob"))
+        #expect(carolTag != nil && bobTag != nil && carolTag != bobTag)
+        let normal3 = Array("orange lighthouse".utf8), duress3 = Array("silent kettle".utf8)
+        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["carol", "bob"], note: "plan", codes: (normal3, duress3), code: Self.normal2)
+        for name in ["bob", "carol"] { #expect(try await w.alerts(name).isEmpty, "\(name)") }
+        _ = try await alice.checkIn(note: nil, code: normal3)
+        for name in ["bob", "carol"] { #expect(try await w.alerts(name).isEmpty, "\(name)") }
+        _ = try await alice.checkIn(note: nil, code: duress3)
+        for name in ["bob", "carol"] { #expect(try await w.alerts(name).map(\.reason) == ["duress"], "\(name)") }
         await w.finish()
     }
 
@@ -75,8 +106,12 @@ import Testing
         var record = try #require(try alice.read { db in try alice.store.checkin(db) })
         let (tag, key) = try #require(try record.codeSlots!.open(code: Self.duress))
         try record.openSeeds(key)
-        for randomTag in [tag, SystemRandom().bytes(16)] {
-            var ended = CheckinNotice(state: .ended, codeTag: randomTag, newCheckinTag: CheckinNotice.noTag, authority: record.authorityPublicKey,
+        let chain = (record.tagChain ?? []).map { [UInt8]($0) }
+        // Its own tag; a random one; and its own tag with a forged link that hands it over as if
+        // it were the check-in code's (sealed under its own tag, which no contact holds).
+        let forgedLink = try TagChain.link(from: tag, to: tag, checkin: [UInt8](record.id!))
+        for (codeTag, links) in [(tag, chain), (SystemRandom().bytes(16), chain), (tag, chain + [forgedLink])] {
+            var ended = CheckinNotice(state: .ended, codeTag: codeTag, tagChain: links, authority: record.authorityPublicKey,
                                       checkin: [UInt8](record.id!), counter: (record.counter ?? 0) + 1, alertAt: 0, every: 120, grace: 60,
                                       lastCheckin: 0, tier: 0, escalateAfter: 0, note: "", alertKey: [], circleKey: [], circle: [], cancels: [])
             record.counter = (record.counter ?? 0) + 1
@@ -97,7 +132,7 @@ import Testing
         await w.advance(180 + Agent.overdueSlack)
         #expect(Self.kinds(try await w.person("bob").read()) == [.overdue])
         let record = try #require(try alice.read { db in try alice.store.checkin(db) })
-        let forged = CheckinNotice(state: .armed, codeTag: CheckinNotice.noTag, newCheckinTag: CheckinNotice.noTag, authority: [],
+        let forged = CheckinNotice(state: .armed, codeTag: CheckinNotice.noTag, tagChain: [], authority: [],
                                    checkin: [UInt8](record.id!), counter: UInt64.max, alertAt: UInt64(4_000_000_000), every: 120, grace: 60,
                                    lastCheckin: 0, tier: 0, escalateAfter: 0, note: "", alertKey: [], circleKey: [], circle: [], cancels: [])
         try await alice.send(to: "bob", kind: .checkin, body: forged.encoded(), history: nil)
@@ -118,8 +153,10 @@ import Testing
         await w.advance(180 + Agent.overdueSlack)
         try alice.write { db in try db.execute(sql: "DELETE FROM checkin") }
         _ = try await alice.armCheckin(every: 86_400, grace: 60, to: ["bob"], note: "nothing to see", codes: nil)
+        _ = try await alice.checkIn(note: nil, code: nil)  // and a check-in of the new one after it
         let events = try await w.person("bob").read()
         #expect(events.contains { $0.kind == .security && $0.text.contains("without the code") })
+        #expect(try w.person("bob").watching().first?.state == "alerted")
         await w.advance(Agent.reminderInterval)
         #expect(Self.kinds(try w.person("bob").overdueEvents(reminders: true)) == [.overdue])
         let ack = try await w.person("bob").acknowledge("alice", note: "")

@@ -102,7 +102,7 @@ import Testing
         let armed = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "the real plan", codes: (Self.normal, Self.duress))
         for name in ["bob", "carol"] { _ = try await w.person(name).read() }
         // A forged "ended" notice through the ratchet, as a modified client would send it.
-        let ended = CheckinNotice(state: .ended, codeTag: CheckinNotice.noTag, newCheckinTag: CheckinNotice.noTag, authority: [],
+        let ended = CheckinNotice(state: .ended, codeTag: CheckinNotice.noTag, tagChain: [], authority: [],
                                   checkin: [UInt8](try #require(try alice.read { db in try alice.store.checkin(db) }?.id)), counter: 99, alertAt: 0,
                                   every: 120, grace: 60, lastCheckin: 0, tier: 0, escalateAfter: 0, note: "", alertKey: [], circleKey: [],
                                   circle: [], cancels: [])

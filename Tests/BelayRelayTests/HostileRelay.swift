@@ -170,15 +170,19 @@ final class WireTap: Sendable {
 /// frame from the client (counting the handshake's) is not sent, and the connection is closed,
 /// as if the network dropped it after the relay had done the work.
 final class ReplyDropper: Sendable {
-    private let armed = Mutex<(frame: Int?, refuse: Int)>((nil, 0))
+    private let armed = Mutex<(frame: Int?, refuse: Int, skip: Int)>((nil, 0, 0))
 
-    /// `thenRefuse`: the next connections after that one are closed at once (a relay that
-    /// went away), so a retry fails too.
-    func arm(frame: Int, thenRefuse: Int = 0) { armed.withLock { $0 = (frame, thenRefuse) } }
+    /// `skipping`: connections let through first. `thenRefuse`: the next connections after the
+    /// one that loses a reply are closed at once (a relay that went away), so a retry fails too.
+    func arm(frame: Int, skipping: Int = 0, thenRefuse: Int = 0) { armed.withLock { $0 = (frame, thenRefuse, skipping) } }
 
     var observer: @Sendable (Channel) throws -> Void {
         { [self] channel in
             let action = armed.withLock { a -> (drop: Int?, refuse: Bool) in
+                if a.frame != nil, a.skip > 0 {
+                    a.skip -= 1
+                    return (nil, false)
+                }
                 if let frame = a.frame {
                     a.frame = nil
                     return (frame, false)

@@ -26,7 +26,7 @@ extension Agent {
         let person = row.record
         let notice = person.watching.flatMap { try? CheckinNotice(decoding: [UInt8]($0.notice)) }
         let at = now()
-        let alert = person.watching?.alert.flatMap { $0.counter >= (notice?.counter ?? 0) ? $0 : nil }
+        let alert = person.watching?.alert.flatMap { $0.counter >= (notice?.counter ?? 0) || $0.replaced == true ? $0 : nil }
         let overdue = notice.map { $0.state == .armed && at >= $0.alertAt + Self.overdueSlack } ?? false
         guard alert != nil || overdue || (notice == nil && !(person.seenAlerts ?? []).isEmpty) else {
             throw ClientError.invalidInput("\(person.name) has sent no alert and no check-in of theirs is overdue: nothing to acknowledge")

@@ -113,18 +113,24 @@ extension Agent {
         if let oldNotice, let k = try? AlertKey(announcement: oldNotice.alertKey) {
             contact.retiredAlertKeys = Array(((contact.retiredAlertKeys ?? []) + [Data(k.id)]).suffix(Self.maxRetiredKeysPerContact))
         }
-        // The check-in code's tag comes once, with the codes; any other tag is the duress code.
+        // The check-in code's tag comes through the notice's tag chain, walked from the tag this
+        // device holds; a notice made with any other code is a duress alert.
         let held = fromCodeHolder && oldNotice != nil ? old?.checkinTag : nil
-        let duress = notice.isDuress(checkinTag: held.map { [UInt8]($0) })
+        let (tag, duress) = notice.checkinTag(held: held.map { [UInt8]($0) })
         var watch = WatchRecord(notice: Data(content.body), receivedAt: at)
-        watch.checkinTag = notice.newCheckinTag != CheckinNotice.noTag ? Data(notice.newCheckinTag) : held
+        watch.checkinTag = tag.map { Data($0) }
         if same { watch.answer = old?.answer }
-        if !fromCodeHolder, let oldAlert = old?.alert, !oldAlert.ackedByMe, oldAlert.ackedBy.isEmpty {
+        if let carried = old?.alert, carried.replaced == true, !carried.ackedByMe, carried.ackedBy.isEmpty {
+            // An alert of a check-in replaced without its code waits, whatever comes after it,
+            // until someone acknowledges it.
+            watch.alert = carried
+        } else if !fromCodeHolder, let oldAlert = old?.alert, !oldAlert.ackedByMe, oldAlert.ackedBy.isEmpty {
             watch.alert = oldAlert
-            watch.alert?.counter = notice.counter
+            watch.alert?.replaced = true
         } else if !fromCodeHolder, let oldNotice, old?.alert == nil, oldNotice.state == .armed {
-            watch.alert = WatchRecord.AlertState(reason: "overdue", counter: notice.counter, at: at,
-                                                 text: "\(name)'s check-in due at \(AlertMessage.format(oldNotice.alertAt)) is overdue", lastShownAt: at)
+            watch.alert = WatchRecord.AlertState(reason: "overdue", counter: oldNotice.counter, at: at,
+                                                 text: "\(name)'s check-in due at \(AlertMessage.format(oldNotice.alertAt)) is overdue", lastShownAt: at,
+                                                 replaced: true)
         }
         if same, let oldNotice, oldNotice.state == .armed, old?.alert == nil, old?.overdueShownAt == nil,
            notice.lastCheckin >= oldNotice.alertAt + Self.alertClockTolerance {
@@ -182,7 +188,7 @@ extension Agent {
         let at = now()
         // Only an acknowledgement of this notice's alert, once that alert is due or has come: a
         // copy of an older one (replayed by the relay) or one sent before any alert is refused.
-        let pending = (row.record.watching?.alert.map { $0.counter >= notice.counter } ?? false)
+        let pending = (row.record.watching?.alert.map { $0.counter >= notice.counter || $0.replaced == true } ?? false)
             || at + Self.alertClockTolerance >= notice.lastCheckin + notice.every + notice.grace
         guard ack.answer.counter == notice.counter, pending else {
             return [ReadEvent(kind: .warning, contact: name,

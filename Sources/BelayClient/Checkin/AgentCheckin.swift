@@ -85,8 +85,11 @@ extension Agent {
             // changing the codes under the duress code is itself a duress alert), and the new
             // check-in code's tag, which the contacts keep from now on.
             (record.codeSlots, entry.key) = (made.slots, made.key)
-            record.pendingCheckinTag = Data(made.checkinTag)
-            for i in record.targets.indices { record.targets[i].hasCheckinTag = false }
+            // The new check-in code's tag goes to the contacts only as a link sealed under the
+            // tag of the code entered now (zeros for the first codes): made with the duress code,
+            // it opens for nobody. The device keeps the links, never the tag.
+            let link = try TagChain.link(from: entry.tag, to: made.checkinTag, checkin: [UInt8](record.id ?? Data()))
+            record.tagChain = Array(((opened?.tagChain ?? []) + [Data(link)]).suffix(TagChain.maxLinks))
             // A new authority signs the notices from now on; each contact is told of it in a
             // notice signed by the one it holds.
             let past = (opened?.pastAuthoritySeeds ?? []) + (opened?.authoritySeed.map { [$0] } ?? [])
@@ -95,14 +98,7 @@ extension Agent {
         } else {
             (record.codeSlots, record.authoritySeed, record.pastAuthoritySeeds) = (opened?.codeSlots, opened?.authoritySeed,
                                                                                   opened?.pastAuthoritySeeds)
-            record.pendingCheckinTag = opened?.pendingCheckinTag
-            // Only the contacts hold the check-in code's tag; this device cannot give it to a
-            // newcomer.
-            let known = Set(opened?.targets.map(\.identity) ?? [])
-            if record.codeSlots != nil, record.pendingCheckinTag == nil, let newcomer = chosen.first(where: { !known.contains($0.contact.identity) }) {
-                throw ClientError.invalidInput("to add \(newcomer.contact.name) to a check-in with codes, set the codes again with --codes "
-                                               + "(this device does not keep which code is the duress code, so only new codes can be given to a new contact)")
-            }
+            record.tagChain = opened?.tagChain
         }
         try checkNoticeSize(note: note, contacts: chosen.count)
         // Answers already given stay with the contacts who gave them.
@@ -114,9 +110,6 @@ extension Agent {
                                         deadline: 0)
             (target.contact, target.tier) = (c.contact.name, c.tier)
             return target
-        }
-        if record.pendingCheckinTag != nil {
-            for i in planned.indices where planned[i].hasCheckinTag == nil { planned[i].hasCheckinTag = false }
         }
         planned.sort { ($0.tier ?? 0) > ($1.tier ?? 0) }
         let pool = RelayPool(group: group)
@@ -228,7 +221,8 @@ extension Agent {
                                           tier: 0, relay: String(repeating: "x", count: CheckinNotice.maxRelayLength),
                                           senderId: [UInt8](repeating: 0, count: 16), senderSeed: [UInt8](repeating: 0, count: 32))
         let cancel = CheckinNotice.Cancel(relay: member.relay, timerId: member.senderId, timerSeed: member.senderSeed)
-        var widest = CheckinNotice(state: .armed, codeTag: CodeEntry().tag, newCheckinTag: CodeEntry().tag, authority: [UInt8](repeating: 0, count: 32),
+        var widest = CheckinNotice(state: .armed, codeTag: CodeEntry().tag,
+                                   tagChain: Array(repeating: [UInt8](repeating: 0, count: TagChain.linkLength), count: TagChain.maxLinks), authority: [UInt8](repeating: 0, count: 32),
                                    checkin: [UInt8](repeating: 0, count: 16), counter: 0, alertAt: 0, every: 0, grace: 0, lastCheckin: 0, tier: 0,
                                    escalateAfter: 0, note: note, alertKey: [UInt8](repeating: 0, count: 48), circleKey: [UInt8](repeating: 0, count: 48),
                                    circle: Array(repeating: member, count: max(0, contacts - 1)), cancels: Array(repeating: cancel, count: max(0, contacts - 1)))

@@ -59,9 +59,7 @@ extension Agent {
                 (target.timerId, target.timerSeed, target.deadline, target.pendingSeed) = (deposited.timerId, seed, deposited.deadline, nil)
                 target.dueAt = record.lastCheckin + delay
                 if gone { record.noteGone(old ?? planned, at: record.lastCheckin) }
-                // The check-in code's tag goes to each contact once, and is forgotten when all have it.
-                let handOver = target.hasCheckinTag == true ? nil : record.pendingCheckinTag
-                var notice = CheckinNotice(state: .armed, codeTag: entry.tag, newCheckinTag: handOver.map { [UInt8]($0) } ?? CheckinNotice.noTag,
+                var notice = CheckinNotice(state: .armed, codeTag: entry.tag, tagChain: (record.tagChain ?? []).map { [UInt8]($0) },
                                            authority: record.authorityPublicKey,
                                            checkin: [UInt8](record.id ?? Data()), counter: record.counter ?? 0, alertAt: record.lastCheckin + delay,
                                            every: record.every, grace: record.grace, lastCheckin: record.lastCheckin, tier: UInt8(tier),
@@ -70,7 +68,6 @@ extension Agent {
                                            circle: members.filter { $0.identity != [UInt8](contact.identity) },
                                            cancels: cancels(after: tier, record: record, contacts: contacts))
                 try record.sign(&notice, for: &target)
-                if handOver != nil { target.hasCheckinTag = true }
                 record.targets.removeAll { $0.identity == contact.identity }
                 record.targets.append(target)
                 // The timer and the notice with its key are recorded in one transaction: the
@@ -92,11 +89,6 @@ extension Agent {
                 if arming { throw error }
                 failed.append((contact.name, error))
             }
-        }
-        if record.pendingCheckinTag != nil, record.targets.allSatisfy({ $0.hasCheckinTag != false }) {
-            // Every contact has the check-in code's tag: from now on only they know which code it is.
-            record.pendingCheckinTag = nil
-            try saveCheckin(record, key: entry.key)
         }
         if let (_, first) = failed.first {
             throw done.isEmpty ? first : ClientError.checkinPartlyRenewed(renewed: done, missing: failed.map(\.0), cause: first.description)
@@ -177,7 +169,8 @@ extension Agent {
             guard let target = record.targets.first(where: { $0.identity == leaving.identity }) else { continue }
             try await cancel(target, contacts: contacts, pool: pool)
             if let contact = contacts.first(where: { $0.identity == target.identity }) {
-                var notice = CheckinNotice(state: .ended, codeTag: entry.tag, newCheckinTag: CheckinNotice.noTag, authority: record.authorityPublicKey,
+                var notice = CheckinNotice(state: .ended, codeTag: entry.tag, tagChain: (record.tagChain ?? []).map { [UInt8]($0) },
+                                           authority: record.authorityPublicKey,
                                            checkin: [UInt8](record.id ?? Data()), counter: record.counter ?? 0, alertAt: 0, every: record.every,
                                            grace: record.grace, lastCheckin: record.lastCheckin, tier: UInt8(target.tier ?? 0), escalateAfter: 0,
                                            note: record.note, alertKey: [], circleKey: [UInt8](record.circleKey ?? Data()),

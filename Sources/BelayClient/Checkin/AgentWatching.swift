@@ -57,7 +57,7 @@ extension Agent {
             for var row in try store.contacts(db) {
                 guard var watch = row.record.watching, let notice = try? CheckinNotice(decoding: [UInt8](watch.notice)) else { continue }
                 let name = row.record.name
-                if var alert = watch.alert, alert.counter >= notice.counter {
+                if var alert = watch.alert, alert.counter >= notice.counter || alert.replaced == true {
                     // Alerted: shown again until someone acknowledges.
                     guard reminders, alert.ackedBy.isEmpty, !alert.ackedByMe, at >= alert.lastShownAt + Self.reminderInterval else { continue }
                     alert.lastShownAt = at
@@ -91,7 +91,7 @@ extension Agent {
         return try read { db in try store.contacts(db) }.compactMap { row in
             guard let watch = row.record.watching, let n = try? CheckinNotice(decoding: [UInt8](watch.notice)), n.state == .armed else { return nil }
             var state = at >= n.alertAt + Self.overdueSlack ? "overdue" : "waiting"
-            if let alert = watch.alert, alert.counter >= n.counter {
+            if let alert = watch.alert, alert.counter >= n.counter || alert.replaced == true {
                 state = alert.ackedBy.isEmpty && !alert.ackedByMe ? "alerted" : "acknowledged"
             }
             return WatchedCheckin(contact: row.record.name, dueAt: n.alertAt * 1000, every: n.every, grace: n.grace, lastCheckin: n.lastCheckin,

@@ -28,8 +28,6 @@ struct CheckinRecord: Codable, Sendable {
         /// The authority key (public) this contact was last sent: the next notice to them is
         /// signed with its private half.
         var authority: Data? = nil
-        /// Whether this contact has been sent the current check-in code's tag.
-        var hasCheckinTag: Bool? = nil
     }
 
     var every: UInt64
@@ -59,9 +57,8 @@ struct CheckinRecord: Codable, Sendable {
     /// Earlier authorities of this check-in, newest last (sealed like the timer keys): a contact
     /// that has not yet been sent the current one is sent it under the one it holds.
     var pastAuthoritySeeds: [Data]? = nil
-    /// The check-in code's tag, kept (sealed under the codes) only until every contact has been
-    /// sent it; then this device forgets which code is which.
-    var pendingCheckinTag: Data? = nil
+    /// The links that hand the check-in code's tag to the contacts (`TagChain`), oldest first.
+    var tagChain: [Data]? = nil
     /// Most earlier authorities kept.
     static let maxPastAuthorities = 8
 

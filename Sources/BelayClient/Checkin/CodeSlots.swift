@@ -95,7 +95,6 @@ extension CheckinRecord {
         }
         copy.authoritySeed = try authoritySeed.map { try CodeSlots.sealSeed($0, key: key) }
         copy.pastAuthoritySeeds = try pastAuthoritySeeds.map { try $0.map { try CodeSlots.sealSeed($0, key: key) } }
-        copy.pendingCheckinTag = try pendingCheckinTag.map { try CodeSlots.sealSeed($0, key: key) }
         return copy
     }
 
@@ -105,6 +104,5 @@ extension CheckinRecord {
         }
         authoritySeed = try authoritySeed.map { try CodeSlots.openSeed($0, key: key) }
         pastAuthoritySeeds = try pastAuthoritySeeds.map { try $0.map { try CodeSlots.openSeed($0, key: key) } }
-        pendingCheckinTag = try pendingCheckinTag.map { try CodeSlots.openSeed($0, key: key) }
     }
 }

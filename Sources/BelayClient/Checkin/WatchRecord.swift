@@ -26,5 +26,8 @@ struct WatchRecord: Codable, Sendable {
         var ackedBy: [String] = []
         var ackedByMe = false
         var lastShownAt: UInt64
+        /// From a check-in that was replaced without its code: pending until acknowledged,
+        /// whatever the notices after it say.
+        var replaced: Bool? = nil
     }
 }
