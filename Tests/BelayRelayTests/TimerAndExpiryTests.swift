@@ -70,14 +70,21 @@ import Testing
         await relay.stop()
     }
 
-    @Test func replacingATimerIsAtomic() async throws {
+    /// A relay holding one timer (key `k1`, body [1], 600 s) on a secured queue, and the
+    /// connection that set it.
+    static func oneTimer() async throws -> (RelayHarness, RelayConnection, SecuredQueue, RelayConnection, Ed25519.SigningKey, EntityID) {
         let relay = try await RelayHarness.start()
-        defer { relay.remove() }
         let owner = try await relay.connect()
         let q = try await SecuredQueue.make(on: owner)
         let depositor = try await q.sender(on: relay)
         let k1 = try Ed25519.SigningKey.generate()
         let (old, _) = try await depositor.setTimer(.init(timerKey: k1.publicKey, delay: 600, entries: [.init(sender: q.sender, body: [1])]))
+        return (relay, owner, q, depositor, k1, old)
+    }
+
+    @Test func replacingATimerIsAtomic() async throws {
+        let (relay, owner, q, depositor, _, old) = try await Self.oneTimer()
+        defer { relay.remove() }
         let k2 = try Ed25519.SigningKey.generate()
         let (new, _) = try await depositor.setTimer(.init(timerKey: k2.publicKey, delay: 900, replaces: old,
                                                            entries: [.init(sender: q.sender, body: [2])]))
@@ -95,13 +102,8 @@ import Testing
     /// A TSET sent again after its reply was lost (same fresh timer key) finds the timer the first
     /// attempt made: one timer, one alert, and the replaced timer is not brought back.
     @Test func aTimerSetRetriedAfterALostReplyMakesNoSecondTimer() async throws {
-        let relay = try await RelayHarness.start()
+        let (relay, owner, q, depositor, k1, old) = try await Self.oneTimer()
         defer { relay.remove() }
-        let owner = try await relay.connect()
-        let q = try await SecuredQueue.make(on: owner)
-        let depositor = try await q.sender(on: relay)
-        let k1 = try Ed25519.SigningKey.generate()
-        let (old, _) = try await depositor.setTimer(.init(timerKey: k1.publicKey, delay: 600, entries: [.init(sender: q.sender, body: [1])]))
         let k2 = try Ed25519.SigningKey.generate()
         let set = RelayCommand.TimerSet(timerKey: k2.publicKey, delay: 900, replaces: old, entries: [.init(sender: q.sender, body: [2])])
         let (first, deadline) = try await depositor.setTimer(set)
