@@ -57,6 +57,9 @@ public struct CheckinNotice: Sendable, Equatable {
     /// The check-in's tag chain (`TagChain`): every change of codes so far, oldest first, so
     /// that a contact can walk from the tag it holds to the check-in code's current tag.
     public var tagChain: [[UInt8]]
+    /// With new codes: the new check-in code's tag in a sealed box to this contact's identity
+    /// (X25519), so that a contact with no tag yet starts from it; empty otherwise.
+    public var tagBox: [UInt8] = []
     /// With codes: the Ed25519 key whose signature the next notices of this check-in need
     /// (empty without codes).
     public var authority: [UInt8]
@@ -100,6 +103,7 @@ public struct CheckinNotice: Sendable, Equatable {
         w.put(codeTag)
         w.u8(UInt8(tagChain.count))
         for link in tagChain { w.put(link) }
+        w.bytes16(tagBox)
         w.bytes16(authority)
         w.put(checkin)
         for v in [counter, alertAt, every, grace, lastCheckin] { w.u64(v) }
@@ -144,15 +148,17 @@ public struct CheckinNotice: Sendable, Equatable {
             && Ed25519.verify(signature: signature, message: signedBytes, publicKey: authority)
     }
 
-    /// For a contact that holds `held` (nil: no tag yet): the check-in code's tag after this
-    /// notice's chain, and whether the notice was made with another code. A notice is normal if
-    /// its code tag is that tag, or, for the notice of a change of codes, the tag that opened the
-    /// link the change added. Without a chain the check-in has no codes and nothing is duress.
-    public func checkinTag(held: [UInt8]?) -> (tag: [UInt8]?, duress: Bool) {
-        guard !tagChain.isEmpty else { return (held, false) }
-        let (final, lastKey) = TagChain.walk(from: held, links: tagChain, checkin: checkin)
-        let normal = Sodium.constantTimeEquals(codeTag, final) || (lastKey.map { Sodium.constantTimeEquals(codeTag, $0) } ?? false)
-        return (final, !normal)
+    /// For a contact that holds `held` (nil: no tag yet) and opened `boxed` from `tagBox`: the
+    /// check-in code's tag after this notice's chain, and whether the notice was made with
+    /// another code (normal only if its code tag is that tag). A check-in with codes that gives
+    /// this contact nothing to judge by is treated as duress, the safe side; one without codes
+    /// never is.
+    public func checkinTag(held: [UInt8]?, boxed: [UInt8]?) -> (tag: [UInt8]?, duress: Bool) {
+        let start = held ?? boxed
+        guard start != nil || !authority.isEmpty || !tagChain.isEmpty else { return (nil, false) }
+        guard let start else { return (nil, true) }
+        let final = TagChain.walk(from: start, links: tagChain, checkin: checkin).final
+        return (final, !Sodium.constantTimeEquals(codeTag, final))
     }
 
     public static let noTag = [UInt8](repeating: 0, count: tagLength)
@@ -166,6 +172,7 @@ public struct CheckinNotice: Sendable, Equatable {
         guard links <= TagChain.maxLinks else { throw E2EError.malformed("check-in tag chain") }
         var tagChain: [[UInt8]] = []
         for _ in 0..<links { tagChain.append(try r.take(TagChain.linkLength, "tag chain link")) }
+        let tagBox = try r.bytes16("tag box", maximum: Self.tagLength + SealedBox.overhead)
         let authority = try r.bytes16("authority", maximum: Ed25519.publicKeyLength)
         let checkin = try r.take(Self.idLength, "check-in id")
         let (counter, alertAt, every, grace, last) = (try r.u64("counter"), try r.u64("alert time"), try r.u64("every"), try r.u64("grace"),
@@ -196,6 +203,7 @@ public struct CheckinNotice: Sendable, Equatable {
                   lastCheckin: last, tier: tier, escalateAfter: after, note: note, alertKey: alertKey, circleKey: circleKey,
                   circle: circle, cancels: cancels)
         self.signature = signature
+        self.tagBox = tagBox
     }
 
     static func text(_ r: inout ByteReader, _ field: String, _ maximum: Int) throws -> String {

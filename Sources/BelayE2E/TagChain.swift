@@ -1,11 +1,12 @@
 import BelaySodium
 
-/// How a check-in's contacts learn the check-in code's tag without the person's device keeping
-/// it (docs/PROTOCOL.md §8.5). Each change of codes adds a link: the new check-in code's tag,
-/// sealed under a key derived from the tag of the code entered to make the change (all zeros
-/// for the first codes). A contact walks the links from the tag it holds; a change made with the
-/// duress code is sealed under the duress code's tag, which no contact holds, so it does not
-/// open and the contact stays with the tag it had. The device stores only the links.
+/// How a check-in's contacts follow changes of the check-in code's tag without the person's
+/// device keeping it (docs/PROTOCOL.md §8.5). Each change of codes adds a link: the new check-in
+/// code's tag, sealed under a key derived from the tag of the code entered to make the change. A
+/// contact walks the links from the tag it holds; a change made with the duress code is sealed
+/// under the duress code's tag, which no contact holds, so it does not open and the contact stays
+/// with the tag it had. The device stores only the links. (The first codes reach each contact in
+/// a sealed box instead: a link under a known key would give the tag to anyone.)
 public enum TagChain {
     public static let maxLinks = 8
     public static let linkLength = XChaChaPoly.nonceLength + CheckinNotice.tagLength + XChaChaPoly.tagLength
@@ -21,11 +22,11 @@ public enum TagChain {
         return nonce + (try XChaChaPoly.seal(key: try key(from), nonce: nonce, plaintext: to, ad: label + checkin))
     }
 
-    /// The walk from `held` (nil: no tag yet, start from zeros) through `links`, in order, each
-    /// link taken if it opens under the current tag. Returns the final tag and the tag under
-    /// which the last link taken was opened (nil if none was).
-    public static func walk(from held: [UInt8]?, links: [[UInt8]], checkin: [UInt8]) -> (final: [UInt8], lastKey: [UInt8]?) {
-        var current = held ?? CheckinNotice.noTag
+    /// The walk from `held` through `links`, in order, each link taken if it opens under the
+    /// current tag. Returns the final tag and the tag under which the last link taken was opened
+    /// (nil if none was).
+    public static func walk(from held: [UInt8], links: [[UInt8]], checkin: [UInt8]) -> (final: [UInt8], lastKey: [UInt8]?) {
+        var current = held
         var lastKey: [UInt8]?
         for link in links where link.count == linkLength {
             guard let k = try? key(current),

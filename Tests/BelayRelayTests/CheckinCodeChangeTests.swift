@@ -32,6 +32,20 @@ import Testing
         #expect(try await w.person("bob").read().isEmpty)
         _ = try await alice.checkIn(note: nil, code: Self.duress2)
         #expect(try await w.alerts("bob").map(\.reason) == ["duress"])
+        #expect(try await w.alerts("carol").map(\.reason) == ["duress"])
+        // Someone new needs new codes (this device cannot give them the tag); with them, they
+        // get it in a sealed box and see no false duress.
+        try await w.pair("alice", "dana")
+        await #expect(throws: ClientError.self) {
+            _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol", "dana"], note: "plan 3", codes: nil, code: Self.normal2)
+        }
+        let normal3 = Array("orange lighthouse".utf8), duress3 = Array("silent kettle".utf8)
+        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol", "dana"], note: "plan 3", codes: (normal3, duress3),
+                                       code: Self.normal2)
+        _ = try await alice.checkIn(note: nil, code: normal3)
+        for name in ["bob", "carol", "dana"] { #expect(try await w.alerts(name).isEmpty, "\(name)") }
+        _ = try await alice.checkIn(note: nil, code: duress3)
+        for name in ["bob", "carol", "dana"] { #expect(try await w.alerts(name).map(\.reason) == ["duress"], "\(name)") }
         await w.finish()
     }
 
@@ -50,7 +64,7 @@ import Testing
         }
         _ = try await alice.checkIn(note: nil, code: Self.normal2)
         for name in ["bob", "carol"] { #expect(try await w.person(name).read().isEmpty, "\(name)") }
-        #expect(try alice.read { db in try alice.store.checkin(db) }?.tagChain?.count == 2)
+        #expect(try alice.read { db in try alice.store.checkin(db) }?.tagChain?.count == 1)
         _ = try await alice.checkIn(note: nil, code: Self.duress2)
         #expect(try await w.alerts("bob").map(\.reason) == ["duress"])
         #expect(try await w.alerts("carol").map(\.reason) == ["duress"])
@@ -110,7 +124,7 @@ import Testing
         // Its own tag; a random one; and its own tag with a forged link that hands it over as if
         // it were the check-in code's (sealed under its own tag, which no contact holds).
         let forgedLink = try TagChain.link(from: tag, to: tag, checkin: [UInt8](record.id!))
-        for (codeTag, links) in [(tag, chain), (SystemRandom().bytes(16), chain), (tag, chain + [forgedLink])] {
+        for (codeTag, links) in [(tag, chain), (SystemRandom().bytes(16), chain), (tag, chain + [forgedLink]), (SystemRandom().bytes(16), [])] {
             var ended = CheckinNotice(state: .ended, codeTag: codeTag, tagChain: links, authority: record.authorityPublicKey,
                                       checkin: [UInt8](record.id!), counter: (record.counter ?? 0) + 1, alertAt: 0, every: 120, grace: 60,
                                       lastCheckin: 0, tier: 0, escalateAfter: 0, note: "", alertKey: [], circleKey: [], circle: [], cancels: [])

@@ -140,6 +140,12 @@ import Testing
         var opened = stored
         try opened.openSeeds(normalKey)
         let everything = try encoder.encode(opened) + encoder.encode(slots)
+        // Nor can the stored tag chain be followed without a tag: no link opens under a known key.
+        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob"], note: "", codes: (Array("window pepper".utf8), Array("violet engine".utf8)),
+                                       code: Self.normal)
+        let chain = try #require(try alice.read { db in try alice.store.checkin(db) }?.tagChain).map { [UInt8]($0) }
+        #expect(chain.count == 1)
+        #expect(TagChain.walk(from: CheckinNotice.noTag, links: chain, checkin: [UInt8](stored.id!)).lastKey == nil)
         for tag in [normalTag, duressTag] {
             #expect(everything.range(of: Data(tag)) == nil)
             #expect(everything.range(of: Data(Data(tag).base64EncodedString().utf8)) == nil)

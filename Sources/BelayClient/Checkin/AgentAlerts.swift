@@ -116,7 +116,8 @@ extension Agent {
         // The check-in code's tag comes through the notice's tag chain, walked from the tag this
         // device holds; a notice made with any other code is a duress alert.
         let held = fromCodeHolder && oldNotice != nil ? old?.checkinTag : nil
-        let (tag, duress) = notice.checkinTag(held: held.map { [UInt8]($0) })
+        let boxed = notice.tagBox.isEmpty ? nil : (try? SealedBox.open(notice.tagBox, keyPair: identity.agreement))
+        let (tag, duress) = notice.checkinTag(held: held.map { [UInt8]($0) }, boxed: boxed?.count == CheckinNotice.tagLength ? boxed : nil)
         var watch = WatchRecord(notice: Data(content.body), receivedAt: at)
         watch.checkinTag = tag.map { Data($0) }
         if same { watch.answer = old?.answer }

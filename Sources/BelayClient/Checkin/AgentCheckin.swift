@@ -70,6 +70,7 @@ extension Agent {
         // Re-arming a check-in with codes needs one: its timer keys are sealed under them.
         var opened = existing
         var entry = CodeEntry()
+        var boxedTag: [UInt8]?
         if var o = opened {
             entry = try unlock(&o, code: code)
             opened = o
@@ -81,15 +82,19 @@ extension Agent {
         record.tierAfter = tiers.map(\.after)
         if let codes {
             let made = try CodeSlots.make(checkin: codes.checkin, duress: codes.duress, limits: codeLimits)
-            // The notices still carry the tag of the code entered to make this change (so that
-            // changing the codes under the duress code is itself a duress alert), and the new
-            // check-in code's tag, which the contacts keep from now on.
             (record.codeSlots, entry.key) = (made.slots, made.key)
-            // The new check-in code's tag goes to the contacts only as a link sealed under the
-            // tag of the code entered now (zeros for the first codes): made with the duress code,
-            // it opens for nobody. The device keeps the links, never the tag.
-            let link = try TagChain.link(from: entry.tag, to: made.checkinTag, checkin: [UInt8](record.id ?? Data()))
-            record.tagChain = Array(((opened?.tagChain ?? []) + [Data(link)]).suffix(TagChain.maxLinks))
+            // Contacts that hold the check-in code's tag follow the change through a link sealed
+            // under the tag of the code entered now: made with the duress code, it opens for
+            // nobody, and this command's notices (which carry the new tag) read as duress. The
+            // device keeps the links, never a tag.
+            if opened?.codeSlots != nil {
+                let link = try TagChain.link(from: entry.tag, to: made.checkinTag, checkin: [UInt8](record.id ?? Data()))
+                record.tagChain = Array(((opened?.tagChain ?? []) + [Data(link)]).suffix(TagChain.maxLinks))
+            }
+            // A contact with no tag yet (the first codes, or someone new) gets it in a sealed box
+            // that only they can open, kept until their notice is queued.
+            boxedTag = made.checkinTag
+            entry.tag = made.checkinTag
             // A new authority signs the notices from now on; each contact is told of it in a
             // notice signed by the one it holds.
             let past = (opened?.pastAuthoritySeeds ?? []) + (opened?.authoritySeed.map { [$0] } ?? [])
@@ -99,6 +104,13 @@ extension Agent {
             (record.codeSlots, record.authoritySeed, record.pastAuthoritySeeds) = (opened?.codeSlots, opened?.authoritySeed,
                                                                                   opened?.pastAuthoritySeeds)
             record.tagChain = opened?.tagChain
+            // Only the contacts hold the check-in code's tag: this device cannot give it to a
+            // newcomer without new codes.
+            let known = Set(opened?.targets.map(\.identity) ?? [])
+            if record.codeSlots != nil, let newcomer = chosen.first(where: { !known.contains($0.contact.identity) }) {
+                throw ClientError.invalidInput("to add \(newcomer.contact.name) to a check-in with codes, set the codes again with --codes "
+                                               + "(this device does not keep which code is which, so only new codes can be given to someone new)")
+            }
         }
         try checkNoticeSize(note: note, contacts: chosen.count)
         // Answers already given stay with the contacts who gave them.
@@ -110,6 +122,13 @@ extension Agent {
                                         deadline: 0)
             (target.contact, target.tier) = (c.contact.name, c.tier)
             return target
+        }
+        if let boxedTag {
+            for i in planned.indices {
+                guard let contact = chosen.first(where: { $0.contact.identity == planned[i].identity })?.contact,
+                      let agreement = try? PublicIdentity(bytes: [UInt8](contact.identity)).agreement else { continue }
+                planned[i].tagBox = Data(try SealedBox.seal(boxedTag, to: agreement))
+            }
         }
         planned.sort { ($0.tier ?? 0) > ($1.tier ?? 0) }
         let pool = RelayPool(group: group)
@@ -227,6 +246,7 @@ extension Agent {
                                    escalateAfter: 0, note: note, alertKey: [UInt8](repeating: 0, count: 48), circleKey: [UInt8](repeating: 0, count: 48),
                                    circle: Array(repeating: member, count: max(0, contacts - 1)), cancels: Array(repeating: cancel, count: max(0, contacts - 1)))
         widest.signature = [UInt8](repeating: 0, count: Ed25519.signatureLength)
+        widest.tagBox = [UInt8](repeating: 0, count: CheckinNotice.tagLength + SealedBox.overhead)
         let spare = Envelope.maxContentLength - widest.encoded().count
         guard spare >= 0 else {
             throw ClientError.invalidInput("the note is too long for \(contacts) contacts: shorten it by \(-spare) bytes")

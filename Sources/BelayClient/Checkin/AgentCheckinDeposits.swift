@@ -67,6 +67,8 @@ extension Agent {
                                            note: record.note, alertKey: alertKey.announcement, circleKey: [UInt8](record.circleKey ?? Data()),
                                            circle: members.filter { $0.identity != [UInt8](contact.identity) },
                                            cancels: cancels(after: tier, record: record, contacts: contacts))
+                notice.tagBox = [UInt8](target.tagBox ?? Data())
+                target.tagBox = nil
                 try record.sign(&notice, for: &target)
                 record.targets.removeAll { $0.identity == contact.identity }
                 record.targets.append(target)

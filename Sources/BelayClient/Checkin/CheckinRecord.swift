@@ -28,6 +28,8 @@ struct CheckinRecord: Codable, Sendable {
         /// The authority key (public) this contact was last sent: the next notice to them is
         /// signed with its private half.
         var authority: Data? = nil
+        /// The check-in code's tag in a sealed box to this contact, until a notice carries it.
+        var tagBox: Data? = nil
     }
 
     var every: UInt64
