@@ -32,6 +32,18 @@ import Testing
         #expect(throws: SodiumError.authenticationFailed) { try XChaChaPoly.open(key: key, nonce: nonce, ciphertext: sealed, ad: [1]) }
     }
 
+    @Test func aSealedBoxOpensOnlyWithItsKey() throws {
+        let alice = try X25519.KeyPair.generate(), mallory = try X25519.KeyPair.generate()
+        var box = try SealedBox.seal(Array("tag".utf8), to: alice.publicKey)
+        #expect(box.count == 3 + SealedBox.overhead)
+        #expect(try SealedBox.open(box, keyPair: alice) == Array("tag".utf8))
+        #expect(throws: SodiumError.authenticationFailed) { try SealedBox.open(box, keyPair: mallory) }
+        #expect(throws: SodiumError.authenticationFailed) { try SealedBox.open([1, 2, 3], keyPair: alice) }
+        box[box.count - 1] ^= 1
+        #expect(throws: SodiumError.authenticationFailed) { try SealedBox.open(box, keyPair: alice) }
+        #expect(throws: SodiumError.invalidLength(what: "sealed box public key", expected: 32, actual: 3)) { try SealedBox.seal([1], to: [1, 2, 3]) }
+    }
+
     @Test func emptyPlaintextRoundTrips() throws {
         let key = try SecureBytes.random(count: 32)
         let nonce = [UInt8](repeating: 0, count: 12)
