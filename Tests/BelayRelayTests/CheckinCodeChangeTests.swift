@@ -102,6 +102,30 @@ import Testing
         await w.finish()
     }
 
+    /// Codes set for the first time on a check-in that had none, dropping carol and failing to
+    /// reach bob: carol is told it ended (no duress), and bob gets the codes with the next
+    /// check-in (no duress), after which a box sent to him is not adopted.
+    @Test func firstCodesThatPartlyFailOrDropAContactRaiseNoFalseDuress() async throws {
+        let dropper = ReplyDropper()
+        let w = try await CheckinTests.world(observe: dropper.observer)
+        let alice = try w.person("alice")
+        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "plan", codes: nil)
+        for name in ["bob", "carol"] { _ = try await w.person(name).read() }
+        dropper.arm(frame: 1)  // bob's connection drops: nothing reaches anyone, carol is not retired
+        await #expect(throws: ClientError.self) {
+            _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob"], note: "plan", codes: (Self.normal, Self.duress))
+        }
+        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob"], note: "plan", codes: nil, code: Self.normal)
+        #expect(try await w.alerts("bob").isEmpty)
+        let carol = try await w.person("carol").read()
+        #expect(carol.map(\.kind) == [.checkin] && carol.first?.text.contains("ended") == true)
+        _ = try await alice.checkIn(note: nil, code: Self.normal)
+        #expect(try await w.alerts("bob").isEmpty)
+        _ = try await alice.checkIn(note: nil, code: Self.duress)
+        #expect(try await w.alerts("bob").map(\.reason) == ["duress"])
+        await w.finish()
+    }
+
     /// Changing the codes under the duress code is itself a duress alert, and the codes the
     /// coercer chose do not make later check-ins look normal to the contacts.
     @Test func changingTheCodesUnderTheDuressCodeAlerts() async throws {
@@ -124,10 +148,15 @@ import Testing
         // Its own tag; a random one; and its own tag with a forged link that hands it over as if
         // it were the check-in code's (sealed under its own tag, which no contact holds).
         let forgedLink = try TagChain.link(from: tag, to: tag, checkin: [UInt8](record.id!))
-        for (codeTag, links) in [(tag, chain), (SystemRandom().bytes(16), chain), (tag, chain + [forgedLink]), (SystemRandom().bytes(16), [])] {
+        // And its own tag in a box to bob, which he must not adopt: he already holds a tag.
+        let bobKey = try PublicIdentity(bytes: [UInt8](record.targets.first { $0.contact == "bob" }!.identity)).agreement
+        let box = try SealedBox.seal(tag, to: bobKey)
+        for (codeTag, links, tagBox) in [(tag, chain, []), (SystemRandom().bytes(16), chain, []), (tag, chain + [forgedLink], []),
+                                         (SystemRandom().bytes(16), [], []), (tag, chain, box)] {
             var ended = CheckinNotice(state: .ended, codeTag: codeTag, tagChain: links, authority: record.authorityPublicKey,
                                       checkin: [UInt8](record.id!), counter: (record.counter ?? 0) + 1, alertAt: 0, every: 120, grace: 60,
                                       lastCheckin: 0, tier: 0, escalateAfter: 0, note: "", alertKey: [], circleKey: [], circle: [], cancels: [])
+            ended.tagBox = tagBox
             record.counter = (record.counter ?? 0) + 1
             var target = record.targets[0]
             try record.sign(&ended, for: &target)

@@ -116,7 +116,11 @@ extension Agent {
         // The check-in code's tag comes through the notice's tag chain, walked from the tag this
         // device holds; a notice made with any other code is a duress alert.
         let held = fromCodeHolder && oldNotice != nil ? old?.checkinTag : nil
-        let boxed = notice.tagBox.isEmpty ? nil : (try? SealedBox.open(notice.tagBox, keyPair: identity.agreement))
+        // A box is adopted only by a contact that has not yet seen codes on this check-in (or
+        // that was just told, as a security event, of a check-in replaced without its code):
+        // once a contact holds a tag, or saw a notice with codes, it follows the chain only.
+        let mayAdopt = oldNotice == nil || oldNotice?.authority.isEmpty == true || !fromCodeHolder
+        let boxed = notice.tagBox.isEmpty || !mayAdopt ? nil : (try? SealedBox.open(notice.tagBox, keyPair: identity.agreement))
         let (tag, duress) = notice.checkinTag(held: held.map { [UInt8]($0) }, boxed: boxed?.count == CheckinNotice.tagLength ? boxed : nil)
         var watch = WatchRecord(notice: Data(content.body), receivedAt: at)
         watch.checkinTag = tag.map { Data($0) }

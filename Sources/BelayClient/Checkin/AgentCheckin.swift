@@ -124,10 +124,17 @@ extension Agent {
             return target
         }
         if let boxedTag {
-            for i in planned.indices {
-                guard let contact = chosen.first(where: { $0.contact.identity == planned[i].identity })?.contact,
-                      let agreement = try? PublicIdentity(bytes: [UInt8](contact.identity)).agreement else { continue }
-                planned[i].tagBox = Data(try SealedBox.seal(boxedTag, to: agreement))
+            // Every contact gets a box, those staying and those leaving (whose "ended" notice
+            // also carries the new tag), and it is kept on the record's own entries too, so that
+            // a contact this command fails to reach still gets it with a later notice.
+            func box(_ identity: Data) throws -> Data? {
+                guard let agreement = try? PublicIdentity(bytes: [UInt8](identity)).agreement else { return nil }
+                return Data(try SealedBox.seal(boxedTag, to: agreement))
+            }
+            for i in planned.indices { planned[i].tagBox = try box(planned[i].identity) }
+            for i in record.targets.indices {
+                let staying = planned.first { $0.identity == record.targets[i].identity }?.tagBox
+                record.targets[i].tagBox = try staying ?? box(record.targets[i].identity)
             }
         }
         planned.sort { ($0.tier ?? 0) > ($1.tier ?? 0) }

@@ -177,6 +177,7 @@ extension Agent {
                                            grace: record.grace, lastCheckin: record.lastCheckin, tier: UInt8(target.tier ?? 0), escalateAfter: 0,
                                            note: record.note, alertKey: [], circleKey: [UInt8](record.circleKey ?? Data()),
                                            circle: members.filter { $0.identity != [UInt8](contact.identity) }, cancels: [])
+                notice.tagBox = [UInt8](target.tagBox ?? Data())
                 var signed = target
                 try record.sign(&notice, for: &signed)
                 record.targets.removeAll { $0.identity == target.identity }
