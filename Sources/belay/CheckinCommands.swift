@@ -24,10 +24,12 @@ struct ArmCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "arm", abstract: "Arm (or re-arm) a check-in.",
         discussion: """
-            Durations are a number and s, m, h or d. With --codes you are asked for a check-in code and \
-            a duress code of at least 8 characters each (or set BELAY_CHECKIN_CODE and BELAY_DURESS_CODE); \
-            `belay checkin ok` then asks for a code, and the duress code checks in visibly as usual while \
-            alerting your contacts at once. --then NAMES --after DURATION adds an escalation tier: alerted \
+            Durations are a number and s, m, h or d. With --codes you are asked, twice each, for a \
+            check-in code and a duress code of at least 8 characters (scripts: BELAY_CHECKIN_CODE and \
+            BELAY_DURESS_CODE); `belay checkin ok` then asks for a code, and the duress code checks in \
+            visibly as usual while alerting your contacts at once. Re-arming a check-in with codes asks \
+            for the current code first (BELAY_CHECKIN_CODE); new codes then come from \
+            BELAY_NEW_CHECKIN_CODE and BELAY_NEW_DURESS_CODE in scripts. --then NAMES --after DURATION adds an escalation tier: alerted \
             that long after the earlier tiers, unless one of them acknowledges first (repeat both for more).
 
             Examples:
@@ -50,21 +52,21 @@ struct ArmCommand: AsyncParsableCommand {
         try await guarded {
             let every = try DurationText.seconds(self.every)
             let grace = try DurationText.seconds(self.grace)
-            var pair: (checkin: [UInt8], duress: [UInt8])?
-            if codes {
-                guard let c = Terminal.secret(environment: "BELAY_CHECKIN_CODE", prompt: "Check-in code: "),
-                      let d = Terminal.secret(environment: "BELAY_DURESS_CODE", prompt: "Duress code: ") else {
-                    throw ClientError.checkinCodeRequired
-                }
-                pair = (c, d)
-            }
             let names = commaList(to)
             guard then.count == after.count else { throw ClientError.invalidInput("give one --after for each --then") }
             let tiers = try zip(then, after).map { (names: commaList($0), after: try DurationText.seconds($1)) }
             let allow = allowUnverified
             let agent = try state.open()
-            // Re-arming a check-in that has codes needs one of them: its timer keys are sealed under them.
-            let code = try agent.checkinStatus().codes ? try askCode() : nil
+            let current = try agent.checkinStatus()
+            // Re-arming a check-in that has codes needs one of them first: its timer keys are
+            // sealed under them (not once every alert has gone out: then it may be replaced).
+            let code = current.codes && !current.spent ? try askCode(prompt: "Current check-in code: ") : nil
+            var pair: (checkin: [UInt8], duress: [UInt8])?
+            if codes {
+                let changing = current.codes
+                pair = (try newCode(changing ? "BELAY_NEW_CHECKIN_CODE" : "BELAY_CHECKIN_CODE", changing ? "New check-in code" : "Check-in code"),
+                        try newCode(changing ? "BELAY_NEW_DURESS_CODE" : "BELAY_DURESS_CODE", changing ? "New duress code" : "Duress code"))
+            }
             let status = try await agent.armCheckin(every: every, grace: grace, to: names, then: tiers, note: note, codes: pair,
                                                     code: code) { unverified in
                 guard !allow else { return }
@@ -206,15 +208,27 @@ func commaList(_ text: String) -> [String] {
 }
 
 /// The check-in or duress code, without echo (or from BELAY_CHECKIN_CODE in scripts).
-func askCode() throws -> [UInt8] {
-    guard let typed = Terminal.secret(environment: "BELAY_CHECKIN_CODE", prompt: "Check-in code: ") else { throw ClientError.checkinCodeRequired }
+func askCode(prompt: String = "Check-in code: ") throws -> [UInt8] {
+    guard let typed = Terminal.secret(environment: "BELAY_CHECKIN_CODE", prompt: prompt) else { throw ClientError.checkinCodeRequired }
     return typed
 }
 
+/// A code being set: from `variable` in scripts, else typed twice without echo, since a typo
+/// would lock the person out of their own check-in.
+func newCode(_ variable: String, _ what: String) throws -> [UInt8] {
+    if let value = ProcessInfo.processInfo.environment[variable] { return Array(value.utf8) }
+    guard let first = Terminal.secret(prompt: "\(what): "), let again = Terminal.secret(prompt: "\(what) again: ") else {
+        throw ClientError.checkinCodeRequired
+    }
+    guard first == again else { throw ClientError.invalidInput("the two entries of the \(what.lowercased()) differ; nothing was changed") }
+    return first
+}
+
 enum AlertTime {
+    /// Local time with its zone, so it can be set beside the UTC times alerts carry.
     static func format(_ seconds: UInt64) -> String {
         let f = DateFormatter()
-        f.dateFormat = "yyyy-MM-dd HH:mm"
+        f.dateFormat = "yyyy-MM-dd HH:mm zzz"
         return f.string(from: Date(timeIntervalSince1970: Double(seconds)))
     }
 }

@@ -178,3 +178,81 @@ import Testing
         await w.finish()
     }
 }
+
+/// Odd but honest paths a person may take (sixth review of issue 9).
+@Suite struct CheckinOddPathTests {
+    /// A tier is dropped while its relay is down: arming says who is still armed, and later
+    /// check-ins still work (they used to crash on the shortened tier list).
+    @Test func droppingATierWhoseRelayIsDownLeavesCheckInsWorking() async throws {
+        let (people, relayA, relayB, alice, bob, carol) = try await CheckinLateTests.carolOnASecondRelay()
+        _ = try await alice.armCheckin(every: 600, grace: 60, to: ["bob"], then: [(["carol"], 600)], note: "", codes: nil)
+        _ = (try await bob.read(), try await carol.read())
+        await relayB.server.shutdown()
+        do {
+            _ = try await alice.armCheckin(every: 600, grace: 60, to: ["bob"], note: "", codes: nil)
+            Issue.record("re-armed without reaching carol's relay")
+        } catch let ClientError.checkinNotRemoved(armed, stillArmed, _) {
+            #expect(armed == ["bob"] && stillArmed == ["carol"])
+        }
+        await #expect(throws: ClientError.self) { _ = try await alice.checkIn(note: nil, code: nil) }  // carol's relay is still down
+        #expect(try alice.checkinStatus().contacts.sorted() == ["bob", "carol"])
+        await relayA.stop()
+        try? relayB.store.close()
+        try? await relayB.group.shutdownGracefully()
+        relayA.remove()
+        relayB.remove()
+        await people.finish()
+    }
+
+    /// Someone who lost their codes can arm again once every alert has gone out.
+    @Test func aSpentCheckInWithCodesCanBeReplacedWithoutThem() async throws {
+        let w = try await CheckinTests.world()
+        let alice = try w.person("alice")
+        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob"], note: "", codes: (Array("staple battery".utf8), Array("horse correct".utf8)))
+        _ = try await w.person("bob").read()
+        await #expect(throws: ClientError.checkinCodeRequired) { _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob"], note: "", codes: nil) }
+        await w.advance(180 + Agent.overdueSlack)
+        #expect(try alice.checkinStatus().spent)
+        _ = try await alice.armCheckin(every: 600, grace: 60, to: ["bob"], note: "fresh", codes: nil)
+        let events = try await w.person("bob").read()
+        #expect(events.contains { $0.kind == .alert })  // the old alert went out
+        #expect(events.contains { $0.kind == .checkin && $0.text.contains("named you") })
+        #expect(try alice.checkinStatus().codes == false)
+        await w.finish()
+    }
+
+    /// An overdue check-in acknowledged before a late alert arrives stays acknowledged.
+    @Test func aLateAlertAfterAnAcknowledgedOverdueStaysAcknowledged() async throws {
+        let w = try await CheckinTests.world()
+        _ = try await w.person("alice").armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "", codes: nil)
+        for name in ["bob", "carol"] { _ = try await w.person(name).read() }
+        try HostileRelay(relay: w.relay).postponeTimers(by: 600)
+        await w.advance(180 + Agent.overdueSlack)
+        #expect(try await w.person("bob").read().map(\.kind) == [.overdue])
+        _ = try await w.person("bob").acknowledge("alice", note: "")
+        await w.advance(600)
+        #expect(try await w.alerts("bob").count == 1)
+        #expect(try w.person("bob").watching().first?.state == "acknowledged")
+        await w.advance(Agent.reminderInterval)
+        #expect(try w.person("bob").overdueEvents(reminders: true).isEmpty)
+        await w.finish()
+    }
+
+    /// Another `belay` holding the store for a moment does not make a write fail.
+    @Test func aWriteWaitsForAnotherProcessHoldingTheStore() async throws {
+        let w = try await CheckinTests.world()
+        let bob = try w.person("bob")
+        let other = try Agent(home: w.homes["bob"]!, passphrase: { nil }, now: { 0 }, group: w.relay.group)
+        let holding = DispatchSemaphore(value: 0)
+        let holder = Thread {
+            try? other.write { _ in
+                holding.signal()
+                usleep(300_000)  // holds the write lock, as a slow transaction would
+            }
+        }
+        holder.start()
+        holding.wait()
+        #expect(try bob.overdueEvents(reminders: true).isEmpty)  // waits instead of "database is locked"
+        await w.finish()
+    }
+}

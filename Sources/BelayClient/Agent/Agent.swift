@@ -141,6 +141,8 @@ public final class Agent: @unchecked Sendable {
     /// Runs a write transaction, turning SQLite's errors into the client's.
     func write<T>(_ body: (Database) throws -> T) throws -> T {
         do { return try store.queue.write(body) } catch let error as DatabaseError {
+            // Busy past the timeout is another `belay` at work, not damage.
+            if error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED { throw ClientError.stateBusy }
             throw ClientError.stateDamaged("the database refused a write (\(error.resultCode))")
         }
     }

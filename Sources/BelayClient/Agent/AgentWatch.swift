@@ -143,18 +143,20 @@ extension Agent {
         for await event in stream {
             switch event {
             case .tick:
-                let due = try overdueEvents(reminders: true)
-                if !due.isEmpty { onEvent(due) }
+                // A tick that cannot read the store (another process holding it past the busy
+                // timeout) is skipped: the next one tries again.
+                if let due = try? overdueEvents(reminders: true), !due.isEmpty { onEvent(due) }
             case .rescan:
                 // Ticks that queued up while a slow subscription ran are one tick.
                 let now = NIODeadline.now()
                 guard now - lastRescan >= .nanoseconds(rescanEvery.nanoseconds / 2) else { continue }
                 lastRescan = now
-                try await subscribeNew(includeDown: false)
+                // A store busy past its timeout is tried again at the next rescan.
+                try? await subscribeNew(includeDown: false)
             case let .reconnect(next):
                 retryScheduled = false
                 attempt = next
-                try await subscribeNew()
+                if (try? await subscribeNew()) == nil { scheduleRetry() }
                 // The backoff starts again only once the relays have stayed up a while (see
                 // `dropped`): a relay that accepts and drops at once keeps its growing wait.
                 if !retryScheduled { upSince = NIODeadline.now() }
@@ -169,7 +171,15 @@ extension Agent {
                         onEvent([Self.wrongQueueEvent])
                         continue
                     }
-                    let events = try await process(delivery, connection: connection)
+                    let events: [ReadEvent]
+                    do { events = try await process(delivery, connection: connection) } catch {
+                        // Not acknowledged: the relay keeps it, and it comes again after a
+                        // reconnect. The watch itself goes on.
+                        onEvent([ReadEvent(kind: .warning, contact: nil, text: "a message could not be recorded yet (\(error)); it will come again")])
+                        await connection.close()
+                        dropped(lane, relayDown: false)
+                        continue
+                    }
                     if !events.isEmpty { onEvent(events) }
                     // Recorded before the ACK: if the ACK is lost, the redelivery is recognised.
                     do { try await connection.acknowledge(delivery.recipient, seq: delivery.seq) } catch {

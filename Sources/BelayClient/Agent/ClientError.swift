@@ -24,6 +24,8 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
     case checkinPartlyArmed(armed: [String], missing: [String], cause: String)
     case contactUnderDuress(String)
     case checkinPartlyRenewed(renewed: [String], missing: [String], cause: String)
+    case checkinNotRemoved(armed: [String], stillArmed: [String], cause: String)
+    case stateBusy
 
     public var description: String {
         switch self {
@@ -50,6 +52,11 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
             "not armed: \(names.joined(separator: ", ")) \(names.count == 1 ? "is" : "are") not verified, so an intercepted invitation could have put someone else in their place"
         case let .checkinPartlyArmed(armed, missing, cause):
             "the check-in is armed for \(armed.isEmpty ? "nobody new" : armed.joined(separator: ", ")) but not for \(missing.joined(separator: ", ")): \(cause)"
+        case .stateBusy: "another belay command is using the local state and did not finish within 10 seconds"
+        case let .checkinNotRemoved(armed, stillArmed, cause):
+            (armed.isEmpty ? "the check-in is not disarmed for \(stillArmed.joined(separator: ", ")), who will still be alerted"
+                : "the check-in is armed for \(armed.joined(separator: ", ")), but \(stillArmed.joined(separator: ", ")) could not be taken off it "
+                + "and will still be alerted") + ": \(cause)"
         case let .checkinPartlyRenewed(renewed, missing, cause):
             "checked in with \(renewed.joined(separator: ", ")), but NOT with \(missing.joined(separator: ", ")): \(cause)"
         case let .contactUnderDuress(name):
@@ -68,6 +75,9 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
             "compare safety numbers with `belay verify \(names[0])` first, or pass --allow-unverified to arm anyway"
         case let .checkinPartlyArmed(_, missing, _):
             "until you run the same `belay checkin arm` again and it succeeds, \(missing.joined(separator: " and ")) will not be alerted"
+        case .stateBusy: "nothing was changed; try again in a moment"
+        case let .checkinNotRemoved(_, stillArmed, _):
+            "run the same `belay checkin arm` again once \(stillArmed.joined(separator: " and "))'s relay can be reached"
         case let .checkinPartlyRenewed(_, missing, _):
             "check in again soon: until it reaches them, \(missing.joined(separator: " and ")) will be alerted at the earlier deadline"
         case .contactUnderDuress: "reach them another way; pass --force only if you are sure sending is safe for them"
@@ -88,7 +98,7 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
     public var exitCode: Int32 {
         switch self {
         case .wrongPassphrase, .passphraseRequired, .checkinCodeRequired, .wrongCheckinCode: 3
-        case .relayUnreachable, .relayRefused, .checkinPartlyArmed, .checkinPartlyRenewed: 4
+        case .relayUnreachable, .relayRefused, .checkinPartlyArmed, .checkinPartlyRenewed, .checkinNotRemoved: 4
         case .identityChanged: 5
         case .stateDamaged: 6
         default: 1

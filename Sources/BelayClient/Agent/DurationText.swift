@@ -5,6 +5,7 @@ public enum DurationText {
 
     public static func seconds(_ text: String) throws -> UInt64 {
         let t = text.trimmingCharacters(in: .whitespaces).lowercased()
+        if let value = UInt64(t.dropLast()), value == 0 { throw ClientError.invalidInput("\"\(text)\": a duration must be more than zero") }
         guard let unit = t.last, let value = UInt64(t.dropLast()), value > 0 else {
             throw ClientError.invalidInput("\"\(text)\" is not a duration; use a number and s, m, h or d, like 90s, 30m, 6h or 2d")
         }

@@ -57,8 +57,12 @@ extension Agent {
                               reason: alert.reason.rawValue, lastCheckin: alert.lastCheckin)
         if backwards { event.notes.append(Self.backwardsNote) }
         event.notes.append(Self.ackHint(name))
-        row.record.watching?.alert = WatchRecord.AlertState(reason: alert.reason.rawValue, counter: notice.counter, at: at, text: alert.summary,
-                                                            lastShownAt: at)
+        var state = WatchRecord.AlertState(reason: alert.reason.rawValue, counter: notice.counter, at: at, text: alert.summary, lastShownAt: at)
+        if let earlier = row.record.watching?.alert, earlier.counter == notice.counter {
+            // Acknowledged already (as overdue, before a late alert came): it stays acknowledged.
+            (state.ackedBy, state.ackedByMe) = (earlier.ackedBy, earlier.ackedByMe)
+        }
+        row.record.watching?.alert = state
         let record = row
         event.historyId = try write { db in
             try store.updateContact(record, db)

@@ -25,7 +25,7 @@ extension Agent {
                              lastCheckin: r.lastCheckin, contacts: r.targets.map(\.contact), note: r.note, codes: r.codeSlots != nil,
                              answers: r.targets.map { CheckinStatus.Answer(contact: $0.contact, tier: $0.tier ?? 0, answer: $0.answer ?? "none",
                                                                          ackedAt: $0.ackedAt, ackNote: $0.ackNote) },
-                             tierAfter: r.tierAfter ?? [])
+                             tierAfter: r.tierAfter ?? [], spent: r.codeSlots != nil && isSpent(r))
     }
 
     /// Arms (or re-arms) a check-in. For each contact it deposits an alert at the contact's relay
@@ -57,7 +57,10 @@ extension Agent {
             throw ClientError.invalidInput("--every, --grace and every --after together must be at most 400 days")
         }
         guard named.count <= Self.maxCheckinContacts else { throw ClientError.invalidInput("at most \(Self.maxCheckinContacts) contacts in all tiers") }
-        guard Set(named.map { $0.name.lowercased() }).count == named.count else { throw ClientError.invalidInput("a contact is named twice") }
+        var seen: Set<String> = []
+        for (name, _) in named where !seen.insert(name.lowercased()).inserted {
+            throw ClientError.invalidInput("\(name) is named twice; name each contact once, in one tier")
+        }
         let (contacts, existing) = try read { db in (try store.contacts(db), try store.checkin(db)) }
         var chosen: [(contact: ContactRecord, tier: Int)] = []
         for (name, tier) in named {
@@ -68,7 +71,10 @@ extension Agent {
         let notVerified = chosen.filter { !$0.contact.verified }.map(\.contact.name)
         if !notVerified.isEmpty { try unverified(notVerified) }
         // Re-arming a check-in with codes needs one: its timer keys are sealed under them.
-        var opened = existing
+        // A check-in whose every alert has gone out is spent: someone who lost the codes may arm
+        // a new one without them (its contacts are told, as a security event, that it was
+        // started without the old codes).
+        var opened = existing.flatMap { isSpent($0) && code == nil ? nil : $0 }
         var entry = CodeEntry()
         var boxedTag: [UInt8]?
         if var o = opened {
@@ -76,9 +82,9 @@ extension Agent {
             opened = o
         }
         var record = CheckinRecord(every: every, grace: grace, note: note, armedAt: now(), lastCheckin: now(), targets: opened?.targets ?? [])
-        record.id = existing?.id ?? Data(SystemRandom().bytes(CheckinNotice.idLength))
-        record.counter = existing?.counter ?? 0
-        record.circleKey = existing?.circleKey ?? Data(AlertKey.generate().announcement)
+        record.id = opened?.id ?? Data(SystemRandom().bytes(CheckinNotice.idLength))
+        record.counter = opened?.counter ?? 0
+        record.circleKey = opened?.circleKey ?? Data(AlertKey.generate().announcement)
         record.tierAfter = tiers.map(\.after)
         if let codes {
             let made = try CodeSlots.make(checkin: codes.checkin, duress: codes.duress, limits: codeLimits)
@@ -144,11 +150,16 @@ extension Agent {
             try await renew(&record, plan: planned, entry: entry, contacts: contacts.map(\.record), pool: pool, arming: true)
         } catch {
             // A first arming that armed nobody leaves no check-in behind.
-            if existing == nil, record.targets.isEmpty { try saveCheckin(nil, key: nil) }
+            if opened == nil, record.targets.isEmpty { try saveCheckin(nil, key: nil) }
             throw error
         }
         let kept = Set(chosen.map(\.contact.identity))
-        try await retire(&record, keeping: kept, entry: entry, contacts: contacts.map(\.record), pool: pool)
+        do {
+            try await retire(&record, keeping: kept, entry: entry, contacts: contacts.map(\.record), pool: pool)
+        } catch let error as ClientError {
+            let left = record.targets.filter { !kept.contains($0.identity) }.map(\.contact)
+            throw ClientError.checkinNotRemoved(armed: chosen.map(\.contact.name), stillArmed: left, cause: error.description)
+        }
         await pool.closeAll()
         return try reportGaps(&record, key: entry.key)
     }
@@ -175,6 +186,7 @@ extension Agent {
         let entry = try unlock(&record, code: code)
         if let newNote {
             guard newNote.utf8.count <= Self.maxNoteLength else { throw ClientError.invalidInput("the note is longer than \(Self.maxNoteLength) bytes") }
+            try checkNoticeSize(note: newNote, contacts: record.targets.count)
             record.note = newNote
         }
         let contacts = try read { db in try store.contacts(db).map(\.record) }
@@ -203,7 +215,11 @@ extension Agent {
         defer { Task { [pool] in await pool.closeAll() } }
         record.counter = (record.counter ?? 0) + 1
         try saveCheckin(record, key: entry.key)
-        try await retire(&record, keeping: [], entry: entry, contacts: contacts, pool: pool)
+        do {
+            try await retire(&record, keeping: [], entry: entry, contacts: contacts, pool: pool)
+        } catch let error as ClientError {
+            throw ClientError.checkinNotRemoved(armed: [], stillArmed: record.targets.map(\.contact), cause: error.description)
+        }
         try write { db in try store.setCheckin(nil, db) }
         await pool.closeAll()
     }
@@ -227,6 +243,13 @@ extension Agent {
         }
         if let first = failures.first { throw first }
         return recipients
+    }
+
+    /// Whether every alert of the check-in has gone out, by the deadlines this device computed,
+    /// with the overdue slack on top.
+    func isSpent(_ r: CheckinRecord) -> Bool {
+        guard !r.targets.isEmpty else { return false }
+        return now() >= (r.targets.map { $0.dueAt ?? $0.deadline }.max() ?? 0) + Self.overdueSlack
     }
 
     /// Checks a code against the record's slots (no codes set: nothing to check), and opens the

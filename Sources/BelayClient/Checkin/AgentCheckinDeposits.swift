@@ -40,7 +40,8 @@ extension Agent {
                 alert.checkin = record.id.map { Hex.encode([UInt8]($0)) }
                 alert.counter = record.counter
                 alert.alertAt = record.lastCheckin + delay
-                alert.escalatedAfter = tier > 0 ? record.tierAfter?[tier - 1] : nil
+                let windows = record.tierAfter ?? []
+                alert.escalatedAfter = tier > 0 && tier - 1 < windows.count ? windows[tier - 1] : nil
                 let old = record.targets.first { $0.identity == contact.identity }
                 // The new timer key is recorded before the TSET: after a crash in between, the
                 // next command finishes that TSET (idempotent under the same key) instead of

@@ -80,4 +80,6 @@ public struct CheckinStatus: Sendable, Codable, Equatable {
     public var answers: [Answer] = []
     /// Seconds between one tier's alert and the next's.
     public var tierAfter: [UInt64] = []
+    /// With codes: every alert has gone out, so a new check-in may be armed without them.
+    public var spent = false
 }

@@ -15,8 +15,14 @@ final class ClientStore: @unchecked Sendable {
     let queue: DatabaseQueue
     private(set) var vault: Vault?
 
+    /// Seconds to wait for another process's write to finish.
+    static let busyTimeout: TimeInterval = 10
+
     init(path: String, create: Bool) throws {
         var config = Configuration()
+        // Another `belay` (a watcher and a command in a second terminal) may hold the write lock
+        // for a moment: wait for it rather than fail.
+        config.busyMode = .timeout(Self.busyTimeout)
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA secure_delete = ON")
             try db.execute(sql: "PRAGMA synchronous = FULL")
