@@ -49,14 +49,20 @@ import Testing
         await w.finish()
     }
 
-    /// A change of codes that reaches nobody (the relay drops the connection) is handed over by
-    /// the next check-in: no false duress, and the new duress code still works.
-    @Test func aCodeChangeThatFailsIsHandedOverByTheNextCheckIn() async throws {
+    /// alice's check-in with codes to `names`, in that order, at a relay that can lose a reply.
+    static func armedBehindADropper(_ names: [String]) async throws -> (CheckinTests.World, Agent, ReplyDropper) {
         let dropper = ReplyDropper()
         let w = try await CheckinTests.world(observe: dropper.observer)
         let alice = try w.person("alice")
-        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "plan", codes: (Self.normal, Self.duress))
-        for name in ["bob", "carol"] { _ = try await w.person(name).read() }
+        _ = try await alice.armCheckin(every: 120, grace: 60, to: names, note: "plan", codes: (normal, duress))
+        for name in names { _ = try await w.person(name).read() }
+        return (w, alice, dropper)
+    }
+
+    /// A change of codes that reaches nobody (the relay drops the connection) is handed over by
+    /// the next check-in: no false duress, and the new duress code still works.
+    @Test func aCodeChangeThatFailsIsHandedOverByTheNextCheckIn() async throws {
+        let (w, alice, dropper) = try await Self.armedBehindADropper(["bob", "carol"])
         dropper.arm(frame: 1)
         await #expect(throws: ClientError.self) {
             _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "plan", codes: (Self.normal2, Self.duress2),
@@ -74,11 +80,7 @@ import Testing
     /// A change of codes that reached carol but not bob, tried again with yet newer codes (as a
     /// person would): both walk the chain to the newest code, and nobody sees a false duress.
     @Test func retryingAPartlyFailedCodeChangeRaisesNoFalseDuress() async throws {
-        let dropper = ReplyDropper()
-        let w = try await CheckinTests.world(observe: dropper.observer)
-        let alice = try w.person("alice")
-        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["carol", "bob"], note: "plan", codes: (Self.normal, Self.duress))
-        for name in ["bob", "carol"] { _ = try await w.person(name).read() }
+        let (w, alice, dropper) = try await Self.armedBehindADropper(["carol", "bob"])
         dropper.arm(frame: 1, skipping: 1)  // carol's connection goes through, bob's drops
         await #expect(throws: ClientError.self) {
             _ = try await alice.armCheckin(every: 120, grace: 60, to: ["carol", "bob"], note: "plan", codes: (Self.normal2, Self.duress2),
