@@ -148,6 +148,26 @@ import Testing
         await w.finish()
     }
 
+    /// alice checks in late, after her alert went out; the relay hands bob her new notice before
+    /// the alert. The alert is then stale and refused, and bob is told both that the alert was
+    /// held back and that she checked in: nothing is hidden, and nothing false is shown.
+    @Test func aReorderedLateCheckInAndAlertAreBothAccountedFor() async throws {
+        let (w, hostile, _) = try await Self.armed()
+        // Later than the clocks' tolerance, so the alert should have been released first.
+        await w.advance(Self.every + Self.grace + Agent.alertClockTolerance + 30)
+        _ = try await w.person("alice").checkIn(note: nil, code: nil)
+        let waiting = try hostile.waiting()
+        let bobQueue = try #require(waiting.first?.queue)
+        #expect(waiting.filter { $0.queue == bobQueue }.count == 2)  // the alert, then the notice
+        try hostile.moveOldestLast(queue: bobQueue)
+        let events = try await w.person("bob").read()
+        #expect(events.contains { $0.kind == .security && $0.text.contains("stale") })
+        #expect(events.contains { $0.kind == .security && $0.text.contains("never arrived") })
+        #expect(!events.contains { $0.kind == .overdue })
+        #expect(try w.person("bob").watching().first?.state == "waiting")
+        await w.finish()
+    }
+
     @Test func anAlertDeliveredTwiceIsShownOnce() async throws {
         let (w, hostile, _) = try await Self.armed()
         let held = try hostile.heldBodies()

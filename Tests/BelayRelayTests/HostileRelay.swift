@@ -54,6 +54,14 @@ struct HostileRelay {
         }
     }
 
+    /// Moves the oldest body waiting in `queue` behind the others (a later `seq`).
+    func moveOldestLast(queue: Int64) throws {
+        try execute("""
+            UPDATE message SET seq = (SELECT max(seq) FROM message WHERE queue_id = ?1) + 1
+            WHERE id = (SELECT id FROM message WHERE queue_id = ?1 ORDER BY seq LIMIT 1)
+            """, [queue])
+    }
+
     /// Appends `body` to a queue as if it had been sent, under a fresh `seq`.
     func inject(_ body: Data, queue: Int64) throws {
         try execute("""
