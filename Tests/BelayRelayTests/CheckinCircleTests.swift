@@ -243,16 +243,20 @@ import Testing
         let w = try await CheckinTests.world()
         let bob = try w.person("bob")
         let other = try Agent(home: w.homes["bob"]!, passphrase: { nil }, now: { 0 }, group: w.relay.group)
-        let holding = DispatchSemaphore(value: 0)
-        let holder = Thread {
-            try? other.write { _ in
-                holding.signal()
-                usleep(300_000)  // holds the write lock, as a slow transaction would
-            }
+        // The holder runs on a thread of its own and says when it holds the lock; this task
+        // waits for that without blocking a thread of the test's pool.
+        await withCheckedContinuation { (holding: CheckedContinuation<Void, Never>) in
+            Thread {
+                var resumed = false
+                try? other.write { _ in
+                    holding.resume()
+                    resumed = true
+                    usleep(300_000)  // holds the write lock, as a slow transaction would
+                }
+                if !resumed { holding.resume() }
+            }.start()
         }
-        holder.start()
-        holding.wait()
-        #expect(try bob.overdueEvents(reminders: true).isEmpty)  // waits instead of "database is locked"
+        #expect(try bob.write { _ in true })  // waits instead of "database is locked"
         await w.finish()
     }
 }

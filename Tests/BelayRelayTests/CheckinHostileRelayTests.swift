@@ -48,7 +48,11 @@ import Testing
         try hostile.dropTimers()
         let (stream, continuation) = AsyncStream<ReadEvent>.makeStream()
         let bob = try w.person("bob")
-        let watching = Task { try await bob.watch(overdueTick: .milliseconds(10)) { events in events.forEach { continuation.yield($0) } } }
+        // If the watch ended, the stream ends too, and the test fails instead of waiting.
+        let watching = Task {
+            defer { continuation.finish() }
+            try await bob.watch(overdueTick: .milliseconds(50)) { events in events.forEach { continuation.yield($0) } }
+        }
         await w.advance(Self.every + Self.grace + Agent.overdueSlack)
         var overdue: ReadEvent?
         for await event in stream where event.kind == .overdue {

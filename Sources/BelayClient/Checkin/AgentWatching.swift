@@ -2,6 +2,7 @@ import BelayE2E
 import BelaySodium
 import BelayWire
 import Foundation
+import GRDB
 
 /// What a contact does about someone else's check-in: notice when it is overdue, answer, and
 /// acknowledge an alert.
@@ -52,7 +53,14 @@ extension Agent {
     /// reminders and gets every overdue check-in; a watch asks with reminders on each tick.
     public func overdueEvents(reminders: Bool) throws -> [ReadEvent] {
         let at = now()
-        return try write { db in
+        // Looked at first without the write lock: most of a watch's ticks find nothing to say.
+        guard try !read({ db in try dueEvents(db, at: at, reminders: reminders, apply: false) }).isEmpty else { return [] }
+        return try write { db in try dueEvents(db, at: at, reminders: reminders, apply: true) }
+    }
+
+    /// The events `overdueEvents` reports; with `apply`, records that they were shown.
+    private func dueEvents(_ db: Database, at: UInt64, reminders: Bool, apply: Bool) throws -> [ReadEvent] {
+        do {
             var events: [ReadEvent] = []
             for var row in try store.contacts(db) {
                 guard var watch = row.record.watching, let notice = try? CheckinNotice(decoding: [UInt8](watch.notice)) else { continue }
@@ -79,7 +87,7 @@ extension Agent {
                     events.append(event)
                 }
                 row.record.watching = watch
-                try store.updateContact(row, db)
+                if apply { try store.updateContact(row, db) }
             }
             return events
         }
