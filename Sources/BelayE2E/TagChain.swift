@@ -18,8 +18,7 @@ public enum TagChain {
 
     /// A link from `from` (the tag of the code entered) to `to` (the new check-in code's tag).
     public static func link(from: [UInt8], to: [UInt8], checkin: [UInt8], random: some RandomSource = SystemRandom()) throws -> [UInt8] {
-        let nonce = random.bytes(XChaChaPoly.nonceLength)
-        return nonce + (try XChaChaPoly.seal(key: try key(from), nonce: nonce, plaintext: to, ad: label + checkin))
+        try XChaChaPoly.sealWithNonce(key: try key(from), plaintext: to, ad: label + checkin, random: random)
     }
 
     /// The walk from `held` through `links`, in order, each link taken if it opens under the
@@ -30,8 +29,7 @@ public enum TagChain {
         var lastKey: [UInt8]?
         for link in links where link.count == linkLength {
             guard let k = try? key(current),
-                  let next = try? XChaChaPoly.open(key: k, nonce: Array(link.prefix(XChaChaPoly.nonceLength)),
-                                                   ciphertext: Array(link.dropFirst(XChaChaPoly.nonceLength)), ad: label + checkin),
+                  let next = try? XChaChaPoly.openWithNonce(key: k, sealed: link, ad: label + checkin),
                   next.count == CheckinNotice.tagLength else { continue }
             lastKey = current
             current = next

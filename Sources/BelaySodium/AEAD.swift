@@ -76,6 +76,21 @@ public enum XChaChaPoly {
     public static let nonceLength = 24
     public static let tagLength = 16
 
+    /// `nonce ‖ ciphertext` under a nonce drawn at random: the form stored records and small
+    /// sealed values take.
+    public static func sealWithNonce(key: SecureBytes, plaintext: [UInt8], ad: [UInt8],
+                                     random: some RandomSource = SystemRandom()) throws -> [UInt8] {
+        let nonce = random.bytes(nonceLength)
+        return nonce + (try seal(key: key, nonce: nonce, plaintext: plaintext, ad: ad))
+    }
+
+    /// Opens what `sealWithNonce` made; a value too short to hold a nonce and a tag fails to
+    /// authenticate like any other.
+    public static func openWithNonce(key: SecureBytes, sealed: [UInt8], ad: [UInt8]) throws -> [UInt8] {
+        guard sealed.count >= nonceLength + tagLength else { throw SodiumError.authenticationFailed }
+        return try open(key: key, nonce: Array(sealed.prefix(nonceLength)), ciphertext: Array(sealed.dropFirst(nonceLength)), ad: ad)
+    }
+
     public static func seal(key: SecureBytes, nonce: [UInt8], plaintext: [UInt8], ad: [UInt8]) throws -> [UInt8] {
         try Sodium.ensureReady()
         try SodiumError.check("XChaCha20-Poly1305 key", key.count, is: keyLength)

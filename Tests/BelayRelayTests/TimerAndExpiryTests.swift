@@ -82,6 +82,16 @@ import Testing
         return (relay, owner, q, depositor, k1, old)
     }
 
+    /// After `seconds`, the queue holds `body` once, and nothing after it.
+    static func expectReleasedOnce(_ body: [UInt8], after seconds: UInt64, relay: RelayHarness, owner: RelayConnection, queue q: SecuredQueue) async throws {
+        relay.clock.advance(by: seconds)
+        await relay.server.core.sweep()
+        let m = try #require(try await owner.getMessage(q.recipient))
+        #expect(m.body == body)
+        try await owner.acknowledge(q.recipient, seq: m.seq)
+        #expect(try await owner.getMessage(q.recipient) == nil)
+    }
+
     @Test func replacingATimerIsAtomic() async throws {
         let (relay, owner, q, depositor, _, old) = try await Self.oneTimer()
         defer { relay.remove() }
@@ -89,12 +99,7 @@ import Testing
         let (new, _) = try await depositor.setTimer(.init(timerKey: k2.publicKey, delay: 900, replaces: old,
                                                            entries: [.init(sender: q.sender, body: [2])]))
         await #expect(throws: RelayClientError.relay(.noTimer)) { try await depositor.renewTimer(old, delay: 600) }
-        relay.clock.advance(by: 900)
-        await relay.server.core.sweep()
-        let m = try #require(try await owner.getMessage(q.recipient))
-        #expect(m.body == [2])
-        try await owner.acknowledge(q.recipient, seq: m.seq)
-        #expect(try await owner.getMessage(q.recipient) == nil)
+        try await Self.expectReleasedOnce([2], after: 900, relay: relay, owner: owner, queue: q)
         await #expect(throws: RelayClientError.relay(.noTimer)) { try await depositor.cancelTimer(new) }
         await relay.stop()
     }
@@ -123,12 +128,7 @@ import Testing
         await #expect(throws: RelayClientError.relay(.auth)) {
             try await retry.setTimer(.init(timerKey: k2.publicKey, delay: 900, entries: [.init(sender: other.sender, body: [3])]))
         }
-        relay.clock.advance(by: 900)
-        await relay.server.core.sweep()
-        let m = try #require(try await owner.getMessage(q.recipient))
-        #expect(m.body == [2])
-        try await owner.acknowledge(q.recipient, seq: m.seq)
-        #expect(try await owner.getMessage(q.recipient) == nil)
+        try await Self.expectReleasedOnce([2], after: 900, relay: relay, owner: owner, queue: q)
         await relay.stop()
     }
 

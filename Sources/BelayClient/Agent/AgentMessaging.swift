@@ -33,23 +33,30 @@ extension Agent {
         let contactId: Int64 = try write { db in
             guard var row = try store.contact(named: name, db) else { throw ClientError.unknownContact(name) }
             guard !row.record.awaitingHello else { throw ClientError.notYetPaired(name) }
-            var ratchet = try Ratchet(serialized: SecureBytes(copying: [UInt8](row.record.ratchet)))
-            for item in items {
-                let sequence = row.record.sentSequence + 1
-                let sentAt = now() * 1000
-                let sealed = try Envelope.seal(Content(kind: item.kind, sequence: sequence, sentAt: sentAt, body: item.body), with: &ratchet)
-                row.record.sentSequence = sequence
-                try store.enqueue(PendingSend(body: Data(sealed), createdAt: now()), contact: row.id, db)
-                if let text = item.history {
-                    try store.appendHistory(HistoryEntry(direction: .outgoing, kind: item.kind == .alert ? "alert" : "text", sequence: sequence,
-                                                         sentAt: sentAt, receivedAt: 0, text: text), contact: row.id, db)
-                }
-            }
-            row.record.ratchet = Data(try ratchet.serialized().unprotectedCopy())
-            try store.updateContact(row, db)
+            try queue(items, for: &row, db)
             return row.id
         }
         try await flush(contact: contactId, pool: pool)
+    }
+
+    /// Seals each item with the contact's advanced ratchet, queues it in the outbox and records
+    /// it in the history if it has a text, inside the caller's transaction, and saves the contact.
+    func queue(_ items: [(kind: Content.Kind, body: [UInt8], history: String?)], for row: inout ClientStore.Row<ContactRecord>,
+               _ db: Database) throws {
+        var ratchet = try Ratchet(serialized: SecureBytes(copying: [UInt8](row.record.ratchet)))
+        for item in items {
+            let sequence = row.record.sentSequence + 1
+            let sentAt = now() * 1000
+            let sealed = try Envelope.seal(Content(kind: item.kind, sequence: sequence, sentAt: sentAt, body: item.body), with: &ratchet)
+            row.record.sentSequence = sequence
+            try store.enqueue(PendingSend(body: Data(sealed), createdAt: now()), contact: row.id, db)
+            if let text = item.history {
+                try store.appendHistory(HistoryEntry(direction: .outgoing, kind: item.kind == .alert ? "alert" : "text", sequence: sequence,
+                                                     sentAt: sentAt, receivedAt: 0, text: text), contact: row.id, db)
+            }
+        }
+        row.record.ratchet = Data(try ratchet.serialized().unprotectedCopy())
+        try store.updateContact(row, db)
     }
 
     /// Delivers everything in a contact's outbox, oldest first; each is deleted once the relay

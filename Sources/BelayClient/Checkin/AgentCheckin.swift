@@ -124,7 +124,7 @@ extension Agent {
         // authority it holds, a pending deposit, its answer); only its name and tier change.
         var planned = chosen.map { c in
             var target = record.targets.first { $0.identity == c.contact.identity }
-                ?? CheckinRecord.Target(contact: c.contact.name, identity: c.contact.identity, alertKey: Data(), timerId: Data(), timerSeed: Data(),
+                ?? CheckinRecord.Target(contact: c.contact.name, identity: c.contact.identity, timerId: Data(), timerSeed: Data(),
                                         deadline: 0)
             (target.contact, target.tier) = (c.contact.name, c.tier)
             return target

@@ -150,13 +150,7 @@ extension Agent {
             guard var row = try store.contacts(db).first(where: { $0.record.identity == identity }) else {
                 throw ClientError.invalidInput("a contact of this check-in was forgotten; re-arm with `belay checkin arm`")
             }
-            var ratchet = try Ratchet(serialized: SecureBytes(copying: [UInt8](row.record.ratchet)))
-            let sequence = row.record.sentSequence + 1
-            let sealed = try Envelope.seal(Content(kind: .checkin, sequence: sequence, sentAt: now() * 1000, body: notice.encoded()), with: &ratchet)
-            row.record.sentSequence = sequence
-            row.record.ratchet = Data(try ratchet.serialized().unprotectedCopy())
-            try store.enqueue(PendingSend(body: Data(sealed), createdAt: now()), contact: row.id, db)
-            try store.updateContact(row, db)
+            try queue([(.checkin, notice.encoded(), nil)], for: &row, db)
             return row.id
         }
     }
@@ -238,7 +232,7 @@ extension Agent {
                 sent = true
                 let (id, deadline) = try await connection.setTimer(.init(timerKey: timerKey.publicKey, delay: delay, replaces: replaces,
                                                                         entries: [.init(sender: outlet.senderId, body: body)]))
-                return (CheckinRecord.Target(contact: contact.name, identity: contact.identity, alertKey: Data(), timerId: Data(id.bytes),
+                return (CheckinRecord.Target(contact: contact.name, identity: contact.identity, timerId: Data(id.bytes),
                                              timerSeed: seed, deadline: deadline), oldTimerGone)
             } catch let error as RelayClientError {
                 if !retrying, error == .connectionClosed || error == .timeout {

@@ -7,8 +7,6 @@ struct CheckinRecord: Codable, Sendable {
     struct Target: Codable, Sendable {
         var contact: String
         var identity: Data
-        /// The alert key announced to this contact at arming (announcement bytes).
-        var alertKey: Data
         /// The timer at the contact's relay holding this contact's alert, and its key's seed.
         var timerId: Data
         var timerSeed: Data

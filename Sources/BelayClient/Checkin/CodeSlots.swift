@@ -41,10 +41,9 @@ struct CodeSlots: Codable, Sendable {
         for (code, tag) in [(checkin, tags.0), (duress, tags.1)] {
             let salt = SystemRandom().bytes(Argon2id.saltLength)
             let key = try Argon2id.deriveKey(passphrase: code, salt: salt, limits: limits)
-            let nonce = SystemRandom().bytes(XChaChaPoly.nonceLength)
             var plain = tag + renewal.unprotectedCopy()
             defer { Sodium.wipe(&plain) }
-            slots.append(Slot(salt: Data(salt), sealed: Data(nonce + (try XChaChaPoly.seal(key: key, nonce: nonce, plaintext: plain, ad: slotLabel)))))
+            slots.append(Slot(salt: Data(salt), sealed: Data(try XChaChaPoly.sealWithNonce(key: key, plaintext: plain, ad: slotLabel))))
         }
         if SystemRandom().bytes(1)[0] & 1 == 1 { slots.reverse() }
         return (CodeSlots(operations: limits.operations, memoryBytes: limits.memoryBytes, slots: slots), renewal, tags.0, tags.1)
@@ -57,11 +56,7 @@ struct CodeSlots: Codable, Sendable {
         var found: ([UInt8], SecureBytes)?
         for slot in slots {
             let key = try Argon2id.deriveKey(passphrase: code, salt: [UInt8](slot.salt), limits: limits)
-            let sealed = [UInt8](slot.sealed)
-            guard sealed.count > XChaChaPoly.nonceLength,
-                  var plain = try? XChaChaPoly.open(key: key, nonce: Array(sealed.prefix(XChaChaPoly.nonceLength)),
-                                                    ciphertext: Array(sealed.dropFirst(XChaChaPoly.nonceLength)), ad: Self.slotLabel)
-            else { continue }
+            guard var plain = try? XChaChaPoly.openWithNonce(key: key, sealed: [UInt8](slot.sealed), ad: Self.slotLabel) else { continue }
             defer { Sodium.wipe(&plain) }
             guard plain.count == CheckinNotice.tagLength + XChaChaPoly.keyLength else { throw ClientError.stateDamaged("the check-in's code slots") }
             found = (Array(plain.prefix(CheckinNotice.tagLength)), try SecureBytes(copying: plain.dropFirst(CheckinNotice.tagLength)))
@@ -70,16 +65,13 @@ struct CodeSlots: Codable, Sendable {
     }
 
     static func sealSeed(_ seed: Data, key: SecureBytes) throws -> Data {
-        let nonce = SystemRandom().bytes(XChaChaPoly.nonceLength)
-        return Data(nonce + (try XChaChaPoly.seal(key: key, nonce: nonce, plaintext: [UInt8](seed), ad: seedLabel)))
+        Data(try XChaChaPoly.sealWithNonce(key: key, plaintext: [UInt8](seed), ad: seedLabel))
     }
 
     static func openSeed(_ sealed: Data, key: SecureBytes) throws -> Data {
-        let bytes = [UInt8](sealed)
-        guard bytes.count > XChaChaPoly.nonceLength,
-              let seed = try? XChaChaPoly.open(key: key, nonce: Array(bytes.prefix(XChaChaPoly.nonceLength)),
-                                               ciphertext: Array(bytes.dropFirst(XChaChaPoly.nonceLength)), ad: seedLabel)
-        else { throw ClientError.stateDamaged("a check-in timer key does not open with the code's key") }
+        guard let seed = try? XChaChaPoly.openWithNonce(key: key, sealed: [UInt8](sealed), ad: seedLabel) else {
+            throw ClientError.stateDamaged("a check-in timer key does not open with the code's key")
+        }
         return Data(seed)
     }
 }

@@ -24,15 +24,13 @@ struct Vault: Sendable {
     /// XChaCha20-Poly1305 with a random nonce; `context` (the table and the row's lookup key) is
     /// bound as associated data so that a record moved to another row or table does not open.
     func seal(_ plaintext: [UInt8], context: String) throws -> [UInt8] {
-        let nonce = SystemRandom().bytes(XChaChaPoly.nonceLength)
-        return nonce + (try XChaChaPoly.seal(key: sealKey, nonce: nonce, plaintext: plaintext, ad: Self.recordLabel + Array(context.utf8)))
+        try XChaChaPoly.sealWithNonce(key: sealKey, plaintext: plaintext, ad: Self.recordLabel + Array(context.utf8))
     }
 
     func open(_ sealed: [UInt8], context: String) throws -> [UInt8] {
         guard sealed.count >= XChaChaPoly.nonceLength + XChaChaPoly.tagLength else { throw ClientError.stateDamaged("a record is truncated") }
         do {
-            return try XChaChaPoly.open(key: sealKey, nonce: Array(sealed.prefix(XChaChaPoly.nonceLength)),
-                                        ciphertext: Array(sealed.dropFirst(XChaChaPoly.nonceLength)), ad: Self.recordLabel + Array(context.utf8))
+            return try XChaChaPoly.openWithNonce(key: sealKey, sealed: sealed, ad: Self.recordLabel + Array(context.utf8))
         } catch {
             throw ClientError.stateDamaged("a record does not authenticate (\(context.split(separator: ":").first ?? ""))")
         }
