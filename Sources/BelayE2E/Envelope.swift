@@ -14,6 +14,10 @@ public struct Content: Sendable, Equatable {
         /// A contact's agree, decline or acknowledgement (`CheckinAnswer`); between contacts, a
         /// signed `CircleAck` sealed under the circle key.
         case answer = 6
+        /// Membership, messages, duty and requests of a group or roster (`GroupMessage`).
+        case group = 7
+        /// A warm introduction between two contacts (`IntroductionMessage`).
+        case introduction = 8
     }
 
     public var kind: Kind

@@ -157,6 +157,10 @@ extension Agent {
                 }
             }
         }
+        // Groups: pairings between members, held messages, and anything queued while reading.
+        events += await groupFollowUps(pool: pool)
+        events += await flushAll(pool: pool)
+        events += (try? requestEscalations()) ?? []
         await pool.closeAll()
         // Overdue check-ins are judged after the deliveries: an alert or notice that just
         // arrived settles them.
@@ -237,12 +241,16 @@ extension Agent {
         }
         var notes: [String] = []
         let expected = row.record.receivedSequence + 1
-        if content.sequence > expected {
-            notes.append("\(content.sequence - expected) earlier message(s) missing")
-        } else if content.sequence < expected {
-            notes.append("arrived late (out of order)")
+        // Sequence 0 is a body sealed ahead and released later by the relay (a roster request's
+        // later tier): outside the numbering, so that one never released leaves no gap.
+        if content.sequence != 0 {
+            if content.sequence > expected {
+                notes.append("\(content.sequence - expected) earlier message(s) missing")
+            } else if content.sequence < expected {
+                notes.append("arrived late (out of order)")
+            }
+            row.record.receivedSequence = max(row.record.receivedSequence, content.sequence)
         }
-        row.record.receivedSequence = max(row.record.receivedSequence, content.sequence)
         row.record.lastRelaySeq = delivery.seq
         if backwards { notes.append(Self.backwardsNote) }
         row.record.recentMessages = Array(((row.record.recentMessages ?? []) + [fingerprint]).suffix(Self.maxRecentMessagesPerContact))
@@ -281,6 +289,18 @@ extension Agent {
             let record = row
             try write { db in try store.updateContact(record, db) }
             return try answerEvents(content, from: record.record)
+        case .group:
+            let record = row
+            return try write { db in
+                try store.updateContact(record, db)
+                return try groupEvents(content, from: record.record, notes: notes, received: received, db)
+            }
+        case .introduction:
+            let record = row
+            return try write { db in
+                try store.updateContact(record, db)
+                return try introductionEvents(content, from: record.record, db)
+            }
         }
         let record = row
         let recordsHistory = content.kind == .text || content.kind == .alert
@@ -297,8 +317,16 @@ extension Agent {
     /// Marks messages as shown, after the caller has printed them.
     public func markShown(_ events: [ReadEvent]) throws {
         let ids = Set(events.compactMap(\.historyId))
-        guard !ids.isEmpty else { return }
+        let groupIds = Set(events.compactMap(\.groupHistoryId))
+        guard !ids.isEmpty || !groupIds.isEmpty else { return }
         try write { db in
+            for g in try store.groups(db) where !groupIds.isEmpty {
+                for (id, entry) in try store.groupHistory(group: g.id, db) where groupIds.contains(id) && entry.shown == false {
+                    var e = entry
+                    e.shown = true
+                    try store.updateGroupHistory(id: id, group: g.id, e, db)
+                }
+            }
             for (id, contact, entry) in try store.historyRows(db) where ids.contains(id) && entry.shown == false {
                 var e = entry
                 e.shown = true
@@ -312,7 +340,17 @@ extension Agent {
     public func unshown(from name: String? = nil) throws -> [ReadEvent] {
         try read { db in
             let contacts = Dictionary(uniqueKeysWithValues: try store.contacts(db).map { ($0.id, $0.record.name) })
-            return try store.historyRows(db).compactMap { id, contact, e in
+            var groupEvents: [ReadEvent] = []
+            for g in try store.groups(db) where name == nil {
+                for (id, e) in try store.groupHistory(group: g.id, db) where e.direction == .incoming && e.shown == false {
+                    var event = ReadEvent(kind: e.kind == "request" ? .request : .group, contact: nil, text: e.text, sentAt: e.sentAt,
+                                          receivedAt: e.receivedAt, notes: ["recorded before an interrupted read; it may have been shown once already"],
+                                          group: g.record.localName)
+                    event.groupHistoryId = id
+                    groupEvents.append(event)
+                }
+            }
+            return try groupEvents + store.historyRows(db).compactMap { id, contact, e in
                 guard e.direction == .incoming, e.shown == false, let who = contacts[contact] else { return nil }
                 if let name, who.lowercased() != name.lowercased() { return nil }
                 return ReadEvent(kind: e.kind == "alert" ? .alert : .message, contact: who, text: e.text, sentAt: e.sentAt,

@@ -146,6 +146,7 @@ extension Agent {
                 // A tick that cannot read the store (another process holding it past the busy
                 // timeout) is skipped: the next one tries again.
                 if let due = try? overdueEvents(reminders: true), !due.isEmpty { onEvent(due) }
+                if let escalated = try? requestEscalations(), !escalated.isEmpty { onEvent(escalated) }
             case .rescan:
                 // Ticks that queued up while a slow subscription ran are one tick.
                 let now = NIODeadline.now()
@@ -186,6 +187,10 @@ extension Agent {
                         await connection.close()
                         dropped(lane)
                     }
+                    // A group message may have queued replies (an admin confirming a join) or
+                    // made pairings due; they go now rather than at the next command.
+                    let followUps = await groupFollowUps(pool: pool) + flushAll(pool: pool)
+                    if !followUps.isEmpty { onEvent(followUps) }
                 case .end?:
                     // Another watch took the subscription over, the queue was withdrawn, or the
                     // relay says so: never a reason to stop watching. Resubscribe with backoff if

@@ -26,6 +26,13 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
     case checkinPartlyRenewed(renewed: [String], missing: [String], cause: String)
     case checkinNotRemoved(armed: [String], stillArmed: [String], cause: String)
     case stateBusy
+    case unknownGroup(String)
+    case groupExists(String)
+    case notGroupAdmin(String)
+    case notGroupMember(group: String, member: String)
+    case unknownRequest(String)
+    case claimedByOther(String)
+    case unknownIntroduction(String)
 
     public var description: String {
         switch self {
@@ -59,6 +66,13 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
                 + "and will still be alerted") + ": \(cause)"
         case let .checkinPartlyRenewed(renewed, missing, cause):
             "checked in with \(renewed.joined(separator: ", ")), but NOT with \(missing.joined(separator: ", ")): \(cause)"
+        case let .unknownGroup(name): "no group or roster named \"\(name)\""
+        case let .groupExists(name): "you are already in a group named \"\(name)\""
+        case let .notGroupAdmin(name): "only an admin of \"\(name)\" can do that, and you are not one"
+        case let .notGroupMember(group, member): "\"\(member)\" is not a member of \"\(group)\""
+        case let .unknownRequest(id): "no request \(id) is waiting for a claim"
+        case let .claimedByOther(id): "request \(id) was already claimed by someone else (or it expired); you are not the one taking it"
+        case let .unknownIntroduction(id): "no introduction \(id) is waiting for your answer"
         case let .contactUnderDuress(name):
             "not sent: \(name) checked in under duress recently, and a message appears on their device, which someone may be watching"
         }
@@ -80,6 +94,13 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
             "run the same `belay checkin arm` again once \(stillArmed.joined(separator: " and "))'s relay can be reached"
         case let .checkinPartlyRenewed(_, missing, _):
             "check in again soon: until it reaches them, \(missing.joined(separator: " and ")) will be alerted at the earlier deadline"
+        case .unknownGroup: "`belay group list` lists your groups and rosters"
+        case .groupExists: "pick another name"
+        case .notGroupAdmin: "ask one of its admins (`belay group members NAME` shows them)"
+        case .notGroupMember: "`belay group members NAME` lists its members"
+        case .unknownRequest: "`belay read` shows requests with their ids"
+        case .claimedByOther: "nothing to do: someone else is with them; escalation has stopped"
+        case .unknownIntroduction: "`belay introductions` lists the offers waiting for you"
         case .contactUnderDuress: "reach them another way; pass --force only if you are sure sending is safe for them"
         case .passphraseRequired: "type it at the prompt, or set BELAY_PASSPHRASE for scripts (or use `belay init --no-passphrase`)"
         case .stateDamaged: "nothing was changed; restore BELAY_HOME from a backup if you have one"
@@ -101,6 +122,7 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
         case .relayUnreachable, .relayRefused, .checkinPartlyArmed, .checkinPartlyRenewed, .checkinNotRemoved: 4
         case .identityChanged: 5
         case .stateDamaged: 6
+        case .claimedByOther: 8
         default: 1
         }
     }

@@ -21,6 +21,16 @@ public struct ReadEvent: Sendable, Codable, Equatable {
         case overdue
         /// Someone acknowledged an alert and is acting (`by`).
         case ack
+        /// A message in a group (`group`, `contact` its sender), or a change to its membership.
+        case group
+        /// A request for support to a roster (`id`, `roster`, `from`, `tier`).
+        case request
+        /// A request was claimed (`id`, `roster`, `by` if the requester allowed naming them).
+        case claimed
+        /// A request went on to its next tier, or ran out unclaimed (`id`, `roster`, `tier`).
+        case escalated
+        /// Someone offered to introduce you to a person (`id`, `from`), or an introduction moved on.
+        case introduction
     }
 
     public var kind: Kind
@@ -41,10 +51,19 @@ public struct ReadEvent: Sendable, Codable, Equatable {
     public var dueAt: UInt64? = nil
     /// For ack events: who acknowledged.
     public var by: String? = nil
+    /// For group events: the group's name.
+    public var group: String? = nil
+    /// For requests: the roster, the request id, the requester and the tier it came in.
+    public var roster: String? = nil
+    public var id: String? = nil
+    public var from: String? = nil
+    public var tier: Int? = nil
     /// The history row to mark shown once printed (not part of the JSON output).
     public var historyId: Int64? = nil
+    /// The group history row to mark shown (not part of the JSON output).
+    public var groupHistoryId: Int64? = nil
 
-    enum CodingKeys: String, CodingKey { case kind, contact, text, sentAt, receivedAt, sequence, notes, reason, lastCheckin, relay, state, dueAt, by }
+    enum CodingKeys: String, CodingKey { case kind, contact, text, sentAt, receivedAt, sequence, notes, reason, lastCheckin, relay, state, dueAt, by, group, roster, id, from, tier }
 }
 
 extension ReadEvent.Kind {
@@ -52,7 +71,7 @@ extension ReadEvent.Kind {
     public var urgency: Int {
         switch self {
         case .overdue, .alert, .security: 0
-        case .ack: 1
+        case .ack, .request, .escalated: 1
         default: 2
         }
     }

@@ -201,9 +201,16 @@ extension Agent {
     /// answers a repeated key with the timer the first attempt made (docs/PROTOCOL.md §3.1).
     func deposit(_ alert: AlertMessage, for contact: ContactRecord, key: AlertKey, seed: Data, delay: UInt32, replacing old: CheckinRecord.Target?,
                  pool: RelayPool, retrying alreadyRetrying: Bool = false, sent: inout Bool) async throws -> (target: CheckinRecord.Target, oldTimerGone: Bool) {
-        let outlet = try OutletKeys(contact.outlet)
         let body = try Alerts.seal(try alertContent(alert), key: key, sender: identity.publicIdentity,
                                    receiver: PublicIdentity(bytes: [UInt8](contact.identity)))
+        return try await deposit(body: body, for: contact, seed: seed, delay: delay, replacing: old, pool: pool, retrying: alreadyRetrying, sent: &sent)
+    }
+
+    /// Deposits one sealed body as a timed release to `contact`'s queue under the timer key from
+    /// `seed` (a check-in's alert, or a roster request's later tier).
+    func deposit(body: [UInt8], for contact: ContactRecord, seed: Data, delay: UInt32, replacing old: CheckinRecord.Target?, pool: RelayPool,
+                 retrying alreadyRetrying: Bool = false, sent: inout Bool) async throws -> (target: CheckinRecord.Target, oldTimerGone: Bool) {
+        let outlet = try OutletKeys(contact.outlet)
         let timerKey = try Ed25519.SigningKey(seed: SecureBytes(copying: [UInt8](seed)))
         var retrying = alreadyRetrying
         while true {

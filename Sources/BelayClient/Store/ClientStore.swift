@@ -87,6 +87,17 @@ final class ClientStore: @unchecked Sendable {
                 CREATE UNIQUE INDEX contact_by_inbox ON contact(inbox_tag);
                 """)
         }
+        // v4: groups and rosters, their history, and warm introductions (docs/GROUPS.md). A
+        // group's row is found by a keyed tag of its id; its name is only inside the record.
+        m.registerMigration("v4 groups") { db in
+            try db.execute(sql: """
+                CREATE TABLE grp (id INTEGER PRIMARY KEY, tag BLOB NOT NULL UNIQUE, sealed BLOB NOT NULL);
+                CREATE TABLE group_history (id INTEGER PRIMARY KEY, group_id INTEGER NOT NULL REFERENCES grp(id) ON DELETE CASCADE,
+                                            sealed BLOB NOT NULL);
+                CREATE INDEX group_history_by_group ON group_history(group_id, id);
+                CREATE TABLE intro (id INTEGER PRIMARY KEY, sealed BLOB NOT NULL);
+                """)
+        }
         return m
     }
 

@@ -1,0 +1,103 @@
+import BelayE2E
+import BelayWire
+import Foundation
+import GRDB
+
+/// What a group needs from the relays after messages have been read: pairings between members
+/// who do not know each other yet, and messages held until those pairings complete.
+extension Agent {
+    /// Invitations for members we are not paired with (made by the one of each two whose
+    /// identity sorts first, so only one is made), invitations from members accepted, and held
+    /// messages and forwards sent. Errors become warnings: reading must not fail for them.
+    func groupFollowUps(pool: RelayPool) async -> [ReadEvent] {
+        var events: [ReadEvent] = []
+        guard let groups = try? read({ db in try store.groups(db).filter { $0.record.status == .joined } }) else { return [] }
+        for g in groups {
+            do {
+                events += try await introduceMembers(g, pool: pool)
+                events += try await acceptMembers(g.id, pool: pool)
+            } catch {
+                events.append(ReadEvent(kind: .warning, contact: nil, text: "\(g.record.localName): pairing with its members is not finished: \(error)",
+                                        group: g.record.localName))
+            }
+        }
+        events += await acceptIntroductions()
+        if let ids = try? releaseHeld() { _ = await flushEach(ids, pool: pool) }
+        return events
+    }
+
+    private func introduceMembers(_ g: ClientStore.Row<GroupRecord>, pool: RelayPool) async throws -> [ReadEvent] {
+        let state = try g.record.decodedState()
+        guard state.member(identity.publicIdentity)?.joined == true else { return [] }
+        let contacts = try read { db in try contactsByIdentity(db) }
+        let due = recipients(state, g.record).filter { id in
+            contacts[id] == nil && !g.record.introduced.contains(id) && ownIdentity.lexicographicallyPrecedes(id)
+        }
+        guard !due.isEmpty else { return [] }
+        // The courier: an admin we are paired with, who passes the invitation on.
+        guard let courier = state.members.filter(\.isAdmin).map({ Data($0.identity.bytes) })
+            .first(where: { $0 != ownIdentity && contacts[$0].map { !$0.record.awaitingHello } == true }) ?? (state.member(identity.publicIdentity)?.isAdmin == true ? ownIdentity : nil),
+            let relayText = (contacts[courier] ?? contacts.values.first)?.record.inbox.relay,
+            let relay = try? RelayAddress(parsing: relayText) else { return [] }
+        var ids: [Int64] = []
+        for member in due {
+            let name = try read { db in try freeContactName(displayName(member, state: state, contacts: contacts), db) }
+            let invitation = try await invite(relay: relay, name: name, lifetime: nil)
+            ids += try write { db -> [Int64] in
+                guard var g = try store.group(id: state.id, db) else { return [] }
+                var contacts = try contactsByIdentity(db)
+                g.record.introduced.append(member)
+                let message = GroupMessage.introduce(group: state.id, for: try PublicIdentity(bytes: [UInt8](member)), invitation: invitation)
+                // An admin making the invitation sends it straight to the member (once paired),
+                // otherwise through the courier.
+                let ids = try fanOut(message, to: [courier == ownIdentity ? member : courier], record: &g.record, contacts: &contacts, db)
+                try store.updateGroup(g, db)
+                return ids
+            }
+        }
+        _ = await flushEach(ids, pool: pool)
+        return []
+    }
+
+    private func acceptMembers(_ groupRow: Int64, pool: RelayPool) async throws -> [ReadEvent] {
+        var events: [ReadEvent] = []
+        let g = try read { db in try store.groups(db).first { $0.id == groupRow } }
+        guard let g, g.record.status == .joined else { return [] }
+        let state = try g.record.decodedState()
+        for incoming in g.record.toAccept {
+            let contacts = try read { db in try contactsByIdentity(db) }
+            if contacts[incoming.identity] == nil {
+                let name = try read { db in try freeContactName(displayName(incoming.identity, state: state, contacts: contacts), db) }
+                let outcome = try await accept(incoming.invitation, name: name, relay: nil)
+                if let error = outcome.deliveryError { throw error }
+                events.append(ReadEvent(kind: .paired, contact: name, text: "paired with \(name), a member of \(g.record.localName)", group: g.record.localName))
+            }
+            try write { db in
+                guard var g = try store.group(id: state.id, db) else { return }
+                g.record.toAccept.removeAll { $0.identity == incoming.identity }
+                try store.updateGroup(g, db)
+            }
+        }
+        return events
+    }
+
+    /// Queues held messages and forwards for members now paired with us; returns the contacts to flush.
+    func releaseHeld() throws -> [Int64] {
+        try write { db in
+            var contacts = try contactsByIdentity(db)
+            var ids: [Int64] = []
+            for var g in try store.groups(db) where g.record.status == .joined && !g.record.held.isEmpty {
+                var still: [GroupRecord.Held] = []
+                for held in g.record.held {
+                    guard var row = contacts[held.identity], !row.record.awaitingHello else { still.append(held); continue }
+                    try queue([(.group, [UInt8](held.body), nil)], for: &row, db)
+                    contacts[held.identity] = row
+                    ids.append(row.id)
+                }
+                g.record.held = still
+                try store.updateGroup(g, db)
+            }
+            return ids
+        }
+    }
+}

@@ -1,0 +1,207 @@
+import BelayE2E
+import Foundation
+import GRDB
+
+/// Group messages arriving through a contact's ratchet. Everything runs inside the delivery's
+/// write transaction: a state applied, a message recorded and anything sent in reply (queued in
+/// the outbox) commit together, before the relay is told the delivery was received.
+extension Agent {
+    func groupEvents(_ content: Content, from sender: ContactRecord, notes: [String], received: UInt64, _ db: Database) throws -> [ReadEvent] {
+        let message: GroupMessage
+        do { message = try GroupMessage(decoding: content.body) } catch {
+            return [ReadEvent(kind: .warning, contact: sender.name, text: "a group message from \(sender.name) could not be read and was dropped: \(error)")]
+        }
+        if case let .state(state) = message { return try apply(state, from: sender, db) }
+        guard var g = try store.group(id: message.group, db), g.record.status != .retired else {
+            return []  // A group we are not in, or one that ended: nothing to show.
+        }
+        let state = try g.record.decodedState()
+        var contacts = try contactsByIdentity(db)
+        let from = sender.identity
+        let who = sender.name
+        var events: [ReadEvent] = []
+        switch message {
+        case .state:
+            break
+        case let .join(_, addedAt):
+            guard g.record.status == .joined, state.member(identity.publicIdentity)?.isAdmin == true,
+                  let m = state.members.first(where: { Data($0.identity.bytes) == from }), m.addedAt == addedAt, !m.joined else { break }
+            let next = try successor(of: state) { s in
+                if let i = s.members.firstIndex(where: { $0.identity == m.identity }) { s.members[i].joined = true }
+            }
+            try publish(next, to: &g, contacts: &contacts, db)
+            events.append(groupEvent(g.record, "\(who) joined \(g.record.localName)"))
+        case .leave:
+            guard let m = state.members.first(where: { Data($0.identity.bytes) == from }) else { break }
+            let departure = GroupRecord.Departure(identity: from, addedAt: m.addedAt)
+            guard !g.record.departed.contains(departure) else { break }
+            g.record.departed.append(departure)
+            g.record.held.removeAll { $0.identity == from }
+            if g.record.status == .joined, state.member(identity.publicIdentity)?.isAdmin == true {
+                let next = try successor(of: state) { s in s.members.removeAll { $0.identity == m.identity } }
+                try publish(next, to: &g, contacts: &contacts, db)
+            }
+            if !g.record.status.isOver { events.append(groupEvent(g.record, "\(who) left \(g.record.localName)")) }
+        case let .text(_, version, text):
+            guard g.record.status == .joined else { break }
+            guard g.record.isActive(from, in: state) else {
+                events.append(ReadEvent(kind: .warning, contact: who, text: "a message to \(g.record.localName) from \(who) was refused: "
+                                        + "they are not a member of it (removed, left, or never joined)", group: g.record.localName))
+                break
+            }
+            var notes = notes
+            if version < state.version { notes.append("sent before the group's latest change of members") }
+            let id = try store.appendGroupHistory(HistoryEntry(direction: .incoming, kind: "text", sequence: content.sequence, sentAt: content.sentAt,
+                                                               receivedAt: received, text: "\(who): \(text)", shown: false), group: g.id, db)
+            var event = ReadEvent(kind: .group, contact: who, text: text, sentAt: content.sentAt, receivedAt: received,
+                                  sequence: content.sequence, notes: notes, group: g.record.localName)
+            event.groupHistoryId = id
+            events.append(event)
+        case let .introduce(_, target, invitation):
+            try introduction(invitation, for: Data(target.bytes), from: sender, group: &g, state: state, contacts: &contacts, db)
+        case let .duty(_, on, until):
+            guard g.record.isActive(from, in: state) else { break }
+            g.record.duty.removeAll { $0.identity == from }
+            g.record.duty.append(.init(identity: from, on: on, until: until))
+        case let .request(request):
+            events += try requestArrived(request, from: sender, group: &g, state: state, at: received, db)
+        case let .claimed(_, request, by):
+            events += claimArrived(request, by: by, from: sender, group: &g, state: state, contacts: contacts)
+        case let .unclaimed(_, request):
+            events += unclaimedArrived(request, group: &g, contacts: contacts, state: state)
+        }
+        try store.updateGroup(g, db)
+        return events
+    }
+
+    func groupEvent(_ record: GroupRecord, _ text: String, contact: String? = nil) -> ReadEvent {
+        ReadEvent(kind: .group, contact: contact, text: text, group: record.localName)
+    }
+
+    /// Saves `next` as the group's state and sends it to everyone in it (but us).
+    func publish(_ next: GroupState, to g: inout ClientStore.Row<GroupRecord>, contacts: inout [Data: ClientStore.Row<ContactRecord>],
+                 _ db: Database) throws {
+        g.record.state = Data(next.encoded())
+        try fanOut(.state(next), to: next.members.map { Data($0.identity.bytes) }, record: &g.record, contacts: &contacts, db)
+    }
+
+    /// A member's invitation: for us to accept once we have joined, or, as an admin, to pass on.
+    func introduction(_ text: String, for target: Data, from sender: ContactRecord, group g: inout ClientStore.Row<GroupRecord>, state: GroupState,
+                      contacts: inout [Data: ClientStore.Row<ContactRecord>], _ db: Database) throws {
+        guard let invitation = try? Invitation(text: text, now: now()) else { return }
+        let inviter = Data(invitation.inviter.bytes)
+        guard state.member(invitation.inviter) != nil, !g.record.status.isOver else { return }
+        if target == ownIdentity {
+            // Only for a member of the group, and only once: a contact we already have stays.
+            guard contacts[inviter] == nil, !g.record.toAccept.contains(where: { $0.identity == inviter }),
+                  g.record.toAccept.count < GroupRecord.maxHeld else { return }
+            g.record.toAccept.append(.init(identity: inviter, invitation: text))
+        } else {
+            // Passed on only for a member, by one of its admins, for the member who made it.
+            guard inviter == sender.identity, g.record.status == .joined, state.member(identity.publicIdentity)?.isAdmin == true,
+                  state.members.contains(where: { Data($0.identity.bytes) == target }) else { return }
+            try fanOut(.introduce(group: state.id, for: try PublicIdentity(bytes: [UInt8](target)), invitation: text), to: [target],
+                       record: &g.record, contacts: &contacts, db)
+        }
+    }
+
+    /// A signed state from a contact: the first one that names us is an invitation, taken on the
+    /// word of the admin who signed and sent it; after that only a successor is applied.
+    func apply(_ state: GroupState, from sender: ContactRecord, _ db: Database) throws -> [ReadEvent] {
+        guard state.signatureVerifies else {
+            return [ReadEvent(kind: .security, contact: sender.name, text: "a change to a group from \(sender.name) was refused: its signature does not verify")]
+        }
+        let existing = try store.group(id: state.id, db)
+        let me = state.member(identity.publicIdentity)
+        let freshInvite = me.map { !$0.joined && $0.addedAt == state.version } == true && Data(state.signer.bytes) == sender.identity
+            && state.member(state.signer)?.isAdmin == true && !state.retired
+        guard var g = existing, !(g.record.status == .left || g.record.status == .removed) || !freshInvite else {
+            guard freshInvite else { return [] }
+            return try invited(to: state, by: sender, replacing: existing, db)
+        }
+        var current = try g.record.decodedState()
+        if state.version <= current.version {
+            if state.version == current.version, state.encoded() != current.encoded() {
+                return [ReadEvent(kind: .warning, contact: sender.name, text: "two admins changed \(g.record.localName) at the same time; the change "
+                                  + "\(sender.name) sent was not applied. An admin's next change brings everyone back to one list", group: g.record.localName)]
+            }
+            return []
+        }
+        guard state.version == current.version + 1 else {
+            let encoded = Data(state.encoded())
+            if g.record.future.count < GroupRecord.maxFuture, !g.record.future.contains(encoded) { g.record.future.append(encoded) }
+            try store.updateGroup(g, db)
+            return []
+        }
+        guard try state.follows(current) else {
+            return [ReadEvent(kind: .security, contact: sender.name, text: "a change to \(g.record.localName) sent by \(sender.name) was refused: "
+                              + "it is not signed by an admin of the group, or does not follow its current version", group: g.record.localName)]
+        }
+        var events = try applied(state, over: current, to: &g, db)
+        current = state
+        // Later versions that arrived early follow now, in order.
+        while let i = g.record.future.firstIndex(where: { (try? GroupState(decoding: [UInt8]($0)))?.version == current.version + 1 }) {
+            let next = try GroupState(decoding: [UInt8](g.record.future.remove(at: i)))
+            guard try next.follows(current), !g.record.status.isOver else { continue }
+            events += try applied(next, over: current, to: &g, db)
+            current = next
+        }
+        g.record.future.removeAll { (try? GroupState(decoding: [UInt8]($0)))?.version ?? 0 <= current.version }
+        try store.updateGroup(g, db)
+        return events
+    }
+
+    private func invited(to state: GroupState, by sender: ContactRecord, replacing existing: ClientStore.Row<GroupRecord>?, _ db: Database) throws -> [ReadEvent] {
+        var name = state.name
+        let taken = Set(try store.groups(db).filter { !$0.record.status.isOver }.map { $0.record.localName.lowercased() })
+        var n = 2
+        while taken.contains(name.lowercased()) { name = "\(state.name)-\(n)"; n += 1 }
+        let record = GroupRecord(state: Data(state.encoded()), localName: name, status: .invited)
+        if let existing { try store.updateGroup(.init(id: existing.id, record: record), db) } else { try store.insertGroup(record, id: state.id, db) }
+        let contacts = try contactsByIdentity(db)
+        let others = state.members.map { displayName(Data($0.identity.bytes), state: state, contacts: contacts) }.filter { $0 != "you" }
+        let what = state.roster ? "the on-call roster" : "the group"
+        return [groupEvent(record, "\(sender.name) added you to \(what) \(name) with \(others.joined(separator: ", ")). Nothing from it reaches you, "
+                           + "and nobody in it is paired with you, unless you join: `belay group join \(name)`", contact: sender.name)]
+    }
+
+    /// Applies one verified successor and says what changed.
+    private func applied(_ next: GroupState, over old: GroupState, to g: inout ClientStore.Row<GroupRecord>, _ db: Database) throws -> [ReadEvent] {
+        g.record.state = Data(next.encoded())
+        let contacts = try contactsByIdentity(db)
+        let by = displayName(Data(next.signer.bytes), state: next, contacts: contacts)
+        let name = g.record.localName
+        var events: [ReadEvent] = []
+        if next.retired {
+            g.record.status = .retired
+            (g.record.held, g.record.forwards, g.record.requests, g.record.toAccept) = ([], [], [], [])
+            try store.deleteGroupHistory(group: g.id, db)
+            return [groupEvent(g.record, "\(by) ended \(name); its history on this device was deleted", contact: by)]
+        }
+        if next.member(identity.publicIdentity) == nil {
+            g.record.status = .removed
+            (g.record.held, g.record.forwards, g.record.toAccept) = ([], [], [])
+            return [groupEvent(g.record, "\(by) removed you from \(name); nothing more from it will reach you", contact: by)]
+        }
+        for m in next.members where m.identity != identity.publicIdentity {
+            let id = Data(m.identity.bytes)
+            let member = displayName(id, state: next, contacts: contacts)
+            switch old.member(m.identity) {
+            case nil: events.append(groupEvent(g.record, "\(by) invited \(member) to \(name)", contact: by))
+            case let before? where !before.joined && m.joined: events.append(groupEvent(g.record, "\(member) joined \(name)"))
+            default: break
+            }
+        }
+        for m in old.members where next.member(m.identity) == nil {
+            let id = Data(m.identity.bytes)
+            let left = g.record.departed.contains { $0.identity == id }
+            // A leave may arrive after the admin's state that followed it: the state alone
+            // cannot tell leaving from removal.
+            if !left { events.append(groupEvent(g.record, "\(displayName(id, state: old, contacts: contacts)) is no longer in \(name)", contact: by)) }
+            g.record.held.removeAll { $0.identity == id }
+            g.record.duty.removeAll { $0.identity == id }
+        }
+        g.record.departed.removeAll { d in next.members.first { Data($0.identity.bytes) == d.identity }?.addedAt != d.addedAt }
+        return events
+    }
+}

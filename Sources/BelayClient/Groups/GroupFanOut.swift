@@ -1,0 +1,87 @@
+import BelayE2E
+import BelaySodium
+import Foundation
+import GRDB
+
+/// How a group message reaches members: one pairwise ratchet message each, through the outbox,
+/// or held for a member not yet paired with us until the pairing completes.
+extension Agent {
+    var ownIdentity: Data { Data(identity.publicIdentity.bytes) }
+
+    /// Contacts by identity, opened once for a fan-out.
+    func contactsByIdentity(_ db: Database) throws -> [Data: ClientStore.Row<ContactRecord>] {
+        var map: [Data: ClientStore.Row<ContactRecord>] = [:]
+        for row in try store.contacts(db) { map[row.record.identity] = map[row.record.identity] ?? row }
+        return map
+    }
+
+    /// Members a group message goes to: everyone who joined and has not left, but us.
+    func recipients(_ state: GroupState, _ record: GroupRecord) -> [Data] {
+        state.active.map { Data($0.identity.bytes) }.filter { $0 != ownIdentity && record.isActive($0, in: state) }
+    }
+
+    /// Queues `message` for each of `identities` inside the caller's transaction, or holds it
+    /// for those not paired with us yet. Returns the contact rows to flush.
+    @discardableResult
+    func fanOut(_ message: GroupMessage, to identities: [Data], record: inout GroupRecord, contacts: inout [Data: ClientStore.Row<ContactRecord>],
+                _ db: Database) throws -> [Int64] {
+        let body = message.encoded()
+        var queued: [Int64] = []
+        for identity in identities where identity != ownIdentity {
+            if var row = contacts[identity], !row.record.awaitingHello {
+                try queue([(.group, body, nil)], for: &row, db)
+                contacts[identity] = row
+                queued.append(row.id)
+            } else {
+                guard record.held.count < GroupRecord.maxHeld else {
+                    throw ClientError.invalidInput("too many group messages are waiting for members who have not finished pairing; "
+                                                   + "they pair when each of you next runs `belay read`")
+                }
+                record.held.append(.init(identity: identity, body: Data(body), createdAt: now()))
+            }
+        }
+        return queued
+    }
+
+    /// Delivers the outboxes of `ids` over one pool; a relay that cannot be reached leaves its
+    /// messages queued, and its contact is named in the result.
+    func flushEach(_ ids: [Int64], pool existing: RelayPool? = nil) async -> [Int64] {
+        let pool = existing ?? RelayPool(group: group)
+        var failed: [Int64] = []
+        for id in Set(ids).sorted() {
+            do { try await flush(contact: id, pool: pool) } catch { failed.append(id) }
+        }
+        if existing == nil { await pool.closeAll() }
+        return failed
+    }
+
+    /// What to call a member: our contact name for them if we have one, else the name in the
+    /// group's state.
+    func displayName(_ identity: Data, state: GroupState?, contacts: [Data: ClientStore.Row<ContactRecord>]) -> String {
+        if identity == ownIdentity { return "you" }
+        if let c = contacts[identity] { return c.record.name }
+        if let m = state?.members.first(where: { Data($0.identity.bytes) == identity }), !m.name.isEmpty { return m.name }
+        return "someone"
+    }
+
+    /// A name no contact has yet, from `wanted`.
+    func freeContactName(_ wanted: String, _ db: Database) throws -> String {
+        let taken = Set(try store.contacts(db).map { $0.record.name.lowercased() } + (try store.invitations(db).compactMap { $0.record.name?.lowercased() }))
+        let base = (try? Self.validate(name: wanted)) ?? "member"
+        if !taken.contains(base.lowercased()) { return base }
+        var n = 2
+        while taken.contains("\(base)-\(n)".lowercased()) { n += 1 }
+        return "\(base)-\(n)"
+    }
+
+    /// Signs the successor of `current` made by `change`, as this admin.
+    func successor(of current: GroupState, _ change: (inout GroupState) -> Void) throws -> GroupState {
+        var next = current
+        change(&next)
+        next.version = current.version + 1
+        next.previous = try current.hash()
+        next.signer = identity.publicIdentity
+        try next.sign(with: identity)
+        return next
+    }
+}

@@ -1,0 +1,110 @@
+import BelayE2E
+import Foundation
+
+/// One group or roster as this client knows it (sealed in the `grp` table).
+struct GroupRecord: Codable, Sendable {
+    enum Status: String, Codable, Sendable {
+        /// Added by an admin; nothing is sent to us until we join.
+        case invited
+        case joined
+        /// Terminal: we left, were removed, or an admin ended the group. The record stays, so a
+        /// late message for it is recognised and refused, not mistaken for a new group.
+        case left, removed, retired
+
+        var isOver: Bool { self == .left || self == .removed || self == .retired }
+    }
+
+    /// The newest signed state applied (`GroupState.encoded()`).
+    var state: Data
+    var localName: String
+    var status: Status
+    /// States ahead of the next version, held until those before them arrive.
+    var future: [Data] = []
+    /// Members who said they left, with the version that had added them: they get nothing more
+    /// even before an admin's next state drops them.
+    var departed: [Departure] = []
+    var duty: [Duty] = []
+    /// Group messages for members not yet paired with us, sent once they are.
+    var held: [Held] = []
+    /// Invitations an admin passes on for two members, held until it is paired with the second.
+    var forwards: [Held] = []
+    /// Members we sent an invitation to, so it is made once.
+    var introduced: [Data] = []
+    /// Invitations from members for us, accepted once we have joined.
+    var toAccept: [Incoming] = []
+    var requests: [RequestRecord] = []
+
+    struct Departure: Codable, Sendable, Equatable {
+        var identity: Data
+        var addedAt: UInt64
+    }
+
+    struct Duty: Codable, Sendable {
+        var identity: Data
+        var on: Bool
+        /// Unix seconds; 0 for no end.
+        var until: UInt64
+    }
+
+    struct Held: Codable, Sendable {
+        var identity: Data
+        var body: Data
+        var createdAt: UInt64
+    }
+
+    struct Incoming: Codable, Sendable {
+        var identity: Data
+        var invitation: String
+    }
+
+    /// Most held messages, forwards and pending states per group.
+    static let maxHeld = 256
+    static let maxFuture = 16
+    /// Requests kept per group, newest last.
+    static let maxRequests = 64
+
+    func decodedState() throws -> GroupState {
+        do { return try GroupState(decoding: [UInt8](state)) } catch { throw ClientError.stateDamaged("a group's state is damaged") }
+    }
+
+    /// Whether `identity` is a member who has joined and not left.
+    func isActive(_ identity: Data, in state: GroupState) -> Bool {
+        guard let m = state.members.first(where: { Data($0.identity.bytes) == identity }), m.joined else { return false }
+        return !departed.contains(Departure(identity: identity, addedAt: m.addedAt))
+    }
+
+    func onDuty(_ identity: Data, now: UInt64) -> Bool {
+        guard let d = duty.first(where: { $0.identity == identity }), d.on else { return false }
+        return d.until == 0 || now < d.until
+    }
+}
+
+/// A request for support this client made, or received as a roster member.
+struct RequestRecord: Codable, Sendable {
+    enum State: String, Codable, Sendable { case open, claimed, unclaimed }
+    var id: Data
+    /// The requester's identity (ours for our own requests).
+    var from: Data
+    var mine: Bool
+    var text: String
+    var tier: UInt8
+    var window: UInt32
+    var requestedAt: UInt64
+    var tiers: UInt8
+    var nameClaimer: Bool
+    var lock: Timer
+    var cancels: [Timer]
+    var state: State
+    var claimedBy: Data?
+    /// Escalations already shown (the highest tier).
+    var shownTier: UInt8
+
+    struct Timer: Codable, Sendable {
+        var relay: String
+        var id: Data
+        var seed: Data
+    }
+
+    /// When tier `k` is (or was) released.
+    func releaseAt(tier k: UInt8) -> UInt64 { requestedAt + UInt64(k) * UInt64(window) }
+}

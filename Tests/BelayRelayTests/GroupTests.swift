@@ -1,0 +1,144 @@
+@testable import BelayClient
+import BelayE2E
+import BelayRelay
+import BelaySodium
+import Foundation
+import Testing
+
+/// Groups over pairwise ratchets, against an in-process relay and clients sharing its manual clock.
+@Suite struct GroupTests {
+    typealias World = CheckinTests.World
+
+    /// Everyone here connects from 127.0.0.1, and a group makes many pairings at once: the
+    /// per-source handshake and creation limits are for strangers, not for this test.
+    static func roomy(_ c: inout RelayConfiguration) {
+        c.handshakeRatePerSource = 100_000
+        c.handshakeBurstPerSource = 100_000
+        c.creationRatePerSource = 100_000
+        c.creationBurstPerSource = 100_000
+    }
+
+    /// Everyone reads, a few rounds, so that joins are confirmed, states spread and the
+    /// members' pairings through the group complete. Returns each person's events.
+    @discardableResult
+    static func settle(_ w: World, _ names: [String], rounds: Int = 4) async throws -> [String: [ReadEvent]] {
+        var all: [String: [ReadEvent]] = [:]
+        for _ in 0..<rounds {
+            for n in names { all[n, default: []] += try await w.person(n).read() }
+        }
+        return all
+    }
+
+    /// alice (admin) with bob and carol, who are not paired with each other at first.
+    static func threeInAGroup(roster: Bool = false) async throws -> World {
+        let w = try await World(GroupTests.roomy)
+        try await w.pair("alice", "bob")
+        try await w.pair("alice", "carol")
+        try await w.person("alice").createGroup("circle", members: ["bob", "carol"], roster: roster)
+        for n in ["bob", "carol"] {
+            let invited = try await w.person(n).read()
+            #expect(invited.contains { $0.kind == .group && $0.text.contains("added you") }, "\(n)")
+            try await w.person(n).joinGroup("circle")
+        }
+        try await settle(w, ["alice", "bob", "carol"])
+        return w
+    }
+
+    @Test func threeMembersSeeTheSameListAndEachOthersMessages() async throws {
+        let w = try await Self.threeInAGroup()
+        // bob and carol were paired through the group.
+        #expect(try w.person("bob").contacts().contacts.map(\.name).sorted() == ["alice", "carol"])
+        #expect(try w.person("carol").contacts().contacts.map(\.name).sorted() == ["alice", "bob"])
+        let lists = try ["alice", "bob", "carol"].map { n in try w.person(n).groupMembers("circle").map { "\($0.status) \($0.admin)" }.sorted() }
+        #expect(lists[0] == lists[1] && lists[1] == lists[2])
+        #expect(lists[0] == ["joined false", "joined false", "joined true"])
+        let versions = try ["alice", "bob", "carol"].map { try w.person($0).groups().first?.version }
+        #expect(Set(versions).count == 1)
+
+        let outcome = try await w.person("bob").groupSend("circle", text: "meeting at 7")
+        #expect(outcome.sent == ["alice", "carol"] && outcome.waitingForPairing.isEmpty)
+        for n in ["alice", "carol"] {
+            let got = try await w.person(n).read().filter { $0.kind == .group && $0.contact == "bob" }
+            #expect(got.map(\.text) == ["meeting at 7"], "\(n)")
+            #expect(got.first?.group == "circle")
+        }
+        #expect(try w.person("carol").groupHistory("circle").map(\.text) == ["bob: meeting at 7"])
+        await w.finish()
+    }
+
+    @Test func anInvitedMemberReceivesNothingUntilTheyJoin() async throws {
+        let w = try await World(GroupTests.roomy)
+        try await w.pair("alice", "bob")
+        try await w.pair("alice", "carol")
+        try await w.person("alice").createGroup("circle", members: ["bob", "carol"])
+        _ = try await w.person("bob").read()
+        try await w.person("bob").joinGroup("circle")
+        try await Self.settle(w, ["alice", "bob"])
+        _ = try await w.person("bob").groupSend("circle", text: "hello group")
+        // carol has not joined: she gets the invitation and nothing else.
+        let carol = try await w.person("carol").read()
+        #expect(!carol.contains { $0.text.contains("hello group") })
+        #expect(try w.person("carol").groups().first?.status == "invited")
+        await w.finish()
+    }
+
+    @Test func aRemovedMemberGetsNothingAfterAndTheirMessagesAreRefused() async throws {
+        let w = try await Self.threeInAGroup()
+        try await w.person("alice").removeFromGroup("circle", member: "carol")
+        let carolSees = try await w.person("carol").read()
+        #expect(carolSees.contains { $0.text.contains("removed you") })
+        #expect(try w.person("carol").groups().first?.status == "removed")
+        _ = try await w.person("bob").read()
+        let outcome = try await w.person("bob").groupSend("circle", text: "after the removal")
+        #expect(outcome.sent == ["alice"])
+        #expect(try await w.person("carol").read().filter { $0.text.contains("after the removal") }.isEmpty)
+        // carol's own client refuses to send; a modified one that does is refused by the others.
+        await #expect(throws: ClientError.self) { _ = try await w.person("carol").groupSend("circle", text: "still here") }
+        let state = try GroupState(decoding: [UInt8](try w.person("carol").read { db in try w.person("carol").store.group(named: "circle", db)!.record.state }))
+        for n in ["alice", "bob"] {
+            try await w.person("carol").send(to: n, kind: .group, body: GroupMessage.text(group: state.id, version: state.version, text: "let me back").encoded(),
+                                               history: nil)
+            let seen = try await w.person(n).read()
+            #expect(!seen.contains { $0.kind == .group && $0.text == "let me back" }, "\(n)")
+            #expect(seen.contains { $0.kind == .warning && $0.text.contains("refused") }, "\(n)")
+        }
+        await w.finish()
+    }
+
+    @Test func onlyAnAdminCanChangeWhoIsInTheGroup() async throws {
+        let w = try await Self.threeInAGroup()
+        let bob = try w.person("bob")
+        let current = try GroupState(decoding: [UInt8](try bob.read { db in try bob.store.group(named: "circle", db)!.record.state }))
+        // bob is not an admin: a successor he signs removing carol, or making himself admin, is refused.
+        let forged = try bob.successor(of: current) { s in
+            s.members.removeAll { $0.identity != bob.publicIdentity && !$0.isAdmin }
+        }
+        try await bob.send(to: "carol", kind: .group, body: GroupMessage.state(forged).encoded(), history: nil)
+        let carolSees = try await w.person("carol").read()
+        #expect(carolSees.contains { $0.kind == .security && $0.text.contains("not signed by an admin") })
+        #expect(try w.person("carol").groups().first?.status == "joined")
+        #expect(try w.person("carol").groupMembers("circle").count == 3)
+        // An old state sent again (a replay) changes nothing.
+        try await bob.send(to: "carol", kind: .group, body: GroupMessage.state(current).encoded(), history: nil)
+        _ = try await w.person("carol").read()
+        #expect(try w.person("carol").groups().first?.version == current.version)
+        await w.finish()
+    }
+
+    @Test func leavingNeedsNoPermissionAndRetiringDeletesHistory() async throws {
+        let w = try await Self.threeInAGroup()
+        _ = try await w.person("alice").groupSend("circle", text: "welcome")
+        try await Self.settle(w, ["alice", "bob", "carol"], rounds: 1)
+        #expect(try w.person("carol").groupHistory("circle").count == 1)
+        try await w.person("bob").leaveGroup("circle")
+        let after = try await Self.settle(w, ["alice", "carol"], rounds: 2)
+        #expect(after["carol"]?.contains { $0.text.contains("bob left") || $0.text.contains("bob is no longer in") } == true)
+        #expect(try w.person("carol").groupMembers("circle").map(\.name).sorted() == ["alice", "you"])
+        try await w.person("alice").retireGroup("circle")
+        let carol = try await w.person("carol").read()
+        #expect(carol.contains { $0.text.contains("ended circle") })
+        #expect(try w.person("carol").groupHistory("circle").isEmpty)
+        #expect(try w.person("carol").groups().first?.status == "retired")
+        await w.finish()
+    }
+}
