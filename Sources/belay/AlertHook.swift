@@ -13,7 +13,7 @@ enum AlertHook {
     /// Hooks running at once. Past this, an event runs no hook and the person is told: events
     /// forced by a hostile relay cannot fork without bound or page someone endlessly.
     static let maxRunning = 4
-    static let kinds: Set<ReadEvent.Kind> = [.alert, .overdue, .ack, .security]
+    static let kinds: Set<ReadEvent.Kind> = [.alert, .overdue, .ack, .security, .request, .escalated]
     private static let running = Mutex(0)
 
     static func run(_ command: String, for event: ReadEvent) {

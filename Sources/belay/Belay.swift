@@ -12,11 +12,14 @@ struct Belay: AsyncParsableCommand {
         discussion: """
             State lives in $BELAY_HOME (default ~/.local/share/belay), encrypted under your passphrase. \
             Scripts may set BELAY_PASSPHRASE. Exit codes: 0 ok, 1 error, 3 passphrase, 4 relay, 5 security \
-            stop (an identity changed), 6 damaged local state, 7 a check-in after the alerts went out, 64 usage.
+            stop (an identity changed), 6 damaged local state, 7 a check-in after the alerts went out, 8 a request \
+            someone else claimed first, 64 usage.
             """,
         version: "\(BelayVersion.string) (protocol \(Preamble.currentVersion))",
         subcommands: [InitCommand.self, InviteCommand.self, AcceptCommand.self, SendCommand.self, ReadCommand.self,
-                      ContactsCommand.self, VerifyCommand.self, ForgetCommand.self, WipeCommand.self, CheckinCommand.self]
+                      ContactsCommand.self, VerifyCommand.self, ForgetCommand.self, WipeCommand.self, CheckinCommand.self,
+                      GroupCommand.self, RosterCommand.self, RequestCommand.self, ClaimCommand.self, IntroduceCommand.self,
+                      IntroductionsCommand.self, IntroductionCommand.self]
     )
 }
 

@@ -117,7 +117,8 @@ struct ReadCommand: AsyncParsableCommand {
         commandName: "read", abstract: "Fetch, decrypt and show new messages.",
         discussion: """
             Check-in alerts come first and are marked ALERT. With --json, one object per line with a "kind" \
-            field: message, alert, overdue, ack, paired, warning, security, checkin, or (with --watch) status.
+            field: message, alert, overdue, ack, paired, warning, security, checkin, group, request, claimed, \
+            escalated, introduction, or (with --watch) status.
 
             Examples:
               belay read
@@ -184,6 +185,10 @@ func show(_ e: ReadEvent, json: Bool) {
     case .overdue: print("!!! OVERDUE: \(who) !!!\n\(e.text)\(notes)")
     // Connection news is not a message: one line on stderr per change.
     case .status: Terminal.note(e.text)
+    case .group: print("\(time)[\(e.group ?? "group")] \(e.contact.map { "\($0): " } ?? "* ")\(e.text)\(notes)")
+    case .request: print("!!! REQUEST for support on \(e.roster ?? "a roster") from \(e.from ?? who) \(time)!!!\n\(e.text)\(notes)")
+    case .claimed, .escalated: print("* [\(e.roster ?? "roster")] \(e.text)\(notes)")
+    case .introduction: print("* \(e.text)\(notes)")
     }
 }
 
