@@ -132,4 +132,17 @@ import Testing
         await #expect(throws: ClientError.claimedByOther(asked.id)) { _ = try await w.person("bob").claim(asked.id) }
         await w.finish()
     }
+
+    /// A relay that releases the later steps at once: the members still see the request, flagged.
+    @Test func aStepReleasedEarlyByTheRelayIsShownFlagged() async throws {
+        let w = try await Self.roster()
+        try await w.person("bob").setDuty("peers", on: true, until: nil)
+        try await GroupTests.settle(w, Self.people, rounds: 1)
+        _ = try await w.person("carol").request(roster: "peers", text: "early?", claimWithin: 600)
+        await w.advance(5)
+        try await HostileRelay(relay: w.relay).fireEarly()
+        let alice = try await Self.requests(w, "alice")
+        #expect(alice.count == 1 && alice.first?.notes.contains { $0.contains("released before its time") } == true)
+        await w.finish()
+    }
 }

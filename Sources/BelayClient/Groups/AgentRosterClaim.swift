@@ -113,7 +113,10 @@ extension Agent {
         let historyId = try store.appendGroupHistory(HistoryEntry(direction: .incoming, kind: "request", sequence: 0, sentAt: r.requestedAt * 1000,
                                                                   receivedAt: received, text: "\(sender.name) asks for support: \(r.text)", shown: false),
                                                      group: g.id, db)
-        let how = r.tier == 0 ? "" : r.tier == 1 ? " (nobody on duty took it in time, so it came to everyone)" : " (still not taken: it came to you as coordinator)"
+        // A relay can release a step early (it holds the timer); the members still see the
+        // request, flagged, since hiding a request for help would be worse.
+        let early = r.tier > 0 && received / 1000 + Agent.overdueSlack < r.requestedAt + UInt64(r.tier) * UInt64(r.window)
+        let how = early ? " (released before its time: the relay did not keep to the schedule)" : r.tier == 0 ? "" : r.tier == 1 ? " (nobody on duty took it in time, so it came to everyone)" : " (still not taken: it came to you as coordinator)"
         var event = ReadEvent(kind: .request, contact: sender.name, text: r.text, sentAt: r.requestedAt * 1000, receivedAt: received,
                               notes: ["to take it: belay claim \(id.prefix(8))\(how)"], roster: g.record.localName, id: id, from: sender.name, tier: Int(r.tier))
         event.groupHistoryId = historyId
