@@ -23,6 +23,8 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Messages for the client figure (ratchet encrypt + decrypt, in memory).") var clientMessages = 20_000
     @Option(help: "Instead: relay RSS after N plain, N handshaking and N garbage connect-and-close cycles.") var churn: Int?
     @Flag(help: "Instead: a client's PING latency while the relay is attacked from 127.0.0.3.") var abuse = false
+    @Option(help: "Members for the group figure (one message fanned out to each); 0 skips it.") var groupMembers = 50
+    @Option(help: "Group messages sent for the group figure.") var groupRounds = 20
 
     func validate() throws {
         if let churn, churn < 1 { throw ValidationError("--churn needs at least one cycle") }
@@ -75,6 +77,13 @@ struct Bench: AsyncParsableCommand {
         print(String(format: "client: %.0f msg/s sealed and opened through the full ratchet path (%d messages of %d bytes, replying every 10)",
                      client, clientMessages, size))
         print(String(format: #"{"client_ratchet_msgs_per_s": %.0f, "client_messages": %d, "size": %d}"#, client, clientMessages, size))
+        guard groupMembers > 0 else { return }
+        let fan = try await GroupFanOutBench.run(binary: binary, members: groupMembers, rounds: groupRounds, size: size)
+        let median = fan.lastMemberMs[fan.lastMemberMs.count / 2], worst = fan.lastMemberMs.last ?? 0
+        print(String(format: "group: one message to %d members, %.0f member copies/s at the sender; time to the last member p50 %.1f ms, max %.1f ms (%d messages)",
+                     groupMembers, fan.copiesPerSecond, median, worst, groupRounds))
+        print(String(format: #"{"group_members": %d, "group_copies_per_s": %.0f, "group_last_member_p50_ms": %.2f, "group_last_member_max_ms": %.2f, "group_messages": %d}"#,
+                     groupMembers, fan.copiesPerSecond, median, worst, groupRounds))
     }
 }
 
