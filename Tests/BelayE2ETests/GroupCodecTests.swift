@@ -96,6 +96,18 @@ import Testing
         s.members.append(s.members[0])
         try s.sign(with: admin)
         #expect(throws: E2EError.malformed("group member")) { try GroupState(decoding: s.encoded()) }
+        // Numbers that would overflow the arithmetic on them are refused where they are read.
+        var huge = try Self.state(admin: admin, members: [])
+        huge.version = GroupState.maxVersion + 1
+        try huge.sign(with: admin)
+        #expect(throws: E2EError.malformed("group version")) { try GroupState(decoding: huge.encoded()) }
+        #expect(throws: E2EError.self) { try GroupMessage(decoding: GroupMessage.join(group: s.id, addedAt: .max).encoded()) }
+        let cancel = RosterRequest.Cancel(relay: "r:1", timerId: [UInt8](repeating: 1, count: 16), timerSeed: [UInt8](repeating: 2, count: 32))
+        for (at, window) in [(UInt64.max, UInt32(600)), (RosterRequest.maxTime + 1, 600), (1, RosterRequest.maxWindow + 1)] {
+            let r = RosterRequest(group: s.id, id: s.id, text: "x", tier: 0, window: window, requestedAt: at, tiers: 3, nameClaimer: false,
+                                  lock: cancel, cancels: [])
+            #expect(throws: E2EError.malformed("request")) { try RosterRequest(decoding: r.encoded()) }
+        }
         let long = GroupMessage.text(group: s.id, version: 1, text: String(repeating: "a", count: GroupMessage.maxTextLength + 1))
         #expect(throws: E2EError.self) { try GroupMessage(decoding: long.encoded()) }
     }

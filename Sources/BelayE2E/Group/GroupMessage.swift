@@ -79,10 +79,15 @@ public enum GroupMessage: Sendable, Equatable {
         }
         let group = try r.take(GroupState.idLength, "group id")
         switch tag {
-        case .join: self = .join(group: group, addedAt: try r.u64("join version"))
+        case .join:
+            let addedAt = try r.u64("join version")
+            guard addedAt <= GroupState.maxVersion else { throw E2EError.malformed("join version") }
+            self = .join(group: group, addedAt: addedAt)
         case .leave: self = .leave(group: group)
         case .text:
-            self = .text(group: group, version: try r.u64("group version"), text: try Self.text(&r, "group text", Self.maxTextLength))
+            let version = try r.u64("group version")
+            guard version <= GroupState.maxVersion else { throw E2EError.malformed("group version") }
+            self = .text(group: group, version: version, text: try Self.text(&r, "group text", Self.maxTextLength))
         case .introduce:
             let target = try PublicIdentity(bytes: try r.take(PublicIdentity.length, "introduced member"))
             self = .introduce(group: group, for: target, invitation: try Self.text(&r, "introduction", Self.maxInvitationLength))

@@ -12,6 +12,9 @@ public struct GroupState: Sendable, Equatable {
     /// a circle of people, not a broadcast list.
     public static let maxMembers = 64
     public static let maxNameLength = 64
+    /// Highest version (and `added_at`) accepted: far beyond any real group's changes, and low
+    /// enough that one more never overflows.
+    public static let maxVersion: UInt64 = 1 << 48
     static let signatureLabel = Array("belay group state v1".utf8)
     static let hashLabel = Array("belay group state hash v1".utf8)
 
@@ -108,6 +111,7 @@ public struct GroupState: Sendable, Equatable {
         guard format == Self.formatVersion else { throw E2EError.unsupportedVersion(format) }
         id = try r.take(Self.idLength, "group id")
         version = try r.u64("group version")
+        guard version >= 1, version <= Self.maxVersion else { throw E2EError.malformed("group version") }
         previous = try r.take(Self.hashLength, "group previous")
         name = try Self.text(&r, "group name")
         let flags = try r.u8("group flags")
@@ -120,6 +124,7 @@ public struct GroupState: Sendable, Equatable {
             let name = try Self.text(&r, "member name")
             guard let role = Member.Role(rawValue: try r.u8("member role")) else { throw E2EError.malformed("member role") }
             let addedAt = try r.u64("member added")
+            guard addedAt <= Self.maxVersion else { throw E2EError.malformed("member added") }
             let joined = try r.u8("member joined")
             guard joined <= 1, !members.contains(where: { $0.identity == identity }) else { throw E2EError.malformed("group member") }
             members.append(Member(identity: identity, name: name, role: role, addedAt: addedAt, joined: joined == 1))

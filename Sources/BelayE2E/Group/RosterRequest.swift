@@ -13,6 +13,11 @@ public struct RosterRequest: Sendable, Equatable {
     public static let maxCancels = 2 * GroupState.maxMembers
     /// Tiers: members on duty, then everyone, then the coordinator.
     public static let maxTier: UInt8 = 2
+    /// Longest claim window: a request is for now, not next month.
+    public static let maxWindow: UInt32 = 7 * 24 * 3600
+    /// Latest request time accepted (Unix seconds, about the year 36,800): bounds the arithmetic
+    /// on the schedule so that no value from the network can overflow it.
+    public static let maxTime: UInt64 = 1 << 40
 
     public var group: [UInt8]
     public var id: [UInt8]
@@ -62,7 +67,9 @@ public struct RosterRequest: Sendable, Equatable {
         requestedAt = try r.u64("request time")
         tiers = try r.u8("request tiers")
         let name = try r.u8("request naming")
-        guard tier <= Self.maxTier, tiers <= Self.maxTier + 1, name <= 1 else { throw E2EError.malformed("request") }
+        guard tier <= Self.maxTier, tiers <= Self.maxTier + 1, name <= 1, window <= Self.maxWindow, requestedAt <= Self.maxTime else {
+            throw E2EError.malformed("request")
+        }
         nameClaimer = name == 1
         lock = try Self.read(&r)
         let count = Int(try r.u16("request cancels"))
