@@ -142,3 +142,23 @@ import Testing
         await w.finish()
     }
 }
+
+extension GroupTests {
+    /// An invitation made for one member, carried by an admin, is refused when anyone else answers
+    /// it (the carrier pairing in the member's place), and still works for the member.
+    @Test func anInvitationForAMemberAnsweredBySomeoneElseIsRefused() async throws {
+        let w = try await World(GroupTests.roomy)
+        let carol = try w.person("carol")
+        let text = try await w.person("bob").invite(relay: w.relay.address, name: "carol", lifetime: nil,
+                                                    expecting: Data(carol.publicIdentity.bytes))
+        _ = try await w.person("alice").accept(text, name: "bob", relay: nil)
+        let refused = try await w.person("bob").read()
+        #expect(refused.contains { $0.kind == .security && $0.text.contains("answered by someone else") })
+        #expect(try w.person("bob").contacts().contacts.isEmpty)
+        _ = try await carol.accept(text, name: "bob", relay: nil)
+        let paired = try await w.person("bob").read()
+        #expect(paired.contains { $0.kind == .paired && $0.contact == "carol" })
+        #expect(try w.person("bob").contacts().contacts.map(\.name) == ["carol"])
+        await w.finish()
+    }
+}

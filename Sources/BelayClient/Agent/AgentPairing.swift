@@ -15,6 +15,11 @@ extension Agent {
 
     /// Creates a receiving queue on `relay` and returns a one-time invitation for it.
     public func invite(relay: RelayAddress, name: String?, lifetime: UInt64?) async throws -> String {
+        try await invite(relay: relay, name: name, lifetime: lifetime, expecting: nil)
+    }
+
+    /// `expecting`: the only identity allowed to answer (see `InvitationRecord.expectedIdentity`).
+    func invite(relay: RelayAddress, name: String?, lifetime: UInt64?, expecting: Data?) async throws -> String {
         let name = try name.map(Self.validate(name:))
         if let lifetime, lifetime == 0 || lifetime > Self.maxInvitationLifetime {
             throw ClientError.invalidInput("an invitation may last from 1 second to 30 days")
@@ -42,7 +47,7 @@ extension Agent {
             pqSeed: Data(pq.seedBytes.unprotectedCopy()),
             inbox: Inbox(relay: relay.description, recipientId: Data(ids.recipient.bytes), senderId: Data(ids.sender.bytes),
                          recipientSeed: Data(try recipientKey.seed.unprotectedCopy())),
-            createdAt: created, expires: expires)
+            createdAt: created, expires: expires, expectedIdentity: expecting)
         try write { db in try store.insertInvitation(record, db) }
         return invitation.text
     }
@@ -141,6 +146,11 @@ extension Agent {
         guard Envelope.Kind(rawValue: body.first ?? 0) == .confirmation,
               let (confirmation, ratchet) = try? Pairing.complete(Array(body.dropFirst()), pending: pending, identity: identity) else {
             return [ReadEvent(kind: .warning, contact: rec.name, text: "a message on an invitation's queue did not authenticate and was dropped")]
+        }
+        if let expected = rec.expectedIdentity, [UInt8](expected) != confirmation.acceptor.bytes {
+            return [ReadEvent(kind: .security, contact: rec.name,
+                              text: "an invitation made for \(rec.name ?? "a group member") was answered by someone else (whoever carried it, "
+                                  + "or someone who intercepted it); it was refused, and \(rec.name ?? "they") can still answer it")]
         }
         let allNames = try read { db in try store.contacts(db) }
         var name = rec.name ?? ""

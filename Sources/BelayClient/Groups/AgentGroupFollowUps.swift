@@ -42,7 +42,7 @@ extension Agent {
         var ids: [Int64] = []
         for member in due {
             let name = try read { db in try freeContactName(displayName(member, state: state, contacts: contacts), db) }
-            let invitation = try await invite(relay: relay, name: name, lifetime: nil)
+            let invitation = try await invite(relay: relay, name: name, lifetime: nil, expecting: member)
             ids += try write { db -> [Int64] in
                 guard var g = try store.group(id: state.id, db) else { return [] }
                 var contacts = try contactsByIdentity(db)

@@ -57,6 +57,9 @@ struct InvitationRecord: Codable, Sendable {
     var inbox: Inbox
     var createdAt: UInt64
     var expires: UInt64
+    /// For an invitation made for one known person (a group member met through the group): only
+    /// their identity may answer it; anyone else, the admin who carried it included, is refused.
+    var expectedIdentity: Data? = nil
 }
 
 /// One entry of a conversation's history, kept encrypted until `forget` or `wipe`.
