@@ -152,6 +152,11 @@ extension Agent {
     }
 
     private func invited(to state: GroupState, by sender: ContactRecord, replacing existing: ClientStore.Row<GroupRecord>?, _ db: Database) throws -> [ReadEvent] {
+        let kept = try store.groups(db).count
+        guard existing != nil || kept < GroupRecord.maxGroups else {
+            return [ReadEvent(kind: .warning, contact: sender.name, text: "\(sender.name) invited you to a group, but this device already keeps "
+                              + "\(GroupRecord.maxGroups) groups; the invitation was refused")]
+        }
         var name = state.name
         let taken = Set(try store.groups(db).filter { !$0.record.status.isOver }.map { $0.record.localName.lowercased() })
         var n = 2

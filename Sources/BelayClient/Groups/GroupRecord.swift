@@ -62,6 +62,9 @@ struct GroupRecord: Codable, Sendable {
     static let maxFuture = 16
     /// Requests kept per group, newest last.
     static let maxRequests = 64
+    /// Groups a client keeps (ended ones included): an invitation past it is refused, so a contact
+    /// cannot fill the state with groups.
+    static let maxGroups = 256
 
     func decodedState() throws -> GroupState {
         do { return try GroupState(decoding: [UInt8](state)) } catch { throw ClientError.stateDamaged("a group's state is damaged") }

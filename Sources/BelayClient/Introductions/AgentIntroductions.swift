@@ -20,6 +20,10 @@ public struct IntroductionSummary: Sendable, Codable, Equatable {
 /// carries one invitation between two of its contacts once both have said yes; the relay sees an
 /// ordinary pairing (docs/GROUPS.md).
 extension Agent {
+    /// Offers waiting for an answer that a client keeps; more are refused, so a contact cannot
+    /// fill the state with offers.
+    static let maxOpenOffers = 32
+
     public func introduce(_ a: String, _ b: String, note: String) async throws -> String {
         guard note.utf8.count <= IntroductionMessage.maxNoteLength else {
             throw ClientError.invalidInput("the note may be at most \(IntroductionMessage.maxNoteLength) bytes")
@@ -105,6 +109,11 @@ extension Agent {
         switch message {
         case let .offer(_, note, first):
             guard existing == nil else { return [] }
+            let open = try store.introductions(db).filter { if case let .side(s) = $0.record.role { s.accepted == nil && !s.withdrawn } else { false } }
+            guard open.count < Self.maxOpenOffers else {
+                return [ReadEvent(kind: .warning, contact: sender.name, text: "\(sender.name) offered an introduction, but \(Self.maxOpenOffers) offers "
+                                  + "are already waiting for your answer; answer or decline some first")]
+            }
             try store.saveIntroduction(nil, IntroRecord(id: Data(message.id), note: note, createdAt: now(), role: .side(.init(
                 introducer: sender.identity, first: first, accepted: nil, name: nil, withdrawn: false, paired: false))), db)
             return [ReadEvent(kind: .introduction, contact: sender.name,
