@@ -2,12 +2,14 @@ import BelaySodium
 import BelayWire
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// The relay connections one command uses, opened on first need and closed together. Each
 /// queue gets its own connection (its "lane"), so the relay cannot link a person's contacts by
 /// the connection they arrive on (docs/THREAT-MODEL.md). Proofs are per connection
-/// (docs/PROTOCOL.md §4), so the pool remembers which it has made.
-final class RelayPool: @unchecked Sendable {
+/// (docs/PROTOCOL.md §4), so the pool remembers which it has made. Safe to use from several
+/// tasks at once (a group's fan-out flushes members' outboxes in parallel).
+final class RelayPool: Sendable {
     struct Lane: Hashable, Sendable {
         var address: RelayAddress
         var queue: [UInt8]
@@ -15,8 +17,7 @@ final class RelayPool: @unchecked Sendable {
 
     let group: EventLoopGroup
     let onPush: @Sendable (Lane, RelayReply) -> Void
-    private var connections: [Lane: RelayConnection] = [:]
-    private var proven: Set<[UInt8]> = []
+    private let state = Mutex<(connections: [Lane: RelayConnection], proven: Set<[UInt8]>)>(([:], []))
 
     init(group: EventLoopGroup, onPush: @escaping @Sendable (Lane, RelayReply) -> Void = { _, _ in }) {
         self.group = group
@@ -30,12 +31,14 @@ final class RelayPool: @unchecked Sendable {
 
     func connection(_ address: RelayAddress, lane queue: EntityID? = nil) async throws -> RelayConnection {
         let lane = Lane(address: address, queue: queue?.bytes ?? [])
-        if let c = connections[lane], c.channel.isActive { return c }
+        if let c = state.withLock({ $0.connections[lane] }), c.channel.isActive { return c }
         do {
             let push = onPush
             let c = try await RelayConnection.connect(to: address, group: group) { reply in push(lane, reply) }
-            connections[lane] = c
-            proven = proven.filter { !$0.starts(with: ObjectIdentifier(c).hashValue.bytes) }
+            state.withLock { s in
+                s.connections[lane] = c
+                s.proven = s.proven.filter { !$0.starts(with: ObjectIdentifier(c).hashValue.bytes) }
+            }
             return c
         } catch let error as RelayClientError {
             throw ClientError.relayUnreachable(relay: address.host + ":\(address.port)", why: error.reason, queued: 0)
@@ -45,14 +48,17 @@ final class RelayPool: @unchecked Sendable {
     /// Proves `key` for `entity` on this relay's connection, once.
     func authorise(_ role: AuthRole, _ entity: EntityID, key: Ed25519.SigningKey, on connection: RelayConnection) async throws {
         let marker = ObjectIdentifier(connection).hashValue.bytes + [role.rawValue] + entity.bytes
-        if proven.contains(marker) { return }
+        if state.withLock({ $0.proven.contains(marker) }) { return }
         try await connection.authorise(role, entity, key: key)
-        proven.insert(marker)
+        _ = state.withLock { $0.proven.insert(marker) }
     }
 
     func closeAll() async {
-        for c in connections.values { await c.close() }
-        connections = [:]
+        let all = state.withLock { s in
+            defer { s.connections = [:] }
+            return Array(s.connections.values)
+        }
+        for c in all { await c.close() }
     }
 }
 

@@ -47,13 +47,28 @@ extension Agent {
     /// messages queued, and its contact is named in the result.
     func flushEach(_ ids: [Int64], pool existing: RelayPool? = nil) async -> [Int64] {
         let pool = existing ?? RelayPool(group: group)
-        var failed: [Int64] = []
-        for id in Set(ids).sorted() {
-            do { try await flush(contact: id, pool: pool) } catch { failed.append(id) }
+        // Each member's queue has its own connection (so the relay cannot link them by it), and
+        // most of a send is waiting for the relay: several members at once, each in order.
+        let failed = await withTaskGroup(of: Int64?.self) { tasks -> [Int64] in
+            var failed: [Int64] = []
+            var pending = Set(ids).sorted()[...]
+            func next() {
+                guard let id = pending.popFirst() else { return }
+                tasks.addTask { do { try await self.flush(contact: id, pool: pool); return nil } catch { return id } }
+            }
+            for _ in 0..<Self.parallelFlushes { next() }
+            while let result = await tasks.next() {
+                if let id = result { failed.append(id) }
+                next()
+            }
+            return failed.sorted()
         }
         if existing == nil { await pool.closeAll() }
         return failed
     }
+
+    /// Members' outboxes flushed at once by a fan-out.
+    static let parallelFlushes = 8
 
     /// What to call a member: our contact name for them if we have one, else the name in the
     /// group's state.
