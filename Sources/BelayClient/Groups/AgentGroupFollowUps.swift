@@ -8,7 +8,7 @@ import GRDB
 extension Agent {
     /// Invitations for members we are not paired with (made by the one of each two whose
     /// identity sorts first, so only one is made), invitations from members accepted, and held
-    /// messages and forwards sent. Errors become warnings: reading must not fail for them.
+    /// messages (passed-on invitations among them) sent. Errors become warnings: reading must not fail for them.
     func groupFollowUps(pool: RelayPool) async -> [ReadEvent] {
         var events: [ReadEvent] = []
         guard let groups = try? read({ db in try store.groups(db).filter { $0.record.status == .joined } }) else { return [] }
@@ -81,7 +81,7 @@ extension Agent {
         return events
     }
 
-    /// Queues held messages and forwards for members now paired with us; returns the contacts to flush.
+    /// Queues held messages for members now paired with us; returns the contacts to flush.
     func releaseHeld() throws -> [Int64] {
         try write { db in
             var contacts = try contactsByIdentity(db)

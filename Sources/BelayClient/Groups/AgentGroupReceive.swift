@@ -179,13 +179,13 @@ extension Agent {
         var events: [ReadEvent] = []
         if next.retired {
             g.record.status = .retired
-            (g.record.held, g.record.forwards, g.record.requests, g.record.toAccept) = ([], [], [], [])
+            (g.record.held, g.record.requests, g.record.toAccept) = ([], [], [])
             try store.deleteGroupHistory(group: g.id, db)
             return [groupEvent(g.record, "\(by) ended \(name); its history on this device was deleted", contact: by)]
         }
         if next.member(identity.publicIdentity) == nil {
             g.record.status = .removed
-            (g.record.held, g.record.forwards, g.record.toAccept) = ([], [], [])
+            (g.record.held, g.record.toAccept) = ([], [])
             return [groupEvent(g.record, "\(by) removed you from \(name); nothing more from it will reach you", contact: by)]
         }
         for m in next.members where m.identity != identity.publicIdentity {

@@ -89,7 +89,7 @@ extension Agent {
                                  record: &g.record, contacts: &contacts, db)
             if next.retired {
                 g.record.status = .retired
-                (g.record.held, g.record.forwards, g.record.requests) = ([], [], [])
+                (g.record.held, g.record.requests) = ([], [])
                 try store.deleteGroupHistory(group: g.id, db)
             }
             try store.updateGroup(g, db)
@@ -134,7 +134,7 @@ extension Agent {
             g.record.held = []
             let ids = try fanOut(.leave(group: state.id), to: told.sorted { $0.lexicographicallyPrecedes($1) }, record: &g.record, contacts: &contacts, db)
             g.record.status = .left
-            (g.record.held, g.record.forwards, g.record.toAccept) = ([], [], [])
+            (g.record.held, g.record.toAccept) = ([], [])
             try store.updateGroup(g, db)
             return ids
         }

@@ -24,10 +24,9 @@ struct GroupRecord: Codable, Sendable {
     /// even before an admin's next state drops them.
     var departed: [Departure] = []
     var duty: [Duty] = []
-    /// Group messages for members not yet paired with us, sent once they are.
+    /// Group messages for members not yet paired with us (an admin's passed-on invitations
+    /// among them), sent once they are.
     var held: [Held] = []
-    /// Invitations an admin passes on for two members, held until it is paired with the second.
-    var forwards: [Held] = []
     /// Members we sent an invitation to, so it is made once.
     var introduced: [Data] = []
     /// Invitations from members for us, accepted once we have joined.
@@ -57,7 +56,7 @@ struct GroupRecord: Codable, Sendable {
         var invitation: String
     }
 
-    /// Most held messages, forwards and pending states per group.
+    /// Most held messages and pending states per group.
     static let maxHeld = 256
     static let maxFuture = 16
     /// Requests kept per group, newest last.

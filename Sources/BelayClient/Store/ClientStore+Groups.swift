@@ -43,14 +43,7 @@ extension ClientStore {
 
     @discardableResult
     func appendGroupHistory(_ entry: HistoryEntry, group: Int64, _ db: Database) throws -> Int64 {
-        try db.execute(sql: "INSERT INTO group_history(group_id, sealed) VALUES (?, ?)",
-                       arguments: [group, Data(try requireVault().sealRecord(entry, context: "group history:\(group)"))])
-        let id = db.lastInsertedRowID
-        if let cutoff = try Int64.fetchOne(db, sql: "SELECT id FROM group_history WHERE group_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
-                                           arguments: [group, Self.maxHistoryPerContact]) {
-            try db.execute(sql: "DELETE FROM group_history WHERE group_id = ? AND id <= ?", arguments: [group, cutoff])
-        }
-        return id
+        try appendTrimmed(table: "group_history", owner: "group_id", group, sealed: try requireVault().sealRecord(entry, context: "group history:\(group)"), db)
     }
 
     func groupHistory(group: Int64, _ db: Database) throws -> [(id: Int64, entry: HistoryEntry)] {

@@ -222,14 +222,18 @@ final class ClientStore: @unchecked Sendable {
 
     @discardableResult
     func appendHistory(_ entry: HistoryEntry, contact: Int64, _ db: Database) throws -> Int64 {
-        try db.execute(sql: "INSERT INTO history(contact_id, sealed) VALUES (?, ?)",
-                       arguments: [contact, Data(try requireVault().sealRecord(entry, context: "history:\(contact)"))])
+        try appendTrimmed(table: "history", owner: "contact_id", contact, sealed: try requireVault().sealRecord(entry, context: "history:\(contact)"), db)
+    }
+
+    /// Inserts a history row and trims its owner's rows to the newest `maxHistoryPerContact`,
+    /// through the (owner, id) index: finding the cut-off is a seek, not a scan, so a long
+    /// history costs nothing per message. `table` and `owner` are this file's constants.
+    func appendTrimmed(table: String, owner: String, _ ownerId: Int64, sealed: [UInt8], _ db: Database) throws -> Int64 {
+        try db.execute(sql: "INSERT INTO \(table)(\(owner), sealed) VALUES (?, ?)", arguments: [ownerId, Data(sealed)])
         let id = db.lastInsertedRowID
-        // Trim to the newest `maxHistoryPerContact` through the (contact_id, id) index: finding
-        // the cut-off is a seek, not a scan, so a long history costs nothing per message.
-        if let cutoff = try Int64.fetchOne(db, sql: "SELECT id FROM history WHERE contact_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
-                                           arguments: [contact, Self.maxHistoryPerContact]) {
-            try db.execute(sql: "DELETE FROM history WHERE contact_id = ? AND id <= ?", arguments: [contact, cutoff])
+        if let cutoff = try Int64.fetchOne(db, sql: "SELECT id FROM \(table) WHERE \(owner) = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+                                           arguments: [ownerId, Self.maxHistoryPerContact]) {
+            try db.execute(sql: "DELETE FROM \(table) WHERE \(owner) = ? AND id <= ?", arguments: [ownerId, cutoff])
         }
         return id
     }
