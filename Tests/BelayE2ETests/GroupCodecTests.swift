@@ -39,7 +39,7 @@ import Testing
             .state(s), .join(group: s.id, addedAt: 1), .leave(group: s.id), .text(group: s.id, version: 1, text: "héllo"),
             .introduce(group: s.id, for: admin.publicIdentity, invitation: "belay-invite:abc"), .duty(group: s.id, on: true, until: 42),
             .request(request), .claimed(group: s.id, request: request.id, by: admin.publicIdentity), .claimed(group: s.id, request: request.id, by: nil),
-            .unclaimed(group: s.id, request: request.id),
+            .unclaimed(group: s.id, request: request.id), .invite(group: s.id, name: "circle", roster: true, addedAt: 3),
         ]
         for m in messages {
             #expect(try GroupMessage(decoding: m.encoded()) == m)
@@ -107,6 +107,10 @@ import Testing
             let r = RosterRequest(group: s.id, id: s.id, text: "x", tier: 0, window: window, requestedAt: at, tiers: 3, nameClaimer: false,
                                   lock: cancel, cancels: [])
             #expect(throws: E2EError.malformed("request")) { try RosterRequest(decoding: r.encoded()) }
+        }
+        // A name that would move the cursor or fake a line on a terminal is refused.
+        for bad in ["line\n!!! ALERT", "bell\u{7}", "rtl\u{202E}"] {
+            #expect(throws: E2EError.self) { try GroupMessage(decoding: GroupMessage.invite(group: s.id, name: bad, roster: false, addedAt: 1).encoded()) }
         }
         let long = GroupMessage.text(group: s.id, version: 1, text: String(repeating: "a", count: GroupMessage.maxTextLength + 1))
         #expect(throws: E2EError.self) { try GroupMessage(decoding: long.encoded()) }

@@ -37,7 +37,7 @@ import Testing
         try await w.person("alice").createGroup("circle", members: ["bob", "carol"], roster: roster)
         for n in ["bob", "carol"] {
             let invited = try await w.person(n).read()
-            #expect(invited.contains { $0.kind == .group && $0.text.contains("added you") }, "\(n)")
+            #expect(invited.contains { $0.kind == .group && $0.text.contains("invited you") }, "\(n)")
             try await w.person(n).joinGroup("circle")
         }
         try await settle(w, ["alice", "bob", "carol"])
@@ -75,10 +75,19 @@ import Testing
         try await w.person("bob").joinGroup("circle")
         try await Self.settle(w, ["alice", "bob"])
         _ = try await w.person("bob").groupSend("circle", text: "hello group")
-        // carol has not joined: she gets the invitation and nothing else.
+        // carol has not joined: she gets the invitation and nothing else, not even who is in it.
         let carol = try await w.person("carol").read()
         #expect(!carol.contains { $0.text.contains("hello group") })
+        #expect(!carol.contains { $0.text.contains("bob") })
         #expect(try w.person("carol").groups().first?.status == "invited")
+        #expect(throws: ClientError.self) { try w.person("carol").groupMembers("circle") }
+        #expect(try w.person("carol").read { db in try w.person("carol").store.group(named: "circle", db)?.record.hasState } == false)
+        // Once she joins and alice confirms it, she learns the members.
+        try await w.person("carol").joinGroup("circle")
+        _ = try await w.person("alice").read()
+        let confirmed = try await w.person("carol").read()
+        #expect(confirmed.contains { $0.text.contains("confirmed you") && $0.text.contains("bob") })
+        #expect(try w.person("carol").groupMembers("circle").count == 3)
         await w.finish()
     }
 

@@ -1,5 +1,6 @@
 @testable import BelayClient
 import BelayE2E
+import BelayWire
 import Foundation
 import Testing
 
@@ -143,6 +144,49 @@ import Testing
         try await HostileRelay(relay: w.relay).fireEarly()
         let alice = try await Self.requests(w, "alice")
         #expect(alice.count == 1 && alice.first?.notes.contains { $0.contains("released before its time") } == true)
+        await w.finish()
+    }
+
+    /// "Taken" is believed only from the member who says they took it: another member cannot
+    /// claim in someone else's name, and the lock's "nobody took it" comes only from the requester.
+    @Test func aClaimNoticeInSomeoneElsesNameIsRefused() async throws {
+        let w = try await Self.roster()
+        let asked = try await w.person("carol").request(roster: "peers", text: "anyone?", claimWithin: 600)
+        for n in ["alice", "bob", "dave"] { _ = try await Self.requests(w, n) }
+        let dave = try w.person("dave"), bob = try w.person("bob")
+        let group = try dave.read { db in try dave.store.group(named: "peers", db)!.record.decodedState().id }
+        let id = try #require(Hex.decode(asked.id))
+        try await dave.send(to: "carol", kind: .group, body: GroupMessage.claimed(group: group, request: id, by: bob.publicIdentity).encoded(), history: nil)
+        try await dave.send(to: "alice", kind: .group, body: GroupMessage.unclaimed(group: group, request: id).encoded(), history: nil)
+        #expect(try await w.person("carol").read().filter { $0.kind == .claimed }.isEmpty)
+        #expect(try await w.person("alice").read().filter { $0.kind == .escalated }.isEmpty)
+        // The request is still open for everyone: bob can take it.
+        _ = try await bob.claim(asked.id)
+        #expect(try await w.person("carol").read().contains { $0.kind == .claimed && $0.by == "bob" })
+        await w.finish()
+    }
+
+    /// A claim whose answer was lost (the relay cancelled the lock, then the client died before
+    /// recording it) is finished by the retry, not mistaken for someone else's win.
+    @Test func aClaimInterruptedAfterTheRelayTookItIsFinishedByTheRetry() async throws {
+        let w = try await Self.roster()
+        let asked = try await w.person("carol").request(roster: "peers", text: "still there?", claimWithin: 600)
+        _ = try await Self.requests(w, "bob")
+        let bob = try w.person("bob")
+        // The first attempt: recorded as attempted, and the relay cancels the lock; then nothing.
+        let lock = try bob.write { db -> RequestRecord.Timer in
+            var g = try bob.store.group(named: "peers", db)!
+            let i = g.record.requests.firstIndex { !$0.mine }!
+            g.record.requests[i].claimAttempted = true
+            try bob.store.updateGroup(g, db)
+            return g.record.requests[i].lock
+        }
+        let pool = RelayPool(group: w.relay.group)
+        #expect(try await bob.cancelTimer(lock, pool: pool))
+        await pool.closeAll()
+        _ = try await bob.claim(asked.id)
+        #expect(try await w.person("carol").read().contains { $0.kind == .claimed && $0.by == "bob" })
+        #expect(try w.timerCount() == 0)
         await w.finish()
     }
 }

@@ -11,7 +11,7 @@ extension Agent {
     /// messages (passed-on invitations among them) sent. Errors become warnings: reading must not fail for them.
     func groupFollowUps(pool: RelayPool) async -> [ReadEvent] {
         var events: [ReadEvent] = []
-        guard let groups = try? read({ db in try store.groups(db).filter { $0.record.status == .joined } }) else { return [] }
+        guard let groups = try? read({ db in try store.groups(db).filter { $0.record.status == .joined && $0.record.hasState } }) else { return [] }
         for g in groups {
             do {
                 events += try await introduceMembers(g, pool: pool)
@@ -30,8 +30,11 @@ extension Agent {
         let state = try g.record.decodedState()
         guard state.member(identity.publicIdentity)?.joined == true else { return [] }
         let contacts = try read { db in try contactsByIdentity(db) }
+        // An invitation not answered by the time it expired is made again.
+        let stale = Self.defaultInvitationLifetime + Self.invitationReplyGrace
         let due = recipients(state, g.record).filter { id in
-            contacts[id] == nil && !g.record.introduced.contains(id) && ownIdentity.lexicographicallyPrecedes(id)
+            contacts[id] == nil && ownIdentity.lexicographicallyPrecedes(id)
+                && (!g.record.introduced.contains(id) || now() > (g.record.introducedAt[Hex.encode([UInt8](id))] ?? 0) + stale)
         }
         guard !due.isEmpty else { return [] }
         // The courier: an admin we are paired with, who passes the invitation on.
@@ -46,7 +49,8 @@ extension Agent {
             ids += try write { db -> [Int64] in
                 guard var g = try store.group(id: state.id, db) else { return [] }
                 var contacts = try contactsByIdentity(db)
-                g.record.introduced.append(member)
+                if !g.record.introduced.contains(member) { g.record.introduced.append(member) }
+                g.record.introducedAt[Hex.encode([UInt8](member))] = now()
                 let message = GroupMessage.introduce(group: state.id, for: try PublicIdentity(bytes: [UInt8](member)), invitation: invitation)
                 // An admin making the invitation sends it straight to the member (once paired),
                 // otherwise through the courier.
@@ -62,15 +66,23 @@ extension Agent {
     private func acceptMembers(_ groupRow: Int64, pool: RelayPool) async throws -> [ReadEvent] {
         var events: [ReadEvent] = []
         let g = try read { db in try store.groups(db).first { $0.id == groupRow } }
-        guard let g, g.record.status == .joined else { return [] }
+        guard let g, g.record.status == .joined, g.record.hasState else { return [] }
         let state = try g.record.decodedState()
         for incoming in g.record.toAccept {
             let contacts = try read { db in try contactsByIdentity(db) }
             if contacts[incoming.identity] == nil {
                 let name = try read { db in try freeContactName(displayName(incoming.identity, state: state, contacts: contacts), db) }
-                let outcome = try await accept(incoming.invitation, name: name, relay: nil)
-                if let error = outcome.deliveryError { throw error }
-                events.append(ReadEvent(kind: .paired, contact: name, text: "paired with \(name), a member of \(g.record.localName)", group: g.record.localName))
+                do {
+                    // Our own queue goes on our own relay (the one our inbox from the admin who
+                    // invited us is on), not on a relay another member chose.
+                    let outcome = try await accept(incoming.invitation, name: name, relay: ownRelay(contacts))
+                    events.append(ReadEvent(kind: .paired, contact: name, text: "paired with \(name), a member of \(g.record.localName)"
+                                            + (outcome.deliveryError.map { "; the reply is queued (\($0))" } ?? ""), group: g.record.localName))
+                } catch ClientError.invalidInput(let why) {
+                    // Used or expired: it will never work; the member makes a new one once it expires.
+                    events.append(ReadEvent(kind: .warning, contact: name, text: "an invitation from \(name), a member of \(g.record.localName), "
+                                            + "cannot be used (\(why)); a new one comes when it expires", group: g.record.localName))
+                }
             }
             try write { db in
                 guard var g = try store.group(id: state.id, db) else { return }
@@ -99,5 +111,10 @@ extension Agent {
             }
             return ids
         }
+    }
+
+    /// The relay this person's own queues are on: that of their oldest contact's inbox.
+    func ownRelay(_ contacts: [Data: ClientStore.Row<ContactRecord>]) -> RelayAddress? {
+        contacts.values.min { $0.id < $1.id }.flatMap { try? RelayAddress(parsing: $0.record.inbox.relay) }
     }
 }

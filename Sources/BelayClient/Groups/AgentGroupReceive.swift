@@ -12,8 +12,11 @@ extension Agent {
             return [ReadEvent(kind: .warning, contact: sender.name, text: "a group message from \(sender.name) could not be read and was dropped: \(error)")]
         }
         if case let .state(state) = message { return try apply(state, from: sender, db) }
-        guard var g = try store.group(id: message.group, db), g.record.status != .retired else {
-            return []  // A group we are not in, or one that ended: nothing to show.
+        if case let .invite(group, name, roster, addedAt) = message {
+            return try invited(to: group, name: name, roster: roster, addedAt: addedAt, by: sender, db)
+        }
+        guard var g = try store.group(id: message.group, db), g.record.status != .retired, g.record.hasState else {
+            return []  // A group we are not in (or only invited to), or one that ended: nothing to show.
         }
         let state = try g.record.decodedState()
         var contacts = try contactsByIdentity(db)
@@ -21,10 +24,10 @@ extension Agent {
         let who = sender.name
         var events: [ReadEvent] = []
         switch message {
-        case .state:
+        case .state, .invite:
             break
         case let .join(_, addedAt):
-            guard g.record.status == .joined, state.member(identity.publicIdentity)?.isAdmin == true,
+            guard g.record.status == .joined, confirmsChanges(state, g.record),
                   let m = state.members.first(where: { Data($0.identity.bytes) == from }), m.addedAt == addedAt, !m.joined else { break }
             let next = try successor(of: state) { s in
                 if let i = s.members.firstIndex(where: { $0.identity == m.identity }) { s.members[i].joined = true }
@@ -37,7 +40,7 @@ extension Agent {
             guard !g.record.departed.contains(departure) else { break }
             g.record.departed.append(departure)
             g.record.held.removeAll { $0.identity == from }
-            if g.record.status == .joined, state.member(identity.publicIdentity)?.isAdmin == true {
+            if g.record.status == .joined, confirmsChanges(state, g.record) {
                 let next = try successor(of: state) { s in s.members.removeAll { $0.identity == m.identity } }
                 try publish(next, to: &g, contacts: &contacts, db)
             }
@@ -51,6 +54,9 @@ extension Agent {
             }
             var notes = notes
             if version < state.version { notes.append("sent before the group's latest change of members") }
+            // A member with a newer list than ours: a change of members did not reach us (a
+            // relay dropped it, or it is still on its way).
+            if version > state.version { notes.append("\(who) has a newer list of members than yours: a change to the group has not reached you yet") }
             let id = try store.appendGroupHistory(HistoryEntry(direction: .incoming, kind: "text", sequence: content.sequence, sentAt: content.sentAt,
                                                                receivedAt: received, text: "\(who): \(text)", shown: false), group: g.id, db)
             var event = ReadEvent(kind: .group, contact: who, text: text, sentAt: content.sentAt, receivedAt: received,
@@ -68,10 +74,16 @@ extension Agent {
         case let .claimed(_, request, by):
             events += claimArrived(request, by: by, from: sender, group: &g, state: state, contacts: contacts)
         case let .unclaimed(_, request):
-            events += unclaimedArrived(request, group: &g, contacts: contacts, state: state)
+            events += unclaimedArrived(request, from: sender, group: &g, contacts: contacts, state: state)
         }
         try store.updateGroup(g, db)
         return events
+    }
+
+    /// Whether this client confirms joins and leaves with a new state: only the first admin in
+    /// the list who is still in the group, so that two admins never sign competing versions.
+    func confirmsChanges(_ state: GroupState, _ record: GroupRecord) -> Bool {
+        state.members.first { $0.isAdmin && record.isActive(Data($0.identity.bytes), in: state) }?.identity == identity.publicIdentity
     }
 
     func groupEvent(_ record: GroupRecord, _ text: String, contact: String? = nil) -> ReadEvent {
@@ -82,7 +94,7 @@ extension Agent {
     func publish(_ next: GroupState, to g: inout ClientStore.Row<GroupRecord>, contacts: inout [Data: ClientStore.Row<ContactRecord>],
                  _ db: Database) throws {
         g.record.state = Data(next.encoded())
-        try fanOut(.state(next), to: next.members.map { Data($0.identity.bytes) }, record: &g.record, contacts: &contacts, db)
+        try fanOut(.state(next), to: next.members.filter(\.joined).map { Data($0.identity.bytes) }, record: &g.record, contacts: &contacts, db)
     }
 
     /// A member's invitation: for us to accept once we have joined, or, as an admin, to pass on.
@@ -105,25 +117,32 @@ extension Agent {
         }
     }
 
-    /// A signed state from a contact: the first one that names us is an invitation, taken on the
-    /// word of the admin who signed and sent it; after that only a successor is applied.
+    /// A signed state from a contact. The first one, after we joined, is taken on the word of
+    /// the admin who invited us, who signed and sent it, and must show our join confirmed; after
+    /// that only a successor is applied.
     func apply(_ state: GroupState, from sender: ContactRecord, _ db: Database) throws -> [ReadEvent] {
         guard state.signatureVerifies else {
             return [ReadEvent(kind: .security, contact: sender.name, text: "a change to a group from \(sender.name) was refused: its signature does not verify")]
         }
-        let existing = try store.group(id: state.id, db)
-        let me = state.member(identity.publicIdentity)
-        let freshInvite = me.map { !$0.joined && $0.addedAt == state.version } == true && Data(state.signer.bytes) == sender.identity
-            && state.member(state.signer)?.isAdmin == true && !state.retired
-        guard var g = existing, !(g.record.status == .left || g.record.status == .removed) || !freshInvite else {
-            guard freshInvite else { return [] }
-            return try invited(to: state, by: sender, replacing: existing, db)
+        guard var g = try store.group(id: state.id, db), !(g.record.status.isOver && !g.record.hasState) else { return [] }
+        if !g.record.hasState {
+            guard g.record.status == .joined, let invitation = g.record.invitation, invitation.admin == sender.identity,
+                  Data(state.signer.bytes) == sender.identity, state.member(state.signer)?.isAdmin == true, !state.retired,
+                  let me = state.member(identity.publicIdentity), me.joined, me.addedAt == invitation.addedAt else { return [] }
+            g.record.state = Data(state.encoded())
+            g.record.invitation = nil
+            try store.updateGroup(g, db)
+            let contacts = try contactsByIdentity(db)
+            let others = state.members.map { displayName(Data($0.identity.bytes), state: state, contacts: contacts) }.filter { $0 != "you" }
+            return [groupEvent(g.record, "\(sender.name) confirmed you in \(g.record.localName); its members: \(others.joined(separator: ", "))",
+                               contact: sender.name)]
         }
         var current = try g.record.decodedState()
         if state.version <= current.version {
             if state.version == current.version, state.encoded() != current.encoded() {
-                return [ReadEvent(kind: .warning, contact: sender.name, text: "two admins changed \(g.record.localName) at the same time; the change "
-                                  + "\(sender.name) sent was not applied. An admin's next change brings everyone back to one list", group: g.record.localName)]
+                return [ReadEvent(kind: .warning, contact: sender.name, text: "two admins changed \(g.record.localName) at the same time, and the "
+                                  + "change \(sender.name) sent was not applied: members may now see different lists. Ask its admins to agree, "
+                                  + "and one of them to retire it and start it again if the lists stay apart", group: g.record.localName)]
             }
             return []
         }
@@ -151,23 +170,30 @@ extension Agent {
         return events
     }
 
-    private func invited(to state: GroupState, by sender: ContactRecord, replacing existing: ClientStore.Row<GroupRecord>?, _ db: Database) throws -> [ReadEvent] {
+    /// An admin's invitation: a name, not a member list. A group we are in, or were invited to
+    /// already, is not replaced by it; one we left or were removed from may invite us again.
+    private func invited(to id: [UInt8], name wanted: String, roster: Bool, addedAt: UInt64, by sender: ContactRecord, _ db: Database) throws -> [ReadEvent] {
+        let existing = try store.group(id: id, db)
+        if let existing, !(existing.record.status == .left || existing.record.status == .removed) {
+            guard existing.record.status == .invited, existing.record.invitation?.admin != sender.identity else { return [] }
+            return [ReadEvent(kind: .warning, contact: sender.name, text: "\(sender.name) invited you to a group you were already invited to by "
+                              + "someone else; the first invitation stands")]
+        }
         let kept = try store.groups(db).count
         guard existing != nil || kept < GroupRecord.maxGroups else {
             return [ReadEvent(kind: .warning, contact: sender.name, text: "\(sender.name) invited you to a group, but this device already keeps "
                               + "\(GroupRecord.maxGroups) groups; the invitation was refused")]
         }
-        var name = state.name
+        var name = wanted
         let taken = Set(try store.groups(db).filter { !$0.record.status.isOver }.map { $0.record.localName.lowercased() })
         var n = 2
-        while taken.contains(name.lowercased()) { name = "\(state.name)-\(n)"; n += 1 }
-        let record = GroupRecord(state: Data(state.encoded()), localName: name, status: .invited)
-        if let existing { try store.updateGroup(.init(id: existing.id, record: record), db) } else { try store.insertGroup(record, id: state.id, db) }
-        let contacts = try contactsByIdentity(db)
-        let others = state.members.map { displayName(Data($0.identity.bytes), state: state, contacts: contacts) }.filter { $0 != "you" }
-        let what = state.roster ? "the on-call roster" : "the group"
-        return [groupEvent(record, "\(sender.name) added you to \(what) \(name) with \(others.joined(separator: ", ")). Nothing from it reaches you, "
-                           + "and nobody in it is paired with you, unless you join: `belay group join \(name)`", contact: sender.name)]
+        while taken.contains(name.lowercased()) { name = "\(wanted)-\(n)"; n += 1 }
+        var record = GroupRecord(state: Data(), localName: name, status: .invited)
+        record.invitation = .init(group: Data(id), admin: sender.identity, name: wanted, roster: roster, addedAt: addedAt)
+        if let existing { try store.updateGroup(.init(id: existing.id, record: record), db) } else { try store.insertGroup(record, id: id, db) }
+        let what = roster ? "the on-call roster" : "the group"
+        return [groupEvent(record, "\(sender.name) invited you to \(what) \(name). You learn who is in it, they can reach you, and you are "
+                           + "paired with its members only if you join: `belay group join \(name)`", contact: sender.name)]
     }
 
     /// Applies one verified successor and says what changed.
@@ -194,6 +220,9 @@ extension Agent {
             switch old.member(m.identity) {
             case nil: events.append(groupEvent(g.record, "\(by) invited \(member) to \(name)", contact: by))
             case let before? where !before.joined && m.joined: events.append(groupEvent(g.record, "\(member) joined \(name)"))
+            case let before? where before.role != m.role:
+                let role = m.isAdmin ? (m.isCoordinator ? "an admin and the coordinator" : "an admin") : m.isCoordinator ? "the coordinator" : "a member"
+                events.append(groupEvent(g.record, "\(by) made \(member) \(role) of \(name)", contact: by))
             default: break
             }
         }

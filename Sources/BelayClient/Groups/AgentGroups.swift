@@ -33,7 +33,9 @@ extension Agent {
             try state.sign(with: identity)
             var record = GroupRecord(state: Data(state.encoded()), localName: name, status: .joined)
             var contacts = try contactsByIdentity(db)
-            let ids = try fanOut(.state(state), to: members.map { Data($0.identity.bytes) }, record: &record, contacts: &contacts, db)
+            // Each is told the group's name, not who else is in it, until they join.
+            let ids = try fanOut(.invite(group: state.id, name: name, roster: roster, addedAt: 1), to: members.map { Data($0.identity.bytes) },
+                                 record: &record, contacts: &contacts, db)
             try store.insertGroup(record, id: state.id, db)
             return ids
         }
@@ -80,13 +82,20 @@ extension Agent {
             let state = try g.record.decodedState()
             guard g.record.status == .joined, state.member(identity.publicIdentity)?.isAdmin == true else { throw ClientError.notGroupAdmin(name) }
             let next = try change(state, g.record, db)
-            let everyone = Set((state.members + next.members).map { Data($0.identity.bytes) })
+            // The new list goes to those who have joined (a member just removed included, so
+            // they know); someone just added is told only the group's name, until they join.
+            let told = Set((state.members.filter(\.joined) + next.members.filter(\.joined)).map { Data($0.identity.bytes) })
+            let added = next.members.filter { m in !m.joined && state.member(m.identity) == nil }
             let departed = Set(g.record.departed.map(\.identity))
             var contacts = try contactsByIdentity(db)
             g.record.state = Data(next.encoded())
             g.record.held.removeAll { held in !next.members.contains { Data($0.identity.bytes) == held.identity } }
-            let ids = try fanOut(.state(next), to: everyone.subtracting(departed).sorted { $0.lexicographicallyPrecedes($1) },
+            var ids = try fanOut(.state(next), to: told.subtracting(departed).sorted { $0.lexicographicallyPrecedes($1) },
                                  record: &g.record, contacts: &contacts, db)
+            for m in added {
+                ids += try fanOut(.invite(group: next.id, name: next.name, roster: next.roster, addedAt: m.addedAt), to: [Data(m.identity.bytes)],
+                                  record: &g.record, contacts: &contacts, db)
+            }
             if next.retired {
                 g.record.status = .retired
                 (g.record.held, g.record.requests) = ([], [])
@@ -103,13 +112,12 @@ extension Agent {
     public func joinGroup(_ name: String) async throws {
         let ids: [Int64] = try write { db in
             guard var g = try store.group(named: name, db), !g.record.status.isOver else { throw ClientError.unknownGroup(name) }
-            guard g.record.status == .invited else { throw ClientError.invalidInput("you are already a member of \(g.record.localName)") }
-            let state = try g.record.decodedState()
-            guard let me = state.member(identity.publicIdentity) else { throw ClientError.unknownGroup(name) }
+            guard g.record.status == .invited, let invitation = g.record.invitation else {
+                throw ClientError.invalidInput("you are already a member of \(g.record.localName)")
+            }
             g.record.status = .joined
             var contacts = try contactsByIdentity(db)
-            let admins = state.members.filter(\.isAdmin).map { Data($0.identity.bytes) }
-            let ids = try fanOut(.join(group: state.id, addedAt: me.addedAt), to: admins, record: &g.record, contacts: &contacts, db)
+            let ids = try fanOut(.join(group: [UInt8](invitation.group), addedAt: invitation.addedAt), to: [invitation.admin], record: &g.record, contacts: &contacts, db)
             try store.updateGroup(g, db)
             return ids
         }
@@ -123,6 +131,17 @@ extension Agent {
     public func leaveGroup(_ name: String) async throws {
         let ids: [Int64] = try write { db in
             guard var g = try store.group(named: name, db), !g.record.status.isOver else { throw ClientError.unknownGroup(name) }
+            guard g.record.hasState else {
+                // Invited, or joined but not yet confirmed: the admin who asked is told.
+                var contacts = try contactsByIdentity(db)
+                var ids: [Int64] = []
+                if let invitation = g.record.invitation {
+                    ids = try fanOut(.leave(group: [UInt8](invitation.group)), to: [invitation.admin], record: &g.record, contacts: &contacts, db)
+                }
+                g.record.status = .left
+                try store.updateGroup(g, db)
+                return ids
+            }
             let state = try g.record.decodedState()
             let admins = state.members.filter(\.isAdmin)
             if admins.count == 1, admins[0].identity == identity.publicIdentity, state.members.count > 1 {
@@ -144,6 +163,10 @@ extension Agent {
     public func groups() throws -> [GroupSummary] {
         try read { db in
             try store.groups(db).map { g in
+                guard g.record.hasState else {
+                    return GroupSummary(name: g.record.localName, roster: g.record.invitation?.roster ?? false, status: g.record.status.rawValue,
+                                        version: 0, members: 0, admin: false)
+                }
                 let state = try g.record.decodedState()
                 return GroupSummary(name: g.record.localName, roster: state.roster, status: g.record.status.rawValue, version: state.version,
                                     members: state.members.filter { g.record.isActive(Data($0.identity.bytes), in: state) || !$0.joined }.count,

@@ -73,6 +73,16 @@ extension Agent {
         let pool = RelayPool(group: group)
         defer { Task { [pool] in await pool.closeAll() } }
 
+        // The first copy carries every timer: if that cannot fit one message (a large roster on
+        // relays with long addresses), say so before anything is deposited.
+        let laterTargets = (coordinator.map { [$0] } ?? []) + tier1
+        let probe = RosterRequest(group: state.id, id: id, text: text, tier: 0, window: UInt32(window), requestedAt: requestedAt, tiers: tiers,
+                                  nameClaimer: nameClaimer, lock: Self.probeCancel(contacts[tier0[0]]),
+                                  cancels: laterTargets.map { Self.probeCancel(contacts[$0]) })
+        guard GroupMessage.request(probe).encoded().count <= Envelope.maxContentLength else {
+            throw ClientError.invalidInput("this request, with its escalation to \(laterTargets.count) members, does not fit one message; shorten it")
+        }
+
         // The lock: released to the coordinator (or someone) only if nobody claims in time.
         let lockTarget = coordinator ?? tier0[0]
         let lockDelay = UInt64(tiers - 1) * window + Self.claimAfterLastTier
@@ -84,12 +94,22 @@ extension Agent {
             RosterRequest(group: state.id, id: id, text: text, tier: tier, window: UInt32(window), requestedAt: requestedAt, tiers: tiers,
                           nameClaimer: nameClaimer, lock: cancel(lock), cancels: cancels.map(cancel))
         }
+        // Recorded from here on, each timer as it is made: after a crash part-way, this device
+        // still knows the request and the timers it left.
+        try recordOwnRequest(groupRow: groupId, group: state.id) { requests in
+            requests.append(RequestRecord(id: Data(id), from: ownIdentity, mine: true, text: text, tier: 0, window: UInt32(window),
+                                          requestedAt: requestedAt, tiers: tiers, nameClaimer: nameClaimer, lock: lock, cancels: [],
+                                          state: .open, claimedBy: nil, shownTier: 0))
+        }
         var later: [RequestRecord.Timer] = []
         for (tier, targets) in [(UInt8(2), coordinator.map { [$0] } ?? []), (UInt8(1), tier1)] {
             var deposited: [RequestRecord.Timer] = []
             for target in targets {
                 if let timer = try await depositHeld(.request(copy(tier: tier, cancels: later)), to: target, delay: UInt64(tier) * window, pool: pool) {
                     deposited.append(timer)
+                    try recordOwnRequest(groupRow: groupId, group: state.id) { requests in
+                        if let i = requests.lastIndex(where: { $0.id == Data(id) && $0.mine }) { requests[i].cancels.append(timer) }
+                    }
                 } else {
                     unreachable.append(displayName(target, state: state, contacts: contacts))
                 }
@@ -101,10 +121,6 @@ extension Agent {
             guard var g = try store.group(id: state.id, db), g.id == groupId else { throw ClientError.unknownGroup(name) }
             var contacts = try contactsByIdentity(db)
             let ids = try fanOut(.request(first), to: tier0, record: &g.record, contacts: &contacts, db)
-            g.record.requests.append(RequestRecord(id: Data(id), from: ownIdentity, mine: true, text: text, tier: 0, window: UInt32(window),
-                                                   requestedAt: requestedAt, tiers: tiers, nameClaimer: nameClaimer, lock: lock, cancels: later,
-                                                   state: .open, claimedBy: nil, shownTier: 0))
-            g.record.requests = Array(g.record.requests.suffix(GroupRecord.maxRequests))
             try store.appendGroupHistory(HistoryEntry(direction: .outgoing, kind: "request", sequence: 0, sentAt: requestedAt * 1000, receivedAt: 0,
                                                       text: text), group: g.id, db)
             try store.updateGroup(g, db)
@@ -115,6 +131,24 @@ extension Agent {
         await pool.closeAll()
         return RequestOutcome(id: Hex.encode(id), first: tier0.map { displayName($0, state: state, contacts: contacts) }.sorted(),
                               escalatesAt: (1..<tiers).map { requestedAt + UInt64($0) * window }, unreachable: unreachable.sorted())
+    }
+
+    /// Changes this person's own requests in a group, in one transaction.
+    private func recordOwnRequest(groupRow: Int64, group: [UInt8], _ change: (inout [RequestRecord]) -> Void) throws {
+        try write { db in
+            guard var g = try store.group(id: group, db), g.id == groupRow else { return }
+            change(&g.record.requests)
+            // Someone else's requests make room first: one's own carries the fallback.
+            while g.record.requests.count > GroupRecord.maxRequests, let i = g.record.requests.firstIndex(where: { !$0.mine }) ?? g.record.requests.indices.first {
+                g.record.requests.remove(at: i)
+            }
+            try store.updateGroup(g, db)
+        }
+    }
+
+    /// A timer reference as long as a real one to `contact`'s relay, for measuring a request.
+    static func probeCancel(_ contact: ClientStore.Row<ContactRecord>?) -> RosterRequest.Cancel {
+        RosterRequest.Cancel(relay: contact?.record.outlet.relay ?? "", timerId: [UInt8](repeating: 0, count: 16), timerSeed: [UInt8](repeating: 0, count: 32))
     }
 
     /// Seals `message` for `target` with our ratchet (outside its message numbering, since it is

@@ -40,16 +40,27 @@ extension Agent {
         case .claimed, .unclaimed: throw ClientError.claimedByOther(outcome.id)
         case .open: break
         }
+        // Recorded before the relay is asked: if the answer is lost (a crash, a dropped
+        // connection), the retry finds the lock gone and must not conclude someone else won.
+        let retrying = request.claimAttempted == true
+        try write { db in
+            guard var g = try store.group(id: state.id, db), let i = g.record.requests.firstIndex(where: { $0.id == request.id && $0.from == request.from })
+            else { return }
+            g.record.requests[i].claimAttempted = true
+            try store.updateGroup(g, db)
+        }
         let pool = RelayPool(group: group)
         defer { Task { [pool] in await pool.closeAll() } }
-        guard try await cancelTimer(request.lock, pool: pool) else {
+        if try await cancelTimer(request.lock, pool: pool) == false, !retrying {
             try mark(request.id, in: g.id, .claimed, by: nil)
             throw ClientError.claimedByOther(outcome.id)
         }
-        // Won. Recorded and the notices queued first, so a crash after this still tells them.
+        // Won, or (a retry after an interrupted claim) perhaps won: two supporters acting is
+        // better than none, so this one goes on as the winner.
+        // Recorded and the notices queued first, so a crash after this still tells them.
         let ids: [Int64] = try write { db in
             guard var g = try store.group(id: state.id, db) else { return [] }
-            guard let i = g.record.requests.firstIndex(where: { $0.id == request.id }) else { return [] }
+            guard let i = g.record.requests.firstIndex(where: { $0.id == request.id && $0.from == request.from }) else { return [] }
             g.record.requests[i].state = .claimed
             g.record.requests[i].claimedBy = ownIdentity
             var contacts = try contactsByIdentity(db)
@@ -87,7 +98,7 @@ extension Agent {
     func mark(_ request: Data, in group: Int64, _ state: RequestRecord.State, by: Data?) throws {
         try write { db in
             guard var g = try store.groups(db).first(where: { $0.id == group }),
-                  let i = g.record.requests.firstIndex(where: { $0.id == request }) else { return }
+                  let i = g.record.requests.firstIndex(where: { $0.id == request && !$0.mine }) else { return }
             g.record.requests[i].state = state
             g.record.requests[i].claimedBy = by
             try store.updateGroup(g, db)
@@ -97,9 +108,10 @@ extension Agent {
     func requestArrived(_ r: RosterRequest, from sender: ContactRecord, group g: inout ClientStore.Row<GroupRecord>, state: GroupState,
                         at received: UInt64, _ db: Database) throws -> [ReadEvent] {
         guard state.roster, g.record.status == .joined, g.record.isActive(sender.identity, in: state), r.group == state.id else { return [] }
-        if let i = g.record.requests.firstIndex(where: { $0.id == Data(r.id) }) {
+        // Known by requester and id together: another member reusing an id cannot shadow it.
+        if let i = g.record.requests.firstIndex(where: { $0.id == Data(r.id) && $0.from == sender.identity }) {
             // A later tier of one already seen (to the coordinator): shown again unless settled.
-            guard g.record.requests[i].state == .open, r.tier > g.record.requests[i].tier, g.record.requests[i].from == sender.identity else { return [] }
+            guard g.record.requests[i].state == .open, r.tier > g.record.requests[i].tier else { return [] }
             g.record.requests[i].tier = r.tier
             g.record.requests[i].shownTier = max(g.record.requests[i].shownTier, r.tier)
         } else {
@@ -107,7 +119,12 @@ extension Agent {
             g.record.requests.append(RequestRecord(id: Data(r.id), from: sender.identity, mine: false, text: r.text, tier: r.tier, window: r.window,
                                                    requestedAt: r.requestedAt, tiers: r.tiers, nameClaimer: r.nameClaimer, lock: timer(r.lock),
                                                    cancels: r.cancels.map(timer), state: .open, claimedBy: nil, shownTier: r.tier))
-            g.record.requests = Array(g.record.requests.suffix(GroupRecord.maxRequests))
+            // Past the limit the oldest settled request goes first, then the oldest of anyone's
+            // but ours: a flood cannot push out our own request's fallback.
+            while g.record.requests.count > GroupRecord.maxRequests,
+                  let i = g.record.requests.firstIndex(where: { !$0.mine && $0.state != .open }) ?? g.record.requests.firstIndex(where: { !$0.mine }) {
+                g.record.requests.remove(at: i)
+            }
         }
         let id = Hex.encode(r.id)
         let historyId = try store.appendGroupHistory(HistoryEntry(direction: .incoming, kind: "request", sequence: 0, sentAt: r.requestedAt * 1000,
@@ -123,9 +140,13 @@ extension Agent {
         return [event]
     }
 
+    /// "Taken", from the member who claimed it: only an active member of the roster, and only
+    /// naming themselves. (That they really won the lock is not provable to us; see THREAT-MODEL.)
     func claimArrived(_ request: [UInt8], by: PublicIdentity?, from sender: ContactRecord, group g: inout ClientStore.Row<GroupRecord>,
                       state: GroupState, contacts: [Data: ClientStore.Row<ContactRecord>]) -> [ReadEvent] {
-        guard let i = g.record.requests.firstIndex(where: { $0.id == Data(request) }), g.record.requests[i].state == .open else { return [] }
+        guard g.record.isActive(sender.identity, in: state), by.map({ Data($0.bytes) == sender.identity }) ?? true else { return [] }
+        guard let i = g.record.requests.firstIndex(where: { $0.id == Data(request) && $0.from != sender.identity }),
+              g.record.requests[i].state == .open else { return [] }
         let r = g.record.requests[i]
         g.record.requests[i].state = .claimed
         let id = Hex.encode(request)
@@ -145,13 +166,22 @@ extension Agent {
         return [event]
     }
 
-    func unclaimedArrived(_ request: [UInt8], group g: inout ClientStore.Row<GroupRecord>, contacts: [Data: ClientStore.Row<ContactRecord>],
-                          state: GroupState) -> [ReadEvent] {
-        guard let i = g.record.requests.firstIndex(where: { $0.id == Data(request) }), g.record.requests[i].state == .open else { return [] }
+    /// The lock ran out: sealed by the requester at request time, so only from them, and due an
+    /// hour after the last tier; one released sooner is the relay's doing, and says so.
+    func unclaimedArrived(_ request: [UInt8], from sender: ContactRecord, group g: inout ClientStore.Row<GroupRecord>,
+                          contacts: [Data: ClientStore.Row<ContactRecord>], state: GroupState) -> [ReadEvent] {
+        guard let i = g.record.requests.firstIndex(where: { $0.id == Data(request) && $0.from == sender.identity }),
+              g.record.requests[i].state == .open else { return [] }
+        let r = g.record.requests[i]
         g.record.requests[i].state = .unclaimed
-        let requester = displayName(g.record.requests[i].from, state: state, contacts: contacts)
-        return [ReadEvent(kind: .escalated, contact: requester, text: "nobody took \(requester)'s request in time, and it can no longer be claimed: "
-                          + "reach them directly", roster: g.record.localName, id: Hex.encode(request), from: requester)]
+        let requester = displayName(r.from, state: state, contacts: contacts)
+        let due = r.releaseAt(tier: max(r.tiers, 1) - 1) + Self.claimAfterLastTier
+        let early = now() + Agent.overdueSlack < due
+        return [ReadEvent(kind: .escalated, contact: requester,
+                          text: early ? "the relay released \(requester)'s request's claim lock before its time, so it can no longer be claimed: "
+                              + "reach them directly (a faulty or hostile relay)"
+                              : "nobody took \(requester)'s request in time, and it can no longer be claimed: reach them directly",
+                          roster: g.record.localName, id: Hex.encode(request), from: requester)]
     }
 
     /// Escalations that have happened by now on the schedule a request carries, each shown once:
@@ -160,7 +190,7 @@ extension Agent {
         try write { db in
             var events: [ReadEvent] = []
             let contacts = try contactsByIdentity(db)
-            for var g in try store.groups(db) where g.record.status == .joined && !g.record.requests.isEmpty {
+            for var g in try store.groups(db) where g.record.status == .joined && g.record.hasState && !g.record.requests.isEmpty {
                 let state = try g.record.decodedState()
                 var changed = false
                 for i in g.record.requests.indices where g.record.requests[i].state == .open {

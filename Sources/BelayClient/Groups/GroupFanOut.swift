@@ -21,7 +21,8 @@ extension Agent {
     }
 
     /// Queues `message` for each of `identities` inside the caller's transaction, or holds it
-    /// for those not paired with us yet. Returns the contact rows to flush.
+    /// for those not paired with us yet (at most `GroupRecord.maxHeld`, oldest dropped first).
+    /// Returns the contact rows to flush.
     @discardableResult
     func fanOut(_ message: GroupMessage, to identities: [Data], record: inout GroupRecord, contacts: inout [Data: ClientStore.Row<ContactRecord>],
                 _ db: Database) throws -> [Int64] {
@@ -33,10 +34,10 @@ extension Agent {
                 contacts[identity] = row
                 queued.append(row.id)
             } else {
-                guard record.held.count < GroupRecord.maxHeld else {
-                    throw ClientError.invalidInput("too many group messages are waiting for members who have not finished pairing; "
-                                                   + "they pair when each of you next runs `belay read`")
-                }
+                // Bounded: past the limit the oldest waiting message goes. Never an error, since
+                // this also runs while a delivery is being recorded, and one member who never
+                // pairs must not stop the group.
+                if record.held.count >= GroupRecord.maxHeld { record.held.removeFirst() }
                 record.held.append(.init(identity: identity, body: Data(body), createdAt: now()))
             }
         }

@@ -14,8 +14,19 @@ struct GroupRecord: Codable, Sendable {
         var isOver: Bool { self == .left || self == .removed || self == .retired }
     }
 
-    /// The newest signed state applied (`GroupState.encoded()`).
+    /// The newest signed state applied (`GroupState.encoded()`); empty while only invited, since
+    /// an invitee is not told who is in the group until they join.
     var state: Data
+    /// While invited: who invited us and what they said the group is.
+    var invitation: Invitation? = nil
+
+    struct Invitation: Codable, Sendable {
+        var group: Data
+        var admin: Data
+        var name: String
+        var roster: Bool
+        var addedAt: UInt64
+    }
     var localName: String
     var status: Status
     /// States ahead of the next version, held until those before them arrive.
@@ -27,8 +38,10 @@ struct GroupRecord: Codable, Sendable {
     /// Group messages for members not yet paired with us (an admin's passed-on invitations
     /// among them), sent once they are.
     var held: [Held] = []
-    /// Members we sent an invitation to, so it is made once.
+    /// Members we sent an invitation to, so it is made once (and again only after it expired).
     var introduced: [Data] = []
+    /// When each invitation in `introduced` was made (hex identity → Unix seconds).
+    var introducedAt: [String: UInt64] = [:]
     /// Invitations from members for us, accepted once we have joined.
     var toAccept: [Incoming] = []
     var requests: [RequestRecord] = []
@@ -65,7 +78,13 @@ struct GroupRecord: Codable, Sendable {
     /// cannot fill the state with groups.
     static let maxGroups = 256
 
+    var hasState: Bool { !state.isEmpty }
+
     func decodedState() throws -> GroupState {
+        guard hasState else {
+            throw ClientError.invalidInput(status == .invited ? "you have not joined \(localName): `belay group join \(localName)`"
+                                                                : "an admin of \(localName) has not confirmed your joining yet; they do when they next read")
+        }
         do { return try GroupState(decoding: [UInt8](state)) } catch { throw ClientError.stateDamaged("a group's state is damaged") }
     }
 
@@ -100,6 +119,9 @@ struct RequestRecord: Codable, Sendable {
     var claimedBy: Data?
     /// Escalations already shown (the highest tier).
     var shownTier: UInt8
+    /// Set before this client's claim goes to the relay: a retry after an interruption that finds
+    /// the lock gone may be its own earlier claim.
+    var claimAttempted: Bool? = nil
 
     struct Timer: Codable, Sendable {
         var relay: String

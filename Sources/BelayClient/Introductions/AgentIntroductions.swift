@@ -190,15 +190,29 @@ extension Agent {
         for row in rows {
             guard case var .side(s) = row.record.role, let invitation = s.toAccept, !s.paired else { continue }
             do {
-                let name = try read { db in try freeContactName(s.name ?? "introduced", db) }
-                let outcome = try await accept(invitation, name: name, relay: nil)
-                if let error = outcome.deliveryError { throw error }
+                let (name, introducer) = try read { db in (try freeContactName(s.name ?? "introduced", db), try contactsByIdentity(db)[s.introducer]) }
+                // Our queue on our own relay (where our inbox from the introducer is).
+                let relay = introducer.flatMap { try? RelayAddress(parsing: $0.record.inbox.relay) }
+                let outcome = try await accept(invitation, name: name, relay: relay)
+                // Paired even if the reply is still queued: the contact is saved, and accepting
+                // again would make a second one.
+                if let error = outcome.deliveryError {
+                    events.append(ReadEvent(kind: .warning, contact: name, text: "paired with \(name); the reply is queued (\(error))"))
+                }
                 s.paired = true
                 s.toAccept = nil
                 var record = row.record
                 record.role = .side(s)
                 try write { db in try store.saveIntroduction(row, record, db) }
                 events.append(ReadEvent(kind: .paired, contact: name, text: "paired with \(name) through an introduction"))
+            } catch ClientError.invalidInput(let why) {
+                // Used or expired: it will never work, so it is not tried again.
+                s.toAccept = nil
+                s.withdrawn = true
+                var record = row.record
+                record.role = .side(s)
+                try? write { db in try store.saveIntroduction(row, record, db) }
+                events.append(ReadEvent(kind: .warning, contact: nil, text: "an introduction you accepted cannot be completed (\(why)); ask the introducer again"))
             } catch {
                 events.append(ReadEvent(kind: .warning, contact: nil, text: "an accepted introduction is not paired yet (\(error)); the next read tries again"))
             }

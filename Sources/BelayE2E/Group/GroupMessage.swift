@@ -28,14 +28,17 @@ public enum GroupMessage: Sendable, Equatable {
     case claimed(group: [UInt8], request: [UInt8], by: PublicIdentity?)
     /// Released by the relay when a request's claim lock runs out: nobody claimed it.
     case unclaimed(group: [UInt8], request: [UInt8])
+    /// From an admin to someone they add: the group's name and kind and the version that added
+    /// them, but not who is in it, which they learn only once they join.
+    case invite(group: [UInt8], name: String, roster: Bool, addedAt: UInt64)
 
-    enum Tag: UInt8 { case state = 1, join, leave, text, introduce, duty, request, claimed, unclaimed }
+    enum Tag: UInt8 { case state = 1, join, leave, text, introduce, duty, request, claimed, unclaimed, invite }
 
     public var group: [UInt8] {
         switch self {
         case let .state(s): s.id
         case let .join(g, _), let .leave(g), let .text(g, _, _), let .introduce(g, _, _), let .duty(g, _, _),
-             let .claimed(g, _, _), let .unclaimed(g, _): g
+             let .claimed(g, _, _), let .unclaimed(g, _), let .invite(g, _, _, _): g
         case let .request(r): r.group
         }
     }
@@ -62,6 +65,8 @@ public enum GroupMessage: Sendable, Equatable {
             w.u8(Tag.claimed.rawValue); w.put(g); w.put(request); w.bytes16(by?.bytes ?? [])
         case let .unclaimed(g, request):
             w.u8(Tag.unclaimed.rawValue); w.put(g); w.put(request)
+        case let .invite(g, name, roster, addedAt):
+            w.u8(Tag.invite.rawValue); w.put(g); w.bytes16(Array(name.utf8)); w.u8(roster ? 1 : 0); w.u64(addedAt)
         }
         return w.bytes
     }
@@ -100,6 +105,12 @@ public enum GroupMessage: Sendable, Equatable {
             let by = try r.bytes16("claimed by", maximum: PublicIdentity.length)
             self = .claimed(group: group, request: request, by: by.isEmpty ? nil : try PublicIdentity(bytes: by))
         case .unclaimed: self = .unclaimed(group: group, request: try r.take(RosterRequest.idLength, "request id"))
+        case .invite:
+            let name = try GroupState.text(&r, "group name")
+            let roster = try r.u8("group kind")
+            let addedAt = try r.u64("invite version")
+            guard roster <= 1, addedAt >= 1, addedAt <= GroupState.maxVersion else { throw E2EError.malformed("group invitation") }
+            self = .invite(group: group, name: name, roster: roster == 1, addedAt: addedAt)
         case .state, .request: throw E2EError.malformed("group message type")
         }
         try r.expectEnd("group message")

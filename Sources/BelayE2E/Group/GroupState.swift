@@ -134,9 +134,13 @@ public struct GroupState: Sendable, Equatable {
         try r.expectEnd("group state")
     }
 
+    /// A name: UTF-8, at most 64 bytes, and no control characters (a name is printed on a
+    /// terminal, where a newline could fake a line of its own).
     static func text(_ r: inout ByteReader, _ field: String) throws -> String {
         let bytes = try r.bytes16(field, maximum: maxNameLength)
-        guard let s = String(bytes: bytes, encoding: .utf8) else { throw E2EError.malformed(field) }
+        guard let s = String(bytes: bytes, encoding: .utf8),
+              !s.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0.properties.generalCategory == .format })
+        else { throw E2EError.malformed(field) }
         return s
     }
 }

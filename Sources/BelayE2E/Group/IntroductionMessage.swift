@@ -61,9 +61,9 @@ public enum IntroductionMessage: Sendable, Equatable {
             self = .answer(id: id, accept: accept == 1, invitation: try GroupMessage.text(&r, "invitation", Invitation.maxTextLength))
         case .forward:
             self = .forward(id: id, invitation: try GroupMessage.text(&r, "invitation", Invitation.maxTextLength),
-                            name: try GroupMessage.text(&r, "introduced name", GroupState.maxNameLength))
+                            name: try GroupState.text(&r, "introduced name"))
         case .named:
-            self = .named(id: id, name: try GroupMessage.text(&r, "introduced name", GroupState.maxNameLength))
+            self = .named(id: id, name: try GroupState.text(&r, "introduced name"))
         case .withdrawn:
             self = .withdrawn(id: id)
         }
