@@ -93,7 +93,7 @@ import Testing
         let watcher = try bob.process(["read", "--watch", "--json"])
         let out = Pipe()
         watcher.standardOutput = out
-        try watcher.run()
+        try watcher.launchOneAtATime()
         let lines = LineReader(out.fileHandleForReading)
         try setClock(start + 60)
         var alert: String?

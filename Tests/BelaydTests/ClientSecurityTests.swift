@@ -308,7 +308,7 @@ extension Person {
         defer { try? FileManager.default.removeItem(atPath: err) }
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
         process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        try process.launchOneAtATime()
         await process.exited()
         return Result(status: process.terminationStatus, out: "", err: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
     }

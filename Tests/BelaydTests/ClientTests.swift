@@ -59,7 +59,7 @@ import Testing
         let watcher = try bob.process(["read", "--watch", "--json"])
         let out = Pipe()
         watcher.standardOutput = out
-        try watcher.run()
+        try watcher.launchOneAtATime()
         let lines = LineReader(out.fileHandleForReading)
         try await alice.run("send", "bob", "live one")
         #expect(try await lines.next()?.contains("\"text\":\"live one\"") == true)
@@ -88,7 +88,7 @@ import Testing
         let watcher = try bob.process(["read", "--watch", "--json", "--on-alert", "cat > '\(fifo)'"])
         let out = Pipe()
         watcher.standardOutput = out
-        try watcher.run()
+        try watcher.launchOneAtATime()
         let printed = LineReader(out.fileHandleForReading)
         try await alice.run("send", "bob", "just a message")  // not an alert: no hook
         #expect(try await printed.next()?.contains("just a message") == true)
@@ -117,7 +117,7 @@ import Testing
         let watcher = try alice.process(["read", "--watch", "--json"])
         let out = Pipe()
         watcher.standardOutput = out
-        try watcher.run()
+        try watcher.launchOneAtATime()
         let lines = LineReader(out.fileHandleForReading)
         var before: [String] = []
         while before.count < 5, let line = try await lines.next() { before.append(line) }

@@ -42,7 +42,7 @@ final class Daemon: @unchecked Sendable {
         let stderrPath = stateDir + ".stderr-\(UUID().uuidString)"
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
-        try process.run()
+        try process.launchOneAtATime()
         // The first stdout line is the address, printed once the database is open and the port bound.
         let line = await Task.detached { () -> String in
             var bytes = [UInt8]()
@@ -116,5 +116,18 @@ final class ResumeOnce: @unchecked Sendable {
         done = true
         lock.unlock()
         if first { body() }
+    }
+}
+
+/// Foundation's `Process.run()` on Linux is not safe to call from several threads at once (two
+/// concurrent launches once crashed in its memcpy of the arguments and environment), and these
+/// tests launch processes from parallel tests: one launch at a time.
+private let launchLock = NSLock()
+
+extension Process {
+    func launchOneAtATime() throws {
+        launchLock.lock()
+        defer { launchLock.unlock() }
+        try run()
     }
 }

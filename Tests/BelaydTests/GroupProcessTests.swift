@@ -90,7 +90,7 @@ import Testing
         let watcher = try alice.process(["read", "--watch", "--json"])
         let out = Pipe()
         watcher.standardOutput = out
-        try watcher.run()
+        try watcher.launchOneAtATime()
         let lines = LineReader(out.fileHandleForReading)
         var tiers: [Int] = []
         try setClock(start + 61)

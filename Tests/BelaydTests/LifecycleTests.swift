@@ -107,7 +107,7 @@ import Testing
             defer { try? FileManager.default.removeItem(atPath: out) }
             p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
             p.standardError = FileHandle.nullDevice
-            try p.run()
+            try p.launchOneAtATime()
             await p.exited()
             return ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "", p.terminationStatus)
         }

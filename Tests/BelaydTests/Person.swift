@@ -59,7 +59,7 @@ struct Person {
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
         let pipe = Pipe()
         if stdin != nil { process.standardInput = pipe }
-        try process.run()
+        try process.launchOneAtATime()
         if let stdin {
             pipe.fileHandleForWriting.write(Data(stdin.utf8))
             try pipe.fileHandleForWriting.close()
