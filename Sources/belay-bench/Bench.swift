@@ -78,12 +78,15 @@ struct Bench: AsyncParsableCommand {
                      client, clientMessages, size))
         print(String(format: #"{"client_ratchet_msgs_per_s": %.0f, "client_messages": %d, "size": %d}"#, client, clientMessages, size))
         guard groupMembers > 0 else { return }
-        let fan = try await GroupFanOutBench.run(binary: binary, members: groupMembers, rounds: groupRounds, size: size)
-        let median = fan.lastMemberMs[fan.lastMemberMs.count / 2], worst = fan.lastMemberMs.last ?? 0
-        print(String(format: "group: one message to %d members, %.0f member copies/s at the sender; time to the last member p50 %.1f ms, max %.1f ms (%d messages)",
-                     groupMembers, fan.copiesPerSecond, median, worst, groupRounds))
-        print(String(format: #"{"group_members": %d, "group_copies_per_s": %.0f, "group_last_member_p50_ms": %.2f, "group_last_member_max_ms": %.2f, "group_messages": %d}"#,
-                     groupMembers, fan.copiesPerSecond, median, worst, groupRounds))
+        // The product's parallel flush, and one member at a time, in the same run.
+        for parallelism in [Agent.defaultFanOutParallelism, 1] {
+            let fan = try await GroupFanOutBench.run(binary: binary, members: groupMembers, rounds: groupRounds, size: size, parallelism: parallelism)
+            let median = fan.lastMemberMs[fan.lastMemberMs.count / 2], worst = fan.lastMemberMs.last ?? 0
+            print(String(format: "group: one message to %d members (%d flushed at once), %.0f member copies/s at the sender; time to the last member p50 %.1f ms, max %.1f ms (%d messages)",
+                         groupMembers, parallelism, fan.copiesPerSecond, median, worst, groupRounds))
+            print(String(format: #"{"group_members": %d, "group_parallel": %d, "group_copies_per_s": %.0f, "group_last_member_p50_ms": %.2f, "group_last_member_max_ms": %.2f, "group_messages": %d}"#,
+                         groupMembers, parallelism, fan.copiesPerSecond, median, worst, groupRounds))
+        }
     }
 }
 

@@ -24,7 +24,7 @@ enum GroupFanOutBench {
         var lastMemberMs: [Double]
     }
 
-    static func run(binary: String, members: Int, rounds: Int, size: Int) async throws -> Figure {
+    static func run(binary: String, members: Int, rounds: Int, size: Int, parallelism: Int) async throws -> Figure {
         let stateDir = FileManager.default.temporaryDirectory.appendingPathComponent("belay-bench-group-\(UUID().uuidString)").path
         let homes = FileManager.default.temporaryDirectory.appendingPathComponent("belay-bench-homes-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: stateDir); try? FileManager.default.removeItem(atPath: homes) }
@@ -37,6 +37,7 @@ enum GroupFanOutBench {
             return try Agent(home: home, passphrase: { nil }, group: group)
         }
         let sender = try agent("sender")
+        sender.fanOutParallelism = parallelism
         var others: [Agent] = []
         for i in 0..<members {
             let m = try agent("m\(i)")

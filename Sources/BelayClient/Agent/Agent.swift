@@ -25,6 +25,8 @@ public final class Agent: @unchecked Sendable {
     /// Argon2id work for check-in codes (`CodeSlots`): libsodium's MODERATE, as for the
     /// passphrase, since a code is short. Tests lower it.
     public var codeLimits: Argon2id.Limits = .moderate
+    /// Members' outboxes a group send flushes at once (`belay-bench` compares 1 with the default).
+    @_spi(Bench) public var fanOutParallelism = Agent.defaultFanOutParallelism
 
     public static func defaultHome(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
         if let home = environment["BELAY_HOME"], !home.isEmpty { return home }

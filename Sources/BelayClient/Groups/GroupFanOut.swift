@@ -57,7 +57,7 @@ extension Agent {
                 guard let id = pending.popFirst() else { return }
                 tasks.addTask { do { try await self.flush(contact: id, pool: pool); return nil } catch { return id } }
             }
-            for _ in 0..<Self.parallelFlushes { next() }
+            for _ in 0..<max(1, fanOutParallelism) { next() }
             while let result = await tasks.next() {
                 if let id = result { failed.append(id) }
                 next()
@@ -68,8 +68,8 @@ extension Agent {
         return failed
     }
 
-    /// Members' outboxes flushed at once by a fan-out.
-    static let parallelFlushes = 8
+    /// Members' outboxes a fan-out flushes at once.
+    public static let defaultFanOutParallelism = 8
 
     /// What to call a member: our contact name for them if we have one, else the name in the
     /// group's state.
