@@ -11,7 +11,8 @@ struct GroupCommand: AsyncParsableCommand {
             sees ordinary messages and never a group. Members not yet paired with each other are paired \
             through the group once both have joined. See docs/GROUPS.md.
             """,
-        subcommands: [Create.self, Add.self, Join.self, Remove.self, Leave.self, Send.self, Members.self, List.self, History.self, Retire.self])
+        subcommands: [Create.self, Add.self, Join.self, Remove.self, Leave.self, Send.self, Members.self, List.self, History.self, Retire.self,
+                      Forget.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -176,6 +177,21 @@ struct GroupCommand: AsyncParsableCommand {
                     let time = timeFormatter.string(from: Date(timeIntervalSince1970: Double(e.sentAt) / 1000))
                     print("\(time) \(e.direction == .outgoing ? "you: " : "")\(e.text)")
                 }
+            }
+        }
+    }
+
+    struct Forget: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete what this device keeps of a group you left, were removed from, or only were invited to.",
+            discussion: "Its history and its list of members go; an invitation you had not answered is declined.\n\nExamples:\n  belay group forget circle")
+        @OptionGroup var state: StateOptions
+        @Argument(help: "The group.") var name: String
+
+        func run() async throws {
+            try await guarded {
+                try await state.open().forgetGroup(name)
+                print("Forgot \(name): its history and its list are deleted from this device.")
             }
         }
     }

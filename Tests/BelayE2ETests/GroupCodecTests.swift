@@ -47,7 +47,7 @@ import Testing
         }
         let intros: [IntroductionMessage] = [
             .offer(id: request.id, note: "a counsellor", first: true), .answer(id: request.id, accept: true, invitation: "x"),
-            .forward(id: request.id, invitation: "y", name: "Lee"), .named(id: request.id, name: "Rae"), .withdrawn(id: request.id),
+            .forward(id: request.id, invitation: "y", name: "Lee"), .named(id: request.id, name: "Rae", identity: admin.publicIdentity), .withdrawn(id: request.id),
         ]
         for m in intros {
             #expect(try IntroductionMessage(decoding: m.encoded()) == m)

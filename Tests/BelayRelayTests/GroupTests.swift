@@ -171,3 +171,26 @@ extension GroupTests {
         await w.finish()
     }
 }
+
+extension GroupTests {
+    /// What a device keeps of a group it is no longer in can be deleted; an unanswered invitation
+    /// forgotten is declined, and the admin drops the invitee.
+    @Test func aGroupNoLongerInIsForgottenAndAnInvitationDeclined() async throws {
+        let w = try await Self.threeInAGroup()
+        _ = try await w.person("alice").groupSend("circle", text: "before")
+        _ = try await w.person("carol").read()
+        await #expect(throws: ClientError.self) { try await w.person("carol").forgetGroup("circle") }  // still in it
+        try await w.person("carol").leaveGroup("circle")
+        try await w.person("carol").forgetGroup("circle")
+        #expect(try w.person("carol").groups().isEmpty)
+        #expect(throws: ClientError.unknownGroup("circle")) { try w.person("carol").groupHistory("circle") }
+
+        try await w.pair("alice", "dave")
+        try await w.person("alice").addToGroup("circle", member: "dave")
+        _ = try await w.person("dave").read()
+        try await w.person("dave").forgetGroup("circle")
+        _ = try await w.person("alice").read()
+        #expect(try w.person("alice").groupMembers("circle").map(\.name).sorted() == ["bob", "you"])
+        await w.finish()
+    }
+}

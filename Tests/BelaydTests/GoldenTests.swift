@@ -10,7 +10,7 @@ import Testing
     static let commands = ["", "init", "invite", "accept", "send", "read", "contacts", "verify", "forget", "wipe",
                            "checkin", "checkin arm", "checkin ok", "checkin status", "checkin disarm", "checkin alert",
                            "group", "group create", "group add", "group join", "group remove", "group leave", "group send", "group members",
-                           "group list", "group retire", "roster", "roster create", "roster duty", "roster status", "request", "claim",
+                           "group list", "group retire", "group forget", "roster", "roster create", "roster duty", "roster status", "request", "claim",
                            "introduce", "introductions", "introduction accept", "introduction decline"]
 
     func check(_ actual: String, against name: String) throws {

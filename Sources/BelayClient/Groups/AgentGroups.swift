@@ -112,7 +112,9 @@ extension Agent {
     public func joinGroup(_ name: String) async throws {
         let ids: [Int64] = try write { db in
             guard var g = try store.group(named: name, db), !g.record.status.isOver else { throw ClientError.unknownGroup(name) }
-            guard g.record.status == .invited, let invitation = g.record.invitation else {
+            // Joined but never confirmed (the join, or the admin's answer, was lost): joining
+            // again sends the join again.
+            guard g.record.status == .invited || (g.record.status == .joined && !g.record.hasState), let invitation = g.record.invitation else {
                 throw ClientError.invalidInput("you are already a member of \(g.record.localName)")
             }
             g.record.status = .joined
@@ -155,6 +157,27 @@ extension Agent {
             g.record.status = .left
             (g.record.held, g.record.toAccept) = ([], [])
             try store.updateGroup(g, db)
+            return ids
+        }
+        _ = await flushEach(ids)
+    }
+
+    /// Deletes what this device keeps of a group it is no longer in (left, removed, ended) or
+    /// was only invited to: its history and its record. A later invitation to it starts afresh.
+    public func forgetGroup(_ name: String) async throws {
+        let ids: [Int64] = try write { db in
+            guard let g = try store.group(named: name, db) else { throw ClientError.unknownGroup(name) }
+            guard g.record.status != .joined else {
+                throw ClientError.invalidInput("you are in \(g.record.localName): `belay group leave \(g.record.localName)` first, then forget it")
+            }
+            var ids: [Int64] = []
+            if g.record.status == .invited, let invitation = g.record.invitation {
+                // Declining: the admin is told, as for leaving.
+                var record = g.record
+                var contacts = try contactsByIdentity(db)
+                ids = try fanOut(.leave(group: [UInt8](invitation.group)), to: [invitation.admin], record: &record, contacts: &contacts, db)
+            }
+            try store.deleteGroup(g.id, db)
             return ids
         }
         _ = await flushEach(ids)

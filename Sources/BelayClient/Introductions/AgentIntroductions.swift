@@ -134,7 +134,8 @@ extension Agent {
                 events.append(ReadEvent(kind: .introduction, contact: sender.name, text: "\(sender.name) declined your introduction; the other person is told it will not go ahead", id: id))
             } else if i.aAnswer == true, i.bAnswer == true, let invitation = i.invitation, var a = contacts[i.a], var b = contacts[i.b] {
                 i.completed = true
-                try queue([(.introduction, IntroductionMessage.named(id: message.id, name: b.record.name).encoded(), nil)], for: &a, db)
+                try queue([(.introduction, IntroductionMessage.named(id: message.id, name: b.record.name,
+                                                                         identity: try PublicIdentity(bytes: [UInt8](b.record.identity))).encoded(), nil)], for: &a, db)
                 try queue([(.introduction, IntroductionMessage.forward(id: message.id, invitation: invitation, name: a.record.name).encoded(), nil)], for: &b, db)
                 contacts[i.a] = a
                 events.append(ReadEvent(kind: .introduction, contact: nil, text: "\(a.record.name) and \(b.record.name) both accepted your introduction; they are being paired", id: id))
@@ -152,7 +153,7 @@ extension Agent {
             record.role = .side(s)
             try store.saveIntroduction(row, record, db)
             return []
-        case let .named(_, name):
+        case let .named(_, name, other):
             guard let row = existing, case var .side(s) = row.record.role, s.introducer == sender.identity, s.first else { return [] }
             s.name = s.name ?? name
             var record = row.record
@@ -161,6 +162,8 @@ extension Agent {
             // Our invitation, still waiting for the other side, takes the introducer's name for them.
             if let own = s.ownInvitation, var invitation = try store.invitations(db).first(where: { $0.record.text == own }) {
                 invitation.record.name = try freeContactName(s.name ?? name, db)
+                // From now on only the person introduced can answer it.
+                invitation.record.expectedIdentity = Data(other.bytes)
                 try store.updateInvitation(invitation, db)
             }
             return []
@@ -184,7 +187,21 @@ extension Agent {
 
 extension Agent {
     /// Pairs the second side of an introduction with the invitation passed on to it.
+    /// How long a settled introduction (done, declined, withdrawn, paired) is listed.
+    static let settledIntroductionKept: UInt64 = 30 * 24 * 3600
+
     func acceptIntroductions() async -> [ReadEvent] {
+        // Settled introductions go after a while: who introduced whom is not kept for ever.
+        try? write { db in
+            for row in try store.introductions(db) where now() > row.record.createdAt + Self.settledIntroductionKept {
+                let settled: Bool
+                switch row.record.role {
+                case let .introducer(i): settled = i.completed
+                case let .side(s): settled = s.paired || s.withdrawn || s.accepted == false
+                }
+                if settled { try store.deleteIntroduction(row.id, db) }
+            }
+        }
         guard let rows = try? read({ db in try store.introductions(db) }) else { return [] }
         var events: [ReadEvent] = []
         for row in rows {

@@ -64,6 +64,12 @@ extension ClientStore {
         try db.execute(sql: "DELETE FROM group_history WHERE group_id = ?", arguments: [group])
     }
 
+    /// Deletes a group's record and its history.
+    func deleteGroup(_ id: Int64, _ db: Database) throws {
+        try deleteGroupHistory(group: id, db)
+        try db.execute(sql: "DELETE FROM grp WHERE id = ?", arguments: [id])
+    }
+
     func updateInvitation(_ row: Row<InvitationRecord>, _ db: Database) throws {
         try db.execute(sql: "UPDATE invitation SET sealed = ? WHERE id = ?", arguments: [Data(try requireVault().sealRecord(row.record, context: "invitation")), row.id])
     }

@@ -15,8 +15,9 @@ public enum IntroductionMessage: Sendable, Equatable {
     /// To the second side once both accepted: the first side's invitation, and what the
     /// introducer calls them.
     case forward(id: [UInt8], invitation: String, name: String)
-    /// To the first side once both accepted: what the introducer calls the other.
-    case named(id: [UInt8], name: String)
+    /// To the first side once both accepted: what the introducer calls the other, and their
+    /// identity, the only one the first side's invitation will then accept.
+    case named(id: [UInt8], name: String, identity: PublicIdentity)
     /// To a side whose offer will not go ahead (the other declined).
     case withdrawn(id: [UInt8])
 
@@ -24,7 +25,7 @@ public enum IntroductionMessage: Sendable, Equatable {
 
     public var id: [UInt8] {
         switch self {
-        case let .offer(id, _, _), let .answer(id, _, _), let .forward(id, _, _), let .named(id, _), let .withdrawn(id): id
+        case let .offer(id, _, _), let .answer(id, _, _), let .forward(id, _, _), let .named(id, _, _), let .withdrawn(id): id
         }
     }
 
@@ -37,8 +38,8 @@ public enum IntroductionMessage: Sendable, Equatable {
             w.u8(Tag.answer.rawValue); w.put(id); w.u8(accept ? 1 : 0); w.bytes16(Array(invitation.utf8))
         case let .forward(id, invitation, name):
             w.u8(Tag.forward.rawValue); w.put(id); w.bytes16(Array(invitation.utf8)); w.bytes16(Array(name.utf8))
-        case let .named(id, name):
-            w.u8(Tag.named.rawValue); w.put(id); w.bytes16(Array(name.utf8))
+        case let .named(id, name, identity):
+            w.u8(Tag.named.rawValue); w.put(id); w.bytes16(Array(name.utf8)); w.put(identity.bytes)
         case let .withdrawn(id):
             w.u8(Tag.withdrawn.rawValue); w.put(id)
         }
@@ -63,7 +64,8 @@ public enum IntroductionMessage: Sendable, Equatable {
             self = .forward(id: id, invitation: try GroupMessage.text(&r, "invitation", Invitation.maxTextLength),
                             name: try GroupState.text(&r, "introduced name"))
         case .named:
-            self = .named(id: id, name: try GroupState.text(&r, "introduced name"))
+            self = .named(id: id, name: try GroupState.text(&r, "introduced name"),
+                          identity: try PublicIdentity(bytes: try r.take(PublicIdentity.length, "introduced identity")))
         case .withdrawn:
             self = .withdrawn(id: id)
         }
