@@ -66,9 +66,10 @@ extension Agent {
             var contacts = try contactsByIdentity(db)
             let me = try PublicIdentity(bytes: [UInt8](ownIdentity))
             var ids = try fanOut(.claimed(group: state.id, request: [UInt8](request.id), by: me), to: [request.from], record: &g.record, contacts: &contacts, db)
-            // Those who saw it: the members on duty before it escalated, everyone after.
-            let escalated = now() >= request.releaseAt(tier: 1)
-            let others = recipients(state, g.record).filter { $0 != request.from && (escalated || g.record.onDuty($0, now: now())) }
+            // Every other member: this client cannot know who was on duty when it was asked (or
+            // whether anyone was, and so everyone got it), and a member who never saw the request
+            // shows nothing for an id it does not know.
+            let others = recipients(state, g.record).filter { $0 != request.from }
             ids += try fanOut(.claimed(group: state.id, request: [UInt8](request.id), by: request.nameClaimer ? me : nil), to: others,
                               record: &g.record, contacts: &contacts, db)
             try store.updateGroup(g, db)
