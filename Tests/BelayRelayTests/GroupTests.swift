@@ -194,3 +194,32 @@ extension GroupTests {
         await w.finish()
     }
 }
+
+extension GroupTests {
+    /// Someone added later, and someone removed and added again, end up paired with the others
+    /// and hearing them.
+    @Test func aLateMemberAndAReAddedMemberJoinFully() async throws {
+        let w = try await Self.threeInAGroup()
+        try await w.pair("alice", "dave")
+        try await w.person("alice").addToGroup("circle", member: "dave")
+        _ = try await w.person("dave").read()
+        try await w.person("dave").joinGroup("circle")
+        try await Self.settle(w, ["alice", "bob", "carol", "dave"])
+        #expect(try w.person("dave").contacts().contacts.map(\.name).sorted() == ["alice", "bob", "carol"])
+        _ = try await w.person("bob").groupSend("circle", text: "welcome dave")
+        #expect(try await w.person("dave").read().contains { $0.kind == .group && $0.text == "welcome dave" && $0.contact == "bob" })
+
+        try await w.person("alice").removeFromGroup("circle", member: "carol")
+        try await Self.settle(w, ["bob", "carol", "dave"], rounds: 1)
+        try await w.person("alice").addToGroup("circle", member: "carol")
+        _ = try await w.person("carol").read()
+        try await w.person("carol").joinGroup("circle")
+        try await Self.settle(w, ["alice", "bob", "carol", "dave"])
+        #expect(try w.person("carol").groups().first?.status == "joined")
+        _ = try await w.person("dave").groupSend("circle", text: "glad you are back")
+        #expect(try await w.person("carol").read().contains { $0.kind == .group && $0.text == "glad you are back" })
+        let lists = try ["alice", "bob", "carol", "dave"].map { try w.person($0).groupMembers("circle").count }
+        #expect(lists == [4, 4, 4, 4])
+        await w.finish()
+    }
+}
