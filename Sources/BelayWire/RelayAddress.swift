@@ -15,6 +15,7 @@ public struct RelayAddress: Equatable, Hashable, Sendable, CustomStringConvertib
         case tooLong
         case notBelayAddress
         case missingHost
+        case invalidHost
         case invalidPort
         case missingKey
         case invalidKey
@@ -24,6 +25,7 @@ public struct RelayAddress: Equatable, Hashable, Sendable, CustomStringConvertib
             case .tooLong: "the relay address is too long"
             case .notBelayAddress: "a relay address starts with belay:// (for example belay://relay.example.org:7707/#KEY)"
             case .missingHost: "the relay address has no host"
+            case .invalidHost: "the relay address's host is not a DNS name, an IPv4 address, or an IPv6 address in brackets"
             case .invalidPort: "the relay address needs a port from 1 to 65535 after the host"
             case .missingKey: "the relay address has no key after /#; copy the whole line the relay printed"
             case .invalidKey: "the relay key after /# is not 43 characters of base64url; copy the whole line the relay printed"
@@ -63,9 +65,33 @@ public struct RelayAddress: Equatable, Hashable, Sendable, CustomStringConvertib
             host = authority[..<colon]
             portText = authority[authority.index(after: colon)...]
         }
-        guard !host.isEmpty, !host.contains("/"), !host.contains("@") else { throw ParseError.missingHost }
-        guard let port = Int(portText), (1...65535).contains(port) else { throw ParseError.invalidPort }
+        guard !host.isEmpty else { throw ParseError.missingHost }
+        // Exactly what §1 allows, so that every address accepted prints back to one that parses
+        // to it: an IPv6 address in brackets, or a DNS name or IPv4 address without any.
+        if authority.hasPrefix("[") {
+            guard Self.isIPv6(host) else { throw ParseError.invalidHost }
+        } else {
+            guard Self.isHostName(host) else { throw ParseError.invalidHost }
+        }
+        guard !portText.isEmpty, portText.utf8.count <= 5, portText.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
+              let port = Int(portText), (1...65535).contains(port) else { throw ParseError.invalidPort }
         self.init(host: String(host), port: port, publicKey: key)
+    }
+
+    /// A DNS name or dotted IPv4 address: labels of letters, digits and inner hyphens, 1–63
+    /// characters each, 253 in all.
+    static func isHostName(_ host: Substring) -> Bool {
+        guard host.utf8.count <= 253 else { return false }
+        let labels = host.split(separator: ".", omittingEmptySubsequences: false)
+        return labels.allSatisfy { label in
+            (1...63).contains(label.utf8.count) && label.first != "-" && label.last != "-"
+                && label.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x41...0x5a).contains($0) || (0x61...0x7a).contains($0) || $0 == 0x2d }
+        }
+    }
+
+    static func isIPv6(_ host: Substring) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 16)
+        return host.utf8.count <= 45 && inet_pton(AF_INET6, String(host), &buffer) == 1
     }
 
     public var description: String {
