@@ -134,6 +134,16 @@ import Testing
         #expect(error("log_level: info\nlog_level: debug").contains("log_level: set twice"))
         #expect(error("", env: ["BELAYD_MAX_QUEUE_MESSAGES": "0"]).contains("max_queue_messages: must be between"))
         #expect(error("", env: ["BELAYD_RATE_BURST": "lots"]).contains("environment BELAYD_RATE_BURST: rate_burst: expected a whole number"))
+        // Found by fuzzing: a duration past 2^64 seconds trapped converting to whole seconds, in
+        // the file and in the environment; now it names the key.
+        #expect(error("message_ttl: 4e14d").contains("test.yaml:1: message_ttl: `4e14d` is longer than any setting allows"))
+        #expect(error("", env: ["BELAYD_MESSAGE_TTL": "4e14d"]).contains("environment BELAYD_MESSAGE_TTL: message_ttl: `4e14d` is longer"))
+        // A line of 65,535 `#` (which once took 7.6 s: the scan was quadratic) is one comment.
+        var commented = RelayConfiguration()
+        try ConfigLoader.apply(text: String(repeating: "#", count: 65_535), source: "t", to: &commented)
+        var quoted = RelayConfiguration()
+        try ConfigLoader.apply(text: "public_host: 'relay#1' # the host", source: "t", to: &quoted)
+        #expect(quoted.publicHost == "relay#1")
         var c = RelayConfiguration()
         try ConfigLoader.apply(text: "listen: 0.0.0.0:9000 # all interfaces\nmessage_ttl: 2d\nmax_queue_bytes: 1MiB\ncreation_tokens: [\"0123456789abcdef0\"]",
                                source: "t", to: &c)

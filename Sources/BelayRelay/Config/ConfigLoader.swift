@@ -169,13 +169,15 @@ public enum ConfigLoader {
 
     // MARK: Value syntax
 
+    /// The line up to a `#` that starts it or follows a space, outside quotes. One pass: a line
+    /// of 65,535 `#` took 7.6 s when the previous character was found by counting from the start.
     static func stripComment(_ line: String) -> String {
         var inQuote: Character? = nil
-        for (i, ch) in line.enumerated() {
+        var previous: Character? = nil
+        for (i, ch) in zip(line.indices, line) {
             if ch == "\"" || ch == "'" { inQuote = inQuote == nil ? ch : (inQuote == ch ? nil : inQuote) }
-            if ch == "#", inQuote == nil, i == 0 || line[line.index(line.startIndex, offsetBy: i - 1)] == " " {
-                return String(line.prefix(i))
-            }
+            if ch == "#", inQuote == nil, previous == nil || previous == " " { return String(line[..<i]) }
+            previous = ch
         }
         return line
     }
@@ -192,14 +194,21 @@ public enum ConfigLoader {
         return v
     }
 
+    /// Longest duration any setting takes: each has its own narrower range (`validate`), and
+    /// nothing longer can reach the conversions to whole seconds (`4e14d` trapped in one).
+    static let maxDurationSeconds: Double = 10 * 366 * 86_400
+
     /// `90s`, `30m`, `6h`, `14d`, `250ms`; a bare number is seconds.
     static func duration(_ s: String, _ fail: (String) -> Error) throws -> Double {
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
+        var seconds: Double?
         for (suffix, scale) in units where s.hasSuffix(suffix) {
-            if let v = Double(s.dropLast(suffix.count)), v >= 0, v.isFinite { return v * scale }
+            if let v = Double(s.dropLast(suffix.count)), v >= 0, v.isFinite { seconds = v * scale; break }
         }
-        if let v = Double(s), v >= 0, v.isFinite { return v }
-        throw fail("expected a duration such as 90s, 30m, 6h or 14d, got `\(s)`")
+        if seconds == nil, let v = Double(s), v >= 0, v.isFinite { seconds = v }
+        guard let seconds else { throw fail("expected a duration such as 90s, 30m, 6h or 14d, got `\(s)`") }
+        guard seconds <= maxDurationSeconds else { throw fail("`\(s)` is longer than any setting allows (at most 10 years)") }
+        return seconds
     }
 
     /// `8MiB`, `512KiB`, `1GiB`, `2TiB` or a number of bytes.
