@@ -67,20 +67,19 @@ extension Agent {
             throw ClientError.invalidInput("\(row.record.name) would still be alerted by your armed check-in; "
                                            + "re-arm without them (or disarm) first, then forget them")
         }
-        let pool = RelayPool(group: group)
-        defer { Task { [pool] in await pool.closeAll() } }
-        let inbox = try InboxKeys(row.record.inbox)
-        let connection = try await pool.connection(row.record.inbox.relay, lane: inbox.recipientId)
-        do {
-            try await pool.authorise(.recipient, inbox.recipientId, key: inbox.key, on: connection)
-            try await connection.deleteQueue(inbox.recipientId)
-        } catch RelayClientError.relay(.noQueue) {
-            // Already gone at the relay: nothing more to delete there.
-        } catch let error as RelayClientError {
-            throw Self.relayError(error, connection.address)
+        try await withRelayPool { pool in
+            let inbox = try InboxKeys(row.record.inbox)
+            let connection = try await pool.connection(row.record.inbox.relay, lane: inbox.recipientId)
+            do {
+                try await pool.authorise(.recipient, inbox.recipientId, key: inbox.key, on: connection)
+                try await connection.deleteQueue(inbox.recipientId)
+            } catch RelayClientError.relay(.noQueue) {
+                // Already gone at the relay: nothing more to delete there.
+            } catch let error as RelayClientError {
+                throw Self.relayError(error, connection.address)
+            }
+            try write { db in try store.deleteContact(row.id, db) }
         }
-        await pool.closeAll()
-        try write { db in try store.deleteContact(row.id, db) }
     }
 
     /// Destroys the local state: overwrites the database files, then removes them and the folder.

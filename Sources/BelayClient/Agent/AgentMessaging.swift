@@ -62,11 +62,10 @@ extension Agent {
     /// Delivers everything in a contact's outbox, oldest first; each is deleted once the relay
     /// says OK. On a connection failure the rest stay queued and the error says how many.
     func flush(contact id: Int64, pool existing: RelayPool? = nil) async throws {
+        guard let pool = existing else { return try await withRelayPool { try await flush(contact: id, pool: $0) } }
         let (row, pending) = try read { db in (try store.contact(id: id, db), try store.pending(contact: id, db)) }
         guard let record = row?.record, !pending.isEmpty else { return }
         let outlet = try OutletKeys(record.outlet)
-        let pool = existing ?? RelayPool(group: group)
-        defer { if existing == nil { Task { [pool] in await pool.closeAll() } } }
         var remaining = pending.count
         let connection: RelayConnection
         do { connection = try await pool.connection(outlet.relay, lane: outlet.senderId) } catch ClientError.relayUnreachable(let relay, let why, _) {
@@ -101,7 +100,6 @@ extension Agent {
             try write { db in try store.removePending(item.id, db) }
             remaining -= 1
         }
-        if existing == nil { await pool.closeAll() }
     }
 
     /// Sends whatever earlier commands left queued, for every contact. Errors are returned, not

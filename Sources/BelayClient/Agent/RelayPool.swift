@@ -65,3 +65,20 @@ final class RelayPool: Sendable {
 extension Int {
     fileprivate var bytes: [UInt8] { withUnsafeBytes(of: self) { Array($0) } }
 }
+
+extension Agent {
+    /// Runs `body` with a fresh pool of relay connections and closes them exactly once, when it
+    /// returns or throws: no connection outlives the command, and no stray task closes them later.
+    func withRelayPool<T>(onPush: @escaping @Sendable (RelayPool.Lane, RelayReply) -> Void = { _, _ in },
+                          _ body: (RelayPool) async throws -> T) async throws -> T {
+        let pool = RelayPool(group: group, onPush: onPush)
+        do {
+            let result = try await body(pool)
+            await pool.closeAll()
+            return result
+        } catch {
+            await pool.closeAll()
+            throw error
+        }
+    }
+}

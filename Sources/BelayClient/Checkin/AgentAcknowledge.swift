@@ -53,53 +53,52 @@ extension Agent {
             }
         }
         guard let notice else { return result }
-        let pool = RelayPool(group: group)
-        defer { Task { [pool] in await pool.closeAll() } }
-        let me = identity
-        let personIdentity = try PublicIdentity(bytes: [UInt8](person.identity))
-        if let circle = try? AlertKey(announcement: notice.circleKey) {
-            for member in notice.circle {
-                do {
-                    let to = try PublicIdentity(bytes: member.identity)
-                    let ack = try CircleAck.make(answer, by: me, for: to)
-                    let body = try Alerts.seal(Content(kind: .answer, sequence: 0, sentAt: at * 1000, body: ack.encoded()), key: circle,
-                                               sender: personIdentity, receiver: to, label: CircleAck.sealLabel)
-                    let outlet = try OutletKeys(Outlet(relay: member.relay, senderId: Data(member.senderId), senderSeed: Data(member.senderSeed)))
-                    let connection = try await pool.connection(outlet.relay, lane: outlet.senderId)
+        return try await withRelayPool { pool in
+            let me = identity
+            let personIdentity = try PublicIdentity(bytes: [UInt8](person.identity))
+            if let circle = try? AlertKey(announcement: notice.circleKey) {
+                for member in notice.circle {
                     do {
-                        try await pool.authorise(.sender, outlet.senderId, key: outlet.key, on: connection)
-                        try await connection.send(to: outlet.senderId, body: body)
+                        let to = try PublicIdentity(bytes: member.identity)
+                        let ack = try CircleAck.make(answer, by: me, for: to)
+                        let body = try Alerts.seal(Content(kind: .answer, sequence: 0, sentAt: at * 1000, body: ack.encoded()), key: circle,
+                                                   sender: personIdentity, receiver: to, label: CircleAck.sealLabel)
+                        let outlet = try OutletKeys(Outlet(relay: member.relay, senderId: Data(member.senderId), senderSeed: Data(member.senderSeed)))
+                        let connection = try await pool.connection(outlet.relay, lane: outlet.senderId)
+                        do {
+                            try await pool.authorise(.sender, outlet.senderId, key: outlet.key, on: connection)
+                            try await connection.send(to: outlet.senderId, body: body)
+                        } catch let error as RelayClientError {
+                            throw Self.relayError(error, connection.address)
+                        }
+                        result.told.append(member.name)
+                    } catch {
+                        result.failures.append("\(member.name) was not told: \(error)")
+                    }
+                }
+            }
+            // Later tiers are stood down only for a missed check-in: after a duress or help alert the
+            // person's check-in goes on, and a timer cancelled under it would show on their device.
+            let missed = overdue || alert?.reason == "missed"
+            for cancel in notice.cancels where missed {
+                do {
+                    guard let address = try? RelayAddress(parsing: cancel.relay), let id = EntityID(bytes: cancel.timerId) else { continue }
+                    let key = try Ed25519.SigningKey(seed: SecureBytes(copying: cancel.timerSeed))
+                    let connection = try await pool.connection(address, lane: id)
+                    do {
+                        try await pool.authorise(.timer, id, key: key, on: connection)
+                        try await connection.cancelTimer(id)
+                        result.cancelledTiers += 1
+                    } catch RelayClientError.relay(.noTimer) {
+                        // Already fired, or cancelled by another contact's acknowledgement.
                     } catch let error as RelayClientError {
                         throw Self.relayError(error, connection.address)
                     }
-                    result.told.append(member.name)
                 } catch {
-                    result.failures.append("\(member.name) was not told: \(error)")
+                    result.failures.append("a later tier's alert could not be cancelled, so they may be alerted too: \(error)")
                 }
             }
+            return result
         }
-        // Later tiers are stood down only for a missed check-in: after a duress or help alert the
-        // person's check-in goes on, and a timer cancelled under it would show on their device.
-        let missed = overdue || alert?.reason == "missed"
-        for cancel in notice.cancels where missed {
-            do {
-                guard let address = try? RelayAddress(parsing: cancel.relay), let id = EntityID(bytes: cancel.timerId) else { continue }
-                let key = try Ed25519.SigningKey(seed: SecureBytes(copying: cancel.timerSeed))
-                let connection = try await pool.connection(address, lane: id)
-                do {
-                    try await pool.authorise(.timer, id, key: key, on: connection)
-                    try await connection.cancelTimer(id)
-                    result.cancelledTiers += 1
-                } catch RelayClientError.relay(.noTimer) {
-                    // Already fired, or cancelled by another contact's acknowledgement.
-                } catch let error as RelayClientError {
-                    throw Self.relayError(error, connection.address)
-                }
-            } catch {
-                result.failures.append("a later tier's alert could not be cancelled, so they may be alerted too: \(error)")
-            }
-        }
-        await pool.closeAll()
-        return result
     }
 }

@@ -144,24 +144,23 @@ extension Agent {
             }
         }
         planned.sort { ($0.tier ?? 0) > ($1.tier ?? 0) }
-        let pool = RelayPool(group: group)
-        defer { Task { [pool] in await pool.closeAll() } }
-        do {
-            try await renew(&record, plan: planned, entry: entry, contacts: contacts.map(\.record), pool: pool, arming: true)
-        } catch {
-            // A first arming that armed nobody leaves no check-in behind.
-            if opened == nil, record.targets.isEmpty { try saveCheckin(nil, key: nil) }
-            throw error
+        return try await withRelayPool { pool in
+            do {
+                try await renew(&record, plan: planned, entry: entry, contacts: contacts.map(\.record), pool: pool, arming: true)
+            } catch {
+                // A first arming that armed nobody leaves no check-in behind.
+                if opened == nil, record.targets.isEmpty { try saveCheckin(nil, key: nil) }
+                throw error
+            }
+            let kept = Set(chosen.map(\.contact.identity))
+            do {
+                try await retire(&record, keeping: kept, entry: entry, contacts: contacts.map(\.record), pool: pool)
+            } catch let error as ClientError {
+                let left = record.targets.filter { !kept.contains($0.identity) }.map(\.contact)
+                throw ClientError.checkinNotRemoved(armed: chosen.map(\.contact.name), stillArmed: left, cause: error.description)
+            }
+            return try reportGaps(&record, key: entry.key)
         }
-        let kept = Set(chosen.map(\.contact.identity))
-        do {
-            try await retire(&record, keeping: kept, entry: entry, contacts: contacts.map(\.record), pool: pool)
-        } catch let error as ClientError {
-            let left = record.targets.filter { !kept.contains($0.identity) }.map(\.contact)
-            throw ClientError.checkinNotRemoved(armed: chosen.map(\.contact.name), stillArmed: left, cause: error.description)
-        }
-        await pool.closeAll()
-        return try reportGaps(&record, key: entry.key)
     }
 
     /// The status, with what renewing found and had not reported yet; then forgets it.
@@ -194,12 +193,11 @@ extension Agent {
             throw ClientError.invalidInput("\(target.contact), a contact of this check-in, was forgotten; re-arm with `belay checkin arm`")
         }
         record.lastCheckin = now()
-        let pool = RelayPool(group: group)
-        defer { Task { [pool] in await pool.closeAll() } }
-        let plan = record.targets.sorted { ($0.tier ?? 0) > ($1.tier ?? 0) }
-        try await renew(&record, plan: plan, entry: entry, contacts: contacts, pool: pool, arming: false)
-        await pool.closeAll()
-        return try reportGaps(&record, key: entry.key)
+        return try await withRelayPool { pool in
+            let plan = record.targets.sorted { ($0.tier ?? 0) > ($1.tier ?? 0) }
+            try await renew(&record, plan: plan, entry: entry, contacts: contacts, pool: pool, arming: false)
+            return try reportGaps(&record, key: entry.key)
+        }
     }
 
     /// Cancels the check-in's timers and tells each contact it has ended (their alert keys are
@@ -211,17 +209,16 @@ extension Agent {
         }
         let entry = try unlock(&record, code: code)
         let contacts = try read { db in try store.contacts(db).map(\.record) }
-        let pool = RelayPool(group: group)
-        defer { Task { [pool] in await pool.closeAll() } }
-        record.counter = (record.counter ?? 0) + 1
-        try saveCheckin(record, key: entry.key)
-        do {
-            try await retire(&record, keeping: [], entry: entry, contacts: contacts, pool: pool)
-        } catch let error as ClientError {
-            throw ClientError.checkinNotRemoved(armed: [], stillArmed: record.targets.map(\.contact), cause: error.description)
+        try await withRelayPool { pool in
+            record.counter = (record.counter ?? 0) + 1
+            try saveCheckin(record, key: entry.key)
+            do {
+                try await retire(&record, keeping: [], entry: entry, contacts: contacts, pool: pool)
+            } catch let error as ClientError {
+                throw ClientError.checkinNotRemoved(armed: [], stillArmed: record.targets.map(\.contact), cause: error.description)
+            }
+            try write { db in try store.setCheckin(nil, db) }
         }
-        try write { db in try store.setCheckin(nil, db) }
-        await pool.closeAll()
     }
 
     /// "I need help now": an alert to the armed check-in's contacts, or to `names`.

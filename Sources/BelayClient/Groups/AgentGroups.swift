@@ -123,10 +123,10 @@ extension Agent {
             try store.updateGroup(g, db)
             return ids
         }
-        let pool = RelayPool(group: group)
-        _ = await flushEach(ids, pool: pool)
-        _ = await groupFollowUps(pool: pool)
-        await pool.closeAll()
+        try await withRelayPool { pool in
+            _ = await flushEach(ids, pool: pool)
+            _ = await groupFollowUps(pool: pool)
+        }
     }
 
     /// Leaves freely: the members stop sending to us at once, and an admin drops us from the list.

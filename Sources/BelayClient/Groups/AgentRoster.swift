@@ -70,67 +70,66 @@ extension Agent {
         let tiers: UInt8 = coordinator == nil ? 2 : 3
         let id = SystemRandom().bytes(RosterRequest.idLength)
         let requestedAt = now()
-        let pool = RelayPool(group: group)
-        defer { Task { [pool] in await pool.closeAll() } }
+        return try await withRelayPool { pool in
 
-        // The first copy carries every timer: if that cannot fit one message (a large roster on
-        // relays with long addresses), say so before anything is deposited.
-        let laterTargets = (coordinator.map { [$0] } ?? []) + tier1
-        let probe = RosterRequest(group: state.id, id: id, text: text, tier: 0, window: UInt32(window), requestedAt: requestedAt, tiers: tiers,
-                                  nameClaimer: nameClaimer, lock: Self.probeCancel(contacts[tier0[0]]),
-                                  cancels: laterTargets.map { Self.probeCancel(contacts[$0]) })
-        guard GroupMessage.request(probe).encoded().count <= Envelope.maxContentLength else {
-            throw ClientError.invalidInput("this request, with its escalation to \(laterTargets.count) members, does not fit one message; shorten it")
-        }
-
-        // The lock: released to the coordinator (or someone) only if nobody claims in time.
-        let lockTarget = coordinator ?? tier0[0]
-        let lockDelay = UInt64(tiers - 1) * window + Self.claimAfterLastTier
-        guard let lock = try await depositHeld(.unclaimed(group: state.id, request: id), to: lockTarget, delay: lockDelay, pool: pool) else {
-            throw ClientError.relayUnreachable(relay: contacts[lockTarget]?.record.outlet.relay ?? "?", why: "the claim lock could not be deposited", queued: 0)
-        }
-        let cancel = { (t: RequestRecord.Timer) in RosterRequest.Cancel(relay: t.relay, timerId: [UInt8](t.id), timerSeed: [UInt8](t.seed)) }
-        func copy(tier: UInt8, cancels: [RequestRecord.Timer]) -> RosterRequest {
-            RosterRequest(group: state.id, id: id, text: text, tier: tier, window: UInt32(window), requestedAt: requestedAt, tiers: tiers,
-                          nameClaimer: nameClaimer, lock: cancel(lock), cancels: cancels.map(cancel))
-        }
-        // Recorded from here on, each timer as it is made: after a crash part-way, this device
-        // still knows the request and the timers it left.
-        try recordOwnRequest(groupRow: groupId, group: state.id) { requests in
-            requests.append(RequestRecord(id: Data(id), from: ownIdentity, mine: true, text: text, tier: 0, window: UInt32(window),
-                                          requestedAt: requestedAt, tiers: tiers, nameClaimer: nameClaimer, lock: lock, cancels: [],
-                                          state: .open, claimedBy: nil, shownTier: 0))
-        }
-        var later: [RequestRecord.Timer] = []
-        for (tier, targets) in [(UInt8(2), coordinator.map { [$0] } ?? []), (UInt8(1), tier1)] {
-            var deposited: [RequestRecord.Timer] = []
-            for target in targets {
-                if let timer = try await depositHeld(.request(copy(tier: tier, cancels: later)), to: target, delay: UInt64(tier) * window, pool: pool) {
-                    deposited.append(timer)
-                    try recordOwnRequest(groupRow: groupId, group: state.id) { requests in
-                        if let i = requests.lastIndex(where: { $0.id == Data(id) && $0.mine }) { requests[i].cancels.append(timer) }
-                    }
-                } else {
-                    unreachable.append(displayName(target, state: state, contacts: contacts))
-                }
+            // The first copy carries every timer: if that cannot fit one message (a large roster on
+            // relays with long addresses), say so before anything is deposited.
+            let laterTargets = (coordinator.map { [$0] } ?? []) + tier1
+            let probe = RosterRequest(group: state.id, id: id, text: text, tier: 0, window: UInt32(window), requestedAt: requestedAt, tiers: tiers,
+                                      nameClaimer: nameClaimer, lock: Self.probeCancel(contacts[tier0[0]]),
+                                      cancels: laterTargets.map { Self.probeCancel(contacts[$0]) })
+            guard GroupMessage.request(probe).encoded().count <= Envelope.maxContentLength else {
+                throw ClientError.invalidInput("this request, with its escalation to \(laterTargets.count) members, does not fit one message; shorten it")
             }
-            later += deposited
+
+            // The lock: released to the coordinator (or someone) only if nobody claims in time.
+            let lockTarget = coordinator ?? tier0[0]
+            let lockDelay = UInt64(tiers - 1) * window + Self.claimAfterLastTier
+            guard let lock = try await depositHeld(.unclaimed(group: state.id, request: id), to: lockTarget, delay: lockDelay, pool: pool) else {
+                throw ClientError.relayUnreachable(relay: contacts[lockTarget]?.record.outlet.relay ?? "?", why: "the claim lock could not be deposited", queued: 0)
+            }
+            let cancel = { (t: RequestRecord.Timer) in RosterRequest.Cancel(relay: t.relay, timerId: [UInt8](t.id), timerSeed: [UInt8](t.seed)) }
+            func copy(tier: UInt8, cancels: [RequestRecord.Timer]) -> RosterRequest {
+                RosterRequest(group: state.id, id: id, text: text, tier: tier, window: UInt32(window), requestedAt: requestedAt, tiers: tiers,
+                              nameClaimer: nameClaimer, lock: cancel(lock), cancels: cancels.map(cancel))
+            }
+            // Recorded from here on, each timer as it is made: after a crash part-way, this device
+            // still knows the request and the timers it left.
+            try recordOwnRequest(groupRow: groupId, group: state.id) { requests in
+                requests.append(RequestRecord(id: Data(id), from: ownIdentity, mine: true, text: text, tier: 0, window: UInt32(window),
+                                              requestedAt: requestedAt, tiers: tiers, nameClaimer: nameClaimer, lock: lock, cancels: [],
+                                              state: .open, claimedBy: nil, shownTier: 0))
+            }
+            var later: [RequestRecord.Timer] = []
+            for (tier, targets) in [(UInt8(2), coordinator.map { [$0] } ?? []), (UInt8(1), tier1)] {
+                var deposited: [RequestRecord.Timer] = []
+                for target in targets {
+                    if let timer = try await depositHeld(.request(copy(tier: tier, cancels: later)), to: target, delay: UInt64(tier) * window, pool: pool) {
+                        deposited.append(timer)
+                        try recordOwnRequest(groupRow: groupId, group: state.id) { requests in
+                            if let i = requests.lastIndex(where: { $0.id == Data(id) && $0.mine }) { requests[i].cancels.append(timer) }
+                        }
+                    } else {
+                        unreachable.append(displayName(target, state: state, contacts: contacts))
+                    }
+                }
+                later += deposited
+            }
+            let first = copy(tier: 0, cancels: later)
+            let ids: [Int64] = try write { db in
+                guard var g = try store.group(id: state.id, db), g.id == groupId else { throw ClientError.unknownGroup(name) }
+                var contacts = try contactsByIdentity(db)
+                let ids = try fanOut(.request(first), to: tier0, record: &g.record, contacts: &contacts, db)
+                try store.appendGroupHistory(HistoryEntry(direction: .outgoing, kind: "request", sequence: 0, sentAt: requestedAt * 1000, receivedAt: 0,
+                                                          text: text), group: g.id, db)
+                try store.updateGroup(g, db)
+                return ids
+            }
+            let failed = Set(await flushEach(ids, pool: pool))
+            unreachable += ids.filter { failed.contains($0) }.compactMap { i in contacts.values.first { $0.id == i }?.record.name }
+            return RequestOutcome(id: Hex.encode(id), first: tier0.map { displayName($0, state: state, contacts: contacts) }.sorted(),
+                                  escalatesAt: (1..<tiers).map { requestedAt + UInt64($0) * window }, unreachable: unreachable.sorted())
         }
-        let first = copy(tier: 0, cancels: later)
-        let ids: [Int64] = try write { db in
-            guard var g = try store.group(id: state.id, db), g.id == groupId else { throw ClientError.unknownGroup(name) }
-            var contacts = try contactsByIdentity(db)
-            let ids = try fanOut(.request(first), to: tier0, record: &g.record, contacts: &contacts, db)
-            try store.appendGroupHistory(HistoryEntry(direction: .outgoing, kind: "request", sequence: 0, sentAt: requestedAt * 1000, receivedAt: 0,
-                                                      text: text), group: g.id, db)
-            try store.updateGroup(g, db)
-            return ids
-        }
-        let failed = Set(await flushEach(ids, pool: pool))
-        unreachable += ids.filter { failed.contains($0) }.compactMap { i in contacts.values.first { $0.id == i }?.record.name }
-        await pool.closeAll()
-        return RequestOutcome(id: Hex.encode(id), first: tier0.map { displayName($0, state: state, contacts: contacts) }.sorted(),
-                              escalatesAt: (1..<tiers).map { requestedAt + UInt64($0) * window }, unreachable: unreachable.sorted())
     }
 
     /// Changes this person's own requests in a group, in one transaction.

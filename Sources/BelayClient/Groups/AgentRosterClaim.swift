@@ -49,36 +49,35 @@ extension Agent {
             g.record.requests[i].claimAttempted = true
             try store.updateGroup(g, db)
         }
-        let pool = RelayPool(group: group)
-        defer { Task { [pool] in await pool.closeAll() } }
-        if try await cancelTimer(request.lock, pool: pool) == false, !retrying {
-            try mark(request.id, in: g.id, .claimed, by: nil)
-            throw ClientError.claimedByOther(outcome.id)
+        return try await withRelayPool { pool in
+            if try await cancelTimer(request.lock, pool: pool) == false, !retrying {
+                try mark(request.id, in: g.id, .claimed, by: nil)
+                throw ClientError.claimedByOther(outcome.id)
+            }
+            // Won, or (a retry after an interrupted claim) perhaps won: two supporters acting is
+            // better than none, so this one goes on as the winner.
+            // Recorded and the notices queued first, so a crash after this still tells them.
+            let ids: [Int64] = try write { db in
+                guard var g = try store.group(id: state.id, db) else { return [] }
+                guard let i = g.record.requests.firstIndex(where: { $0.id == request.id && $0.from == request.from }) else { return [] }
+                g.record.requests[i].state = .claimed
+                g.record.requests[i].claimedBy = ownIdentity
+                var contacts = try contactsByIdentity(db)
+                let me = try PublicIdentity(bytes: [UInt8](ownIdentity))
+                var ids = try fanOut(.claimed(group: state.id, request: [UInt8](request.id), by: me), to: [request.from], record: &g.record, contacts: &contacts, db)
+                // Every other member: this client cannot know who was on duty when it was asked (or
+                // whether anyone was, and so everyone got it), and a member who never saw the request
+                // shows nothing for an id it does not know.
+                let others = recipients(state, g.record).filter { $0 != request.from }
+                ids += try fanOut(.claimed(group: state.id, request: [UInt8](request.id), by: request.nameClaimer ? me : nil), to: others,
+                                  record: &g.record, contacts: &contacts, db)
+                try store.updateGroup(g, db)
+                return ids
+            }
+            for timer in request.cancels { _ = try? await cancelTimer(timer, pool: pool) }
+            _ = await flushEach(ids, pool: pool)
+            return outcome
         }
-        // Won, or (a retry after an interrupted claim) perhaps won: two supporters acting is
-        // better than none, so this one goes on as the winner.
-        // Recorded and the notices queued first, so a crash after this still tells them.
-        let ids: [Int64] = try write { db in
-            guard var g = try store.group(id: state.id, db) else { return [] }
-            guard let i = g.record.requests.firstIndex(where: { $0.id == request.id && $0.from == request.from }) else { return [] }
-            g.record.requests[i].state = .claimed
-            g.record.requests[i].claimedBy = ownIdentity
-            var contacts = try contactsByIdentity(db)
-            let me = try PublicIdentity(bytes: [UInt8](ownIdentity))
-            var ids = try fanOut(.claimed(group: state.id, request: [UInt8](request.id), by: me), to: [request.from], record: &g.record, contacts: &contacts, db)
-            // Every other member: this client cannot know who was on duty when it was asked (or
-            // whether anyone was, and so everyone got it), and a member who never saw the request
-            // shows nothing for an id it does not know.
-            let others = recipients(state, g.record).filter { $0 != request.from }
-            ids += try fanOut(.claimed(group: state.id, request: [UInt8](request.id), by: request.nameClaimer ? me : nil), to: others,
-                              record: &g.record, contacts: &contacts, db)
-            try store.updateGroup(g, db)
-            return ids
-        }
-        for timer in request.cancels { _ = try? await cancelTimer(timer, pool: pool) }
-        _ = await flushEach(ids, pool: pool)
-        await pool.closeAll()
-        return outcome
     }
 
     /// Cancels a timer: true if this call deleted it, false if it was already gone.

@@ -47,7 +47,7 @@ extension Agent {
     /// Delivers the outboxes of `ids` over one pool; a relay that cannot be reached leaves its
     /// messages queued, and its contact is named in the result.
     func flushEach(_ ids: [Int64], pool existing: RelayPool? = nil) async -> [Int64] {
-        let pool = existing ?? RelayPool(group: group)
+        guard let pool = existing else { return (try? await withRelayPool { await flushEach(ids, pool: $0) }) ?? ids }
         // Each member's queue has its own connection (so the relay cannot link them by it), and
         // most of a send is waiting for the relay: several members at once, each in order.
         let failed = await withTaskGroup(of: Int64?.self) { tasks -> [Int64] in
@@ -64,7 +64,6 @@ extension Agent {
             }
             return failed.sorted()
         }
-        if existing == nil { await pool.closeAll() }
         return failed
     }
 
