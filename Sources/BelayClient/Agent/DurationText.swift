@@ -1,7 +1,11 @@
+import BelayWire
+
 /// Durations as people type them: `90s`, `30m`, `6h`, `2d`.
 public enum DurationText {
-    /// Longest duration accepted anywhere (400 days, the relay's longest timer).
-    public static let maxSeconds: UInt64 = 400 * 24 * 3600
+    /// Longest duration accepted anywhere: the relay's longest timer.
+    public static let maxSeconds = UInt64(WireLimits.maxTimerDelaySeconds)
+    /// Shortest time anything waits on a relay timer.
+    public static let minTimerSeconds = UInt64(WireLimits.minTimerDelaySeconds)
 
     public static func seconds(_ text: String) throws -> UInt64 {
         let t = text.trimmingCharacters(in: .whitespaces).lowercased()
@@ -18,9 +22,13 @@ public enum DurationText {
         default: throw ClientError.invalidInput("\"\(text)\" has an unknown unit; use s, m, h or d")
         }
         let (seconds, overflow) = value.multipliedReportingOverflow(by: scale)
-        guard !overflow, seconds <= maxSeconds else { throw ClientError.invalidInput("\"\(text)\" is longer than 400 days") }
+        guard !overflow, seconds <= maxSeconds else { throw ClientError.invalidInput("\"\(text)\" is longer than \(maxWords)") }
         return seconds
     }
+
+    /// The bounds in words, for messages: "60 seconds", "400 days".
+    public static let minTimerWords = "\(minTimerSeconds) seconds"
+    public static let maxWords = "\(maxSeconds / 86_400) days"
 
     public static func describe(_ seconds: UInt64) -> String {
         if seconds == 0 { return "0s" }

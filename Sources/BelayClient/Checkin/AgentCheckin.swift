@@ -38,8 +38,9 @@ extension Agent {
     public func armCheckin(every: UInt64, grace: UInt64, to rawNames: [String], then tiers: [(names: [String], after: UInt64)] = [],
                            note: String, codes: (checkin: [UInt8], duress: [UInt8])?, code: [UInt8]? = nil,
                            unverified: ([String]) throws -> Void = { _ in }) async throws -> CheckinStatus {
-        guard every + grace >= 60, every + grace <= DurationText.maxSeconds else {
-            throw ClientError.invalidInput("--every plus --grace must be between 60 seconds and 400 days")
+        let (low, high) = (DurationText.minTimerSeconds, DurationText.maxSeconds)
+        guard every <= high, grace <= high, every + grace >= low, every + grace <= high else {
+            throw ClientError.invalidInput("--every plus --grace must be between \(DurationText.minTimerWords) and \(DurationText.maxWords)")
         }
         guard note.utf8.count <= Self.maxNoteLength else { throw ClientError.invalidInput("the note is longer than \(Self.maxNoteLength) bytes") }
         guard tiers.count <= Self.maxEscalationTiers else { throw ClientError.invalidInput("at most \(Self.maxEscalationTiers) --then tiers") }
@@ -50,11 +51,13 @@ extension Agent {
             guard !names.isEmpty else {
                 throw ClientError.invalidInput(tier == 0 ? "name at least one contact with --to" : "each --then names at least one contact")
             }
-            guard tier == 0 || group.after >= 60 else { throw ClientError.invalidInput("each --after must be at least 60 seconds") }
+            guard tier == 0 || (group.after >= low && group.after <= high) else {
+                throw ClientError.invalidInput("each --after must be at least \(DurationText.minTimerWords)")
+            }
             named += names.map { ($0, tier) }
         }
         guard allTiers.count == tiers.count + 1, allTiers.map(\.after).reduce(every + grace, +) <= DurationText.maxSeconds else {
-            throw ClientError.invalidInput("--every, --grace and every --after together must be at most 400 days")
+            throw ClientError.invalidInput("--every, --grace and every --after together must be at most \(DurationText.maxWords)")
         }
         guard named.count <= Self.maxCheckinContacts else { throw ClientError.invalidInput("at most \(Self.maxCheckinContacts) contacts in all tiers") }
         var seen: Set<String> = []

@@ -8,7 +8,7 @@ import GRDB
 extension Agent {
     /// Shortest and longest claim window: the relay holds timers from 60 s, and a request is
     /// for now, not next month.
-    public static let claimWindowRange: ClosedRange<UInt64> = 60...(7 * 24 * 3600)
+    public static let claimWindowRange: ClosedRange<UInt64> = DurationText.minTimerSeconds...UInt64(RosterRequest.maxWindow)
     public static let defaultClaimWindow: UInt64 = 600
     /// How long after the last tier a request can still be claimed, before its lock runs out.
     static let claimAfterLastTier: UInt64 = 3600
