@@ -121,12 +121,12 @@ extension Agent {
         let pool = RelayPool(group: group)
         var events = await flushAll(pool: pool)
         let (contacts, invitations) = try read { db in (try store.contacts(db), try store.invitations(db)) }
-        if let name, !contacts.contains(where: { $0.record.name.lowercased() == name.lowercased() }) {
+        if let name, !contacts.contains(where: { Names.same($0.record.name, name) }) {
             await pool.closeAll()
             throw ClientError.unknownContact(name)
         }
         var firstError: ClientError?
-        let selected = contacts.filter { name == nil || $0.record.name.lowercased() == name!.lowercased() }
+        let selected = contacts.filter { c in name.map { Names.same(c.record.name, $0) } ?? true }
         var inboxes: [(Inbox, Bool)] = selected.map { ($0.record.inbox, false) }
         let (live, expired) = (invitations.filter { !isExpired($0.record) }, invitations.filter { isExpired($0.record) })
         if name == nil { inboxes += live.map { ($0.record.inbox, true) } }
@@ -350,7 +350,7 @@ extension Agent {
             }
             return try groupEvents + store.historyRows(db).compactMap { id, contact, e in
                 guard e.direction == .incoming, e.shown == false, let who = contacts[contact] else { return nil }
-                if let name, who.lowercased() != name.lowercased() { return nil }
+                if let name, !Names.same(who, name) { return nil }
                 return ReadEvent(kind: e.kind == "alert" ? .alert : .message, contact: who, text: e.text, sentAt: e.sentAt,
                                  receivedAt: e.receivedAt, sequence: e.sequence,
                                  notes: ["recorded before an interrupted read; it may have been shown once already"], historyId: id)

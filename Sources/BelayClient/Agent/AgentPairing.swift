@@ -154,13 +154,9 @@ extension Agent {
         }
         let allNames = try read { db in try store.contacts(db) }
         var name = rec.name ?? ""
-        if name.isEmpty {
-            var n = 1
-            while allNames.contains(where: { $0.record.name.lowercased() == "contact-\(n)" }) { n += 1 }
-            name = "contact-\(n)"
-        }
+        if name.isEmpty { name = Names.unique("contact", among: allNames.map(\.record.name), numberingFrom: 1) }
         var events: [ReadEvent] = []
-        let existing = allNames.first { $0.record.name.lowercased() == name.lowercased() }
+        let existing = allNames.first { Names.same($0.record.name, name) }
         if let existing, [UInt8](existing.record.identity) != confirmation.acceptor.bytes {
             if existing.record.verified {
                 return [ReadEvent(kind: .security, contact: name,
@@ -170,9 +166,7 @@ extension Agent {
             // Accepting never replaces a contact: whoever answered this invitation is kept apart
             // under a new name, and the person decides.
             let original = name
-            var n = 2
-            while allNames.contains(where: { $0.record.name.lowercased() == "\(original)-\(n)".lowercased() }) { n += 1 }
-            name = "\(original)-\(n)"
+            name = Names.unique(original, among: allNames.map(\.record.name), numberingFrom: 2)
             events.append(ReadEvent(kind: .security, contact: name,
                                     text: "someone with a different identity answered an invitation named \(original); \(original) is kept as it was "
                                         + "and the newcomer is \(name). If \(original) did not reset their device, the invitation may have been "

@@ -40,7 +40,7 @@ extension Agent {
         try await withRelayPool(onPush: { lane, reply in continuation.yield(.reply(lane, reply)) }) { pool in
             let early = await flushAll(pool: pool)
             if !early.isEmpty { onEvent(early) }
-            if let name, try read({ db in try store.contacts(db) }).first(where: { $0.record.name.lowercased() == name.lowercased() }) == nil {
+            if let name, try read({ db in try store.contacts(db) }).first(where: { Names.same($0.record.name, name) }) == nil {
                 throw ClientError.unknownContact(name)
             }
             var connections: [RelayPool.Lane: RelayConnection] = [:]
@@ -88,7 +88,7 @@ extension Agent {
             /// relay that stalls is not retried on every tick in front of everything else.
             func subscribeNew(includeDown: Bool = true) async throws {
                 let (contacts, invitations) = try read { db in (try store.contacts(db), try store.invitations(db)) }
-                var inboxes = contacts.filter { name == nil || $0.record.name.lowercased() == name!.lowercased() }.map(\.record.inbox)
+                var inboxes = contacts.filter { c in name.map { Names.same(c.record.name, $0) } ?? true }.map(\.record.inbox)
                 if name == nil { inboxes += invitations.map(\.record.inbox) }
                 for inbox in inboxes {
                     let keys = try InboxKeys(inbox)

@@ -67,7 +67,7 @@ extension Agent {
         let (contacts, existing) = try read { db in (try store.contacts(db), try store.checkin(db)) }
         var chosen: [(contact: ContactRecord, tier: Int)] = []
         for (name, tier) in named {
-            guard let c = contacts.first(where: { $0.record.name.lowercased() == name.lowercased() })?.record else { throw ClientError.unknownContact(name) }
+            guard let c = contacts.first(where: { Names.same($0.record.name, name) })?.record else { throw ClientError.unknownContact(name) }
             guard !c.awaitingHello else { throw ClientError.notYetPaired(name) }
             chosen.append((c, tier))
         }

@@ -184,10 +184,7 @@ extension Agent {
             return [ReadEvent(kind: .warning, contact: sender.name, text: "\(sender.name) invited you to a group, but this device already keeps "
                               + "\(GroupRecord.maxGroups) groups; the invitation was refused")]
         }
-        var name = wanted
-        let taken = Set(try store.groups(db).filter { !$0.record.status.isOver }.map { $0.record.localName.lowercased() })
-        var n = 2
-        while taken.contains(name.lowercased()) { name = "\(wanted)-\(n)"; n += 1 }
+        let name = Names.unique(wanted, among: try store.groups(db).filter { !$0.record.status.isOver }.map(\.record.localName))
         var record = GroupRecord(state: Data(), localName: name, status: .invited)
         record.invitation = .init(group: Data(id), admin: sender.identity, name: wanted, roster: roster, addedAt: addedAt)
         if let existing { try store.updateGroup(.init(id: existing.id, record: record), db) } else { try store.insertGroup(record, id: id, db) }

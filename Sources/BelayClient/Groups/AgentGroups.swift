@@ -11,13 +11,13 @@ extension Agent {
         let ids: [Int64] = try write { db in
             if let existing = try store.group(named: name, db), !existing.record.status.isOver { throw ClientError.groupExists(name) }
             var members: [GroupState.Member] = []
-            let coordinatorIsUs = coordinator.map { $0.lowercased() == "me" || $0.lowercased() == "you" } ?? true
+            let coordinatorIsUs = coordinator.map { Names.same($0, "me") || Names.same($0, "you") } ?? true
             for raw in names {
                 let member = raw.trimmingCharacters(in: .whitespaces)
                 guard let row = try store.contact(named: member, db) else { throw ClientError.unknownContact(member) }
                 guard !row.record.awaitingHello else { throw ClientError.notYetPaired(row.record.name) }
                 guard !members.contains(where: { Data($0.identity.bytes) == row.record.identity }) else { continue }
-                let isCoordinator = roster && coordinator?.lowercased() == row.record.name.lowercased()
+                let isCoordinator = roster && coordinator.map { Names.same($0, row.record.name) } == true
                 members.append(.init(identity: try PublicIdentity(bytes: [UInt8](row.record.identity)), name: row.record.name,
                                      role: isCoordinator ? .coordinator : .member, addedAt: 1, joined: false))
             }
@@ -62,7 +62,7 @@ extension Agent {
     public func removeFromGroup(_ name: String, member: String) async throws {
         try await changeGroup(name) { state, record, db in
             let contacts = try contactsByIdentity(db)
-            guard let m = state.members.first(where: { displayName(Data($0.identity.bytes), state: state, contacts: contacts).lowercased() == member.lowercased() }),
+            guard let m = state.members.first(where: { Names.same(displayName(Data($0.identity.bytes), state: state, contacts: contacts), member) }),
                   Data(m.identity.bytes) != ownIdentity else {
                 throw ClientError.notGroupMember(group: record.localName, member: member)
             }

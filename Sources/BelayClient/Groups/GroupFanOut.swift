@@ -81,12 +81,8 @@ extension Agent {
 
     /// A name no contact has yet, from `wanted`.
     func freeContactName(_ wanted: String, _ db: Database) throws -> String {
-        let taken = Set(try store.contacts(db).map { $0.record.name.lowercased() } + (try store.invitations(db).compactMap { $0.record.name?.lowercased() }))
-        let base = (try? Self.validate(name: wanted)) ?? "member"
-        if !taken.contains(base.lowercased()) { return base }
-        var n = 2
-        while taken.contains("\(base)-\(n)".lowercased()) { n += 1 }
-        return "\(base)-\(n)"
+        let taken = try store.contacts(db).map(\.record.name) + (try store.invitations(db).compactMap(\.record.name))
+        return Names.unique((try? Self.validate(name: wanted)) ?? "member", among: taken)
     }
 
     /// Signs the successor of `current` made by `change`, as this admin.

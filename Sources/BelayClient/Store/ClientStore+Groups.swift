@@ -26,7 +26,7 @@ extension ClientStore {
 
     /// The group with this local name, preferring one still going over one that ended.
     func group(named name: String, _ db: Database) throws -> Row<GroupRecord>? {
-        let matching = try groups(db).filter { $0.record.localName.lowercased() == name.lowercased() }
+        let matching = try groups(db).filter { Names.same($0.record.localName, name) }
         return matching.first { !$0.record.status.isOver } ?? matching.last
     }
 
