@@ -109,8 +109,14 @@ import Testing
             #expect(throws: E2EError.malformed("request")) { try RosterRequest(decoding: r.encoded()) }
         }
         // A name that would move the cursor or fake a line on a terminal is refused.
-        for bad in ["line\n!!! ALERT", "bell\u{7}", "rtl\u{202E}"] {
+        for bad in ["line\n!!! ALERT", "bell\u{7}", "rtl\u{202E}", "isolate\u{2066}x", "para\u{2029}x"] {
             #expect(throws: E2EError.self) { try GroupMessage(decoding: GroupMessage.invite(group: s.id, name: bad, roster: false, addedAt: 1).encoded()) }
+        }
+        // Names people have: a Persian name with a zero-width non-joiner, an emoji sequence with
+        // joiners, a right-to-left mark.
+        for good in ["می\u{200C}نا", "🏳️\u{200D}🌈 circle", "\u{200F}שלום"] {
+            #expect(try GroupMessage(decoding: GroupMessage.invite(group: s.id, name: good, roster: false, addedAt: 1).encoded())
+                    == .invite(group: s.id, name: good, roster: false, addedAt: 1))
         }
         let long = GroupMessage.text(group: s.id, version: 1, text: String(repeating: "a", count: GroupMessage.maxTextLength + 1))
         #expect(throws: E2EError.self) { try GroupMessage(decoding: long.encoded()) }

@@ -223,3 +223,61 @@ extension GroupTests {
         await w.finish()
     }
 }
+
+extension GroupTests {
+    /// Names people have (a zero-width non-joiner in a Persian name, joiners in an emoji) work
+    /// in groups end to end.
+    @Test func namesWithJoinersWork() async throws {
+        let w = try await World(GroupTests.roomy)
+        let mina = "می\u{200C}نا"
+        try await w.pair("alice", mina)
+        let circle = "🏳️\u{200D}🌈 circle"
+        try await w.person("alice").createGroup(circle, members: [mina])
+        #expect(try w.person("alice").groups().map(\.name) == [circle])
+        _ = try await w.person(mina).read()
+        try await w.person(mina).joinGroup(circle)
+        try await Self.settle(w, ["alice", mina], rounds: 2)
+        #expect(try w.person(mina).groupMembers(circle).count == 2)
+        _ = try await w.person("alice").groupSend(circle, text: "سلام")
+        #expect(try await w.person(mina).read().contains { $0.kind == .group && $0.text == "سلام" })
+        await w.finish()
+    }
+
+    /// Someone only invited cannot get themselves paired with members through an admin.
+    @Test func anInviteeCannotPairWithMembersBeforeJoining() async throws {
+        let w = try await Self.threeInAGroup()
+        try await w.pair("alice", "dave")
+        try await w.person("alice").addToGroup("circle", member: "dave")
+        _ = try await w.person("dave").read()
+        let dave = try w.person("dave")
+        let group = try dave.read { db in try dave.store.group(named: "circle", db)!.record.invitation!.group }
+        let invitation = try await dave.invite(relay: w.relay.address, name: "bob", lifetime: nil)
+        try await dave.send(to: "alice", kind: .group, body: GroupMessage.introduce(group: [UInt8](group), for: try w.person("bob").publicIdentity,
+                                                                                    invitation: invitation).encoded(), history: nil)
+        try await Self.settle(w, ["alice", "bob"], rounds: 2)
+        #expect(try w.person("bob").contacts().contacts.map(\.name).sorted() == ["alice", "carol"])
+        await w.finish()
+    }
+
+    /// Removed before joining and added again, or a confirmation the relay lost: joining
+    /// (again) ends with the member confirmed.
+    @Test func aJoinAfterReAddingOrALostConfirmationIsConfirmed() async throws {
+        let w = try await Self.threeInAGroup()
+        try await w.pair("alice", "dave")
+        try await w.person("alice").addToGroup("circle", member: "dave")
+        try await w.person("alice").removeFromGroup("circle", member: "dave")
+        try await w.person("alice").addToGroup("circle", member: "dave")
+        _ = try await w.person("dave").read()
+        try await w.person("dave").joinGroup("circle")
+        _ = try await w.person("alice").read()
+        // The relay loses everything waiting, alice's confirmation for dave among it.
+        try HostileRelay(relay: w.relay).execute("DELETE FROM message")
+        #expect(throws: ClientError.self) { try w.person("dave").groupMembers("circle") }
+        try await w.person("dave").joinGroup("circle")
+        _ = try await w.person("alice").read()
+        _ = try await w.person("dave").read()
+        #expect(try w.person("dave").groupMembers("circle").count == 4)
+        #expect(try w.person("alice").groupMembers("circle").first { $0.name == "dave" }?.status == "joined")
+        await w.finish()
+    }
+}

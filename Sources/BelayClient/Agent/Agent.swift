@@ -159,8 +159,8 @@ public final class Agent: @unchecked Sendable {
         let trimmed = name.trimmingCharacters(in: .whitespaces)
         guard !trimmed.isEmpty else { throw ClientError.invalidName("it is empty") }
         guard trimmed.utf8.count <= maxNameLength else { throw ClientError.invalidName("longer than \(maxNameLength) bytes") }
-        guard !trimmed.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-            throw ClientError.invalidName("it contains control characters")
+        guard GroupState.isPrintableName(trimmed) else {
+            throw ClientError.invalidName("it contains control characters, line separators or direction overrides")
         }
         guard !trimmed.contains(",") else { throw ClientError.invalidName("it contains a comma") }
         return trimmed

@@ -18,7 +18,12 @@ extension Agent {
         guard var g = try store.group(id: message.group, db), g.record.status != .retired, g.record.hasState else {
             return []  // A group we are not in (or only invited to), or one that ended: nothing to show.
         }
-        let state = try g.record.decodedState()
+        // A record that will not open must not stop this contact's messages: warn, and let the
+        // delivery be acknowledged.
+        guard let state = try? g.record.decodedState() else {
+            return [ReadEvent(kind: .warning, contact: sender.name, text: "a message for \(g.record.localName) was dropped: this device's record of "
+                              + "the group is damaged", group: g.record.localName)]
+        }
         var contacts = try contactsByIdentity(db)
         let from = sender.identity
         let who = sender.name
@@ -28,7 +33,12 @@ extension Agent {
             break
         case let .join(_, addedAt):
             guard g.record.status == .joined, confirmsChanges(state, g.record),
-                  let m = state.members.first(where: { Data($0.identity.bytes) == from }), m.addedAt == addedAt, !m.joined else { break }
+                  let m = state.members.first(where: { Data($0.identity.bytes) == from }), m.addedAt == addedAt else { break }
+            if m.joined {
+                // A join sent again: our confirming state did not reach them. Send the current one.
+                try fanOut(.state(state), to: [from], record: &g.record, contacts: &contacts, db)
+                break
+            }
             let next = try successor(of: state) { s in
                 if let i = s.members.firstIndex(where: { $0.identity == m.identity }) { s.members[i].joined = true }
             }
@@ -102,7 +112,9 @@ extension Agent {
                       contacts: inout [Data: ClientStore.Row<ContactRecord>], _ db: Database) throws {
         guard let invitation = try? Invitation(text: text, now: now()) else { return }
         let inviter = Data(invitation.inviter.bytes)
-        guard state.member(invitation.inviter) != nil, !g.record.status.isOver else { return }
+        // Only between members who have both joined: someone only invited learns nobody this way.
+        guard g.record.isActive(inviter, in: state), g.record.isActive(target, in: state) || target == ownIdentity,
+              !g.record.status.isOver else { return }
         if target == ownIdentity {
             // Only for a member of the group, and only once: a contact we already have stays.
             guard contacts[inviter] == nil, !g.record.toAccept.contains(where: { $0.identity == inviter }),
@@ -174,17 +186,30 @@ extension Agent {
     /// already, is not replaced by it; one we left or were removed from may invite us again.
     private func invited(to id: [UInt8], name wanted: String, roster: Bool, addedAt: UInt64, by sender: ContactRecord, _ db: Database) throws -> [ReadEvent] {
         let existing = try store.group(id: id, db)
-        if let existing, !(existing.record.status == .left || existing.record.status == .removed) {
-            guard existing.record.status == .invited, existing.record.invitation?.admin != sender.identity else { return [] }
-            return [ReadEvent(kind: .warning, contact: sender.name, text: "\(sender.name) invited you to a group you were already invited to by "
-                              + "someone else; the first invitation stands")]
+        if var existing, !(existing.record.status == .left || existing.record.status == .removed) {
+            let waiting = existing.record.status == .invited || (existing.record.status == .joined && !existing.record.hasState)
+            guard waiting else { return [] }
+            guard existing.record.invitation?.admin == sender.identity else {
+                return [ReadEvent(kind: .warning, contact: sender.name, text: "\(sender.name) invited you to a group you were already invited to by "
+                                  + "someone else; the first invitation stands")]
+            }
+            // The same admin again (removed and added back before we were confirmed): the newer
+            // version is the one our join must name.
+            let newest = max(existing.record.invitation?.addedAt ?? 0, addedAt)
+            existing.record.invitation?.addedAt = newest
+            existing.record.status = .invited
+            try store.updateGroup(existing, db)
+            return [groupEvent(existing.record, "\(sender.name) invited you to \(existing.record.localName) again: `belay group join \(existing.record.localName)`",
+                               contact: sender.name)]
         }
-        let kept = try store.groups(db).count
-        guard existing != nil || kept < GroupRecord.maxGroups else {
-            return [ReadEvent(kind: .warning, contact: sender.name, text: "\(sender.name) invited you to a group, but this device already keeps "
-                              + "\(GroupRecord.maxGroups) groups; the invitation was refused")]
+        // Bounded in all, and per inviter, so that one contact cannot crowd out the others.
+        let live = try store.groups(db).filter { !$0.record.status.isOver }
+        let fromSender = live.filter { $0.record.status == .invited && $0.record.invitation?.admin == sender.identity }.count
+        guard existing != nil || (live.count < GroupRecord.maxGroups && fromSender < GroupRecord.maxInvitationsPerInviter) else {
+            return [ReadEvent(kind: .warning, contact: sender.name, text: "\(sender.name) invited you to a group, but too many invitations are "
+                              + "waiting for your answer (join or forget some); it was refused")]
         }
-        let name = Names.unique(wanted, among: try store.groups(db).filter { !$0.record.status.isOver }.map(\.record.localName))
+        let name = Names.unique((try? Self.validate(name: wanted)) ?? "group", among: live.map(\.record.localName))
         var record = GroupRecord(state: Data(), localName: name, status: .invited)
         record.invitation = .init(group: Data(id), admin: sender.identity, name: wanted, roster: roster, addedAt: addedAt)
         if let existing { try store.updateGroup(.init(id: existing.id, record: record), db) } else { try store.insertGroup(record, id: id, db) }

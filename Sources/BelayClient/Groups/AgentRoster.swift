@@ -12,6 +12,8 @@ extension Agent {
     public static let defaultClaimWindow: UInt64 = 600
     /// How long after the last tier a request can still be claimed, before its lock runs out.
     static let claimAfterLastTier: UInt64 = 3600
+    /// Room left in the size check of a request's first copy, for anything it did not measure.
+    static let requestSizeMargin = 256
 
     public struct RequestOutcome: Sendable, Equatable {
         public var id: String
@@ -76,9 +78,9 @@ extension Agent {
             // relays with long addresses), say so before anything is deposited.
             let laterTargets = (coordinator.map { [$0] } ?? []) + tier1
             let probe = RosterRequest(group: state.id, id: id, text: text, tier: 0, window: UInt32(window), requestedAt: requestedAt, tiers: tiers,
-                                      nameClaimer: nameClaimer, lock: Self.probeCancel(contacts[tier0[0]]),
+                                      nameClaimer: nameClaimer, lock: Self.probeCancel(contacts[coordinator ?? tier0[0]]),
                                       cancels: laterTargets.map { Self.probeCancel(contacts[$0]) })
-            guard GroupMessage.request(probe).encoded().count <= Envelope.maxContentLength else {
+            guard GroupMessage.request(probe).encoded().count + Self.requestSizeMargin <= Envelope.maxContentLength else {
                 throw ClientError.invalidInput("this request, with its escalation to \(laterTargets.count) members, does not fit one message; shorten it")
             }
 

@@ -40,17 +40,20 @@ extension Agent {
         case .claimed, .unclaimed: throw ClientError.claimedByOther(outcome.id)
         case .open: break
         }
-        // Recorded before the relay is asked: if the answer is lost (a crash, a dropped
-        // connection), the retry finds the lock gone and must not conclude someone else won.
+        // Recorded once the relay has shown it holds the lock and just before the cancel goes: if
+        // the answer is then lost (a crash, a dropped connection), the retry that finds the lock
+        // gone knows it may have been its own claim.
         let retrying = request.claimAttempted == true
-        try write { db in
-            guard var g = try store.group(id: state.id, db), let i = g.record.requests.firstIndex(where: { $0.id == request.id && $0.from == request.from })
-            else { return }
-            g.record.requests[i].claimAttempted = true
-            try store.updateGroup(g, db)
+        let markAttempt = {
+            try self.write { db in
+                guard var g = try self.store.group(id: state.id, db),
+                      let i = g.record.requests.firstIndex(where: { $0.id == request.id && $0.from == request.from }) else { return }
+                g.record.requests[i].claimAttempted = true
+                try self.store.updateGroup(g, db)
+            }
         }
         return try await withRelayPool { pool in
-            if try await cancelTimer(request.lock, pool: pool) == false, !retrying {
+            if try await cancelTimer(request.lock, pool: pool, beforeCancel: markAttempt) == false, !retrying {
                 try mark(request.id, in: g.id, .claimed, by: nil)
                 throw ClientError.claimedByOther(outcome.id)
             }
@@ -80,12 +83,14 @@ extension Agent {
         }
     }
 
-    /// Cancels a timer: true if this call deleted it, false if it was already gone.
-    func cancelTimer(_ timer: RequestRecord.Timer, pool: RelayPool) async throws -> Bool {
+    /// Cancels a timer: true if this call deleted it, false if it was already gone. `beforeCancel`
+    /// runs once the relay has accepted the proof (so the timer was there) and before TCANCEL.
+    func cancelTimer(_ timer: RequestRecord.Timer, pool: RelayPool, beforeCancel: () throws -> Void = {}) async throws -> Bool {
         guard let id = EntityID(bytes: timer.id) else { throw ClientError.stateDamaged("a request's timer is damaged") }
         let connection = try await pool.connection(timer.relay, lane: id)
         do {
             try await pool.authorise(.timer, id, key: try Ed25519.SigningKey(seed: SecureBytes(copying: [UInt8](timer.seed))), on: connection)
+            try beforeCancel()
             try await connection.cancelTimer(id)
             return true
         } catch RelayClientError.relay(.noTimer) {
@@ -191,7 +196,8 @@ extension Agent {
             var events: [ReadEvent] = []
             let contacts = try contactsByIdentity(db)
             for var g in try store.groups(db) where g.record.status == .joined && g.record.hasState && !g.record.requests.isEmpty {
-                let state = try g.record.decodedState()
+                // One damaged record must not hide the others' escalations.
+                guard let state = try? g.record.decodedState() else { continue }
                 var changed = false
                 for i in g.record.requests.indices where g.record.requests[i].state == .open {
                     let r = g.record.requests[i]

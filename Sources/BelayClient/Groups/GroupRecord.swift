@@ -77,6 +77,8 @@ struct GroupRecord: Codable, Sendable {
     /// Groups a client keeps (ended ones included): an invitation past it is refused, so a contact
     /// cannot fill the state with groups.
     static let maxGroups = 256
+    /// Unanswered invitations kept from one inviter.
+    static let maxInvitationsPerInviter = 16
 
     var hasState: Bool { !state.isEmpty }
 

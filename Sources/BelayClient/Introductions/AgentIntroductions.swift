@@ -23,6 +23,7 @@ extension Agent {
     /// Offers waiting for an answer that a client keeps; more are refused, so a contact cannot
     /// fill the state with offers.
     static let maxOpenOffers = 32
+    static let maxOpenOffersPerIntroducer = 8
 
     public func introduce(_ a: String, _ b: String, note: String) async throws -> String {
         guard note.utf8.count <= IntroductionMessage.maxNoteLength else {
@@ -109,8 +110,10 @@ extension Agent {
         switch message {
         case let .offer(_, note, first):
             guard existing == nil else { return [] }
-            let open = try store.introductions(db).filter { if case let .side(s) = $0.record.role { s.accepted == nil && !s.withdrawn } else { false } }
-            guard open.count < Self.maxOpenOffers else {
+            let open = try store.introductions(db).compactMap { row -> IntroRecord.Side? in
+                if case let .side(s) = row.record.role, s.accepted == nil, !s.withdrawn { s } else { nil }
+            }
+            guard open.count < Self.maxOpenOffers, open.filter({ $0.introducer == sender.identity }).count < Self.maxOpenOffersPerIntroducer else {
                 return [ReadEvent(kind: .warning, contact: sender.name, text: "\(sender.name) offered an introduction, but \(Self.maxOpenOffers) offers "
                                   + "are already waiting for your answer; answer or decline some first")]
             }
@@ -193,13 +196,16 @@ extension Agent {
     func acceptIntroductions() async -> [ReadEvent] {
         // Settled introductions go after a while: who introduced whom is not kept for ever.
         try? write { db in
+            let waiting = Set(try store.invitations(db).map(\.record.text))
             for row in try store.introductions(db) where now() > row.record.createdAt + Self.settledIntroductionKept {
                 let settled: Bool
                 switch row.record.role {
                 case let .introducer(i): settled = i.completed
-                case let .side(s): settled = s.paired || s.withdrawn || s.accepted == false
+                // The first side is settled once its invitation was used (or withdrawn).
+                case let .side(s): settled = s.paired || s.withdrawn || s.accepted == false || s.ownInvitation.map { !waiting.contains($0) } == true
                 }
-                if settled { try store.deleteIntroduction(row.id, db) }
+                // Anything, settled or not, goes after three times as long.
+                if settled || now() > row.record.createdAt + 3 * Self.settledIntroductionKept { try store.deleteIntroduction(row.id, db) }
             }
         }
         guard let rows = try? read({ db in try store.introductions(db) }) else { return [] }

@@ -134,13 +134,22 @@ public struct GroupState: Sendable, Equatable {
         try r.expectEnd("group state")
     }
 
-    /// A name: UTF-8, at most 64 bytes, and no control characters (a name is printed on a
-    /// terminal, where a newline could fake a line of its own).
+    /// A name: UTF-8, at most 64 bytes, and nothing that could fake terminal output
+    /// (`isPrintableName`).
     static func text(_ r: inout ByteReader, _ field: String) throws -> String {
         let bytes = try r.bytes16(field, maximum: maxNameLength)
-        guard let s = String(bytes: bytes, encoding: .utf8),
-              !s.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0.properties.generalCategory == .format })
-        else { throw E2EError.malformed(field) }
+        guard let s = String(bytes: bytes, encoding: .utf8), isPrintableName(s) else { throw E2EError.malformed(field) }
         return s
+    }
+
+    /// No control characters, line or paragraph separators, or bidirectional overrides and
+    /// isolates: a name is printed on a terminal, where those could fake a line or reorder one.
+    /// Joiners and marks that names need (the zero-width non-joiner in Persian, the joiner in an
+    /// emoji) are allowed. The client's own `validate(name:)` applies the same rule.
+    public static func isPrintableName(_ s: String) -> Bool {
+        !s.unicodeScalars.contains { c in
+            c.properties.generalCategory == .control || (0x2028...0x2029).contains(c.value) || (0x202A...0x202E).contains(c.value)
+                || (0x2066...0x2069).contains(c.value)
+        }
     }
 }
