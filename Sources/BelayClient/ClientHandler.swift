@@ -76,7 +76,8 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
             case .connecting(var handshake):
                 // A relay that does not speak our version answers with its own preamble.
                 if decoder.bufferedByteCount >= Preamble.length, let peek = decoder.peekRaw(count: Preamble.length),
-                   case let .unsupportedVersion(v) = Preamble.check(peek) {
+                    case let .unsupportedVersion(v) = Preamble.check(peek)
+                {
                     return fail(.versionMismatch(relayVersion: v), context)
                 }
                 guard let frame = nextFrame(context) else { return }

@@ -41,7 +41,8 @@ public final class RelayConnection: Sendable {
         do {
             var bootstrap = ClientBootstrap(group: eventLoop)
             if let localAddress { bootstrap = bootstrap.bind(to: localAddress) }
-            channel = try await bootstrap
+            channel =
+                try await bootstrap
                 .connectTimeout(connectTimeout)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in

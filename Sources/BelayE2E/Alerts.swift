@@ -31,15 +31,18 @@ public enum Alerts {
 
     /// `0x03 | key id (16) | nonce (24) | XChaCha20-Poly1305(padded content)`: the same total size
     /// as a ratchet message of the same bucket, so the relay cannot tell an alert from a message.
-    public static func seal(_ content: Content, key: AlertKey, sender: PublicIdentity, receiver: PublicIdentity,
-                            label: [UInt8] = Alerts.label, random: some RandomSource = SystemRandom()) throws -> [UInt8] {
+    public static func seal(
+        _ content: Content, key: AlertKey, sender: PublicIdentity, receiver: PublicIdentity,
+        label: [UInt8] = Alerts.label, random: some RandomSource = SystemRandom()
+    ) throws -> [UInt8] {
         var padded = try Envelope.padded(content)
         defer { Sodium.wipe(&padded) }
         let nonce = random.bytes(XChaChaPoly.nonceLength)
         let kind = [Envelope.Kind.alert.rawValue]
         let secret = try SecureBytes(copying: key.key)
-        let sealed = try XChaChaPoly.seal(key: secret, nonce: nonce, plaintext: padded,
-                                          ad: label + kind + key.id + sender.bytes + receiver.bytes)
+        let sealed = try XChaChaPoly.seal(
+            key: secret, nonce: nonce, plaintext: padded,
+            ad: label + kind + key.id + sender.bytes + receiver.bytes)
         return kind + key.id + nonce + sealed
     }
 
@@ -49,8 +52,10 @@ public enum Alerts {
         return Array(body[1...AlertKey.idLength])
     }
 
-    public static func open(_ body: [UInt8], key: AlertKey, sender: PublicIdentity, receiver: PublicIdentity,
-                            label: [UInt8] = Alerts.label) throws -> Content {
+    public static func open(
+        _ body: [UInt8], key: AlertKey, sender: PublicIdentity, receiver: PublicIdentity,
+        label: [UInt8] = Alerts.label
+    ) throws -> Content {
         var r = ByteReader(body)
         guard try r.u8("alert kind") == Envelope.Kind.alert.rawValue else { throw E2EError.malformed("alert kind") }
         let id = try r.take(AlertKey.idLength, "alert key id")
@@ -58,8 +63,11 @@ public enum Alerts {
         let sealed = try r.take(r.remaining, "alert body")
         guard Sodium.constantTimeEquals(id, key.id) else { throw E2EError.messageRejected }
         let secret = try SecureBytes(copying: key.key)
-        guard var padded = try? XChaChaPoly.open(key: secret, nonce: nonce, ciphertext: sealed,
-                                                 ad: label + [Envelope.Kind.alert.rawValue] + id + sender.bytes + receiver.bytes) else {
+        guard
+            var padded = try? XChaChaPoly.open(
+                key: secret, nonce: nonce, ciphertext: sealed,
+                ad: label + [Envelope.Kind.alert.rawValue] + id + sender.bytes + receiver.bytes)
+        else {
             throw E2EError.messageRejected
         }
         defer { Sodium.wipe(&padded) }

@@ -87,9 +87,11 @@ public struct CheckinNotice: Sendable, Equatable {
     public var circle: [Member]
     public var cancels: [Cancel]
 
-    public init(state: State, codeTag: [UInt8], tagChain: [[UInt8]], authority: [UInt8], checkin: [UInt8], counter: UInt64, alertAt: UInt64,
-                every: UInt64, grace: UInt64, lastCheckin: UInt64, tier: UInt8, escalateAfter: UInt64, note: String, alertKey: [UInt8],
-                circleKey: [UInt8], circle: [Member], cancels: [Cancel]) {
+    public init(
+        state: State, codeTag: [UInt8], tagChain: [[UInt8]], authority: [UInt8], checkin: [UInt8], counter: UInt64, alertAt: UInt64,
+        every: UInt64, grace: UInt64, lastCheckin: UInt64, tier: UInt8, escalateAfter: UInt64, note: String, alertKey: [UInt8],
+        circleKey: [UInt8], circle: [Member], cancels: [Cancel]
+    ) {
         (self.state, self.codeTag, self.tagChain, self.authority) = (state, codeTag, tagChain, authority)
         (self.checkin, self.counter, self.alertAt) = (checkin, counter, alertAt)
         (self.every, self.grace, self.lastCheckin, self.tier, self.escalateAfter) = (every, grace, lastCheckin, tier, escalateAfter)
@@ -175,8 +177,10 @@ public struct CheckinNotice: Sendable, Equatable {
         let tagBox = try r.bytes16("tag box", maximum: Self.tagLength + SealedBox.overhead)
         let authority = try r.bytes16("authority", maximum: Ed25519.publicKeyLength)
         let checkin = try r.take(Self.idLength, "check-in id")
-        let (counter, alertAt, every, grace, last) = (try r.u64("counter"), try r.u64("alert time"), try r.u64("every"), try r.u64("grace"),
-                                                      try r.u64("last check-in"))
+        let (counter, alertAt, every, grace, last) = (
+            try r.u64("counter"), try r.u64("alert time"), try r.u64("every"), try r.u64("grace"),
+            try r.u64("last check-in")
+        )
         let tier = try r.u8("tier")
         let after = try r.u64("escalation")
         let note = try Self.text(&r, "note", Self.maxNoteLength)
@@ -186,22 +190,28 @@ public struct CheckinNotice: Sendable, Equatable {
         guard members <= Self.maxCircle else { throw E2EError.malformed("check-in circle size") }
         var circle: [Member] = []
         for _ in 0..<members {
-            circle.append(Member(name: try Self.text(&r, "member name", Self.maxNameLength), identity: try r.take(PublicIdentity.length, "member identity"),
-                                 tier: try r.u8("member tier"), relay: try Self.text(&r, "member relay", Self.maxRelayLength),
-                                 senderId: try r.bytes16("member sender id", maximum: 16), senderSeed: try r.bytes16("member sender key", maximum: 32)))
+            circle.append(
+                Member(
+                    name: try Self.text(&r, "member name", Self.maxNameLength), identity: try r.take(PublicIdentity.length, "member identity"),
+                    tier: try r.u8("member tier"), relay: try Self.text(&r, "member relay", Self.maxRelayLength),
+                    senderId: try r.bytes16("member sender id", maximum: 16), senderSeed: try r.bytes16("member sender key", maximum: 32)))
         }
         let count = Int(try r.u8("cancel count"))
         guard count <= Self.maxCircle else { throw E2EError.malformed("check-in cancel count") }
         var cancels: [Cancel] = []
         for _ in 0..<count {
-            cancels.append(Cancel(relay: try Self.text(&r, "cancel relay", Self.maxRelayLength), timerId: try r.bytes16("timer id", maximum: 16),
-                                  timerSeed: try r.bytes16("timer key", maximum: 32)))
+            cancels.append(
+                Cancel(
+                    relay: try Self.text(&r, "cancel relay", Self.maxRelayLength), timerId: try r.bytes16("timer id", maximum: 16),
+                    timerSeed: try r.bytes16("timer key", maximum: 32)))
         }
         let signature = try r.bytes16("notice signature", maximum: Ed25519.signatureLength)
         try r.expectEnd("check-in notice")
-        self.init(state: state, codeTag: codeTag, tagChain: tagChain, authority: authority, checkin: checkin, counter: counter, alertAt: alertAt, every: every, grace: grace,
-                  lastCheckin: last, tier: tier, escalateAfter: after, note: note, alertKey: alertKey, circleKey: circleKey,
-                  circle: circle, cancels: cancels)
+        self.init(
+            state: state, codeTag: codeTag, tagChain: tagChain, authority: authority, checkin: checkin, counter: counter, alertAt: alertAt, every: every,
+            grace: grace,
+            lastCheckin: last, tier: tier, escalateAfter: after, note: note, alertKey: alertKey, circleKey: circleKey,
+            circle: circle, cancels: cancels)
         self.signature = signature
         self.tagBox = tagBox
     }

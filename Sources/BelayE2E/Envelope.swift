@@ -94,8 +94,9 @@ public enum Envelope {
         defer { Sodium.wipe(&plain) }
         var r = ByteReader(plain)
         guard let kind = Content.Kind(rawValue: try r.u8("content kind")) else { throw E2EError.malformed("content kind") }
-        let content = Content(kind: kind, sequence: try r.u64("content sequence"), sentAt: try r.u64("content time"),
-                              body: try r.bytes16("content body", maximum: maxContentLength))
+        let content = Content(
+            kind: kind, sequence: try r.u64("content sequence"), sentAt: try r.u64("content time"),
+            body: try r.bytes16("content body", maximum: maxContentLength))
         try r.expectEnd("content")
         return content
     }

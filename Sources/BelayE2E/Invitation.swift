@@ -1,6 +1,6 @@
-import Foundation
 import BelaySodium
 import BelayWire
+import Foundation
 
 /// Where to write to a queue: its relay and its sender id.
 public struct QueueRef: Sendable, Equatable, Hashable {

@@ -52,12 +52,15 @@ public enum Pairing {
         let sealed = try XChaChaPoly.seal(key: envelopeKey, nonce: nonce, plaintext: inner.bytes, ad: Label.pairingEnvelope + header)
 
         let root = try rootKey(
-            [try identity.agreement.sharedSecret(with: invitation.oneTimeKey),
-             try ephemeral.sharedSecret(with: invitation.inviter.agreement),
-             try ephemeral.sharedSecret(with: invitation.oneTimeKey)],
+            [
+                try identity.agreement.sharedSecret(with: invitation.oneTimeKey),
+                try ephemeral.sharedSecret(with: invitation.inviter.agreement),
+                try ephemeral.sharedSecret(with: invitation.oneTimeKey),
+            ],
             pqSecret, transcript, acceptor: identity.publicIdentity)
-        let ratchet = try Ratchet.initiator(rootKey: root, remoteRatchetKey: invitation.oneTimeKey,
-                                            local: identity.publicIdentity, remote: invitation.inviter, random: random)
+        let ratchet = try Ratchet.initiator(
+            rootKey: root, remoteRatchetKey: invitation.oneTimeKey,
+            local: identity.publicIdentity, remote: invitation.inviter, random: random)
         return (header + nonce + sealed, ratchet)
     }
 
@@ -69,10 +72,10 @@ public enum Pairing {
         let nonce = try r.take(XChaChaPoly.nonceLength, "confirmation nonce")
         let sealed = try r.take(r.remaining, "confirmation body")
         guard let pqSecret = try? pending.pqKey.decapsulate(ciphertext),
-              let transcript = try? transcriptHash(pending.invitation, ephemeral: ephemeral, ciphertext: ciphertext),
-              let dh3 = try? pending.oneTimeKey.sharedSecret(with: ephemeral),
-              let key = try? envelopeKey(dh3, pqSecret, transcript),
-              var inner = try? XChaChaPoly.open(key: key, nonce: nonce, ciphertext: sealed, ad: Label.pairingEnvelope + ephemeral + ciphertext)
+            let transcript = try? transcriptHash(pending.invitation, ephemeral: ephemeral, ciphertext: ciphertext),
+            let dh3 = try? pending.oneTimeKey.sharedSecret(with: ephemeral),
+            let key = try? envelopeKey(dh3, pqSecret, transcript),
+            var inner = try? XChaChaPoly.open(key: key, nonce: nonce, ciphertext: sealed, ad: Label.pairingEnvelope + ephemeral + ciphertext)
         else { throw E2EError.confirmationRejected }
         defer { Sodium.wipe(&inner) }
 
@@ -88,9 +91,11 @@ public enum Pairing {
             throw E2EError.confirmationRejected
         }
         let root = try rootKey(
-            [try pending.oneTimeKey.sharedSecret(with: acceptor.agreement),
-             try identity.agreement.sharedSecret(with: ephemeral),
-             dh3],
+            [
+                try pending.oneTimeKey.sharedSecret(with: acceptor.agreement),
+                try identity.agreement.sharedSecret(with: ephemeral),
+                dh3,
+            ],
             pqSecret, transcript, acceptor: acceptor)
         let ratchet = Ratchet.responder(rootKey: root, ownRatchetKey: pending.oneTimeKey, local: identity.publicIdentity, remote: acceptor)
         return (Confirmation(acceptor: acceptor, replyQueue: replyQueue, replySenderSeed: seed, inviterQueueSenderKey: senderKey), ratchet)
@@ -115,7 +120,8 @@ public enum Pairing {
         for dh in dhs { ikm += dh.unprotectedCopy() }
         ikm += pq.unprotectedCopy()
         defer { Sodium.wipe(&ikm) }
-        return try HKDFSHA256.deriveKey(salt: [UInt8](repeating: 0, count: 32), ikm: ikm,
-                                        info: Label.pairingSecret + transcript + acceptor.bytes, length: 32)
+        return try HKDFSHA256.deriveKey(
+            salt: [UInt8](repeating: 0, count: 32), ikm: ikm,
+            info: Label.pairingSecret + transcript + acceptor.bytes, length: 32)
     }
 }

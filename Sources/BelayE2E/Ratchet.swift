@@ -32,8 +32,10 @@ public struct Ratchet: Sendable {
 
     /// The side that sends first (the acceptor of an invitation): it knows the other side's
     /// initial ratchet key and starts a sending chain at once.
-    public static func initiator(rootKey: SecureBytes, remoteRatchetKey: [UInt8], local: PublicIdentity, remote: PublicIdentity,
-                                 random: some RandomSource = SystemRandom()) throws -> Ratchet {
+    public static func initiator(
+        rootKey: SecureBytes, remoteRatchetKey: [UInt8], local: PublicIdentity, remote: PublicIdentity,
+        random: some RandomSource = SystemRandom()
+    ) throws -> Ratchet {
         let ours = try X25519.KeyPair.generate(random: random)
         var r = Ratchet(rootKey: rootKey, sendingKey: ours, local: local, remote: remote)
         r.remoteKey = remoteRatchetKey
@@ -55,8 +57,10 @@ public struct Ratchet: Sendable {
         self.remote = remote
     }
 
-    init(restoring root: SecureBytes, _ sending: X25519.KeyPair, _ remoteKey: [UInt8]?, _ send: SecureBytes?, _ receive: SecureBytes?,
-         _ counts: (UInt32, UInt32, UInt32), _ local: PublicIdentity, _ remote: PublicIdentity, _ skipped: [SkippedKey]) {
+    init(
+        restoring root: SecureBytes, _ sending: X25519.KeyPair, _ remoteKey: [UInt8]?, _ send: SecureBytes?, _ receive: SecureBytes?,
+        _ counts: (UInt32, UInt32, UInt32), _ local: PublicIdentity, _ remote: PublicIdentity, _ skipped: [SkippedKey]
+    ) {
         self.init(rootKey: root, sendingKey: sending, local: local, remote: remote)
         self.remoteKey = remoteKey
         sendChain = send
@@ -164,8 +168,10 @@ public struct Ratchet: Sendable {
 
     static func kdfChain(_ chain: SecureBytes) throws -> (messageKey: SecureBytes, next: SecureBytes) {
         try chain.withUnsafeBytes { key in
-            (try HMACSHA256.authenticate(key: key, message: ChainConstant.messageKey),
-             try HMACSHA256.authenticate(key: key, message: ChainConstant.chainKey))
+            (
+                try HMACSHA256.authenticate(key: key, message: ChainConstant.messageKey),
+                try HMACSHA256.authenticate(key: key, message: ChainConstant.chainKey)
+            )
         }
     }
 

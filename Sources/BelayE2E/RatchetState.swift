@@ -44,8 +44,10 @@ extension Ratchet {
         var skipped: [SkippedKey] = []
         skipped.reserveCapacity(skippedCount)
         for _ in 0..<skippedCount {
-            skipped.append(SkippedKey(ratchetKey: try r.take(32, "skipped key"), index: try r.u32("skipped key"),
-                                      messageKey: try SecureBytes(copying: r.take(32, "skipped key"))))
+            skipped.append(
+                SkippedKey(
+                    ratchetKey: try r.take(32, "skipped key"), index: try r.u32("skipped key"),
+                    messageKey: try SecureBytes(copying: r.take(32, "skipped key"))))
         }
         try r.expectEnd("ratchet state")
         self.init(restoring: root, sending, remoteKey, send, receive, counts, local, remote, skipped)

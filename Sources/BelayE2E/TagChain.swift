@@ -29,8 +29,9 @@ public enum TagChain {
         var lastKey: [UInt8]?
         for link in links where link.count == linkLength {
             guard let k = try? key(current),
-                  let next = try? XChaChaPoly.openWithNonce(key: k, sealed: link, ad: label + checkin),
-                  next.count == CheckinNotice.tagLength else { continue }
+                let next = try? XChaChaPoly.openWithNonce(key: k, sealed: link, ad: label + checkin),
+                next.count == CheckinNotice.tagLength
+            else { continue }
             lastKey = current
             current = next
         }

@@ -42,12 +42,14 @@ public enum ChaChaPoly {
         guard ciphertext.count >= tagLength else { throw SodiumError.authenticationFailed }
         try SodiumError.check("ChaCha20-Poly1305 output", output.count, is: ciphertext.count - tagLength)
         var written: UInt64 = 0
-        let rc = nonNull(output) { out in crypto_aead_chacha20poly1305_ietf_decrypt(
-            out, &written, nil,
-            ciphertext.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(ciphertext.count),
-            ad.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(ad.count),
-            nonce.baseAddress!.assumingMemoryBound(to: UInt8.self),
-            key.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
+        let rc = nonNull(output) { out in
+            crypto_aead_chacha20poly1305_ietf_decrypt(
+                out, &written, nil,
+                ciphertext.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(ciphertext.count),
+                ad.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(ad.count),
+                nonce.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                key.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
         guard rc == 0 else { throw SodiumError.authenticationFailed }
     }
 
@@ -78,8 +80,10 @@ public enum XChaChaPoly {
 
     /// `nonce ‖ ciphertext` under a nonce drawn at random: the form stored records and small
     /// sealed values take.
-    public static func sealWithNonce(key: SecureBytes, plaintext: [UInt8], ad: [UInt8],
-                                     random: some RandomSource = SystemRandom()) throws -> [UInt8] {
+    public static func sealWithNonce(
+        key: SecureBytes, plaintext: [UInt8], ad: [UInt8],
+        random: some RandomSource = SystemRandom()
+    ) throws -> [UInt8] {
         let nonce = random.bytes(nonceLength)
         return nonce + (try seal(key: key, nonce: nonce, plaintext: plaintext, ad: ad))
     }
@@ -115,11 +119,13 @@ public enum XChaChaPoly {
         guard ciphertext.count >= tagLength else { throw SodiumError.authenticationFailed }
         var out = [UInt8](repeating: 0, count: ciphertext.count - tagLength)
         let rc = withBuffers(key, nonce, ciphertext, ad, &out) { k, n, c, a, o in
-            nonNull(o) { out in crypto_aead_xchacha20poly1305_ietf_decrypt(
-                out, nil, nil,
-                c.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(c.count),
-                a.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(a.count),
-                n.baseAddress!.assumingMemoryBound(to: UInt8.self), k.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
+            nonNull(o) { out in
+                crypto_aead_xchacha20poly1305_ietf_decrypt(
+                    out, nil, nil,
+                    c.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(c.count),
+                    a.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(a.count),
+                    n.baseAddress!.assumingMemoryBound(to: UInt8.self), k.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            }
         }
         guard rc == 0 else { throw SodiumError.authenticationFailed }
         return out
@@ -129,8 +135,10 @@ public enum XChaChaPoly {
 @inline(__always)
 func withBuffers<R>(
     _ key: SecureBytes, _ a: [UInt8], _ b: [UInt8], _ c: [UInt8], _ out: inout [UInt8],
-    _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer, UnsafeRawBufferPointer, UnsafeRawBufferPointer,
-             UnsafeMutableRawBufferPointer) throws -> R
+    _ body: (
+        UnsafeRawBufferPointer, UnsafeRawBufferPointer, UnsafeRawBufferPointer, UnsafeRawBufferPointer,
+        UnsafeMutableRawBufferPointer
+    ) throws -> R
 ) rethrows -> R {
     try key.withUnsafeBytes { k in
         try a.withUnsafeBytes { pa in

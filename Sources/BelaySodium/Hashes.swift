@@ -11,8 +11,9 @@ public enum SHA256 {
         var out = [UInt8](repeating: 0, count: outputLength)
         let rc = data.withUnsafeBytes { d in
             out.withUnsafeMutableBytes { o in
-                crypto_hash_sha256(o.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                                   d.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(d.count))
+                crypto_hash_sha256(
+                    o.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                    d.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(d.count))
             }
         }
         guard rc == 0 else { throw SodiumError.operationFailed("SHA-256") }
@@ -72,26 +73,26 @@ public enum HKDFSHA256 {
         }
         return try prk.withUnsafeBytes { k in
             try info.withUnsafeBytes { infoBytes in
-                    try SecureBytes(count: length) { out in
-                        var previous: SecureBytes? = nil
-                        var written = 0
-                        var counter: UInt8 = 1
-                        while written < length {
-                            let block: SecureBytes = try withUnsafeBytes(of: counter) { c in
-                                if let previous {
-                                    return try previous.withUnsafeBytes { p in try HMACSHA256.authenticate(key: k, parts: [p, infoBytes, c]) }
-                                }
-                                return try HMACSHA256.authenticate(key: k, parts: [infoBytes, c])
+                try SecureBytes(count: length) { out in
+                    var previous: SecureBytes? = nil
+                    var written = 0
+                    var counter: UInt8 = 1
+                    while written < length {
+                        let block: SecureBytes = try withUnsafeBytes(of: counter) { c in
+                            if let previous {
+                                return try previous.withUnsafeBytes { p in try HMACSHA256.authenticate(key: k, parts: [p, infoBytes, c]) }
                             }
-                            let take = min(HMACSHA256.outputLength, length - written)
-                            block.withUnsafeBytes { b in
-                                (out.baseAddress! + written).copyMemory(from: b.baseAddress!, byteCount: take)
-                            }
-                            written += take
-                            previous = block
-                            counter &+= 1
+                            return try HMACSHA256.authenticate(key: k, parts: [infoBytes, c])
                         }
+                        let take = min(HMACSHA256.outputLength, length - written)
+                        block.withUnsafeBytes { b in
+                            (out.baseAddress! + written).copyMemory(from: b.baseAddress!, byteCount: take)
+                        }
+                        written += take
+                        previous = block
+                        counter &+= 1
                     }
+                }
             }
         }
     }
@@ -117,9 +118,10 @@ public enum BLAKE2b {
         let rc = data.withUnsafeBytes { d in
             key.withUnsafeBytes { k in
                 out.withUnsafeMutableBytes { o in
-                    crypto_generichash(o.baseAddress!.assumingMemoryBound(to: UInt8.self), outputLength,
-                                       d.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(d.count),
-                                       k.baseAddress?.assumingMemoryBound(to: UInt8.self), k.count)
+                    crypto_generichash(
+                        o.baseAddress!.assumingMemoryBound(to: UInt8.self), outputLength,
+                        d.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(d.count),
+                        k.baseAddress?.assumingMemoryBound(to: UInt8.self), k.count)
                 }
             }
         }

@@ -29,8 +29,9 @@ public enum SealedBox {
             return out.withUnsafeMutableBufferPointer { o in
                 box.withUnsafeBufferPointer { b in
                     keyPair.publicKey.withUnsafeBufferPointer { pk in
-                        crypto_box_seal_open(o.baseAddress!, b.baseAddress!, UInt64(b.count), pk.baseAddress!,
-                                             sk.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                        crypto_box_seal_open(
+                            o.baseAddress!, b.baseAddress!, UInt64(b.count), pk.baseAddress!,
+                            sk.baseAddress!.assumingMemoryBound(to: UInt8.self))
                     }
                 }
             }

@@ -74,7 +74,8 @@ public struct RelayAddress: Equatable, Hashable, Sendable, CustomStringConvertib
             guard Self.isHostName(host) else { throw ParseError.invalidHost }
         }
         guard !portText.isEmpty, portText.utf8.count <= 5, portText.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
-              let port = Int(portText), (1...65535).contains(port) else { throw ParseError.invalidPort }
+            let port = Int(portText), (1...65535).contains(port)
+        else { throw ParseError.invalidPort }
         self.init(host: String(host), port: port, publicKey: key)
     }
 
@@ -110,8 +111,12 @@ public enum Base64URL {
     }
 
     public static func decode(_ text: String) -> [UInt8]? {
-        guard text.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || (0x30...0x39).contains($0)
-            || (0x41...0x5a).contains($0) || (0x61...0x7a).contains($0) }) else { return nil }
+        guard
+            text.utf8.allSatisfy({
+                $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || (0x30...0x39).contains($0)
+                    || (0x41...0x5a).contains($0) || (0x61...0x7a).contains($0)
+            })
+        else { return nil }
         guard text.count % 4 != 1 else { return nil }
         var s = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while s.count % 4 != 0 { s += "=" }

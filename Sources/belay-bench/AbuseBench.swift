@@ -1,11 +1,12 @@
 import BelayClient
 import BelayWire
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import NIOCore
 import NIOPosix
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// `--abuse`: a legitimate client's PING latency on 127.0.0.1, first alone, then during each of
 /// four attacks from 127.0.0.3 (each attack's type says what it does). An attack that succeeds,
@@ -113,8 +114,10 @@ enum AbuseBench {
     /// One measurement: the attack brought to full strength, then the PING series on the
     /// established connection while new connections are tried alongside, then the relay's RSS
     /// and CPU; then the attack stopped and the relay given time to recover before the next.
-    private static func measure(_ attack: (any Attack)?, on connection: RelayConnection, relay: RelayProcess,
-                                group: EventLoopGroup) async -> Measurement {
+    private static func measure(
+        _ attack: (any Attack)?, on connection: RelayConnection, relay: RelayProcess,
+        group: EventLoopGroup
+    ) async -> Measurement {
         await attack?.start()
         let cpuBefore = relay.cpuSeconds()
         let started = monotonicNanos()

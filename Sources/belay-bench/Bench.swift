@@ -67,25 +67,39 @@ struct Bench: AsyncParsableCommand {
         let rss = relay.peakRSSMiB()
         print(String(format: "pairs %d, %d messages of %d bytes, window %d", pairs, total, size, window))
         print(String(format: "delivered %.0f msg/s in %.2f s", rate, elapsed))
-        print(String(format: "latency send->receive: p50 %.2f ms, p99 %.2f ms, max %.2f ms", percentile(0.5), percentile(0.99), Double(latencies.last ?? 0) / 1e6))
+        print(
+            String(format: "latency send->receive: p50 %.2f ms, p99 %.2f ms, max %.2f ms", percentile(0.5), percentile(0.99), Double(latencies.last ?? 0) / 1e6)
+        )
         print(String(format: "relay: %.0f%% CPU (of one core), peak RSS %.1f MiB", cpu, rss))
-        print(String(format: #"{"msgs_per_s": %.0f, "p50_ms": %.3f, "p99_ms": %.3f, "max_ms": %.3f, "relay_cpu_percent": %.1f, "relay_peak_rss_mib": %.1f, "pairs": %d, "messages": %d, "size": %d, "window": %d}"#,
-                     rate, percentile(0.5), percentile(0.99), Double(latencies.last ?? 0) / 1e6, cpu, rss, pairs, total, size, window))
+        print(
+            String(
+                format:
+                    #"{"msgs_per_s": %.0f, "p50_ms": %.3f, "p99_ms": %.3f, "max_ms": %.3f, "relay_cpu_percent": %.1f, "relay_peak_rss_mib": %.1f, "pairs": %d, "messages": %d, "size": %d, "window": %d}"#,
+                rate, percentile(0.5), percentile(0.99), Double(latencies.last ?? 0) / 1e6, cpu, rss, pairs, total, size, window))
         for lane in lanes { await lane.close() }
         try await group.shutdownGracefully()
         let client = try ClientRatchetBench.run(messages: clientMessages, size: size)
-        print(String(format: "client: %.0f msg/s sealed and opened through the full ratchet path (%d messages of %d bytes, replying every 10)",
-                     client, clientMessages, size))
+        print(
+            String(
+                format: "client: %.0f msg/s sealed and opened through the full ratchet path (%d messages of %d bytes, replying every 10)",
+                client, clientMessages, size))
         print(String(format: #"{"client_ratchet_msgs_per_s": %.0f, "client_messages": %d, "size": %d}"#, client, clientMessages, size))
         guard groupMembers > 0 else { return }
         // The product's parallel flush, and one member at a time, in the same run.
         for parallelism in [Agent.defaultFanOutParallelism, 1] {
             let fan = try await GroupFanOutBench.run(binary: binary, members: groupMembers, rounds: groupRounds, size: size, parallelism: parallelism)
-            let median = fan.lastMemberMs[fan.lastMemberMs.count / 2], worst = fan.lastMemberMs.last ?? 0
-            print(String(format: "group: one message to %d members (%d flushed at once), %.0f member copies/s at the sender; time to the last member p50 %.1f ms, max %.1f ms (%d messages)",
-                         groupMembers, parallelism, fan.copiesPerSecond, median, worst, groupRounds))
-            print(String(format: #"{"group_members": %d, "group_parallel": %d, "group_copies_per_s": %.0f, "group_last_member_p50_ms": %.2f, "group_last_member_max_ms": %.2f, "group_messages": %d}"#,
-                         groupMembers, parallelism, fan.copiesPerSecond, median, worst, groupRounds))
+            let median = fan.lastMemberMs[fan.lastMemberMs.count / 2]
+            let worst = fan.lastMemberMs.last ?? 0
+            print(
+                String(
+                    format:
+                        "group: one message to %d members (%d flushed at once), %.0f member copies/s at the sender; time to the last member p50 %.1f ms, max %.1f ms (%d messages)",
+                    groupMembers, parallelism, fan.copiesPerSecond, median, worst, groupRounds))
+            print(
+                String(
+                    format:
+                        #"{"group_members": %d, "group_parallel": %d, "group_copies_per_s": %.0f, "group_last_member_p50_ms": %.2f, "group_last_member_max_ms": %.2f, "group_messages": %d}"#,
+                    groupMembers, parallelism, fan.copiesPerSecond, median, worst, groupRounds))
         }
     }
 }
@@ -213,7 +227,8 @@ final class RelayProcess: Sendable {
 
     func cpuSeconds() -> Double {
         guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return 0 }
+            let close = stat.lastIndex(of: ")")
+        else { return 0 }
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         // After the command name: state is field 3, utime 14 and stime 15 (1-based, proc(5)).
         guard fields.count > 13, let u = Double(fields[11]), let s = Double(fields[12]) else { return 0 }
@@ -227,8 +242,9 @@ final class RelayProcess: Sendable {
     /// A `/proc/PID/status` field given in kB, in MiB; 0 once the relay has exited.
     private func statusMiB(_ field: String) -> Double {
         guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) }),
-              let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) }),
+            let kb = Double(line.split(separator: " ").dropFirst().first ?? "")
+        else { return 0 }
         return kb / 1024
     }
 

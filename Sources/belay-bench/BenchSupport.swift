@@ -136,8 +136,9 @@ extension RelayProcess {
         for _ in 0..<Self.settleAttempts {
             try? await Task.sleep(for: Self.settlePause)
             do {
-                let connection = try await RelayConnection.connect(to: address, group: group, connectTimeout: .seconds(5),
-                                                                   requestTimeout: .seconds(5))
+                let connection = try await RelayConnection.connect(
+                    to: address, group: group, connectTimeout: .seconds(5),
+                    requestTimeout: .seconds(5))
                 try await pingThenClose(connection)
                 return true
             } catch {

@@ -69,16 +69,23 @@ enum ChurnBench {
             ("handshakes_failed", .integer(handshakes.failed)),
             ("garbage_failed", .integer(garbage.failed)),
             ("garbage_not_hung_up", .integer(garbage.notHungUp)),
-            ("seconds", .object([("tcp", .number(tcp.seconds)), ("handshakes", .number(handshakes.seconds)),
-                                  ("garbage", .number(garbage.seconds))])),
+            (
+                "seconds",
+                .object([
+                    ("tcp", .number(tcp.seconds)), ("handshakes", .number(handshakes.seconds)),
+                    ("garbage", .number(garbage.seconds)),
+                ])
+            ),
             ("relay_alive", .bool(relay.isRunning)),
         ])
         print(json.text)
     }
 
     /// Runs `count` cycles, `inFlight` at a time, settles the relay, reads its RSS and prints a line.
-    private static func phase(_ name: String, _ count: Int, _ relay: RelayProcess, _ group: EventLoopGroup, since before: Double,
-                              _ cycle: @escaping @Sendable () async -> Outcome) async -> Phase {
+    private static func phase(
+        _ name: String, _ count: Int, _ relay: RelayProcess, _ group: EventLoopGroup, since before: Double,
+        _ cycle: @escaping @Sendable () async -> Outcome
+    ) async -> Phase {
         let started = monotonicNanos()
         var result = await withTaskGroup(of: Outcome.self) { tasks in
             var phase = Phase(rss: 0, seconds: 0)

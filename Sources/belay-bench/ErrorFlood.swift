@@ -18,8 +18,10 @@ final class ErrorFlood: LoopedAttack {
     static let stepPause: TimeAmount = .milliseconds(100)
     static let warmUp: Duration = .seconds(1)
 
-    let counters = Counters(["connections", "handshakes", "closed_by_relay", "commands_sent", "err_unknown_command", "err_rate",
-                             "other_replies"])
+    let counters = Counters([
+        "connections", "handshakes", "closed_by_relay", "commands_sent", "err_unknown_command", "err_rate",
+        "other_replies",
+    ])
     let crew: AttackCrew
     private let relayKey: [UInt8]
 

@@ -27,7 +27,10 @@ enum GroupFanOutBench {
     static func run(binary: String, members: Int, rounds: Int, size: Int, parallelism: Int) async throws -> Figure {
         let stateDir = FileManager.default.temporaryDirectory.appendingPathComponent("belay-bench-group-\(UUID().uuidString)").path
         let homes = FileManager.default.temporaryDirectory.appendingPathComponent("belay-bench-homes-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: stateDir); try? FileManager.default.removeItem(atPath: homes) }
+        defer {
+            try? FileManager.default.removeItem(atPath: stateDir)
+            try? FileManager.default.removeItem(atPath: homes)
+        }
         let relay = try RelayProcess(binary: binary, stateDir: stateDir, environment: relayEnvironment)
         defer { relay.stop() }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -62,7 +65,10 @@ enum GroupFanOutBench {
             let c = try await RelayConnection.connect(to: tap.relay, group: group) { push in
                 guard case let .message(d) = push else { return }
                 let now = DispatchTime.now().uptimeNanoseconds
-                arrived.withLock { s in s.count += 1; s.last = now }
+                arrived.withLock { s in
+                    s.count += 1
+                    s.last = now
+                }
                 if let c = box.withLock({ $0 }) { _ = c.request(.ack(recipient: tap.recipientId, seq: d.seq)) }
             }
             box.withLock { $0 = c }

@@ -90,12 +90,14 @@ final class RawNoiseHandler: ChannelInboundHandler {
                 return
             case var .handshaking(handshake):
                 guard (try? handshake.readMessage(Array(frame.readableBytesView))) != nil,
-                      let transport = try? handshake.transport() else { return context.close(promise: nil) }
+                    let transport = try? handshake.transport()
+                else { return context.close(promise: nil) }
                 state = .established(transport)
                 delegate.established(self)
             case var .established(transport):
                 guard let plaintext = try? transport.open(frame: frame, allocator: context.channel.allocator),
-                      let entries = try? Bundle.entries(of: plaintext) else { return context.close(promise: nil) }
+                    let entries = try? Bundle.entries(of: plaintext)
+                else { return context.close(promise: nil) }
                 state = .established(transport)
                 for entry in entries { delegate.received(try? RelayCodec.decodeReply(entry).reply, on: self) }
             }

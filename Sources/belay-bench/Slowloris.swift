@@ -20,8 +20,10 @@ final class Slowloris: Attack {
     static let refusalWindowNanos: UInt64 = 1_000_000_000
     static let rampUpLimit: Duration = .seconds(20)
 
-    let counters = Counters(["slots", "connections", "refused", "dropped_later", "handshakes", "connect_errors",
-                             "held_after_ramp_up", "held_at_end"])
+    let counters = Counters([
+        "slots", "connections", "refused", "dropped_later", "handshakes", "connect_errors",
+        "held_after_ramp_up", "held_at_end",
+    ])
     private let crew: AttackCrew
     private let relayKey: [UInt8]
     private let partialOpening: ByteBuffer

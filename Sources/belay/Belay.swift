@@ -16,10 +16,12 @@ struct Belay: AsyncParsableCommand {
             someone else claimed first, 64 usage.
             """,
         version: "\(BelayVersion.string) (protocol \(Preamble.currentVersion))",
-        subcommands: [InitCommand.self, InviteCommand.self, AcceptCommand.self, SendCommand.self, ReadCommand.self,
-                      ContactsCommand.self, VerifyCommand.self, ForgetCommand.self, WipeCommand.self, CheckinCommand.self,
-                      GroupCommand.self, RosterCommand.self, RequestCommand.self, ClaimCommand.self, IntroduceCommand.self,
-                      IntroductionsCommand.self, IntroductionCommand.self]
+        subcommands: [
+            InitCommand.self, InviteCommand.self, AcceptCommand.self, SendCommand.self, ReadCommand.self,
+            ContactsCommand.self, VerifyCommand.self, ForgetCommand.self, WipeCommand.self, CheckinCommand.self,
+            GroupCommand.self, RosterCommand.self, RequestCommand.self, ClaimCommand.self, IntroduceCommand.self,
+            IntroductionsCommand.self, IntroductionCommand.self,
+        ]
     )
 }
 

@@ -55,8 +55,9 @@ struct AckCommand: AsyncParsableCommand {
     func run() async throws {
         try await guarded {
             let result = try await state.open().acknowledge(name, note: note)
-            print("Acknowledged." + (result.told.isEmpty ? "" : " Told: \(result.told.joined(separator: ", ")).")
-                  + (result.cancelledTiers > 0 ? " Later tiers will not be alerted." : ""))
+            print(
+                "Acknowledged." + (result.told.isEmpty ? "" : " Told: \(result.told.joined(separator: ", ")).")
+                    + (result.cancelledTiers > 0 ? " Later tiers will not be alerted." : ""))
             for failure in result.failures { Terminal.note(failure) }
             if !result.failures.isEmpty { throw ExitCode(4) }
         }
@@ -78,8 +79,9 @@ struct WatchingCommand: AsyncParsableCommand {
             guard !list.isEmpty else { return print("No check-in names you.") }
             for w in list {
                 let tier = w.tier == 0 ? "" : " (tier \(w.tier + 1))"
-                print("\(w.contact)\(tier): \(w.state); alert due \(AlertTime.format(w.dueAt / 1000)); every \(DurationText.describe(w.every)); "
-                      + "you \(w.answer == "none" ? "have not answered" : w.answer). Plan: \(w.plan.isEmpty ? "(no note)" : w.plan)")
+                print(
+                    "\(w.contact)\(tier): \(w.state); alert due \(AlertTime.format(w.dueAt / 1000)); every \(DurationText.describe(w.every)); "
+                        + "you \(w.answer == "none" ? "have not answered" : w.answer). Plan: \(w.plan.isEmpty ? "(no note)" : w.plan)")
             }
         }
     }

@@ -16,8 +16,10 @@ struct CheckinCommand: AsyncParsableCommand {
               belay checkin ok
               belay checkin status
             """,
-        subcommands: [ArmCommand.self, OkCommand.self, StatusCommand.self, DisarmCommand.self, AlertCommand.self,
-                      AgreeCommand.self, DeclineCommand.self, AckCommand.self, WatchingCommand.self])
+        subcommands: [
+            ArmCommand.self, OkCommand.self, StatusCommand.self, DisarmCommand.self, AlertCommand.self,
+            AgreeCommand.self, DeclineCommand.self, AckCommand.self, WatchingCommand.self,
+        ])
 }
 
 struct ArmCommand: AsyncParsableCommand {
@@ -64,32 +66,41 @@ struct ArmCommand: AsyncParsableCommand {
             var pair: (checkin: [UInt8], duress: [UInt8])?
             if codes {
                 let changing = current.codes
-                pair = (try newCode(changing ? "BELAY_NEW_CHECKIN_CODE" : "BELAY_CHECKIN_CODE", changing ? "New check-in code" : "Check-in code"),
-                        try newCode(changing ? "BELAY_NEW_DURESS_CODE" : "BELAY_DURESS_CODE", changing ? "New duress code" : "Duress code"))
+                pair = (
+                    try newCode(changing ? "BELAY_NEW_CHECKIN_CODE" : "BELAY_CHECKIN_CODE", changing ? "New check-in code" : "Check-in code"),
+                    try newCode(changing ? "BELAY_NEW_DURESS_CODE" : "BELAY_DURESS_CODE", changing ? "New duress code" : "Duress code")
+                )
             }
-            let status = try await agent.armCheckin(every: every, grace: grace, to: names, then: tiers, note: note, codes: pair,
-                                                    code: code) { unverified in
+            let status = try await agent.armCheckin(
+                every: every, grace: grace, to: names, then: tiers, note: note, codes: pair,
+                code: code
+            ) { unverified in
                 guard !allow else { return }
                 // An intercepted invitation is how a stranger would take a place in someone's
                 // safety circle: say so, and ask a person; a script must say it means it.
                 guard Terminal.isInteractive else { throw ClientError.unverifiedContacts(unverified) }
-                Terminal.note("\(unverified.joined(separator: ", ")) \(unverified.count == 1 ? "is" : "are") not verified: an intercepted "
-                              + "invitation could have put someone else in their place. `belay verify NAME` compares safety numbers.")
+                Terminal.note(
+                    "\(unverified.joined(separator: ", ")) \(unverified.count == 1 ? "is" : "are") not verified: an intercepted "
+                        + "invitation could have put someone else in their place. `belay verify NAME` compares safety numbers.")
                 guard Terminal.confirm("Arm anyway? Type yes to continue: ", expect: "yes") else { throw ClientError.notConfirmed }
             }
             if let firedAt = status.alertsWentOutAt {
                 Terminal.note("your earlier check-in's alerts went out at \(AlertTime.format(firedAt)); let those contacts know you are safe")
             }
             if !status.timersLostBeforeDeadline.isEmpty {
-                Terminal.note("the relay no longer held the earlier timer for \(status.timersLostBeforeDeadline.joined(separator: ", ")) "
-                              + "before its deadline; it has been set again. Tell them: their relay lost or deleted it")
+                Terminal.note(
+                    "the relay no longer held the earlier timer for \(status.timersLostBeforeDeadline.joined(separator: ", ")) "
+                        + "before its deadline; it has been set again. Tell them: their relay lost or deleted it")
             }
             let first = status.answers.filter { $0.tier == 0 }.map(\.contact)
-            print("Check-in armed for \(first.joined(separator: ", ")). Check in at least every \(DurationText.describe(status.every)); "
-                  + "they are alerted \(DurationText.describe(status.grace)) after a missed check-in.")
+            print(
+                "Check-in armed for \(first.joined(separator: ", ")). Check in at least every \(DurationText.describe(status.every)); "
+                    + "they are alerted \(DurationText.describe(status.grace)) after a missed check-in.")
             for (i, after) in status.tierAfter.enumerated() {
                 let tier = status.answers.filter { $0.tier == i + 1 }.map(\.contact)
-                print("If nobody acknowledges within \(DurationText.describe(after)), \(tier.joined(separator: ", ")) \(tier.count == 1 ? "is" : "are") alerted next.")
+                print(
+                    "If nobody acknowledges within \(DurationText.describe(after)), \(tier.joined(separator: ", ")) \(tier.count == 1 ? "is" : "are") alerted next."
+                )
             }
         }
     }
@@ -118,14 +129,16 @@ struct OkCommand: AsyncParsableCommand {
             let code = try agent.checkinStatus().codes ? try askCode() : nil
             let status = try await agent.checkIn(note: note, code: code)
             if !status.timersLostBeforeDeadline.isEmpty {
-                Terminal.note("the relay no longer held the check-in timer for \(status.timersLostBeforeDeadline.joined(separator: ", ")) "
-                              + "before its deadline; it has been set again. Tell them: their relay lost or deleted it")
+                Terminal.note(
+                    "the relay no longer held the check-in timer for \(status.timersLostBeforeDeadline.joined(separator: ", ")) "
+                        + "before its deadline; it has been set again. Tell them: their relay lost or deleted it")
             }
             if let firedAt = status.alertsWentOutAt {
                 // Not "Checked in": the people who were told must hear from you.
-                print("Too late: your alerts went out at \(AlertTime.format(firedAt)); your contacts have been told. "
-                      + "The check-in is armed again from now (next due within \(DurationText.describe(status.every))). "
-                      + "Let them know you are safe.")
+                print(
+                    "Too late: your alerts went out at \(AlertTime.format(firedAt)); your contacts have been told. "
+                        + "The check-in is armed again from now (next due within \(DurationText.describe(status.every))). "
+                        + "Let them know you are safe.")
                 throw ExitCode(Self.alertsAlreadySent)
             }
             // The same words, byte for byte, whichever code was entered (docs/CHECKINS.md).
@@ -154,7 +167,8 @@ struct StatusCommand: AsyncParsableCommand {
             if !s.note.isEmpty { print("Note: \(s.note)") }
             for a in s.answers {
                 let tier = a.tier == 0 ? "" : " (tier \(a.tier + 1), alerted \(DurationText.describe(s.tierAfter.prefix(a.tier).reduce(0, +))) later)"
-                let acked = a.ackedAt.map { " · acknowledged your alert at \(AlertTime.format($0))" + (a.ackNote.map { $0.isEmpty ? "" : ": \($0)" } ?? "") } ?? ""
+                let acked =
+                    a.ackedAt.map { " · acknowledged your alert at \(AlertTime.format($0))" + (a.ackNote.map { $0.isEmpty ? "" : ": \($0)" } ?? "") } ?? ""
                 print("  \(a.contact)\(tier): \(a.answer == "none" ? "has not answered yet" : a.answer)\(acked)")
             }
         }

@@ -11,8 +11,10 @@ struct GroupCommand: AsyncParsableCommand {
             sees ordinary messages and never a group. Members not yet paired with each other are paired \
             through the group once both have joined. See docs/GROUPS.md.
             """,
-        subcommands: [Create.self, Add.self, Join.self, Remove.self, Leave.self, Send.self, Members.self, List.self, History.self, Retire.self,
-                      Forget.self])
+        subcommands: [
+            Create.self, Add.self, Join.self, Remove.self, Leave.self, Send.self, Members.self, List.self, History.self, Retire.self,
+            Forget.self,
+        ])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -119,8 +121,12 @@ struct GroupCommand: AsyncParsableCommand {
                 let text = try messageText(message)
                 let outcome = try await state.open().groupSend(name, text: text)
                 if json { return JSONLines.print(["sent": outcome.sent, "queued": outcome.queued, "waitingForPairing": outcome.waitingForPairing]) }
-                if !outcome.queued.isEmpty { Terminal.note("saved for \(outcome.queued.joined(separator: ", ")) (relay unreachable); sent by the next command that reaches it") }
-                if !outcome.waitingForPairing.isEmpty { Terminal.note("held for \(outcome.waitingForPairing.joined(separator: ", ")) until their pairing with you completes") }
+                if !outcome.queued.isEmpty {
+                    Terminal.note("saved for \(outcome.queued.joined(separator: ", ")) (relay unreachable); sent by the next command that reaches it")
+                }
+                if !outcome.waitingForPairing.isEmpty {
+                    Terminal.note("held for \(outcome.waitingForPairing.joined(separator: ", ")) until their pairing with you completes")
+                }
             }
         }
     }

@@ -2,8 +2,9 @@ import ArgumentParser
 import BelayClient
 import BelayWire
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct InviteCommand: AsyncParsableCommand {
@@ -131,8 +132,10 @@ struct ReadCommand: AsyncParsableCommand {
     @Option(help: "Only this contact.") var from: String?
     @Flag(help: "Stay connected and print messages as they arrive, until interrupted.") var watch = false
     @Flag(help: "One JSON object per line.") var json = false
-    @Option(help: ArgumentHelp("With --watch: run COMMAND (through /bin/sh) for every alert, overdue, ack or security event, with the event as JSON on its standard input.",
-                               valueName: "command")) var onAlert: String?
+    @Option(
+        help: ArgumentHelp(
+            "With --watch: run COMMAND (through /bin/sh) for every alert, overdue, ack or security event, with the event as JSON on its standard input.",
+            valueName: "command")) var onAlert: String?
 
     func run() async throws {
         try await guarded {

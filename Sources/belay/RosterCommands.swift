@@ -38,7 +38,9 @@ struct RosterCommand: AsyncParsableCommand {
     struct Duty: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Go on or off duty; the other members see it.",
-            discussion: "Examples:\n  belay roster duty peer-support --on --until 8h\n  belay roster duty peer-support --on --until 23:00\n  belay roster duty peer-support --off")
+            discussion:
+                "Examples:\n  belay roster duty peer-support --on --until 8h\n  belay roster duty peer-support --on --until 23:00\n  belay roster duty peer-support --off"
+        )
         @OptionGroup var state: StateOptions
         @Argument(help: "The roster.") var name: String
         @Flag(name: .customLong("on"), help: "Go on duty.") var on = false
@@ -51,8 +53,11 @@ struct RosterCommand: AsyncParsableCommand {
                 guard until == nil || on else { throw ClientError.invalidInput("--until goes with --on") }
                 let end = try until.map { try parseUntil($0) }
                 try await state.open().setDuty(name, on: on, until: end)
-                print(on ? "You are on duty for \(name)" + (end.map { " until \(timeFormatter.string(from: Date(timeIntervalSince1970: Double($0))))" } ?? "") + "."
-                         : "You are off duty for \(name).")
+                print(
+                    on
+                        ? "You are on duty for \(name)" + (end.map { " until \(timeFormatter.string(from: Date(timeIntervalSince1970: Double($0))))" } ?? "")
+                            + "."
+                        : "You are off duty for \(name).")
             }
         }
     }
@@ -69,7 +74,9 @@ struct RosterCommand: AsyncParsableCommand {
                 let members = try state.open().groupMembers(name)
                 if json { return members.forEach { JSONLines.print($0) } }
                 for m in members {
-                    let duty = m.onDuty ? "ON DUTY" + (m.dutyUntil.map { " until " + timeFormatter.string(from: Date(timeIntervalSince1970: Double($0))) } ?? "") : "off duty"
+                    let duty =
+                        m.onDuty
+                        ? "ON DUTY" + (m.dutyUntil.map { " until " + timeFormatter.string(from: Date(timeIntervalSince1970: Double($0))) } ?? "") : "off duty"
                     print("\(m.name)\(m.coordinator ? " (coordinator)" : "")  \(m.status == "joined" ? duty : m.status)")
                 }
             }
@@ -115,12 +122,19 @@ struct RequestCommand: AsyncParsableCommand {
                 return JSONLines.print(RequestLine(id: outcome.id, first: outcome.first, escalatesAt: outcome.escalatesAt, unreachable: outcome.unreachable))
             }
             print("Asked \(outcome.first.joined(separator: ", ")). Request \(outcome.id.prefix(8)).")
-            for at in outcome.escalatesAt { print("If nobody takes it, it goes further at \(timeFormatter.string(from: Date(timeIntervalSince1970: Double(at)))).") }
+            for at in outcome.escalatesAt {
+                print("If nobody takes it, it goes further at \(timeFormatter.string(from: Date(timeIntervalSince1970: Double(at)))).")
+            }
             if !outcome.unreachable.isEmpty { Terminal.note("could not reach \(outcome.unreachable.joined(separator: ", ")) yet") }
         }
     }
 
-    struct RequestLine: Codable { var id: String; var first: [String]; var escalatesAt: [UInt64]; var unreachable: [String] }
+    struct RequestLine: Codable {
+        var id: String
+        var first: [String]
+        var escalatesAt: [UInt64]
+        var unreachable: [String]
+    }
 }
 
 struct ClaimCommand: AsyncParsableCommand {
@@ -139,7 +153,9 @@ struct ClaimCommand: AsyncParsableCommand {
     func run() async throws {
         try await guarded {
             let outcome = try await state.open().claim(id)
-            print("It is yours: \(outcome.requester) asked \"\(outcome.text)\". They have been told you are on it; reach them with `belay send \(outcome.requester) …`.")
+            print(
+                "It is yours: \(outcome.requester) asked \"\(outcome.text)\". They have been told you are on it; reach them with `belay send \(outcome.requester) …`."
+            )
         }
     }
 }

@@ -2,7 +2,7 @@ import BelayClient
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Talking to the person at the terminal: prompts without echo, confirmations, and the output

@@ -71,9 +71,11 @@ extension Belayd {
                 let config = try options.loadConfiguration()
                 let state = options.state
                 let (_, created) = try state.initialise()
-                FileHandle.standardError.write(Data((created
-                    ? "belayd: created a relay key in \(state.path)\n"
-                    : "belayd: \(state.path) already holds a relay key; leaving it as it is\n").utf8))
+                FileHandle.standardError.write(
+                    Data(
+                        (created
+                            ? "belayd: created a relay key in \(state.path)\n"
+                            : "belayd: \(state.path) already holds a relay key; leaving it as it is\n").utf8))
                 print(try state.address(host: config.advertisedHost, port: config.listen.port))
             } catch {
                 fail(error)
@@ -156,4 +158,3 @@ extension Belayd {
         }
     }
 }
-

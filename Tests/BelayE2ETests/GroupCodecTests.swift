@@ -6,10 +6,12 @@ import Testing
 /// trailing bytes refused, and the rules that decide which membership change follows which.
 @Suite struct GroupCodecTests {
     static func state(admin: Identity, members: [Identity]) throws -> GroupState {
-        let all = [GroupState.Member(identity: admin.publicIdentity, name: "", role: .admin, addedAt: 1, joined: true)]
+        let all =
+            [GroupState.Member(identity: admin.publicIdentity, name: "", role: .admin, addedAt: 1, joined: true)]
             + members.map { GroupState.Member(identity: $0.publicIdentity, name: "m", role: .member, addedAt: 1, joined: false) }
-        var s = GroupState(id: SystemRandom().bytes(16), version: 1, previous: [UInt8](repeating: 0, count: 32), name: "circle", roster: true,
-                           members: all, signer: admin.publicIdentity)
+        var s = GroupState(
+            id: SystemRandom().bytes(16), version: 1, previous: [UInt8](repeating: 0, count: 32), name: "circle", roster: true,
+            members: all, signer: admin.publicIdentity)
         try s.sign(with: admin)
         return s
     }
@@ -33,8 +35,9 @@ import Testing
         let admin = try Identity.generate()
         let s = try Self.state(admin: admin, members: [try Identity.generate()])
         let cancel = RosterRequest.Cancel(relay: "relay.example:7700", timerId: SystemRandom().bytes(16), timerSeed: SystemRandom().bytes(32))
-        let request = RosterRequest(group: s.id, id: SystemRandom().bytes(16), text: "call me", tier: 1, window: 600, requestedAt: 1_700_000_000,
-                                    tiers: 3, nameClaimer: true, lock: cancel, cancels: [cancel, cancel])
+        let request = RosterRequest(
+            group: s.id, id: SystemRandom().bytes(16), text: "call me", tier: 1, window: 600, requestedAt: 1_700_000_000,
+            tiers: 3, nameClaimer: true, lock: cancel, cancels: [cancel, cancel])
         let messages: [GroupMessage] = [
             .state(s), .join(group: s.id, addedAt: 1), .leave(group: s.id), .text(group: s.id, version: 1, text: "héllo"),
             .introduce(group: s.id, for: admin.publicIdentity, invitation: "belay-invite:abc"), .duty(group: s.id, on: true, until: 42),
@@ -47,7 +50,8 @@ import Testing
         }
         let intros: [IntroductionMessage] = [
             .offer(id: request.id, note: "a counsellor", first: true), .answer(id: request.id, accept: true, invitation: "x"),
-            .forward(id: request.id, invitation: "y", name: "Lee"), .named(id: request.id, name: "Rae", identity: admin.publicIdentity), .withdrawn(id: request.id),
+            .forward(id: request.id, invitation: "y", name: "Lee"), .named(id: request.id, name: "Rae", identity: admin.publicIdentity),
+            .withdrawn(id: request.id),
         ]
         for m in intros {
             #expect(try IntroductionMessage(decoding: m.encoded()) == m)
@@ -104,8 +108,9 @@ import Testing
         #expect(throws: E2EError.self) { try GroupMessage(decoding: GroupMessage.join(group: s.id, addedAt: .max).encoded()) }
         let cancel = RosterRequest.Cancel(relay: "r:1", timerId: [UInt8](repeating: 1, count: 16), timerSeed: [UInt8](repeating: 2, count: 32))
         for (at, window) in [(UInt64.max, UInt32(600)), (RosterRequest.maxTime + 1, 600), (1, RosterRequest.maxWindow + 1)] {
-            let r = RosterRequest(group: s.id, id: s.id, text: "x", tier: 0, window: window, requestedAt: at, tiers: 3, nameClaimer: false,
-                                  lock: cancel, cancels: [])
+            let r = RosterRequest(
+                group: s.id, id: s.id, text: "x", tier: 0, window: window, requestedAt: at, tiers: 3, nameClaimer: false,
+                lock: cancel, cancels: [])
             #expect(throws: E2EError.malformed("request")) { try RosterRequest(decoding: r.encoded()) }
         }
         // A name that would move the cursor or fake a line on a terminal is refused.
@@ -115,7 +120,8 @@ import Testing
         // Names people have: a Persian name with a zero-width non-joiner, an emoji sequence with
         // joiners, a right-to-left mark.
         for good in ["می\u{200C}نا", "🏳️\u{200D}🌈 circle", "\u{200F}שלום"] {
-            #expect(try GroupMessage(decoding: GroupMessage.invite(group: s.id, name: good, roster: false, addedAt: 1).encoded())
+            #expect(
+                try GroupMessage(decoding: GroupMessage.invite(group: s.id, name: good, roster: false, addedAt: 1).encoded())
                     == .invite(group: s.id, name: good, roster: false, addedAt: 1))
         }
         let long = GroupMessage.text(group: s.id, version: 1, text: String(repeating: "a", count: GroupMessage.maxTextLength + 1))

@@ -28,7 +28,8 @@ import Testing
     }
 
     @Test func bothSidesAgreeAndTheInviterLearnsTheAcceptor() throws {
-        let inviter = try Identity.generate(), acceptor = try Identity.generate()
+        let inviter = try Identity.generate()
+        let acceptor = try Identity.generate()
         let pending = try Peers.pendingInvitation(inviter)
         let reply = Peers.queue()
         let seed = try SecureBytes.random(count: 32)
@@ -51,15 +52,18 @@ import Testing
     /// The hybrid: replacing the ML-KEM ciphertext (as if the X25519 parts were broken and only
     /// ML-KEM remained) makes the confirmation fail; so does answering a different invitation.
     @Test func theConfirmationDependsOnTheMLKEMSecretAndTheInvitation() throws {
-        let inviter = try Identity.generate(), acceptor = try Identity.generate()
+        let inviter = try Identity.generate()
+        let acceptor = try Identity.generate()
         let pending = try Peers.pendingInvitation(inviter)
-        var (body, _) = try Pairing.accept(pending.invitation, identity: acceptor, replyQueue: Peers.queue(),
-                                           replySenderSeed: SecureBytes.random(count: 32), inviterQueueSenderKey: [UInt8](repeating: 1, count: 32))
+        var (body, _) = try Pairing.accept(
+            pending.invitation, identity: acceptor, replyQueue: Peers.queue(),
+            replySenderSeed: SecureBytes.random(count: 32), inviterQueueSenderKey: [UInt8](repeating: 1, count: 32))
         let other = try PQKEM.encapsulate(to: pending.pqKey.publicKey).ciphertext
         body.replaceSubrange(32..<(32 + PQKEM.ciphertextLength), with: other)
         #expect(throws: E2EError.confirmationRejected) { try Pairing.complete(body, pending: pending, identity: inviter) }
-        let (fresh, _) = try Pairing.accept(pending.invitation, identity: acceptor, replyQueue: Peers.queue(),
-                                            replySenderSeed: SecureBytes.random(count: 32), inviterQueueSenderKey: [UInt8](repeating: 1, count: 32))
+        let (fresh, _) = try Pairing.accept(
+            pending.invitation, identity: acceptor, replyQueue: Peers.queue(),
+            replySenderSeed: SecureBytes.random(count: 32), inviterQueueSenderKey: [UInt8](repeating: 1, count: 32))
         let another = try Peers.pendingInvitation(inviter)
         #expect(throws: E2EError.confirmationRejected) { try Pairing.complete(fresh, pending: another, identity: inviter) }
     }
@@ -78,7 +82,9 @@ import Testing
     }
 
     @Test func safetyNumbersAgreeOnBothSidesAndDifferForOthers() throws {
-        let a = try Identity.generate().publicIdentity, b = try Identity.generate().publicIdentity, c = try Identity.generate().publicIdentity
+        let a = try Identity.generate().publicIdentity
+        let b = try Identity.generate().publicIdentity
+        let c = try Identity.generate().publicIdentity
         let ab = try SafetyNumber.compute(a, b)
         #expect(ab.count == 60 && ab.allSatisfy(\.isNumber))
         #expect(try SafetyNumber.compute(b, a) == ab)

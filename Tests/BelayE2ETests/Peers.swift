@@ -26,8 +26,9 @@ struct Peers {
         let acceptor = try Identity.generate()
         let pending = try pendingInvitation(inviter)
         let received = try Invitation(text: pending.invitation.text, now: 1)
-        let (body, b) = try Pairing.accept(received, identity: acceptor, replyQueue: queue(), replySenderSeed: SecureBytes.random(count: 32),
-                                           inviterQueueSenderKey: Ed25519.SigningKey.generate().publicKey)
+        let (body, b) = try Pairing.accept(
+            received, identity: acceptor, replyQueue: queue(), replySenderSeed: SecureBytes.random(count: 32),
+            inviterQueueSenderKey: Ed25519.SigningKey.generate().publicKey)
         let (_, a) = try Pairing.complete(body, pending: pending, identity: inviter)
         return Peers(inviter: inviter, acceptor: acceptor, a: a, b: b)
     }

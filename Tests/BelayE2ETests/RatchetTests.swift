@@ -87,9 +87,11 @@ import Testing
             recorded.append(m)
             _ = try p.open(m, atB: i % 3 != 0)
         }
-        let stolenA = p.a, stolenB = p.b
+        let stolenA = p.a
+        let stolenB = p.b
         for m in recorded {
-            var a = stolenA, b = stolenB
+            var a = stolenA
+            var b = stolenB
             #expect((try? Envelope.open(m, with: &a)) == nil)
             #expect((try? Envelope.open(m, with: &b)) == nil)
         }
@@ -106,7 +108,7 @@ import Testing
 
         let a1 = try p.seal("a1", fromB: false)  // A's current key, which the copy holds
         #expect(try p.open(a1, atB: true) == "a1")
-        let b1 = try p.seal("b1", fromB: true)   // B's fresh key, but agreed with A's known one
+        let b1 = try p.seal("b1", fromB: true)  // B's fresh key, but agreed with A's known one
         #expect(try p.open(b1, atB: false) == "b1")
         #expect(attackerReads(b1))  // not healed yet: this is the window the specification describes
         let a2 = try p.seal("a2", fromB: false)  // A steps with a key generated after the copy

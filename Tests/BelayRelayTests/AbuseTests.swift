@@ -1,10 +1,11 @@
 import BelayClient
-@testable import BelayRelay
 import BelaySodium
 import BelayWire
 import NIOCore
 import NIOPosix
 import Testing
+
+@testable import BelayRelay
 
 /// An attacker on 127.0.0.3 hits each connection limit while a person on 127.0.0.1 connects
 /// and is served. Admission's rate buckets read the harness's manual clock, which stands still.

@@ -1,6 +1,7 @@
-@testable import BelayRelay
 import NIOCore
 import Testing
+
+@testable import BelayRelay
 
 /// The admission rules without sockets: time is a number the test sets.
 @Suite struct AdmissionTableTests {
@@ -8,8 +9,10 @@ import Testing
     static let person = SourceKey(prefix: [127, 0, 0, 1])
     static let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000_000)
 
-    static func limits(total: Int = 10, perSource: Int = 8, handshaking: Int = 10, handshakingPerSource: Int = 10,
-                       rate: Double = 1_000, burst: Double = 1_000) -> AdmissionLimits {
+    static func limits(
+        total: Int = 10, perSource: Int = 8, handshaking: Int = 10, handshakingPerSource: Int = 10,
+        rate: Double = 1_000, burst: Double = 1_000
+    ) -> AdmissionLimits {
         var c = RelayConfiguration()
         c.maxConnections = total
         c.maxConnectionsPerSource = perSource
@@ -24,7 +27,10 @@ import Testing
     @discardableResult
     static func admitted(_ t: inout AdmissionTable, _ s: SourceKey, _ n: Int, established: Bool = true) -> [UInt64] {
         (0..<n).map { _ in
-            guard case let .admit(id) = t.admit(s, now: t0) else { Issue.record("refused"); return 0 }
+            guard case let .admit(id) = t.admit(s, now: t0) else {
+                Issue.record("refused")
+                return 0
+            }
             if established { t.established(id) }
             return id
         }
@@ -74,10 +80,15 @@ import Testing
     }
 
     @Test func handshakesPerSourceAreRateLimitedAndRefillWithTime() {
-        var t = AdmissionTable(limits: Self.limits(total: 1_000, perSource: 1_000, handshaking: 1_000, handshakingPerSource: 1_000,
-                                                   rate: 10, burst: 20))
+        var t = AdmissionTable(
+            limits: Self.limits(
+                total: 1_000, perSource: 1_000, handshaking: 1_000, handshakingPerSource: 1_000,
+                rate: 10, burst: 20))
         for _ in 0..<20 {
-            guard case let .admit(id) = t.admit(Self.attacker, now: Self.t0) else { Issue.record("refused within the burst"); return }
+            guard case let .admit(id) = t.admit(Self.attacker, now: Self.t0) else {
+                Issue.record("refused within the burst")
+                return
+            }
             t.closed(id)  // connect-and-close does not give the handshake back
         }
         #expect(t.admit(Self.attacker, now: Self.t0) == .refuse(.handshakeRate))

@@ -1,8 +1,9 @@
-@testable import BelayClient
 import BelayE2E
 import BelayRelay
 import Foundation
 import Testing
+
+@testable import BelayClient
 
 /// The people a check-in names: consent, acknowledgement, escalation tiers, and the relay's
 /// limits (issue 9, points 6, 8 and 9).
@@ -95,7 +96,9 @@ import Testing
     /// A signed acknowledgement cannot be made to speak for someone else, and one for another
     /// recipient is refused.
     @Test func anAcknowledgementIsBoundToItsSignerAndItsRecipient() throws {
-        let bob = try Identity.generate(), carol = try Identity.generate(), mallory = try Identity.generate()
+        let bob = try Identity.generate()
+        let carol = try Identity.generate()
+        let mallory = try Identity.generate()
         let answer = CheckinAnswer(kind: .ack, checkin: Array(repeating: 7, count: 16), counter: 3, note: "on it")
         let ack = try CircleAck.make(answer, by: bob, for: carol.publicIdentity)
         #expect(ack.verify(for: carol.publicIdentity))
@@ -160,7 +163,8 @@ import Testing
             await w.advance(5)
         }
         let alice = try w.person("alice")
-        let first = Array(names.prefix(10)), second = Array(names.suffix(6))
+        let first = Array(names.prefix(10))
+        let second = Array(names.suffix(6))
         _ = try await alice.armCheckin(every: 600, grace: 60, to: first, then: [(second, 600)], note: "long march", codes: nil)
         #expect(try w.timerCount() == 16)
         await w.advance(300)

@@ -1,9 +1,10 @@
-@testable import BelayClient
 import BelayE2E
 import BelayRelay
 import BelaySodium
 import Foundation
 import Testing
+
+@testable import BelayClient
 
 /// Codes that change, and a coercer with a modified client (second attacker review of issue 9).
 @Suite struct CheckinCodeChangeTests {
@@ -24,8 +25,9 @@ import Testing
     /// and from then on the new check-in code is normal and the new duress code is duress.
     @Test func newCodesAreHandedOverAndTakeEffect() async throws {
         let (w, alice) = try await Self.armed()
-        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "plan 2", codes: (Self.normal2, Self.duress2),
-                                       code: Self.normal)
+        _ = try await alice.armCheckin(
+            every: 120, grace: 60, to: ["bob", "carol"], note: "plan 2", codes: (Self.normal2, Self.duress2),
+            code: Self.normal)
         #expect(try await w.person("bob").read().isEmpty)
         await #expect(throws: ClientError.wrongCheckinCode) { _ = try await alice.checkIn(note: nil, code: Self.normal) }
         _ = try await alice.checkIn(note: nil, code: Self.normal2)
@@ -39,9 +41,11 @@ import Testing
         await #expect(throws: ClientError.self) {
             _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol", "dana"], note: "plan 3", codes: nil, code: Self.normal2)
         }
-        let normal3 = Array("orange lighthouse".utf8), duress3 = Array("silent kettle".utf8)
-        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol", "dana"], note: "plan 3", codes: (normal3, duress3),
-                                       code: Self.normal2)
+        let normal3 = Array("orange lighthouse".utf8)
+        let duress3 = Array("silent kettle".utf8)
+        _ = try await alice.armCheckin(
+            every: 120, grace: 60, to: ["bob", "carol", "dana"], note: "plan 3", codes: (normal3, duress3),
+            code: Self.normal2)
         _ = try await alice.checkIn(note: nil, code: normal3)
         for name in ["bob", "carol", "dana"] { #expect(try await w.alerts(name).isEmpty, "\(name)") }
         _ = try await alice.checkIn(note: nil, code: duress3)
@@ -65,8 +69,9 @@ import Testing
         let (w, alice, dropper) = try await Self.armedBehindADropper(["bob", "carol"])
         dropper.arm(frame: 1)
         await #expect(throws: ClientError.self) {
-            _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "plan", codes: (Self.normal2, Self.duress2),
-                                           code: Self.normal)
+            _ = try await alice.armCheckin(
+                every: 120, grace: 60, to: ["bob", "carol"], note: "plan", codes: (Self.normal2, Self.duress2),
+                code: Self.normal)
         }
         _ = try await alice.checkIn(note: nil, code: Self.normal2)
         for name in ["bob", "carol"] { #expect(try await w.person(name).read().isEmpty, "\(name)") }
@@ -83,8 +88,9 @@ import Testing
         let (w, alice, dropper) = try await Self.armedBehindADropper(["carol", "bob"])
         dropper.arm(frame: 1, skipping: 1)  // carol's connection goes through, bob's drops
         await #expect(throws: ClientError.self) {
-            _ = try await alice.armCheckin(every: 120, grace: 60, to: ["carol", "bob"], note: "plan", codes: (Self.normal2, Self.duress2),
-                                           code: Self.normal)
+            _ = try await alice.armCheckin(
+                every: 120, grace: 60, to: ["carol", "bob"], note: "plan", codes: (Self.normal2, Self.duress2),
+                code: Self.normal)
         }
         // carol holds the new tag, bob the old one.
         func held(_ name: String) async throws -> Data? {
@@ -94,7 +100,8 @@ import Testing
         }
         let (carolTag, bobTag) = (try await held("carol"), try await held("bob"))
         #expect(carolTag != nil && bobTag != nil && carolTag != bobTag)
-        let normal3 = Array("orange lighthouse".utf8), duress3 = Array("silent kettle".utf8)
+        let normal3 = Array("orange lighthouse".utf8)
+        let duress3 = Array("silent kettle".utf8)
         _ = try await alice.armCheckin(every: 120, grace: 60, to: ["carol", "bob"], note: "plan", codes: (normal3, duress3), code: Self.normal2)
         for name in ["bob", "carol"] { #expect(try await w.alerts(name).isEmpty, "\(name)") }
         _ = try await alice.checkIn(note: nil, code: normal3)
@@ -132,8 +139,9 @@ import Testing
     /// coercer chose do not make later check-ins look normal to the contacts.
     @Test func changingTheCodesUnderTheDuressCodeAlerts() async throws {
         let (w, alice) = try await Self.armed()
-        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "plan", codes: (Self.normal2, Self.duress2),
-                                       code: Self.duress)
+        _ = try await alice.armCheckin(
+            every: 120, grace: 60, to: ["bob", "carol"], note: "plan", codes: (Self.normal2, Self.duress2),
+            code: Self.duress)
         #expect(try await w.alerts("bob").map(\.reason) == ["duress"])
         #expect(try await w.alerts("carol").map(\.reason) == ["duress"])
         await w.finish()
@@ -153,11 +161,14 @@ import Testing
         // And its own tag in a box to bob, which he must not adopt: he already holds a tag.
         let bobKey = try PublicIdentity(bytes: [UInt8](record.targets.first { $0.contact == "bob" }!.identity)).agreement
         let box = try SealedBox.seal(tag, to: bobKey)
-        for (codeTag, links, tagBox) in [(tag, chain, []), (SystemRandom().bytes(16), chain, []), (tag, chain + [forgedLink], []),
-                                         (SystemRandom().bytes(16), [], []), (tag, chain, box)] {
-            var ended = CheckinNotice(state: .ended, codeTag: codeTag, tagChain: links, authority: record.authorityPublicKey,
-                                      checkin: [UInt8](record.id!), counter: (record.counter ?? 0) + 1, alertAt: 0, every: 120, grace: 60,
-                                      lastCheckin: 0, tier: 0, escalateAfter: 0, note: "", alertKey: [], circleKey: [], circle: [], cancels: [])
+        for (codeTag, links, tagBox) in [
+            (tag, chain, []), (SystemRandom().bytes(16), chain, []), (tag, chain + [forgedLink], []),
+            (SystemRandom().bytes(16), [], []), (tag, chain, box),
+        ] {
+            var ended = CheckinNotice(
+                state: .ended, codeTag: codeTag, tagChain: links, authority: record.authorityPublicKey,
+                checkin: [UInt8](record.id!), counter: (record.counter ?? 0) + 1, alertAt: 0, every: 120, grace: 60,
+                lastCheckin: 0, tier: 0, escalateAfter: 0, note: "", alertKey: [], circleKey: [], circle: [], cancels: [])
             ended.tagBox = tagBox
             record.counter = (record.counter ?? 0) + 1
             var target = record.targets[0]
@@ -177,9 +188,10 @@ import Testing
         await w.advance(180 + Agent.overdueSlack)
         #expect(Self.kinds(try await w.person("bob").read()) == [.overdue])
         let record = try #require(try alice.read { db in try alice.store.checkin(db) })
-        let forged = CheckinNotice(state: .armed, codeTag: CheckinNotice.noTag, tagChain: [], authority: [],
-                                   checkin: [UInt8](record.id!), counter: UInt64.max, alertAt: UInt64(4_000_000_000), every: 120, grace: 60,
-                                   lastCheckin: 0, tier: 0, escalateAfter: 0, note: "", alertKey: [], circleKey: [], circle: [], cancels: [])
+        let forged = CheckinNotice(
+            state: .armed, codeTag: CheckinNotice.noTag, tagChain: [], authority: [],
+            checkin: [UInt8](record.id!), counter: UInt64.max, alertAt: UInt64(4_000_000_000), every: 120, grace: 60,
+            lastCheckin: 0, tier: 0, escalateAfter: 0, note: "", alertKey: [], circleKey: [], circle: [], cancels: [])
         try await alice.send(to: "bob", kind: .checkin, body: forged.encoded(), history: nil)
         // Refused, and the check-in is still shown as overdue.
         #expect(Self.kinds(try await w.person("bob").read()).sorted { $0.rawValue < $1.rawValue } == [.overdue, .security])
@@ -212,15 +224,17 @@ import Testing
     /// An acknowledgement sent before any alert (by a contact's modified client) is refused.
     @Test func anAcknowledgementBeforeTheAlertIsRefused() async throws {
         let (w, _) = try await Self.armed()
-        let bob = try w.person("bob"), carol = try w.person("carol")
+        let bob = try w.person("bob")
+        let carol = try w.person("carol")
         let row = try #require(try bob.read { db in try bob.store.contact(named: "alice", db) })
         let notice = try CheckinNotice(decoding: [UInt8](try #require(row.record.watching).notice))
         let member = try #require(notice.circle.first { $0.name == "carol" })
         let answer = CheckinAnswer(kind: .ack, checkin: notice.checkin, counter: notice.counter, note: "")
         let ack = try CircleAck.make(answer, by: bob.identity, for: PublicIdentity(bytes: member.identity))
-        let body = try Alerts.seal(Content(kind: .answer, sequence: 0, sentAt: 0, body: ack.encoded()), key: AlertKey(announcement: notice.circleKey),
-                                   sender: PublicIdentity(bytes: [UInt8](row.record.identity)), receiver: PublicIdentity(bytes: member.identity),
-                                   label: CircleAck.sealLabel)
+        let body = try Alerts.seal(
+            Content(kind: .answer, sequence: 0, sentAt: 0, body: ack.encoded()), key: AlertKey(announcement: notice.circleKey),
+            sender: PublicIdentity(bytes: [UInt8](row.record.identity)), receiver: PublicIdentity(bytes: member.identity),
+            label: CircleAck.sealLabel)
         let outlet = try OutletKeys(Outlet(relay: member.relay, senderId: Data(member.senderId), senderSeed: Data(member.senderSeed)))
         let connection = try await w.relay.connect()
         try await connection.authorise(.sender, outlet.senderId, key: outlet.key)
@@ -236,8 +250,9 @@ import Testing
         var firstOpens = 0
         for _ in 0..<32 {
             let made = try CodeSlots.make(checkin: Self.normal, duress: Self.duress, limits: Argon2id.Limits(operations: 1, memoryBytes: 8192))
-            let onlyFirst = CodeSlots(operations: made.slots.operations, memoryBytes: made.slots.memoryBytes,
-                                      slots: [made.slots.slots[0], made.slots.slots[0]])
+            let onlyFirst = CodeSlots(
+                operations: made.slots.operations, memoryBytes: made.slots.memoryBytes,
+                slots: [made.slots.slots[0], made.slots.slots[0]])
             if try onlyFirst.open(code: Self.normal) != nil { firstOpens += 1 }
         }
         #expect(firstOpens > 0 && firstOpens < 32)

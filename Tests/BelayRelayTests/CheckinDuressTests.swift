@@ -1,4 +1,3 @@
-@testable import BelayClient
 import BelayE2E
 import BelayRelay
 import BelaySodium
@@ -6,6 +5,8 @@ import BelayWire
 import Foundation
 import GRDB
 import Testing
+
+@testable import BelayClient
 
 /// Duress is invisible on the wire, at the relay and on the seized device, and the codes are a
 /// real boundary (issue 9, point 3).
@@ -35,9 +36,12 @@ import Testing
         let frames = tap.connections
         let relay = try HostileRelay(relay: w.relay).shape()
         let local = try alice.read { db in
-            try Row.fetchAll(db, sql: "SELECT 'contact/' || rowid, length(sealed) FROM contact UNION ALL SELECT 'checkin/' || rowid, length(sealed) FROM checkin "
-                                 + "UNION ALL SELECT 'outbox/' || rowid, length(sealed) FROM outbox")
-                .reduce(into: [String: Int]()) { $0[$1[0]] = $1[1] }
+            try Row.fetchAll(
+                db,
+                sql: "SELECT 'contact/' || rowid, length(sealed) FROM contact UNION ALL SELECT 'checkin/' || rowid, length(sealed) FROM checkin "
+                    + "UNION ALL SELECT 'outbox/' || rowid, length(sealed) FROM outbox"
+            )
+            .reduce(into: [String: Int]()) { $0[$1[0]] = $1[1] }
         }
         let alerts = try await w.alerts("bob") + w.alerts("carol")
         await w.finish()
@@ -102,10 +106,11 @@ import Testing
         let armed = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "the real plan", codes: (Self.normal, Self.duress))
         for name in ["bob", "carol"] { _ = try await w.person(name).read() }
         // A forged "ended" notice through the ratchet, as a modified client would send it.
-        let ended = CheckinNotice(state: .ended, codeTag: CheckinNotice.noTag, tagChain: [], authority: [],
-                                  checkin: [UInt8](try #require(try alice.read { db in try alice.store.checkin(db) }?.id)), counter: 99, alertAt: 0,
-                                  every: 120, grace: 60, lastCheckin: 0, tier: 0, escalateAfter: 0, note: "", alertKey: [], circleKey: [],
-                                  circle: [], cancels: [])
+        let ended = CheckinNotice(
+            state: .ended, codeTag: CheckinNotice.noTag, tagChain: [], authority: [],
+            checkin: [UInt8](try #require(try alice.read { db in try alice.store.checkin(db) }?.id)), counter: 99, alertAt: 0,
+            every: 120, grace: 60, lastCheckin: 0, tier: 0, escalateAfter: 0, note: "", alertKey: [], circleKey: [],
+            circle: [], cancels: [])
         try await alice.send(to: "carol", kind: .checkin, body: ended.encoded(), history: nil)
         // The check-in record deleted, and a new one armed without codes.
         try alice.write { db in try db.execute(sql: "DELETE FROM checkin") }
@@ -141,8 +146,9 @@ import Testing
         try opened.openSeeds(normalKey)
         let everything = try encoder.encode(opened) + encoder.encode(slots)
         // Nor can the stored tag chain be followed without a tag: no link opens under a known key.
-        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob"], note: "", codes: (Array("window pepper".utf8), Array("violet engine".utf8)),
-                                       code: Self.normal)
+        _ = try await alice.armCheckin(
+            every: 120, grace: 60, to: ["bob"], note: "", codes: (Array("window pepper".utf8), Array("violet engine".utf8)),
+            code: Self.normal)
         let chain = try #require(try alice.read { db in try alice.store.checkin(db) }?.tagChain).map { [UInt8]($0) }
         #expect(chain.count == 1)
         #expect(TagChain.walk(from: CheckinNotice.noTag, links: chain, checkin: [UInt8](stored.id!)).lastKey == nil)
@@ -160,8 +166,9 @@ import Testing
         let w = try await CheckinTests.World()
         for name in ["bob", "carol", "dana"] { try await w.pair("alice", name) }
         let alice = try w.person("alice")
-        _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], then: [(["dana"], 600)], note: "",
-                                       codes: (Self.normal, Self.duress))
+        _ = try await alice.armCheckin(
+            every: 120, grace: 60, to: ["bob", "carol"], then: [(["dana"], 600)], note: "",
+            codes: (Self.normal, Self.duress))
         for name in ["bob", "carol", "dana"] { _ = try await w.person(name).read() }
         await w.advance(60)
         _ = try await alice.checkIn(note: nil, code: Self.duress)
@@ -209,7 +216,8 @@ import Testing
     /// The contact who got a duress alert is warned before replying.
     @Test func aContactWhoGotADuressAlertIsWarnedBeforeReplying() async throws {
         let w = try await CheckinTests.world()
-        let alice = try w.person("alice"), bob = try w.person("bob")
+        let alice = try w.person("alice")
+        let bob = try w.person("bob")
         _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob"], note: "", codes: (Self.normal, Self.duress))
         _ = try await bob.read()
         #expect(try bob.underDuress("alice") == false)

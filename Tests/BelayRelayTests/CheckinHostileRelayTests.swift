@@ -1,8 +1,9 @@
-@testable import BelayClient
 import BelayE2E
 import BelayRelay
 import Foundation
 import Testing
+
+@testable import BelayClient
 
 /// A relay operator attacks an armed check-in by editing the relay's database (issue 9, points 1
 /// and 2). Each test shows what the contacts see. The clocks are the harness's: an overdue

@@ -1,8 +1,9 @@
-@testable import BelayClient
 import BelayRelay
 import Foundation
 import GRDB
 import Testing
+
+@testable import BelayClient
 
 /// A check-in that comes after the alerts went out says so instead of "Checked in", and one
 /// that finds its timer gone before the deadline says the relay lost it (issue 9, point 4).
@@ -74,10 +75,13 @@ import Testing
         let people = RelaySequenceTests.People()
         let relayA = try await RelayHarness.start(clock: people.clock)
         let relayB = try await RelayHarness.start(clock: people.clock)
-        let alice = try people.person(), bob = try people.person(), carol = try people.person()
+        let alice = try people.person()
+        let bob = try people.person()
+        let carol = try people.person()
         _ = try await bob.accept(try await alice.invite(relay: relayA.address, name: "bob", lifetime: nil), name: "alice", relay: nil)
-        _ = try await carol.accept(try await alice.invite(relay: relayA.address, name: "carol", lifetime: nil), name: "alice",
-                                   relay: relayB.address)
+        _ = try await carol.accept(
+            try await alice.invite(relay: relayA.address, name: "carol", lifetime: nil), name: "alice",
+            relay: relayB.address)
         _ = try await alice.read()
         return (people, relayA, relayB, alice, bob, carol)
     }

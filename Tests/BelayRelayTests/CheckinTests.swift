@@ -1,11 +1,12 @@
-@testable import BelayClient
 import BelayE2E
 import BelayRelay
 import BelaySodium
-import NIOCore
 import Foundation
 import GRDB
+import NIOCore
 import Testing
+
+@testable import BelayClient
 
 /// Check-ins against an in-process relay whose clock only moves when the test moves it; the
 /// people's clients read the same clock. Timers fire at `sweep()`, which the running relay does
@@ -149,7 +150,8 @@ import Testing
 
     @Test func anAlertDecryptsAfterFiveThousandMessagesEachWay() async throws {
         let w = try await Self.world()
-        let alice = try w.person("alice"), bob = try w.person("bob")
+        let alice = try w.person("alice")
+        let bob = try w.person("bob")
         _ = try await alice.armCheckin(every: 3600, grace: 600, to: ["bob"], note: "long day", codes: nil)
         for round in 0..<10 {
             try await alice.send(to: "bob", texts: (0..<500).map { "a\(round)-\($0)" })
@@ -182,8 +184,9 @@ import Testing
         for code in ["staple battery", "horse correct"] {
             let w = try await Self.world()
             let alice = try w.person("alice")
-            _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "meeting a source",
-                                           codes: (Array("staple battery".utf8), Array("horse correct".utf8)))
+            _ = try await alice.armCheckin(
+                every: 120, grace: 60, to: ["bob", "carol"], note: "meeting a source",
+                codes: (Array("staple battery".utf8), Array("horse correct".utf8)))
             _ = try await w.person("bob").read()
             _ = try await w.person("carol").read()
             await w.advance(60)
@@ -211,7 +214,8 @@ import Testing
         let note = "at the courthouse with Amara; lawyer is Xavier Ndlovu"
         _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: note, codes: nil)
         try w.relay.store.checkpoint()
-        let needles = [Data(note.utf8), Data("Amara".utf8), Data("alice".utf8), Data("carol".utf8)]
+        let needles =
+            [Data(note.utf8), Data("Amara".utf8), Data("alice".utf8), Data("carol".utf8)]
             + (try ["alice", "bob", "carol"].flatMap { n -> [Data] in
                 let id = try w.person(n).publicIdentity
                 return [Data(id.signing), Data(id.agreement)]

@@ -1,5 +1,3 @@
-@testable import BelayClient
-@testable import BelayRelay
 import BelaySodium
 import BelayWire
 import Foundation
@@ -7,6 +5,9 @@ import Logging
 import NIOCore
 import NIOEmbedded
 import Testing
+
+@testable import BelayClient
+@testable import BelayRelay
 
 /// What a connection costs once it is gone, and how much it may ask while it lives: on an
 /// embedded loop, so nothing depends on timing.
@@ -36,8 +37,9 @@ import Testing
         /// `reads`, a handler in front counts the reads the connection asks of the socket.
         func connection(reads: ReadCounter? = nil) throws -> (EmbeddedChannel, () -> ConnectionHandler?) {
             let loop = EmbeddedEventLoop()
-            var handler: ConnectionHandler? = ConnectionHandler(core: core, settings: ConnectionSettings(config), relayStatic: key,
-                                                                eventLoop: loop, logger: logger)
+            var handler: ConnectionHandler? = ConnectionHandler(
+                core: core, settings: ConnectionSettings(config), relayStatic: key,
+                eventLoop: loop, logger: logger)
             weak let weakHandler = handler
             let channel = EmbeddedChannel(loop: loop)
             if let reads { try channel.pipeline.syncOperations.addHandler(reads) }

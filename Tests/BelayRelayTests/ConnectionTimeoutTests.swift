@@ -1,4 +1,3 @@
-@testable import BelayRelay
 import BelaySodium
 import BelayWire
 import Foundation
@@ -6,6 +5,8 @@ import Logging
 import NIOCore
 import NIOEmbedded
 import Testing
+
+@testable import BelayRelay
 
 /// The handshake and idle timeouts, on an embedded event loop whose clock only moves when the
 /// test moves it: no real time passes, so the outcome cannot depend on how busy the machine is.

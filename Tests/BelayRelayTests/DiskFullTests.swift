@@ -1,12 +1,14 @@
 import BelayClient
-@testable import BelayRelay
 import BelaySodium
 import BelayWire
 import Foundation
 import Logging
 import Testing
+
+@testable import BelayRelay
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A small tmpfs that the test mounts, fills and frees, so the relay meets a real ENOSPC.
@@ -154,8 +156,10 @@ struct DiskFullTests {
         let q = try await SecuredQueue.make(on: owner)
         try await owner.subscribe(q.recipient)
         let depositor = try await q.sender(on: relay)
-        _ = try await depositor.setTimer(.init(timerKey: try Ed25519.SigningKey.generate().publicKey, delay: 600,
-                                               entries: [.init(sender: q.sender, body: Array("missed check-in".utf8))]))
+        _ = try await depositor.setTimer(
+            .init(
+                timerKey: try Ed25519.SigningKey.generate().publicKey, delay: 600,
+                entries: [.init(sender: q.sender, body: Array("missed check-in".utf8))]))
         let other = try await SecuredQueue.make(on: owner)
         let sender = try await other.sender(on: relay)
         fs.fill()

@@ -1,8 +1,9 @@
-@testable import BelayRelay
 import Foundation
 import GRDB
 import Logging
 import Testing
+
+@testable import BelayRelay
 
 /// The start generation (the high half of every seq) only moves forward: past the stored one,
 /// and past the clock, so a database restored from an older copy never hands out a seq again.
@@ -15,8 +16,9 @@ import Testing
 
     static func setStored(_ store: RelayStore, _ value: Int64) throws {
         try store.database.write { db in
-            try db.execute(sql: "INSERT INTO relay_meta(name, value) VALUES ('generation', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-                           arguments: [value])
+            try db.execute(
+                sql: "INSERT INTO relay_meta(name, value) VALUES ('generation', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                arguments: [value])
         }
     }
 

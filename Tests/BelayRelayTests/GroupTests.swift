@@ -1,9 +1,10 @@
-@testable import BelayClient
 import BelayE2E
 import BelayRelay
 import BelaySodium
 import Foundation
 import Testing
+
+@testable import BelayClient
 
 /// Groups over pairwise ratchets, against an in-process relay and clients sharing its manual clock.
 @Suite struct GroupTests {
@@ -105,8 +106,9 @@ import Testing
         await #expect(throws: ClientError.self) { _ = try await w.person("carol").groupSend("circle", text: "still here") }
         let state = try GroupState(decoding: [UInt8](try w.person("carol").read { db in try w.person("carol").store.group(named: "circle", db)!.record.state }))
         for n in ["alice", "bob"] {
-            try await w.person("carol").send(to: n, kind: .group, body: GroupMessage.text(group: state.id, version: state.version, text: "let me back").encoded(),
-                                               history: nil)
+            try await w.person("carol").send(
+                to: n, kind: .group, body: GroupMessage.text(group: state.id, version: state.version, text: "let me back").encoded(),
+                history: nil)
             let seen = try await w.person(n).read()
             #expect(!seen.contains { $0.kind == .group && $0.text == "let me back" }, "\(n)")
             #expect(seen.contains { $0.kind == .warning && $0.text.contains("refused") }, "\(n)")
@@ -158,8 +160,9 @@ extension GroupTests {
     @Test func anInvitationForAMemberAnsweredBySomeoneElseIsRefused() async throws {
         let w = try await World(GroupTests.roomy)
         let carol = try w.person("carol")
-        let text = try await w.person("bob").invite(relay: w.relay.address, name: "carol", lifetime: nil,
-                                                    expecting: Data(carol.publicIdentity.bytes))
+        let text = try await w.person("bob").invite(
+            relay: w.relay.address, name: "carol", lifetime: nil,
+            expecting: Data(carol.publicIdentity.bytes))
         _ = try await w.person("alice").accept(text, name: "bob", relay: nil)
         let refused = try await w.person("bob").read()
         #expect(refused.contains { $0.kind == .security && $0.text.contains("answered by someone else") })
@@ -252,8 +255,12 @@ extension GroupTests {
         let dave = try w.person("dave")
         let group = try dave.read { db in try dave.store.group(named: "circle", db)!.record.invitation!.group }
         let invitation = try await dave.invite(relay: w.relay.address, name: "bob", lifetime: nil)
-        try await dave.send(to: "alice", kind: .group, body: GroupMessage.introduce(group: [UInt8](group), for: try w.person("bob").publicIdentity,
-                                                                                    invitation: invitation).encoded(), history: nil)
+        try await dave.send(
+            to: "alice", kind: .group,
+            body: GroupMessage.introduce(
+                group: [UInt8](group), for: try w.person("bob").publicIdentity,
+                invitation: invitation
+            ).encoded(), history: nil)
         try await Self.settle(w, ["alice", "bob"], rounds: 2)
         #expect(try w.person("bob").contacts().contacts.map(\.name).sorted() == ["alice", "carol"])
         await w.finish()

@@ -42,7 +42,8 @@ import Testing
         let peer = RawPeer(closed)
         var bootstrap = ClientBootstrap(group: loop)
         if let source { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0)) }
-        let channel = try await bootstrap
+        let channel =
+            try await bootstrap
             .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(peer) } }
             .connect(host: "127.0.0.1", port: relay.server.port).get()
         return (channel, closed.futureResult)
@@ -336,8 +337,9 @@ import Testing
             answered = true
             let message1 = Array(buffered[(Preamble.length + 2)..<(Preamble.length + 2 + 48)])
             guard var responder = try? HandshakeState(pattern: .NK, initiator: false, prologue: Preamble.prologue, localStatic: key),
-                  (try? responder.readMessage(message1)) != nil,
-                  let message2 = try? responder.writeMessage() else { return }
+                (try? responder.readMessage(message1)) != nil,
+                let message2 = try? responder.writeMessage()
+            else { return }
             var reply = context.channel.allocator.buffer(capacity: 50)
             FrameDecoder.writeFrame(message2, into: &reply)
             context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
@@ -369,9 +371,11 @@ import Testing
         let wrong = try Ed25519.SigningKey.generate()
         await #expect(throws: RelayClientError.relay(.auth)) { try await mallory.authorise(.recipient, q.recipient, key: wrong) }
         await #expect(throws: RelayClientError.relay(.auth)) { try await mallory.authorise(.sender, q.sender, key: wrong) }
-        for command: RelayCommand in [.subscribe(recipient: q.recipient), .get(recipient: q.recipient), .ack(recipient: q.recipient, seq: 1),
-                                      .delete(recipient: q.recipient), .key(recipient: q.recipient, senderKey: wrong.publicKey),
-                                      .send(sender: q.sender, body: [1])] {
+        for command: RelayCommand in [
+            .subscribe(recipient: q.recipient), .get(recipient: q.recipient), .ack(recipient: q.recipient, seq: 1),
+            .delete(recipient: q.recipient), .key(recipient: q.recipient, senderKey: wrong.publicKey),
+            .send(sender: q.sender, body: [1]),
+        ] {
             #expect(try await mallory.request(command).get() == .error(.auth), "\(command)")
         }
         try await owner.ping()

@@ -56,7 +56,8 @@ struct HostileRelay {
 
     /// Moves the oldest body waiting in `queue` behind the others (a later `seq`).
     func moveOldestLast(queue: Int64) throws {
-        try execute("""
+        try execute(
+            """
             UPDATE message SET seq = (SELECT max(seq) FROM message WHERE queue_id = ?1) + 1
             WHERE id = (SELECT id FROM message WHERE queue_id = ?1 ORDER BY seq LIMIT 1)
             """, [queue])
@@ -64,7 +65,8 @@ struct HostileRelay {
 
     /// Appends `body` to a queue as if it had been sent, under a fresh `seq`.
     func inject(_ body: Data, queue: Int64) throws {
-        try execute("""
+        try execute(
+            """
             INSERT INTO message(queue_id, seq, expires_at, body)
             VALUES (?, (SELECT coalesce(max(seq), 0) + 1000 FROM message WHERE queue_id = ?), ?, ?)
             """, [queue, queue, Int64.max, body])
@@ -81,10 +83,13 @@ struct HostileRelay {
             for row in try Row.fetchAll(db, sql: "SELECT queue_id, seq, expires_at, length(body) FROM message ORDER BY queue_id, seq") {
                 lines.append("message \(row[0] as Int64) \(row[1] as Int64) \(row[2] as Int64) \(row[3] as Int)")
             }
-            for row in try Row.fetchAll(db, sql: """
-                SELECT t.deadline, e.queue_id, e.position, length(e.body) FROM timer t JOIN timer_entry e ON e.timer_id = t.id
-                ORDER BY e.queue_id, t.deadline
-                """) {
+            for row in try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT t.deadline, e.queue_id, e.position, length(e.body) FROM timer t JOIN timer_entry e ON e.timer_id = t.id
+                    ORDER BY e.queue_id, t.deadline
+                    """)
+            {
                 lines.append("timer \(row[0] as Int64) \(row[1] as Int64) \(row[2] as Int) \(row[3] as Int)")
             }
             return lines

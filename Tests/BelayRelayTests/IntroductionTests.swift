@@ -1,7 +1,8 @@
-@testable import BelayClient
 import BelayE2E
 import Foundation
 import Testing
+
+@testable import BelayClient
 
 /// Warm introductions: both must accept before anything about either reaches the other.
 @Suite struct IntroductionTests {

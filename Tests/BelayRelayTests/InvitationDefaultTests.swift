@@ -1,7 +1,8 @@
-@testable import BelayClient
 import BelayRelay
 import Foundation
 import Testing
+
+@testable import BelayClient
 
 /// Invitations expire by default (issue 9, point 7): one lost in a drawer cannot buy a place in
 /// someone's safety circle weeks later.

@@ -23,14 +23,18 @@ final class RelayHarness: Sendable {
     var address: RelayAddress { RelayAddress(host: "127.0.0.1", port: server.port, publicKey: key.publicKey) }
 
     /// `directory`, `port` and `clock` restart a relay where an earlier one left off.
-    static func start(in parent: String? = nil, directory existing: String? = nil, port: Int = 0, clock existingClock: ManualClock? = nil,
-                      _ configure: (inout RelayConfiguration) -> Void = { _ in },
-                      observe: (@Sendable (Channel) throws -> Void)? = nil) async throws -> RelayHarness {
+    static func start(
+        in parent: String? = nil, directory existing: String? = nil, port: Int = 0, clock existingClock: ManualClock? = nil,
+        _ configure: (inout RelayConfiguration) -> Void = { _ in },
+        observe: (@Sendable (Channel) throws -> Void)? = nil
+    ) async throws -> RelayHarness {
         var config = RelayConfiguration()
         config.listen = HostPort(host: "127.0.0.1", port: port)
         config.diskReserveBytes = 1 << 20  // a small reserve: tests start many relays
         configure(&config)
-        let directory = existing ?? (parent.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory)
+        let directory =
+            existing
+            ?? (parent.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory)
             .appendingPathComponent("belay-test-\(UUID().uuidString)").path
         let state = RelayStateDirectory(path: directory)
         let (key, _) = try state.initialise()
@@ -40,15 +44,18 @@ final class RelayHarness: Sendable {
         let logs = LogCapture()
         var logger = Logger(label: "belayd-test") { _ in logs }
         logger.logLevel = config.logLevel
-        let server = try await RelayServer.start(configuration: config, relayKey: key, store: store, group: group,
-                                                 clock: clock, automaticSweeps: false,
-                                                 admissionClock: { .uptimeNanoseconds(clock.now() * 1_000_000_000) },
-                                                 observeConnection: observe, logger: logger)
+        let server = try await RelayServer.start(
+            configuration: config, relayKey: key, store: store, group: group,
+            clock: clock, automaticSweeps: false,
+            admissionClock: { .uptimeNanoseconds(clock.now() * 1_000_000_000) },
+            observeConnection: observe, logger: logger)
         return RelayHarness(server: server, store: store, clock: clock, key: key, directory: directory, group: group, logs: logs)
     }
 
-    private init(server: RelayServer, store: RelayStore, clock: ManualClock, key: X25519.KeyPair, directory: String,
-                 group: MultiThreadedEventLoopGroup, logs: LogCapture) {
+    private init(
+        server: RelayServer, store: RelayStore, clock: ManualClock, key: X25519.KeyPair, directory: String,
+        group: MultiThreadedEventLoopGroup, logs: LogCapture
+    ) {
         self.server = server
         self.store = store
         self.clock = clock

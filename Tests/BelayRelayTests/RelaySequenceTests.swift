@@ -1,4 +1,3 @@
-@testable import BelayClient
 import BelayE2E
 import BelayRelay
 import BelayWire
@@ -6,6 +5,8 @@ import Foundation
 import GRDB
 import NIOPosix
 import Testing
+
+@testable import BelayClient
 
 /// The client does not trust the relay's sequence numbers (issue 9, point 5): duplicates are
 /// recognised end to end, and nothing about a delivery is remembered before it authenticates.
@@ -62,8 +63,9 @@ import Testing
         let row = try Self.inboxRow(of: alice, in: relay)
         let writer = try DatabaseQueue(path: relay.store.path)
         try await writer.write { db in
-            try db.execute(sql: "INSERT INTO message(queue_id, seq, expires_at, body) VALUES (?, ?, ?, ?)",
-                           arguments: [row, Int64.max - 1, Int64.max, Data(repeating: 0x42, count: 1_000)])
+            try db.execute(
+                sql: "INSERT INTO message(queue_id, seq, expires_at, body) VALUES (?, ?, ?, ?)",
+                arguments: [row, Int64.max - 1, Int64.max, Data(repeating: 0x42, count: 1_000)])
         }
         try writer.close()
         let forged = try await alice.read()

@@ -1,8 +1,9 @@
-@testable import BelayClient
 import BelayE2E
 import BelayWire
 import Foundation
 import Testing
+
+@testable import BelayClient
 
 /// On-call rosters with an injected clock: the relay's timers fire at `advance`, and the clients
 /// read the same clock.
@@ -153,7 +154,8 @@ import Testing
         let w = try await Self.roster()
         let asked = try await w.person("carol").request(roster: "peers", text: "anyone?", claimWithin: 600)
         for n in ["alice", "bob", "dave"] { _ = try await Self.requests(w, n) }
-        let dave = try w.person("dave"), bob = try w.person("bob")
+        let dave = try w.person("dave")
+        let bob = try w.person("bob")
         let group = try dave.read { db in try dave.store.group(named: "peers", db)!.record.decodedState().id }
         let id = try #require(Hex.decode(asked.id))
         try await dave.send(to: "carol", kind: .group, body: GroupMessage.claimed(group: group, request: id, by: bob.publicIdentity).encoded(), history: nil)

@@ -12,7 +12,8 @@ import Testing
     static let attacker = AbuseTests.attacker
 
     static func timer(_ key: Ed25519.SigningKey, to sender: EntityID, bytes: Int = 100, replacing old: EntityID? = nil)
-        -> RelayCommand.TimerSet {
+        -> RelayCommand.TimerSet
+    {
         .init(timerKey: key.publicKey, delay: 3600, replaces: old, entries: [.init(sender: sender, body: [UInt8](repeating: 7, count: bytes))])
     }
 

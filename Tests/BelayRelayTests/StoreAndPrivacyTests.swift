@@ -17,8 +17,12 @@ import Testing
             #expect(try String.fetchOne(db, sql: "PRAGMA journal_mode") == "wal")
             let tables = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
             #expect(tables == ["grdb_migrations", "message", "queue", "relay_meta", "timer", "timer_entry"])
-            #expect(try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY rowid") == ["v1", "v2 message without expiry index", "v3 timer by key"])
-            #expect(try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'message' AND sql IS NOT NULL")
+            #expect(
+                try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY rowid") == [
+                    "v1", "v2 message without expiry index", "v3 timer by key",
+                ])
+            #expect(
+                try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'message' AND sql IS NOT NULL")
                     == ["message_by_queue"])
             #expect(try String.fetchOne(db, sql: "PRAGMA integrity_check") == "ok")
         }
@@ -33,32 +37,35 @@ import Testing
         let v1 = try DatabaseQueue(path: path)
         try v1.write { db in
             // Schema v1 as shipped (Sources/BelayRelay/Store/Schema.swift), and GRDB's record of it.
-            try db.execute(sql: """
-                CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
-                INSERT INTO grdb_migrations VALUES ('v1');
-                CREATE TABLE queue (id INTEGER PRIMARY KEY, recipient_id BLOB NOT NULL UNIQUE, sender_id BLOB NOT NULL UNIQUE,
-                                    recipient_key BLOB NOT NULL, sender_key BLOB);
-                CREATE TABLE message (id INTEGER PRIMARY KEY, queue_id INTEGER NOT NULL REFERENCES queue(id) ON DELETE CASCADE,
-                                      seq INTEGER NOT NULL, expires_at INTEGER NOT NULL, body BLOB NOT NULL);
-                CREATE UNIQUE INDEX message_by_queue ON message(queue_id, seq);
-                CREATE INDEX message_by_expiry ON message(expires_at);
-                CREATE TABLE timer (id INTEGER PRIMARY KEY, timer_id BLOB NOT NULL UNIQUE, timer_key BLOB NOT NULL, deadline INTEGER NOT NULL);
-                CREATE INDEX timer_by_deadline ON timer(deadline);
-                CREATE TABLE timer_entry (timer_id INTEGER NOT NULL REFERENCES timer(id) ON DELETE CASCADE, position INTEGER NOT NULL,
-                                          queue_id INTEGER NOT NULL REFERENCES queue(id) ON DELETE CASCADE, body BLOB NOT NULL,
-                                          PRIMARY KEY (timer_id, position));
-                CREATE INDEX timer_entry_by_queue ON timer_entry(queue_id);
-                CREATE TABLE relay_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-                INSERT INTO queue VALUES (1, zeroblob(16), randomblob(16), zeroblob(32), NULL);
-                INSERT INTO message(queue_id, seq, expires_at, body) VALUES (1, 4294967297, 2000000000, x'0102'), (1, 4294967298, 2000000001, x'0304');
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
+                    INSERT INTO grdb_migrations VALUES ('v1');
+                    CREATE TABLE queue (id INTEGER PRIMARY KEY, recipient_id BLOB NOT NULL UNIQUE, sender_id BLOB NOT NULL UNIQUE,
+                                        recipient_key BLOB NOT NULL, sender_key BLOB);
+                    CREATE TABLE message (id INTEGER PRIMARY KEY, queue_id INTEGER NOT NULL REFERENCES queue(id) ON DELETE CASCADE,
+                                          seq INTEGER NOT NULL, expires_at INTEGER NOT NULL, body BLOB NOT NULL);
+                    CREATE UNIQUE INDEX message_by_queue ON message(queue_id, seq);
+                    CREATE INDEX message_by_expiry ON message(expires_at);
+                    CREATE TABLE timer (id INTEGER PRIMARY KEY, timer_id BLOB NOT NULL UNIQUE, timer_key BLOB NOT NULL, deadline INTEGER NOT NULL);
+                    CREATE INDEX timer_by_deadline ON timer(deadline);
+                    CREATE TABLE timer_entry (timer_id INTEGER NOT NULL REFERENCES timer(id) ON DELETE CASCADE, position INTEGER NOT NULL,
+                                              queue_id INTEGER NOT NULL REFERENCES queue(id) ON DELETE CASCADE, body BLOB NOT NULL,
+                                              PRIMARY KEY (timer_id, position));
+                    CREATE INDEX timer_entry_by_queue ON timer_entry(queue_id);
+                    CREATE TABLE relay_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                    INSERT INTO queue VALUES (1, zeroblob(16), randomblob(16), zeroblob(32), NULL);
+                    INSERT INTO message(queue_id, seq, expires_at, body) VALUES (1, 4294967297, 2000000000, x'0102'), (1, 4294967298, 2000000001, x'0304');
+                    """)
         }
         try v1.close()
         try RelayStore(path: path).close()
         let db = try DatabaseQueue(path: path)
         let (bodies, integrity) = try db.read { db in
-            (try Data.fetchAll(db, sql: "SELECT body FROM message WHERE queue_id = 1 ORDER BY seq"),
-             try String.fetchOne(db, sql: "PRAGMA integrity_check"))
+            (
+                try Data.fetchAll(db, sql: "SELECT body FROM message WHERE queue_id = 1 ORDER BY seq"),
+                try String.fetchOne(db, sql: "PRAGMA integrity_check")
+            )
         }
         #expect(bodies == [Data([1, 2]), Data([3, 4])])
         #expect(integrity == "ok")
@@ -145,8 +152,9 @@ import Testing
         try ConfigLoader.apply(text: "public_host: 'relay#1' # the host", source: "t", to: &quoted)
         #expect(quoted.publicHost == "relay#1")
         var c = RelayConfiguration()
-        try ConfigLoader.apply(text: "listen: 0.0.0.0:9000 # all interfaces\nmessage_ttl: 2d\nmax_queue_bytes: 1MiB\ncreation_tokens: [\"0123456789abcdef0\"]",
-                               source: "t", to: &c)
+        try ConfigLoader.apply(
+            text: "listen: 0.0.0.0:9000 # all interfaces\nmessage_ttl: 2d\nmax_queue_bytes: 1MiB\ncreation_tokens: [\"0123456789abcdef0\"]",
+            source: "t", to: &c)
         #expect(c.listen == HostPort(host: "0.0.0.0", port: 9000) && c.messageTTLSeconds == 172_800 && c.maxQueueBytes == 1 << 20)
         #expect(c.acceptsCreationToken(Array("0123456789abcdef0".utf8)) && !c.acceptsCreationToken(Array("nope".utf8)))
     }

@@ -1,8 +1,9 @@
 import BelayClient
-@testable import BelayRelay
 import BelaySodium
 import BelayWire
 import Testing
+
+@testable import BelayRelay
 
 /// Timed release and expiry against a started relay whose clock the test moves.
 @Suite struct TimerAndExpiryTests {
@@ -18,10 +19,13 @@ import Testing
         try await depositor.authorise(.sender, toAlice.sender, key: toAlice.senderKey)
         try await depositor.authorise(.sender, toBob.sender, key: toBob.senderKey)
         let timerKey = try Ed25519.SigningKey.generate()
-        let (_, deadline) = try await depositor.setTimer(.init(timerKey: timerKey.publicKey, delay: 3600, entries: [
-            .init(sender: toAlice.sender, body: Array("alert for alice".utf8)),
-            .init(sender: toBob.sender, body: Array("alert for bob".utf8)),
-        ]))
+        let (_, deadline) = try await depositor.setTimer(
+            .init(
+                timerKey: timerKey.publicKey, delay: 3600,
+                entries: [
+                    .init(sender: toAlice.sender, body: Array("alert for alice".utf8)),
+                    .init(sender: toBob.sender, body: Array("alert for bob".utf8)),
+                ]))
         #expect(deadline == relay.clock.now() + 3600)
         try await alice.subscribe(toAlice.recipient)
 
@@ -96,8 +100,10 @@ import Testing
         let (relay, owner, q, depositor, _, old) = try await Self.oneTimer()
         defer { relay.remove() }
         let k2 = try Ed25519.SigningKey.generate()
-        let (new, _) = try await depositor.setTimer(.init(timerKey: k2.publicKey, delay: 900, replaces: old,
-                                                           entries: [.init(sender: q.sender, body: [2])]))
+        let (new, _) = try await depositor.setTimer(
+            .init(
+                timerKey: k2.publicKey, delay: 900, replaces: old,
+                entries: [.init(sender: q.sender, body: [2])]))
         await #expect(throws: RelayClientError.relay(.noTimer)) { try await depositor.renewTimer(old, delay: 600) }
         try await Self.expectReleasedOnce([2], after: 900, relay: relay, owner: owner, queue: q)
         await #expect(throws: RelayClientError.relay(.noTimer)) { try await depositor.cancelTimer(new) }

@@ -33,7 +33,8 @@ import Testing
     }
 
     @Test func aSealedBoxOpensOnlyWithItsKey() throws {
-        let alice = try X25519.KeyPair.generate(), mallory = try X25519.KeyPair.generate()
+        let alice = try X25519.KeyPair.generate()
+        let mallory = try X25519.KeyPair.generate()
         var box = try SealedBox.seal(Array("tag".utf8), to: alice.publicKey)
         #expect(box.count == 3 + SealedBox.overhead)
         #expect(try SealedBox.open(box, keyPair: alice) == Array("tag".utf8))

@@ -54,13 +54,15 @@ import Testing
     }
 
     @Test func chaCha20Poly1305() throws {
-        try aead("chacha20_poly1305_test", seal: { try ChaChaPoly.seal(key: $0, nonce: $1, plaintext: $2, ad: $3) },
-                 open: { try ChaChaPoly.open(key: $0, nonce: $1, ciphertext: $2, ad: $3) })
+        try aead(
+            "chacha20_poly1305_test", seal: { try ChaChaPoly.seal(key: $0, nonce: $1, plaintext: $2, ad: $3) },
+            open: { try ChaChaPoly.open(key: $0, nonce: $1, ciphertext: $2, ad: $3) })
     }
 
     @Test func xChaCha20Poly1305() throws {
-        try aead("xchacha20_poly1305_test", seal: { try XChaChaPoly.seal(key: $0, nonce: $1, plaintext: $2, ad: $3) },
-                 open: { try XChaChaPoly.open(key: $0, nonce: $1, ciphertext: $2, ad: $3) })
+        try aead(
+            "xchacha20_poly1305_test", seal: { try XChaChaPoly.seal(key: $0, nonce: $1, plaintext: $2, ad: $3) },
+            open: { try XChaChaPoly.open(key: $0, nonce: $1, ciphertext: $2, ad: $3) })
     }
 
     @Test func ed25519() throws {

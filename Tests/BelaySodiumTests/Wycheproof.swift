@@ -40,8 +40,10 @@ struct Wycheproof {
         var cases: [Case] = []
         for group in json["testGroups"] as? [[String: Any]] ?? [] {
             for t in group["tests"] as? [[String: Any]] ?? [] {
-                cases.append(Case(id: t["tcId"] as? Int ?? -1, result: t["result"] as? String ?? "",
-                                  flags: t["flags"] as? [String] ?? [], fields: t, group: group))
+                cases.append(
+                    Case(
+                        id: t["tcId"] as? Int ?? -1, result: t["result"] as? String ?? "",
+                        flags: t["flags"] as? [String] ?? [], fields: t, group: group))
             }
         }
         self.cases = cases

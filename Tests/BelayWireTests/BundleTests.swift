@@ -17,14 +17,18 @@ import Testing
     }
 
     @Test func twoPingsAreByteExact() throws {
-        var first = ByteBufferAllocator().buffer(capacity: 8), second = first
+        var first = ByteBufferAllocator().buffer(capacity: 8)
+        var second = first
         RelayCodec.encode(.ping, requestId: 1, into: &first)
         RelayCodec.encode(.ping, requestId: 2, into: &second)
         var b = ByteBufferAllocator().buffer(capacity: 16)
         Bundle.append(first, to: &b)
         Bundle.append(second, to: &b)
-        #expect(Array(b.readableBytesView) == [0x00, 0x05, 0x01, 0x00, 0x00, 0x00, 0x01,
-                                               0x00, 0x05, 0x01, 0x00, 0x00, 0x00, 0x02])
+        #expect(
+            Array(b.readableBytesView) == [
+                0x00, 0x05, 0x01, 0x00, 0x00, 0x00, 0x01,
+                0x00, 0x05, 0x01, 0x00, 0x00, 0x00, 0x02,
+            ])
         let entries = try Bundle.entries(of: b)
         #expect(try entries.map { try RelayCodec.decodeCommand($0).requestId } == [1, 2])
     }

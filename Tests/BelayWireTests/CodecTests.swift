@@ -20,8 +20,13 @@ import Testing
         "ack": (7, .ack(recipient: r, seq: 3 << 32 | 9)),
         "get": (8, .get(recipient: r)),
         "del": (9, .delete(recipient: r)),
-        "tset": (10, .timerSet(.init(timerKey: key, delay: 3600, replaces: t,
-                                     entries: [.init(sender: s, body: [0x61]), .init(sender: r, body: [0x62, 0x63])]))),
+        "tset": (
+            10,
+            .timerSet(
+                .init(
+                    timerKey: key, delay: 3600, replaces: t,
+                    entries: [.init(sender: s, body: [0x61]), .init(sender: r, body: [0x62, 0x63])]))
+        ),
         "trenew": (0xffff_fffe, .timerRenew(timer: t, delay: 60)),
         "tcancel": (12, .timerCancel(timer: t)),
     ]

@@ -32,12 +32,14 @@ import Testing
         let v = try #require(try Self.vectors().first { $0.name == pattern.protocolName() }, "no vector for \(pattern.name)")
         let ie = try #require(try Self.keyPair(v.hex("init_ephemeral")))
         let re = try Self.keyPair(v.hex("resp_ephemeral"))
-        var initiator = try HandshakeState(pattern: pattern, initiator: true, prologue: v.hex("init_prologue") ?? [],
-                                           localStatic: try Self.keyPair(v.hex("init_static")),
-                                           remoteStatic: v.hex("init_remote_static"), makeEphemeral: { ie })
-        var responder = try HandshakeState(pattern: pattern, initiator: false, prologue: v.hex("resp_prologue") ?? [],
-                                           localStatic: try Self.keyPair(v.hex("resp_static")),
-                                           remoteStatic: v.hex("resp_remote_static"), makeEphemeral: { re! })
+        var initiator = try HandshakeState(
+            pattern: pattern, initiator: true, prologue: v.hex("init_prologue") ?? [],
+            localStatic: try Self.keyPair(v.hex("init_static")),
+            remoteStatic: v.hex("init_remote_static"), makeEphemeral: { ie })
+        var responder = try HandshakeState(
+            pattern: pattern, initiator: false, prologue: v.hex("resp_prologue") ?? [],
+            localStatic: try Self.keyPair(v.hex("resp_static")),
+            remoteStatic: v.hex("resp_remote_static"), makeEphemeral: { re! })
         let messages = v.messages
         var index = 0
         while !initiator.isComplete {

@@ -44,8 +44,10 @@ extension RelayAddressTests {
     /// form did not parse back, so an invitation built on one could not be decoded.
     @Test func acceptsOnlyWhatPrintsBackToItself() throws {
         let k = Base64URL.encode(Self.key)
-        for bad in ["belay://a]:b:1/#\(k)", "belay://a:b:1/#\(k)", "belay://[::1:1/#\(k)", "belay://[zz]:1/#\(k)", "belay://a b:1/#\(k)",
-                    "belay://-a:1/#\(k)", "belay://a..b:1/#\(k)", "belay://h:+80/#\(k)", "belay://[::1]x:1/#\(k)"] {
+        for bad in [
+            "belay://a]:b:1/#\(k)", "belay://a:b:1/#\(k)", "belay://[::1:1/#\(k)", "belay://[zz]:1/#\(k)", "belay://a b:1/#\(k)",
+            "belay://-a:1/#\(k)", "belay://a..b:1/#\(k)", "belay://h:+80/#\(k)", "belay://[::1]x:1/#\(k)",
+        ] {
             #expect(throws: RelayAddress.ParseError.self, "\(bad)") { try RelayAddress(parsing: bad) }
         }
         // Any text that parses prints back to text that parses to the same address (a fixed

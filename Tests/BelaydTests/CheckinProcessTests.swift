@@ -12,7 +12,11 @@ import Testing
         let relay = try await Daemon.start(stateDir: relayDir)
         var alice = try await Person.make("alice")
         let bob = try await Person.make("bob")
-        defer { alice.remove(); bob.remove(); try? FileManager.default.removeItem(atPath: relayDir) }
+        defer {
+            alice.remove()
+            bob.remove()
+            try? FileManager.default.removeItem(atPath: relayDir)
+        }
         try await pair(alice, bob, on: relay.address)
         alice.environment["BELAY_CHECKIN_CODE"] = "river stone 4711"
         alice.environment["BELAY_DURESS_CODE"] = "quiet lantern 0815"
@@ -20,12 +24,14 @@ import Testing
         let notVerified = try await alice.run("checkin", "arm", "--every", "6h", "--grace", "30m", "--to", "bob", "--note", "meeting a source", "--codes")
         #expect(notVerified.status == 1)
         #expect(notVerified.err.contains("bob is not verified") && notVerified.err.contains("--allow-unverified"))
-        let arm = try await alice.run("checkin", "arm", "--every", "6h", "--grace", "30m", "--to", "bob", "--note", "meeting a source", "--codes",
-                                      "--allow-unverified")
+        let arm = try await alice.run(
+            "checkin", "arm", "--every", "6h", "--grace", "30m", "--to", "bob", "--note", "meeting a source", "--codes",
+            "--allow-unverified")
         #expect(arm.status == 0, "\(arm.err)")
         _ = try await bob.read()
 
-        var normal = alice, duress = alice
+        var normal = alice
+        var duress = alice
         duress.environment["BELAY_CHECKIN_CODE"] = "quiet lantern 0815"
         normal.environment.removeValue(forKey: "BELAY_DURESS_CODE")
         duress.environment.removeValue(forKey: "BELAY_DURESS_CODE")
@@ -67,14 +73,18 @@ import Testing
         try setClock(start)
         let environment = ["BELAYD_TEST_CLOCK_FILE": clockFile]
         var relay = try await Daemon.start(stateDir: relayDir, environment: environment)
-        let alice = try await Person.make("alice"), bob = try await Person.make("bob")
+        let alice = try await Person.make("alice")
+        let bob = try await Person.make("bob")
         defer {
-            alice.remove(); bob.remove()
-            try? FileManager.default.removeItem(atPath: relayDir); try? FileManager.default.removeItem(atPath: clockFile)
+            alice.remove()
+            bob.remove()
+            try? FileManager.default.removeItem(atPath: relayDir)
+            try? FileManager.default.removeItem(atPath: clockFile)
         }
         try await pair(alice, bob, on: relay.address)
-        let arm = try await alice.run("checkin", "arm", "--every", "45s", "--grace", "15s", "--to", "bob", "--note", "kill -9 drill",
-                                      "--allow-unverified")
+        let arm = try await alice.run(
+            "checkin", "arm", "--every", "45s", "--grace", "15s", "--to", "bob", "--note", "kill -9 drill",
+            "--allow-unverified")
         #expect(arm.status == 0, "\(arm.err)")
         func deadlines() throws -> [Int64] {
             var config = Configuration()

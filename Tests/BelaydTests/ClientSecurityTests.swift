@@ -1,9 +1,10 @@
-@testable import BelayClient
 import BelayE2E
 import BelayWire
 import Foundation
 import NIOPosix
 import Testing
+
+@testable import BelayClient
 
 @Suite struct ClientSecurityTests {
     @Test func thePassphraseProtectsTheStateAndAWrongOneChangesNothing() async throws {
@@ -46,7 +47,10 @@ import Testing
     @Test func aStateLeftByACrashOpensAndKeepsItsLastCommits() async throws {
         let alice = try await Person.make("alice")
         let copy = Person("alice-after-crash")
-        defer { alice.remove(); copy.remove() }
+        defer {
+            alice.remove()
+            copy.remove()
+        }
         let agent = try Agent(home: alice.home, passphrase: { nil })
         try agent.write { db in
             try agent.store.setMeta("crash-marker", [1, 2, 3], db)
@@ -65,8 +69,13 @@ import Testing
     @Test func noPlaintextNameOrMessageReachesTheDisk() async throws {
         let relayDir = temporaryStateDir()
         let relay = try await Daemon.start(stateDir: relayDir)
-        let alice = try await Person.make("alice"), bob = try await Person.make("bartholomew")
-        defer { alice.remove(); bob.remove(); try? FileManager.default.removeItem(atPath: relayDir) }
+        let alice = try await Person.make("alice")
+        let bob = try await Person.make("bartholomew")
+        defer {
+            alice.remove()
+            bob.remove()
+            try? FileManager.default.removeItem(atPath: relayDir)
+        }
         try await pair(alice, bob, on: relay.address)
         let secret = "meet at the old library, bring the documents"
         #expect(try await bob.run("send", "alice", secret).status == 0)
@@ -100,8 +109,15 @@ import Testing
     @Test func aChangedIdentityStopsHardForAVerifiedContactAndWarnsOtherwise() async throws {
         let relayDir = temporaryStateDir()
         let relay = try await Daemon.start(stateDir: relayDir)
-        let alice = try await Person.make("alice"), bob = try await Person.make("bob"), carol = try await Person.make("carol")
-        defer { alice.remove(); bob.remove(); carol.remove(); try? FileManager.default.removeItem(atPath: relayDir) }
+        let alice = try await Person.make("alice")
+        let bob = try await Person.make("bob")
+        let carol = try await Person.make("carol")
+        defer {
+            alice.remove()
+            bob.remove()
+            carol.remove()
+            try? FileManager.default.removeItem(atPath: relayDir)
+        }
         try await pair(alice, bob, on: relay.address)
         try await pair(alice, carol, on: relay.address)
         #expect(try await alice.run("verify", "bob", "--confirm").status == 0)
@@ -215,8 +231,9 @@ import Testing
             // An altered copy of "three" is not a second copy: it fails to authenticate.
             var altered = three.body
             altered[altered.count - 1] ^= 1
-            let forged = try await alice.process(RelayReply.Delivery(recipient: three.recipient, seq: three.seq + 15, body: altered),
-                                                 connection: connection)
+            let forged = try await alice.process(
+                RelayReply.Delivery(recipient: three.recipient, seq: three.seq + 15, body: altered),
+                connection: connection)
             #expect(forged.map(\.kind) == [.warning])
             #expect(forged.first?.text.contains("rejected") == true)
             // "two" arriving late still decrypts (its key was kept as skipped) and says so.
@@ -242,15 +259,23 @@ import Testing
 
 /// Runs `body` with a started belayd in a temporary state directory and `count` agents, then
 /// stops the relay and removes every directory, whether `body` throws or not.
-func withRelayAndAgents(_ count: Int, now: @escaping @Sendable () -> UInt64 = Agent.systemNow,
-                        _ body: (Daemon, Agents) async throws -> Void) async throws {
+func withRelayAndAgents(
+    _ count: Int, now: @escaping @Sendable () -> UInt64 = Agent.systemNow,
+    _ body: (Daemon, Agents) async throws -> Void
+) async throws {
     let relayDir = temporaryStateDir()
     defer { try? FileManager.default.removeItem(atPath: relayDir) }
     let relay = try await Daemon.start(stateDir: relayDir)
     let people: Agents
-    do { people = try Agents(count, now: now) } catch { _ = await relay.terminate(); throw error }
+    do { people = try Agents(count, now: now) } catch {
+        _ = await relay.terminate()
+        throw error
+    }
     defer { people.remove() }
-    do { try await body(relay, people) } catch { _ = await relay.terminate(); throw error }
+    do { try await body(relay, people) } catch {
+        _ = await relay.terminate()
+        throw error
+    }
     _ = await relay.terminate()
 }
 

@@ -8,8 +8,13 @@ import Testing
     @Test func invitationAcceptAndMessagesBothWays() async throws {
         let relayDir = temporaryStateDir()
         let relay = try await Daemon.start(stateDir: relayDir)
-        let alice = try await Person.make("alice"), bob = try await Person.make("bob")
-        defer { alice.remove(); bob.remove(); try? FileManager.default.removeItem(atPath: relayDir) }
+        let alice = try await Person.make("alice")
+        let bob = try await Person.make("bob")
+        defer {
+            alice.remove()
+            bob.remove()
+            try? FileManager.default.removeItem(atPath: relayDir)
+        }
 
         let invite = try await alice.run("invite", "--relay", relay.address.description, "--name", "bob")
         #expect(invite.status == 0)
@@ -40,7 +45,8 @@ import Testing
         #expect(entry["name"] as? String == "bob" && entry["canSend"] as? Bool == true && entry["verified"] as? Bool == false)
 
         // Both sides compute the same 60-digit safety number.
-        let a = try await alice.run("verify", "bob"), b = try await bob.run("verify", "alice")
+        let a = try await alice.run("verify", "bob")
+        let b = try await bob.run("verify", "alice")
         let number = try #require(a.lines.first)
         #expect(number.filter(\.isNumber).count == 60)
         #expect(b.lines.first == number)
@@ -52,8 +58,13 @@ import Testing
     @Test func watchPrintsMessagesAsTheyArrive() async throws {
         let relayDir = temporaryStateDir()
         let relay = try await Daemon.start(stateDir: relayDir)
-        let alice = try await Person.make("alice"), bob = try await Person.make("bob")
-        defer { alice.remove(); bob.remove(); try? FileManager.default.removeItem(atPath: relayDir) }
+        let alice = try await Person.make("alice")
+        let bob = try await Person.make("bob")
+        defer {
+            alice.remove()
+            bob.remove()
+            try? FileManager.default.removeItem(atPath: relayDir)
+        }
         try await pair(alice, bob, on: relay.address)
 
         let watcher = try bob.process(["read", "--watch", "--json"])
@@ -77,9 +88,15 @@ import Testing
     @Test func onAlertRunsTheCommandWithTheEventOnStandardInput() async throws {
         let relayDir = temporaryStateDir()
         let relay = try await Daemon.start(stateDir: relayDir)
-        let alice = try await Person.make("alice"), bob = try await Person.make("bob")
+        let alice = try await Person.make("alice")
+        let bob = try await Person.make("bob")
         let fifo = relayDir + "-hook.fifo"
-        defer { alice.remove(); bob.remove(); try? FileManager.default.removeItem(atPath: relayDir); unlink(fifo) }
+        defer {
+            alice.remove()
+            bob.remove()
+            try? FileManager.default.removeItem(atPath: relayDir)
+            unlink(fifo)
+        }
         try await pair(alice, bob, on: relay.address)
         #expect(mkfifo(fifo, 0o600) == 0)
         // Opened read-write, so neither this open nor the hook's blocks.
@@ -108,8 +125,13 @@ import Testing
     @Test func aClientKilledMidReadLosesNothingAndStaysInStep() async throws {
         let relayDir = temporaryStateDir()
         let relay = try await Daemon.start(stateDir: relayDir)
-        let alice = try await Person.make("alice"), bob = try await Person.make("bob")
-        defer { alice.remove(); bob.remove(); try? FileManager.default.removeItem(atPath: relayDir) }
+        let alice = try await Person.make("alice")
+        let bob = try await Person.make("bob")
+        defer {
+            alice.remove()
+            bob.remove()
+            try? FileManager.default.removeItem(atPath: relayDir)
+        }
         try await pair(alice, bob, on: relay.address)
         let sent = (1...40).map { "message \($0)" }
         for text in sent { #expect(try await bob.run("send", "alice", text).status == 0) }
@@ -143,10 +165,17 @@ import Testing
     }
 
     @Test func contactsOnTwoDifferentRelays() async throws {
-        let dir1 = temporaryStateDir(), dir2 = temporaryStateDir()
-        let relay1 = try await Daemon.start(stateDir: dir1), relay2 = try await Daemon.start(stateDir: dir2)
-        let alice = try await Person.make("alice"), bob = try await Person.make("bob")
-        defer { alice.remove(); bob.remove(); for d in [dir1, dir2] { try? FileManager.default.removeItem(atPath: d) } }
+        let dir1 = temporaryStateDir()
+        let dir2 = temporaryStateDir()
+        let relay1 = try await Daemon.start(stateDir: dir1)
+        let relay2 = try await Daemon.start(stateDir: dir2)
+        let alice = try await Person.make("alice")
+        let bob = try await Person.make("bob")
+        defer {
+            alice.remove()
+            bob.remove()
+            for d in [dir1, dir2] { try? FileManager.default.removeItem(atPath: d) }
+        }
         try await pair(alice, bob, on: relay1.address, acceptorRelay: relay2.address)
         #expect(try await bob.run("send", "alice", "over relay one").status == 0)
         #expect(try await alice.run("send", "bob", "over relay two").status == 0)
@@ -163,8 +192,13 @@ import Testing
     @Test func aRelayThatIsDownLosesNothing() async throws {
         let relayDir = temporaryStateDir()
         var relay = try await Daemon.start(stateDir: relayDir)
-        let alice = try await Person.make("alice"), bob = try await Person.make("bob")
-        defer { alice.remove(); bob.remove(); try? FileManager.default.removeItem(atPath: relayDir) }
+        let alice = try await Person.make("alice")
+        let bob = try await Person.make("bob")
+        defer {
+            alice.remove()
+            bob.remove()
+            try? FileManager.default.removeItem(atPath: relayDir)
+        }
         try await pair(alice, bob, on: relay.address)
         let port = relay.address.port
         #expect(await relay.terminate() == 0)
@@ -185,8 +219,13 @@ import Testing
     @Test func forgetDeletesTheContactAndItsQueueAtTheRelay() async throws {
         let relayDir = temporaryStateDir()
         let relay = try await Daemon.start(stateDir: relayDir)
-        let alice = try await Person.make("alice"), bob = try await Person.make("bob")
-        defer { alice.remove(); bob.remove(); try? FileManager.default.removeItem(atPath: relayDir) }
+        let alice = try await Person.make("alice")
+        let bob = try await Person.make("bob")
+        defer {
+            alice.remove()
+            bob.remove()
+            try? FileManager.default.removeItem(atPath: relayDir)
+        }
         try await pair(alice, bob, on: relay.address)
         #expect(try await alice.run("forget", "bob").status == 0)
         #expect(try await alice.run("contacts", "--json").out.isEmpty)
@@ -203,7 +242,8 @@ import Testing
         #expect(garbage.status == 1 && garbage.err.hasPrefix("belay: this invitation cannot be used"))
         let relay = try await alice.run("invite", "--relay", "http://example.org")
         #expect(relay.status == 1 && relay.err.contains("not a relay address"))
-        let duration = try await alice.run("invite", "--relay", "belay://127.0.0.1:1/#\(Base64URL.encode([UInt8](repeating: 1, count: 32)))", "--expires", "soon")
+        let duration = try await alice.run(
+            "invite", "--relay", "belay://127.0.0.1:1/#\(Base64URL.encode([UInt8](repeating: 1, count: 32)))", "--expires", "soon")
         #expect(duration.status == 1 && duration.err.contains("not a duration"))
         let unreachable = try await alice.run("invite", "--relay", "belay://127.0.0.1:1/#\(Base64URL.encode([UInt8](repeating: 1, count: 32)))")
         #expect(unreachable.status == 4 && unreachable.err.contains("cannot reach the relay"))

@@ -29,8 +29,10 @@ final class Daemon: @unchecked Sendable {
         init(_ d: String) { description = d }
     }
 
-    static func start(stateDir: String, environment extra: [String: String] = [:], arguments: [String] = [],
-                      port: Int = 0) async throws -> Daemon {
+    static func start(
+        stateDir: String, environment extra: [String: String] = [:], arguments: [String] = [],
+        port: Int = 0
+    ) async throws -> Daemon {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try binary)
         process.arguments = ["run", "--state-dir", stateDir, "--listen", "127.0.0.1:\(port)"] + arguments

@@ -13,9 +13,9 @@ import Testing
 /// integrity check passes. Repeated with the kill at several points.
 @Suite(.serialized) struct DurabilityTests {
     struct Ledger {
-        var sent = Set<UInt64>()       // OK received for the SEND
-        var deleted = Set<UInt64>()    // OK received for the ACK
-        var ackSent = Set<UInt64>()    // ACK sent; without its OK the outcome is unknown
+        var sent = Set<UInt64>()  // OK received for the SEND
+        var deleted = Set<UInt64>()  // OK received for the ACK
+        var ackSent = Set<UInt64>()  // ACK sent; without its OK the outcome is unknown
     }
 
     static func body(_ n: UInt64) -> [UInt8] {
@@ -72,8 +72,17 @@ import Testing
                             guard let reply = try? await sender.request(.send(sender: q.sender, body: Self.body(n))).get() else { return }
                             if reply == .ok {
                                 ledger.withLock { _ = $0.sent.insert(n) }
-                                let count = acked.withLock { $0 += 1; return $0 }
-                                if count == killAfter, killed.withLock({ let was = $0; $0 = true; return !was }) {
+                                let count = acked.withLock {
+                                    $0 += 1
+                                    return $0
+                                }
+                                if count == killAfter,
+                                    killed.withLock({
+                                        let was = $0
+                                        $0 = true
+                                        return !was
+                                    })
+                                {
                                     await daemon.kill9()
                                 }
                             }

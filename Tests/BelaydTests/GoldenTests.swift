@@ -7,11 +7,13 @@ import Testing
 /// `BELAY_UPDATE_GOLDEN=1 swift test --filter GoldenTests` and review the diff.
 @Suite struct GoldenTests {
     static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden")
-    static let commands = ["", "init", "invite", "accept", "send", "read", "contacts", "verify", "forget", "wipe",
-                           "checkin", "checkin arm", "checkin ok", "checkin status", "checkin disarm", "checkin alert",
-                           "group", "group create", "group add", "group join", "group remove", "group leave", "group send", "group members",
-                           "group list", "group retire", "group forget", "roster", "roster create", "roster duty", "roster status", "request", "claim",
-                           "introduce", "introductions", "introduction accept", "introduction decline"]
+    static let commands = [
+        "", "init", "invite", "accept", "send", "read", "contacts", "verify", "forget", "wipe",
+        "checkin", "checkin arm", "checkin ok", "checkin status", "checkin disarm", "checkin alert",
+        "group", "group create", "group add", "group join", "group remove", "group leave", "group send", "group members",
+        "group list", "group retire", "group forget", "roster", "roster create", "roster duty", "roster status", "request", "claim",
+        "introduce", "introductions", "introduction accept", "introduction decline",
+    ]
 
     func check(_ actual: String, against name: String) throws {
         let url = Self.folder.appendingPathComponent(name)

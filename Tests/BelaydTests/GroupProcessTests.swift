@@ -20,8 +20,13 @@ import Testing
     @Test func threePeopleInAGroup() async throws {
         let relayDir = temporaryStateDir()
         let relay = try await Daemon.start(stateDir: relayDir)
-        let alice = try await Person.make("alice"), bob = try await Person.make("bob"), carol = try await Person.make("carol")
-        defer { [alice, bob, carol].forEach { $0.remove() }; try? FileManager.default.removeItem(atPath: relayDir) }
+        let alice = try await Person.make("alice")
+        let bob = try await Person.make("bob")
+        let carol = try await Person.make("carol")
+        defer {
+            [alice, bob, carol].forEach { $0.remove() }
+            try? FileManager.default.removeItem(atPath: relayDir)
+        }
         try await pair(alice, bob, on: relay.address)
         try await pair(alice, carol, on: relay.address)
         Self.ok(try await alice.run("group", "create", "circle", "--members", "bob,carol"), "create")
@@ -60,10 +65,13 @@ import Testing
         func setClock(_ t: UInt64) throws { try "\(t)\n".write(toFile: clockFile, atomically: true, encoding: .utf8) }
         try setClock(start)
         let relay = try await Daemon.start(stateDir: relayDir, environment: ["BELAYD_TEST_CLOCK_FILE": clockFile])
-        let alice = try await Person.make("alice"), bob = try await Person.make("bob"), carol = try await Person.make("carol")
+        let alice = try await Person.make("alice")
+        let bob = try await Person.make("bob")
+        let carol = try await Person.make("carol")
         defer {
             [alice, bob, carol].forEach { $0.remove() }
-            try? FileManager.default.removeItem(atPath: relayDir); try? FileManager.default.removeItem(atPath: clockFile)
+            try? FileManager.default.removeItem(atPath: relayDir)
+            try? FileManager.default.removeItem(atPath: clockFile)
         }
         try await pair(alice, bob, on: relay.address)
         try await pair(alice, carol, on: relay.address)
@@ -116,8 +124,13 @@ import Testing
     @Test func anIntroduction() async throws {
         let relayDir = temporaryStateDir()
         let relay = try await Daemon.start(stateDir: relayDir)
-        let sam = try await Person.make("sam"), rae = try await Person.make("rae"), lee = try await Person.make("lee")
-        defer { [sam, rae, lee].forEach { $0.remove() }; try? FileManager.default.removeItem(atPath: relayDir) }
+        let sam = try await Person.make("sam")
+        let rae = try await Person.make("rae")
+        let lee = try await Person.make("lee")
+        defer {
+            [sam, rae, lee].forEach { $0.remove() }
+            try? FileManager.default.removeItem(atPath: relayDir)
+        }
         try await pair(sam, rae, on: relay.address)
         try await pair(sam, lee, on: relay.address)
         Self.ok(try await sam.run("introduce", "rae", "lee", "--note", "a counsellor I trust"), "introduce")

@@ -1,6 +1,7 @@
-@testable import BelayClient
 import Foundation
 import Testing
+
+@testable import BelayClient
 
 /// The race `read --watch` made likely: the inviter reads the acceptor's confirmation and
 /// secures its queue between the acceptor's first send (the confirmation) and its second (the

@@ -51,10 +51,14 @@ struct Person {
     @discardableResult
     func run(_ arguments: [String], stdin: String? = nil) async throws -> Result {
         let process = try process(arguments)
-        let out = home + ".out-\(UUID().uuidString)", err = home + ".err-\(UUID().uuidString)"
+        let out = home + ".out-\(UUID().uuidString)"
+        let err = home + ".err-\(UUID().uuidString)"
         _ = FileManager.default.createFile(atPath: out, contents: nil)
         _ = FileManager.default.createFile(atPath: err, contents: nil)
-        defer { try? FileManager.default.removeItem(atPath: out); try? FileManager.default.removeItem(atPath: err) }
+        defer {
+            try? FileManager.default.removeItem(atPath: out)
+            try? FileManager.default.removeItem(atPath: err)
+        }
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
         let pipe = Pipe()
@@ -65,9 +69,10 @@ struct Person {
             try pipe.fileHandleForWriting.close()
         }
         await process.exited()
-        return Result(status: process.terminationStatus,
-                      out: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
-                      err: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
+        return Result(
+            status: process.terminationStatus,
+            out: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
+            err: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
     }
 
     /// `belay read --json`, decoded.

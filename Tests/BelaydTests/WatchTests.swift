@@ -1,8 +1,9 @@
-@testable import BelayClient
 import Foundation
 import NIOCore
 import NIOPosix
 import Testing
+
+@testable import BelayClient
 
 /// `read --watch` as the library runs it, against a real belayd.
 @Suite struct WatchTests {

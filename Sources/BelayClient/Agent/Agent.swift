@@ -82,8 +82,10 @@ public final class Agent: @unchecked Sendable {
     }
 
     /// Opens the state in `home`. `passphrase` is asked only if the state has one.
-    public init(home: String, passphrase: () throws -> [UInt8]?, now: @escaping @Sendable () -> UInt64 = Agent.systemNow,
-                group: EventLoopGroup? = nil) throws {
+    public init(
+        home: String, passphrase: () throws -> [UInt8]?, now: @escaping @Sendable () -> UInt64 = Agent.systemNow,
+        group: EventLoopGroup? = nil
+    ) throws {
         guard Self.exists(home: home) else { throw ClientError.noState(home) }
         let store = try ClientStore(path: Self.databasePath(home), create: false)
         let (kdf, unprotected, check, sealedIdentity) = try Self.readMeta(store)
@@ -96,7 +98,8 @@ public final class Agent: @unchecked Sendable {
             master = try SecureBytes(copying: unprotected, storage: .guarded)
         case 1:
             guard let salt = try? r.take(Argon2id.saltLength, "salt"), let ops = try? r.u64("operations"), let mem = try? r.u64("memory"),
-                  (try? r.expectEnd("kdf")) != nil, mem <= UInt64(Int.max) else {
+                (try? r.expectEnd("kdf")) != nil, mem <= UInt64(Int.max)
+            else {
                 throw ClientError.stateDamaged("the key-derivation parameters are damaged")
             }
             let limits = Argon2id.Limits(operations: ops, memoryBytes: Int(mem))

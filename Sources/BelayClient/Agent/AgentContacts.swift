@@ -24,9 +24,10 @@ extension Agent {
     public func contacts() throws -> (contacts: [ContactSummary], invitations: [PendingInvitationSummary]) {
         try read { db in
             let contacts = try store.contacts(db).map { row in
-                ContactSummary(name: row.record.name, verified: row.record.verified, canSend: !row.record.awaitingHello,
-                               pairedAt: row.record.pairedAt, relay: row.record.inbox.relay,
-                               pendingSends: try store.pending(contact: row.id, db).count)
+                ContactSummary(
+                    name: row.record.name, verified: row.record.verified, canSend: !row.record.awaitingHello,
+                    pairedAt: row.record.pairedAt, relay: row.record.inbox.relay,
+                    pendingSends: try store.pending(contact: row.id, db).count)
             }
             let invitations = try store.invitations(db).map {
                 PendingInvitationSummary(name: $0.record.name, createdAt: $0.record.createdAt, expires: $0.record.expires)
@@ -64,8 +65,9 @@ extension Agent {
         let (row, checkin) = try read { db in (try store.contact(named: name, db), try store.checkin(db)) }
         guard let row else { throw ClientError.unknownContact(name) }
         if let checkin, checkin.targets.contains(where: { $0.identity == row.record.identity }) {
-            throw ClientError.invalidInput("\(row.record.name) would still be alerted by your armed check-in; "
-                                           + "re-arm without them (or disarm) first, then forget them")
+            throw ClientError.invalidInput(
+                "\(row.record.name) would still be alerted by your armed check-in; "
+                    + "re-arm without them (or disarm) first, then forget them")
         }
         try await withRelayPool { pool in
             let inbox = try InboxKeys(row.record.inbox)
@@ -136,7 +138,8 @@ struct OutletKeys {
 
     init(_ outlet: Outlet) throws {
         guard let id = EntityID(bytes: outlet.senderId), outlet.senderSeed.count == 32,
-              let relay = try? RelayAddress(parsing: outlet.relay) else { throw ClientError.stateDamaged("a stored queue is damaged") }
+            let relay = try? RelayAddress(parsing: outlet.relay)
+        else { throw ClientError.stateDamaged("a stored queue is damaged") }
         senderId = id
         self.relay = relay
         key = try Ed25519.SigningKey(seed: SecureBytes(copying: [UInt8](outlet.senderSeed)))

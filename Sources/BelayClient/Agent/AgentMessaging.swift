@@ -41,8 +41,10 @@ extension Agent {
 
     /// Seals each item with the contact's advanced ratchet, queues it in the outbox and records
     /// it in the history if it has a text, inside the caller's transaction, and saves the contact.
-    func queue(_ items: [(kind: Content.Kind, body: [UInt8], history: String?)], for row: inout ClientStore.Row<ContactRecord>,
-               _ db: Database) throws {
+    func queue(
+        _ items: [(kind: Content.Kind, body: [UInt8], history: String?)], for row: inout ClientStore.Row<ContactRecord>,
+        _ db: Database
+    ) throws {
         var ratchet = try Ratchet(serialized: SecureBytes(copying: [UInt8](row.record.ratchet)))
         for item in items {
             let sequence = row.record.sentSequence + 1
@@ -51,8 +53,10 @@ extension Agent {
             row.record.sentSequence = sequence
             try store.enqueue(PendingSend(body: Data(sealed), createdAt: now()), contact: row.id, db)
             if let text = item.history {
-                try store.appendHistory(HistoryEntry(direction: .outgoing, kind: item.kind == .alert ? "alert" : "text", sequence: sequence,
-                                                     sentAt: sentAt, receivedAt: 0, text: text), contact: row.id, db)
+                try store.appendHistory(
+                    HistoryEntry(
+                        direction: .outgoing, kind: item.kind == .alert ? "alert" : "text", sequence: sequence,
+                        sentAt: sentAt, receivedAt: 0, text: text), contact: row.id, db)
             }
         }
         row.record.ratchet = Data(try ratchet.serialized().unprotectedCopy())
@@ -169,8 +173,9 @@ extension Agent {
         return events
     }
 
-    static let wrongQueueEvent = ReadEvent(kind: .security, contact: nil,
-                                           text: "the relay answered with a message for another queue; it was ignored (a faulty or hostile relay)")
+    static let wrongQueueEvent = ReadEvent(
+        kind: .security, contact: nil,
+        text: "the relay answered with a message for another queue; it was ignored (a faulty or hostile relay)")
     static let backwardsNote = "the relay's message numbers went backwards (restored from a backup?); delivered all the same"
 
     /// An invitation past its expiry (with a day's grace for a reply already in flight).
@@ -217,11 +222,15 @@ extension Agent {
                 // A confirmation on a paired contact's queue: the acceptor's own retry (the same
                 // bytes) passes quietly; another one is someone else using the same invitation.
                 guard try Envelope.kind(of: delivery.body) == .confirmation,
-                      row.record.recentMessages?.contains(fingerprint) != true else { return [] }
-                return [ReadEvent(kind: .security, contact: name,
-                                  text: "an unexpected reply to the invitation that \(name) accepted arrived: someone else may have tried to use it "
-                                      + "(intercepted or shared), or the relay made it up; it cannot be checked, and it was refused. \(name) is still "
-                                      + "paired: compare safety numbers with `belay verify \(name)`")]
+                    row.record.recentMessages?.contains(fingerprint) != true
+                else { return [] }
+                return [
+                    ReadEvent(
+                        kind: .security, contact: name,
+                        text: "an unexpected reply to the invitation that \(name) accepted arrived: someone else may have tried to use it "
+                            + "(intercepted or shared), or the relay made it up; it cannot be checked, and it was refused. \(name) is still "
+                            + "paired: compare safety numbers with `belay verify \(name)`")
+                ]
             }
             if row.record.recentMessages?.contains(fingerprint) == true {
                 // These exact bytes were authenticated before, so its key is used up and the
@@ -229,8 +238,11 @@ extension Agent {
                 // seen (an interrupted read), it is passed over quietly; under a new one the
                 // relay has replayed it, and the person is told.
                 if delivery.seq <= previousSeq { return [] }
-                return [ReadEvent(kind: .warning, contact: name,
-                                  text: "a message already received arrived again (resent after an interruption, or replayed by the relay) and was ignored")]
+                return [
+                    ReadEvent(
+                        kind: .warning, contact: name,
+                        text: "a message already received arrived again (resent after an interruption, or replayed by the relay) and was ignored")
+                ]
             }
             content = try Envelope.open(delivery.body, with: &ratchet)
         } catch let error as E2EError {
@@ -261,8 +273,9 @@ extension Agent {
             event = ReadEvent(kind: .paired, contact: name, text: "paired: you can now send messages")
         case .text:
             let text = String(decoding: content.body, as: UTF8.self)
-            event = ReadEvent(kind: .message, contact: name, text: text,
-                              sentAt: content.sentAt, receivedAt: received, sequence: content.sequence, notes: notes)
+            event = ReadEvent(
+                kind: .message, contact: name, text: text,
+                sentAt: content.sentAt, receivedAt: received, sequence: content.sequence, notes: notes)
         case .alert:
             guard let alert = alertEvent(content, contact: &row.record, received: received) else {
                 try write { [row] db in try store.updateContact(row, db) }
@@ -277,9 +290,11 @@ extension Agent {
             try write { db in
                 try store.updateContact(record, db)
                 for i in events.indices where events[i].kind == .alert {
-                    events[i].historyId = try store.appendHistory(HistoryEntry(direction: .incoming, kind: "alert", sequence: content.sequence,
-                                                                               sentAt: content.sentAt, receivedAt: received, text: events[i].text,
-                                                                               shown: false), contact: record.id, db)
+                    events[i].historyId = try store.appendHistory(
+                        HistoryEntry(
+                            direction: .incoming, kind: "alert", sequence: content.sequence,
+                            sentAt: content.sentAt, receivedAt: received, text: events[i].text,
+                            shown: false), contact: record.id, db)
                 }
             }
             return events
@@ -305,9 +320,11 @@ extension Agent {
         event.historyId = try write { db in
             try store.updateContact(record, db)
             guard recordsHistory else { return nil }
-            return try store.appendHistory(HistoryEntry(direction: .incoming, kind: content.kind == .alert ? "alert" : "text",
-                                                        sequence: content.sequence, sentAt: content.sentAt, receivedAt: received,
-                                                        text: event.text, shown: false), contact: record.id, db)
+            return try store.appendHistory(
+                HistoryEntry(
+                    direction: .incoming, kind: content.kind == .alert ? "alert" : "text",
+                    sequence: content.sequence, sentAt: content.sentAt, receivedAt: received,
+                    text: event.text, shown: false), contact: record.id, db)
         }
         return [event]
     }
@@ -341,20 +358,23 @@ extension Agent {
             var groupEvents: [ReadEvent] = []
             for g in try store.groups(db) where name == nil {
                 for (id, e) in try store.groupHistory(group: g.id, db) where e.direction == .incoming && e.shown == false {
-                    var event = ReadEvent(kind: e.kind == "request" ? .request : .group, contact: nil, text: e.text, sentAt: e.sentAt,
-                                          receivedAt: e.receivedAt, notes: ["recorded before an interrupted read; it may have been shown once already"],
-                                          group: g.record.localName)
+                    var event = ReadEvent(
+                        kind: e.kind == "request" ? .request : .group, contact: nil, text: e.text, sentAt: e.sentAt,
+                        receivedAt: e.receivedAt, notes: ["recorded before an interrupted read; it may have been shown once already"],
+                        group: g.record.localName)
                     event.groupHistoryId = id
                     groupEvents.append(event)
                 }
             }
-            return try groupEvents + store.historyRows(db).compactMap { id, contact, e in
-                guard e.direction == .incoming, e.shown == false, let who = contacts[contact] else { return nil }
-                if let name, !Names.same(who, name) { return nil }
-                return ReadEvent(kind: e.kind == "alert" ? .alert : .message, contact: who, text: e.text, sentAt: e.sentAt,
-                                 receivedAt: e.receivedAt, sequence: e.sequence,
-                                 notes: ["recorded before an interrupted read; it may have been shown once already"], historyId: id)
-            }
+            return try groupEvents
+                + store.historyRows(db).compactMap { id, contact, e in
+                    guard e.direction == .incoming, e.shown == false, let who = contacts[contact] else { return nil }
+                    if let name, !Names.same(who, name) { return nil }
+                    return ReadEvent(
+                        kind: e.kind == "alert" ? .alert : .message, contact: who, text: e.text, sentAt: e.sentAt,
+                        receivedAt: e.receivedAt, sequence: e.sequence,
+                        notes: ["recorded before an interrupted read; it may have been shown once already"], historyId: id)
+                }
         }
     }
 }

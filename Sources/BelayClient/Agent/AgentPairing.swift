@@ -40,13 +40,15 @@ extension Agent {
         let pq = try PQKEM.KeyPair.generate()
         let created = now()
         let expires = created + lifetime
-        let invitation = try Invitation.make(queue: QueueRef(relay: relay, senderId: ids.sender), identity: identity,
-                                             oneTimeKey: oneTime.publicKey, pqKey: pq.publicKey, expires: expires)
+        let invitation = try Invitation.make(
+            queue: QueueRef(relay: relay, senderId: ids.sender), identity: identity,
+            oneTimeKey: oneTime.publicKey, pqKey: pq.publicKey, expires: expires)
         let record = InvitationRecord(
             name: name, text: invitation.text, oneTimeSecret: Data(oneTime.secretKey.unprotectedCopy()),
             pqSeed: Data(pq.seedBytes.unprotectedCopy()),
-            inbox: Inbox(relay: relay.description, recipientId: Data(ids.recipient.bytes), senderId: Data(ids.sender.bytes),
-                         recipientSeed: Data(try recipientKey.seed.unprotectedCopy())),
+            inbox: Inbox(
+                relay: relay.description, recipientId: Data(ids.recipient.bytes), senderId: Data(ids.sender.bytes),
+                recipientSeed: Data(try recipientKey.seed.unprotectedCopy())),
             createdAt: created, expires: expires, expectedIdentity: expecting)
         try write { db in try store.insertInvitation(record, db) }
         return invitation.text
@@ -101,10 +103,12 @@ extension Agent {
         let record = ContactRecord(
             name: name, identity: Data(invitation.inviter.bytes), verified: false, pairedAt: now(),
             ratchet: Data(try ratchet.serialized().unprotectedCopy()),
-            inbox: Inbox(relay: ownRelay.description, recipientId: Data(ids.recipient.bytes), senderId: Data(ids.sender.bytes),
-                         recipientSeed: Data(try recipientKey.seed.unprotectedCopy())),
-            outlet: Outlet(relay: invitation.queue.relay.description, senderId: Data(invitation.queue.senderId.bytes),
-                           senderSeed: Data(try ourSender.seed.unprotectedCopy())),
+            inbox: Inbox(
+                relay: ownRelay.description, recipientId: Data(ids.recipient.bytes), senderId: Data(ids.sender.bytes),
+                recipientSeed: Data(try recipientKey.seed.unprotectedCopy())),
+            outlet: Outlet(
+                relay: invitation.queue.relay.description, senderId: Data(invitation.queue.senderId.bytes),
+                senderSeed: Data(try ourSender.seed.unprotectedCopy())),
             lastRelaySeq: 0, sentSequence: 1, receivedSequence: 0, awaitingHello: false)
         let contactId = try write { db in
             // Only the same person pairing again (same identity) gets here with an existing entry.
@@ -128,15 +132,18 @@ extension Agent {
 
     /// Completes an invitation from a confirmation that arrived on its queue. Returns the new
     /// contact's row, or an event explaining why the confirmation was refused.
-    func completePairing(_ body: [UInt8], relaySeq: UInt64, invitation row: ClientStore.Row<InvitationRecord>,
-                         connection: RelayConnection) async throws -> [ReadEvent] {
+    func completePairing(
+        _ body: [UInt8], relaySeq: UInt64, invitation row: ClientStore.Row<InvitationRecord>,
+        connection: RelayConnection
+    ) async throws -> [ReadEvent] {
         let rec = row.record
         let pending: PendingInvitation
         do {
             let invitation = try Invitation(text: rec.text, now: 0)
-            pending = PendingInvitation(invitation: invitation,
-                                        oneTimeKey: try X25519.KeyPair(secretKey: SecureBytes(copying: [UInt8](rec.oneTimeSecret))),
-                                        pqKey: try PQKEM.KeyPair(seed: SecureBytes(copying: [UInt8](rec.pqSeed))))
+            pending = PendingInvitation(
+                invitation: invitation,
+                oneTimeKey: try X25519.KeyPair(secretKey: SecureBytes(copying: [UInt8](rec.oneTimeSecret))),
+                pqKey: try PQKEM.KeyPair(seed: SecureBytes(copying: [UInt8](rec.pqSeed))))
         } catch {
             throw ClientError.stateDamaged("a pending invitation is damaged")
         }
@@ -144,13 +151,17 @@ extension Agent {
             return [ReadEvent(kind: .warning, contact: rec.name, text: "a reply to an expired invitation was refused")]
         }
         guard Envelope.Kind(rawValue: body.first ?? 0) == .confirmation,
-              let (confirmation, ratchet) = try? Pairing.complete(Array(body.dropFirst()), pending: pending, identity: identity) else {
+            let (confirmation, ratchet) = try? Pairing.complete(Array(body.dropFirst()), pending: pending, identity: identity)
+        else {
             return [ReadEvent(kind: .warning, contact: rec.name, text: "a message on an invitation's queue did not authenticate and was dropped")]
         }
         if let expected = rec.expectedIdentity, [UInt8](expected) != confirmation.acceptor.bytes {
-            return [ReadEvent(kind: .security, contact: rec.name,
-                              text: "an invitation made for \(rec.name ?? "a group member") was answered by someone else (whoever carried it, "
-                                  + "or someone who intercepted it); it was refused, and \(rec.name ?? "they") can still answer it")]
+            return [
+                ReadEvent(
+                    kind: .security, contact: rec.name,
+                    text: "an invitation made for \(rec.name ?? "a group member") was answered by someone else (whoever carried it, "
+                        + "or someone who intercepted it); it was refused, and \(rec.name ?? "they") can still answer it")
+            ]
         }
         let allNames = try read { db in try store.contacts(db) }
         var name = rec.name ?? ""
@@ -159,18 +170,23 @@ extension Agent {
         let existing = allNames.first { Names.same($0.record.name, name) }
         if let existing, [UInt8](existing.record.identity) != confirmation.acceptor.bytes {
             if existing.record.verified {
-                return [ReadEvent(kind: .security, contact: name,
-                                  text: ClientError.identityChanged(name: name, verified: true).description + " " +
-                                      (ClientError.identityChanged(name: name, verified: true).hint ?? ""))]
+                return [
+                    ReadEvent(
+                        kind: .security, contact: name,
+                        text: ClientError.identityChanged(name: name, verified: true).description + " "
+                            + (ClientError.identityChanged(name: name, verified: true).hint ?? ""))
+                ]
             }
             // Accepting never replaces a contact: whoever answered this invitation is kept apart
             // under a new name, and the person decides.
             let original = name
             name = Names.unique(original, among: allNames.map(\.record.name), numberingFrom: 2)
-            events.append(ReadEvent(kind: .security, contact: name,
-                                    text: "someone with a different identity answered an invitation named \(original); \(original) is kept as it was "
-                                        + "and the newcomer is \(name). If \(original) did not reset their device, the invitation may have been "
-                                        + "intercepted: compare safety numbers (`belay verify`) before trusting either, and `belay forget` the wrong one"))
+            events.append(
+                ReadEvent(
+                    kind: .security, contact: name,
+                    text: "someone with a different identity answered an invitation named \(original); \(original) is kept as it was "
+                        + "and the newcomer is \(name). If \(original) did not reset their device, the invitation may have been "
+                        + "intercepted: compare safety numbers (`belay verify`) before trusting either, and `belay forget` the wrong one"))
         }
         let inbox = try InboxKeys(rec.inbox)
         do {
@@ -182,8 +198,9 @@ extension Agent {
         let record = ContactRecord(
             name: name, identity: Data(confirmation.acceptor.bytes), verified: false, pairedAt: now(),
             ratchet: Data(try ratchet.serialized().unprotectedCopy()), inbox: rec.inbox,
-            outlet: Outlet(relay: confirmation.replyQueue.relay.description, senderId: Data(confirmation.replyQueue.senderId.bytes),
-                           senderSeed: Data(try ourSender.seed.unprotectedCopy())),
+            outlet: Outlet(
+                relay: confirmation.replyQueue.relay.description, senderId: Data(confirmation.replyQueue.senderId.bytes),
+                senderSeed: Data(try ourSender.seed.unprotectedCopy())),
             lastRelaySeq: relaySeq, sentSequence: 0, receivedSequence: 0, awaitingHello: true,
             // The confirmation's fingerprint: a repeat of it is the acceptor retrying, anything
             // else arriving as a confirmation is someone else with the same invitation.

@@ -33,11 +33,14 @@ extension Agent {
     /// (a `status` event, `down` then `up`) and retried with capped, jittered backoff; it never
     /// ends the watch. Every `rescanEvery` it also subscribes to inboxes that appeared in the
     /// store since it started.
-    public func watch(from name: String? = nil, rescanEvery: TimeAmount = Agent.watchRescan,
-                      reconnectBase: TimeAmount = Agent.watchReconnectBase, overdueTick: TimeAmount = Agent.watchOverdueTick,
-                      onEvent: @escaping @Sendable ([ReadEvent]) -> Void) async throws {
+    public func watch(
+        from name: String? = nil, rescanEvery: TimeAmount = Agent.watchRescan,
+        reconnectBase: TimeAmount = Agent.watchReconnectBase, overdueTick: TimeAmount = Agent.watchOverdueTick,
+        onEvent: @escaping @Sendable ([ReadEvent]) -> Void
+    ) async throws {
         let (stream, continuation) = AsyncStream<WatchEvent>.makeStream()
-        try await withRelayPool(onPush: { lane, reply in continuation.yield(.reply(lane, reply)) }) { pool in
+        let push: @Sendable (RelayPool.Lane, RelayReply) -> Void = { lane, reply in continuation.yield(.reply(lane, reply)) }
+        try await withRelayPool(onPush: push) { pool in
             let early = await flushAll(pool: pool)
             if !early.isEmpty { onEvent(early) }
             if let name, try read({ db in try store.contacts(db) }).first(where: { Names.same($0.record.name, name) }) == nil {
@@ -67,9 +70,12 @@ extension Agent {
             func relayName(_ address: RelayAddress) -> String { "\(address.host):\(address.port)" }
 
             func report(_ relay: String, up: Bool) {
-                onEvent([ReadEvent(kind: .status, contact: nil,
-                                   text: up ? "relay \(relay) is back; watching again" : "relay \(relay) is unreachable; retrying with backoff",
-                                   relay: relay, state: up ? "up" : "down")])
+                onEvent([
+                    ReadEvent(
+                        kind: .status, contact: nil,
+                        text: up ? "relay \(relay) is back; watching again" : "relay \(relay) is unreachable; retrying with backoff",
+                        relay: relay, state: up ? "up" : "down")
+                ])
             }
 
             func scheduleRetry() {
@@ -195,8 +201,12 @@ extension Agent {
                         // relay says so: never a reason to stop watching. Resubscribe with backoff if
                         // the queue is still wanted (a rescan drops it if it is not).
                         if endNoticed.insert(lane.queue).inserted {
-                            onEvent([ReadEvent(kind: .warning, contact: nil,
-                                               text: "the relay at \(relayName(address)) ended a subscription (another `belay read --watch` may be running); resubscribing")])
+                            onEvent([
+                                ReadEvent(
+                                    kind: .warning, contact: nil,
+                                    text: "the relay at \(relayName(address)) ended a subscription (another `belay read --watch` may be running); resubscribing"
+                                )
+                            ])
                         }
                         dropped(lane, relayDown: false)
                         await connection.close()

@@ -15,7 +15,9 @@ extension Agent {
         try read { db in
             try store.contacts(db).map { row in
                 let keys = try InboxKeys(row.record.inbox)
-                guard let relay = try? RelayAddress(parsing: row.record.inbox.relay) else { throw ClientError.stateDamaged("a stored relay address does not parse") }
+                guard let relay = try? RelayAddress(parsing: row.record.inbox.relay) else {
+                    throw ClientError.stateDamaged("a stored relay address does not parse")
+                }
                 return InboxTap(relay: relay, recipientId: keys.recipientId, key: keys.key)
             }
         }

@@ -50,8 +50,9 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
         case let .relayRefused(why): "the relay refused: \(why)"
         case let .notYetPaired(name): "\"\(name)\" has not finished pairing yet"
         case let .identityChanged(name, verified):
-            verified ? "SECURITY: the identity key of verified contact \"\(name)\" has changed. Nothing was changed or sent."
-                     : "the identity key of \"\(name)\" has changed"
+            verified
+                ? "SECURITY: the identity key of verified contact \"\(name)\" has changed. Nothing was changed or sent."
+                : "the identity key of \"\(name)\" has changed"
         case .notConfirmed: "not confirmed; nothing was changed"
         case .checkinCodeRequired: "this check-in needs its code"
         case .wrongCheckinCode: "that is not the check-in code; you are not checked in"
@@ -61,9 +62,10 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
             "the check-in is armed for \(armed.isEmpty ? "nobody new" : armed.joined(separator: ", ")) but not for \(missing.joined(separator: ", ")): \(cause)"
         case .stateBusy: "another belay command is using the local state and did not finish within 10 seconds"
         case let .checkinNotRemoved(armed, stillArmed, cause):
-            (armed.isEmpty ? "the check-in is not disarmed for \(stillArmed.joined(separator: ", ")), who will still be alerted"
+            (armed.isEmpty
+                ? "the check-in is not disarmed for \(stillArmed.joined(separator: ", ")), who will still be alerted"
                 : "the check-in is armed for \(armed.joined(separator: ", ")), but \(stillArmed.joined(separator: ", ")) could not be taken off it "
-                + "and will still be alerted") + ": \(cause)"
+                    + "and will still be alerted") + ": \(cause)"
         case let .checkinPartlyRenewed(renewed, missing, cause):
             "checked in with \(renewed.joined(separator: ", ")), but NOT with \(missing.joined(separator: ", ")): \(cause)"
         case let .unknownGroup(name): "no group or roster named \"\(name)\""
@@ -107,7 +109,8 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
         case .unknownContact: "`belay contacts` lists your contacts"
         case .contactExists: "pick another --name, or `belay forget` the old contact first"
         case .relayUnreachable(_, _, let queued):
-            queued > 0 ? "they will be sent by the next `belay send` or `belay read` that reaches the relay" : "check the address and your network, then try again"
+            queued > 0
+                ? "they will be sent by the next `belay send` or `belay read` that reaches the relay" : "check the address and your network, then try again"
         case .notYetPaired: "they complete the pairing when they next run `belay read`; wait for their first message"
         case .identityChanged(_, true):
             "someone may be impersonating them. Check with them in person; if they really reset their device, `belay forget` them and pair again"

@@ -1,4 +1,5 @@
 import BelayWire
+import Foundation
 
 /// Durations as people type them: `90s`, `30m`, `6h`, `2d`.
 public enum DurationText {
@@ -38,5 +39,3 @@ public enum DurationText {
         return "\(seconds)s"
     }
 }
-
-import Foundation

@@ -63,7 +63,9 @@ public struct ReadEvent: Sendable, Codable, Equatable {
     /// The group history row to mark shown (not part of the JSON output).
     public var groupHistoryId: Int64? = nil
 
-    enum CodingKeys: String, CodingKey { case kind, contact, text, sentAt, receivedAt, sequence, notes, reason, lastCheckin, relay, state, dueAt, by, group, roster, id, from, tier }
+    enum CodingKeys: String, CodingKey {
+        case kind, contact, text, sentAt, receivedAt, sequence, notes, reason, lastCheckin, relay, state, dueAt, by, group, roster, id, from, tier
+    }
 }
 
 extension ReadEvent.Kind {

@@ -69,8 +69,10 @@ extension Int {
 extension Agent {
     /// Runs `body` with a fresh pool of relay connections and closes them exactly once, when it
     /// returns or throws: no connection outlives the command, and no stray task closes them later.
-    func withRelayPool<T>(onPush: @escaping @Sendable (RelayPool.Lane, RelayReply) -> Void = { _, _ in },
-                          _ body: (RelayPool) async throws -> T) async throws -> T {
+    func withRelayPool<T>(
+        onPush: @escaping @Sendable (RelayPool.Lane, RelayReply) -> Void = { _, _ in },
+        _ body: (RelayPool) async throws -> T
+    ) async throws -> T {
         let pool = RelayPool(group: group, onPush: onPush)
         do {
             let result = try await body(pool)

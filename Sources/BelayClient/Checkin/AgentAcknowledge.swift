@@ -32,8 +32,9 @@ extension Agent {
             throw ClientError.invalidInput("\(person.name) has sent no alert and no check-in of theirs is overdue: nothing to acknowledge")
         }
         let duress = person.duressAt.map { at < $0 + Self.duressCaution } ?? false
-        let answer = CheckinAnswer(kind: .ack, checkin: notice?.checkin ?? [UInt8](repeating: 0, count: CheckinNotice.idLength),
-                                   counter: notice?.counter ?? 0, note: note)
+        let answer = CheckinAnswer(
+            kind: .ack, checkin: notice?.checkin ?? [UInt8](repeating: 0, count: CheckinNotice.idLength),
+            counter: notice?.counter ?? 0, note: note)
         var result = AckResult()
         // Recorded first: a second `ack` after a failure retries what failed, and nothing is shown again.
         try write { db in
@@ -61,8 +62,9 @@ extension Agent {
                     do {
                         let to = try PublicIdentity(bytes: member.identity)
                         let ack = try CircleAck.make(answer, by: me, for: to)
-                        let body = try Alerts.seal(Content(kind: .answer, sequence: 0, sentAt: at * 1000, body: ack.encoded()), key: circle,
-                                                   sender: personIdentity, receiver: to, label: CircleAck.sealLabel)
+                        let body = try Alerts.seal(
+                            Content(kind: .answer, sequence: 0, sentAt: at * 1000, body: ack.encoded()), key: circle,
+                            sender: personIdentity, receiver: to, label: CircleAck.sealLabel)
                         let outlet = try OutletKeys(Outlet(relay: member.relay, senderId: Data(member.senderId), senderSeed: Data(member.senderSeed)))
                         let connection = try await pool.connection(outlet.relay, lane: outlet.senderId)
                         do {

@@ -30,15 +30,19 @@ extension Agent {
         }
         guard let notice, notice.state == .armed, let key = try? AlertKey(announcement: notice.alertKey), key.id == keyId else {
             if let keyId, (row.record.retiredAlertKeys ?? []).contains(Data(keyId)) {
-                return [ReadEvent(kind: .security, contact: name,
-                                  text: "the relay released a stale alert from \(name): it was sealed for a check-in they have since renewed or "
-                                      + "ended, so it was refused. A faulty or hostile relay, or one restored from a backup")]
+                return [
+                    ReadEvent(
+                        kind: .security, contact: name,
+                        text: "the relay released a stale alert from \(name): it was sealed for a check-in they have since renewed or "
+                            + "ended, so it was refused. A faulty or hostile relay, or one restored from a backup")
+                ]
             }
             return [ReadEvent(kind: .warning, contact: name, text: "an alert from \(name) could not be opened and was dropped")]
         }
         guard let content = try? Alerts.open(body, key: key, sender: them, receiver: identity.publicIdentity), content.kind == .alert,
-              let alert = try? JSONDecoder().decode(AlertMessage.self, from: Data(content.body)),
-              alert.counter == notice.counter, alert.checkin == Hex.encode(notice.checkin) else {
+            let alert = try? JSONDecoder().decode(AlertMessage.self, from: Data(content.body)),
+            alert.counter == notice.counter, alert.checkin == Hex.encode(notice.checkin)
+        else {
             return [ReadEvent(kind: .warning, contact: name, text: "an alert from \(name) could not be opened and was dropped")]
         }
         if (row.record.seenAlerts ?? []).contains(alert.id) { return [] }
@@ -46,15 +50,19 @@ extension Agent {
         if at + Self.alertClockTolerance < notice.alertAt {
             // The relay released it before its time: the person may still check in. Refused; if
             // no check-in follows, the overdue event comes at its time.
-            return [ReadEvent(kind: .security, contact: name,
-                              text: "the relay released \(name)'s check-in alert early (due \(AlertMessage.format(notice.alertAt))); it was refused. "
-                                  + "If they do not check in, you will be told when it is overdue. A faulty or hostile relay")]
+            return [
+                ReadEvent(
+                    kind: .security, contact: name,
+                    text: "the relay released \(name)'s check-in alert early (due \(AlertMessage.format(notice.alertAt))); it was refused. "
+                        + "If they do not check in, you will be told when it is overdue. A faulty or hostile relay")
+            ]
         }
         let backwards = row.record.lastRelaySeq != 0 && relaySeq < row.record.lastRelaySeq
         row.record.lastRelaySeq = relaySeq
         row.record.seenAlerts = Array(((row.record.seenAlerts ?? []) + [alert.id]).suffix(Self.maxSeenAlertsPerContact))
-        var event = ReadEvent(kind: .alert, contact: name, text: alert.summary, sentAt: content.sentAt, receivedAt: at * 1000,
-                              reason: alert.reason.rawValue, lastCheckin: alert.lastCheckin)
+        var event = ReadEvent(
+            kind: .alert, contact: name, text: alert.summary, sentAt: content.sentAt, receivedAt: at * 1000,
+            reason: alert.reason.rawValue, lastCheckin: alert.lastCheckin)
         if backwards { event.notes.append(Self.backwardsNote) }
         event.notes.append(Self.ackHint(name))
         var state = WatchRecord.AlertState(reason: alert.reason.rawValue, counter: notice.counter, at: at, text: alert.summary, lastShownAt: at)
@@ -66,8 +74,10 @@ extension Agent {
         let record = row
         event.historyId = try write { db in
             try store.updateContact(record, db)
-            return try store.appendHistory(HistoryEntry(direction: .incoming, kind: "alert", sequence: 0, sentAt: content.sentAt,
-                                                        receivedAt: at * 1000, text: event.text, shown: false), contact: record.id, db)
+            return try store.appendHistory(
+                HistoryEntry(
+                    direction: .incoming, kind: "alert", sequence: 0, sentAt: content.sentAt,
+                    receivedAt: at * 1000, text: event.text, shown: false), contact: record.id, db)
         }
         return [event]
     }
@@ -99,16 +109,21 @@ extension Agent {
             fromCodeHolder = notice.isSigned(by: oldNotice.authority)
             let live = oldNotice.state == .armed && at < oldNotice.alertAt + Self.overdueSlack
             if !fromCodeHolder, same || live {
-                return [ReadEvent(kind: .security, contact: name,
-                                  text: "a check-in notice from \(name)'s device was not made with their check-in code, so it was refused: someone "
-                                      + "may be using their device without the code. Their check-in stands: you will be alerted, or told it is "
-                                      + "overdue, at \(AlertMessage.format(oldNotice.alertAt)) unless they check in with their code")]
+                return [
+                    ReadEvent(
+                        kind: .security, contact: name,
+                        text: "a check-in notice from \(name)'s device was not made with their check-in code, so it was refused: someone "
+                            + "may be using their device without the code. Their check-in stands: you will be alerted, or told it is "
+                            + "overdue, at \(AlertMessage.format(oldNotice.alertAt)) unless they check in with their code")
+                ]
             }
             if !fromCodeHolder {
-                events.append(ReadEvent(kind: .security, contact: name,
-                                        text: "\(name)'s device started a new check-in without the code of the one that was due at "
-                                            + "\(AlertMessage.format(oldNotice.alertAt)): someone may be using their device. What that check-in "
-                                            + "raised still stands until acknowledged"))
+                events.append(
+                    ReadEvent(
+                        kind: .security, contact: name,
+                        text: "\(name)'s device started a new check-in without the code of the one that was due at "
+                            + "\(AlertMessage.format(oldNotice.alertAt)): someone may be using their device. What that check-in "
+                            + "raised still stands until acknowledged"))
             }
         } else if !notice.authority.isEmpty, !notice.isSigned(by: notice.authority) {
             return [ReadEvent(kind: .warning, contact: name, text: "a check-in notice from \(name) has a bad signature and was dropped")]
@@ -137,18 +152,22 @@ extension Agent {
             watch.alert = oldAlert
             watch.alert?.replaced = true
         } else if !fromCodeHolder, let oldNotice, old?.alert == nil, oldNotice.state == .armed {
-            watch.alert = WatchRecord.AlertState(reason: "overdue", counter: oldNotice.counter, at: at,
-                                                 text: "\(name)'s check-in due at \(AlertMessage.format(oldNotice.alertAt)) is overdue", lastShownAt: at,
-                                                 replaced: true)
+            watch.alert = WatchRecord.AlertState(
+                reason: "overdue", counter: oldNotice.counter, at: at,
+                text: "\(name)'s check-in due at \(AlertMessage.format(oldNotice.alertAt)) is overdue", lastShownAt: at,
+                replaced: true)
         }
         if same, let oldNotice, oldNotice.state == .armed, old?.alert == nil, old?.overdueShownAt == nil,
-           notice.lastCheckin >= oldNotice.alertAt + Self.alertClockTolerance {
+            notice.lastCheckin >= oldNotice.alertAt + Self.alertClockTolerance
+        {
             // They checked in after their alert was due, so the relay should have released it
             // ahead of this notice on the same queue; it did not (this device was offline and
             // never said "overdue").
-            events.append(ReadEvent(kind: .security, contact: name,
-                                    text: "\(name)'s alert due at \(AlertMessage.format(oldNotice.alertAt)) never arrived (their relay was down or held "
-                                        + "it back); they have checked in since", dueAt: oldNotice.alertAt * 1000))
+            events.append(
+                ReadEvent(
+                    kind: .security, contact: name,
+                    text: "\(name)'s alert due at \(AlertMessage.format(oldNotice.alertAt)) never arrived (their relay was down or held "
+                        + "it back); they have checked in since", dueAt: oldNotice.alertAt * 1000))
         }
         switch notice.state {
         case .ended:
@@ -156,22 +175,27 @@ extension Agent {
         case .armed:
             if !same {
                 let tier = notice.tier == 0 ? "" : " as a later tier: you are alerted only if nobody before you acknowledges"
-                events.append(ReadEvent(kind: .checkin, contact: name,
-                                        text: "\(name) named you in a check-in\(tier). They check in every \(DurationText.describe(notice.every)); "
-                                            + "if they miss one, you are alerted at \(AlertMessage.format(notice.alertAt)) (or later, if they check in). "
-                                            + "Their plan: \(notice.note.isEmpty ? "(no note)" : notice.note). You are asked to act on an alert. "
-                                            + "Answer with `belay checkin agree \(name)` or `belay checkin decline \(name)`",
-                                        dueAt: notice.alertAt * 1000))
+                events.append(
+                    ReadEvent(
+                        kind: .checkin, contact: name,
+                        text: "\(name) named you in a check-in\(tier). They check in every \(DurationText.describe(notice.every)); "
+                            + "if they miss one, you are alerted at \(AlertMessage.format(notice.alertAt)) (or later, if they check in). "
+                            + "Their plan: \(notice.note.isEmpty ? "(no note)" : notice.note). You are asked to act on an alert. "
+                            + "Answer with `belay checkin agree \(name)` or `belay checkin decline \(name)`",
+                        dueAt: notice.alertAt * 1000))
             } else if old?.alert != nil || old?.overdueShownAt != nil {
-                events.append(ReadEvent(kind: .checkin, contact: name,
-                                        text: "\(name) checked in again at \(AlertMessage.format(notice.lastCheckin)); next alert due "
-                                            + AlertMessage.format(notice.alertAt), dueAt: notice.alertAt * 1000))
+                events.append(
+                    ReadEvent(
+                        kind: .checkin, contact: name,
+                        text: "\(name) checked in again at \(AlertMessage.format(notice.lastCheckin)); next alert due "
+                            + AlertMessage.format(notice.alertAt), dueAt: notice.alertAt * 1000))
             }
         }
         if duress {
             let last = AlertMessage(reason: .duress, note: notice.note, lastCheckin: notice.lastCheckin, id: "")
-            var event = ReadEvent(kind: .alert, contact: name, text: last.summary, sentAt: content.sentAt, receivedAt: received,
-                                  reason: "duress", lastCheckin: notice.lastCheckin)
+            var event = ReadEvent(
+                kind: .alert, contact: name, text: last.summary, sentAt: content.sentAt, receivedAt: received,
+                reason: "duress", lastCheckin: notice.lastCheckin)
             event.notes = ["do not reply in Belay: a reply lands on \(name)'s device, which someone may be watching", Self.ackHint(name)]
             contact.duressAt = at
             watch.alert = WatchRecord.AlertState(reason: "duress", counter: notice.counter, at: at, text: last.summary, lastShownAt: at)
@@ -189,19 +213,24 @@ extension Agent {
         let name = row.record.name
         let person = try PublicIdentity(bytes: [UInt8](row.record.identity))
         guard let content = try? Alerts.open(body, key: key, sender: person, receiver: identity.publicIdentity, label: CircleAck.sealLabel),
-              content.kind == .answer, let ack = try? CircleAck(decoding: content.body), ack.verify(for: identity.publicIdentity),
-              let member = notice.circle.first(where: { $0.identity == ack.by.bytes }), ack.answer.kind == .ack,
-              ack.answer.checkin == notice.checkin else {
+            content.kind == .answer, let ack = try? CircleAck(decoding: content.body), ack.verify(for: identity.publicIdentity),
+            let member = notice.circle.first(where: { $0.identity == ack.by.bytes }), ack.answer.kind == .ack,
+            ack.answer.checkin == notice.checkin
+        else {
             return [ReadEvent(kind: .warning, contact: name, text: "an acknowledgement about \(name)'s check-in could not be checked and was dropped")]
         }
         let at = now()
         // Only an acknowledgement of this notice's alert, once that alert is due or has come: a
         // copy of an older one (replayed by the relay) or one sent before any alert is refused.
-        let pending = (row.record.watching?.alert.map { $0.counter >= notice.counter || $0.replaced == true } ?? false)
+        let pending =
+            (row.record.watching?.alert.map { $0.counter >= notice.counter || $0.replaced == true } ?? false)
             || at + Self.alertClockTolerance >= notice.lastCheckin + notice.every + notice.grace
         guard ack.answer.counter == notice.counter, pending else {
-            return [ReadEvent(kind: .warning, contact: name,
-                              text: "an acknowledgement about \(name)'s check-in was for an alert that has not happened, and was dropped")]
+            return [
+                ReadEvent(
+                    kind: .warning, contact: name,
+                    text: "an acknowledgement about \(name)'s check-in was for an alert that has not happened, and was dropped")
+            ]
         }
         let contacts = try read { db in try store.contacts(db) }
         let by = contacts.first { $0.record.identity == Data(ack.by.bytes) }?.record.name ?? member.name
@@ -225,10 +254,15 @@ extension Agent {
         return try write { db in
             // The stored record is changed only in its answers, so its sealed timer keys stay as they are.
             guard var record = try store.checkin(db), record.id == Data(answer.checkin),
-                  let i = record.targets.firstIndex(where: { $0.identity == contact.identity }) else {
+                let i = record.targets.firstIndex(where: { $0.identity == contact.identity })
+            else {
                 if answer.kind == .ack {
-                    return [ReadEvent(kind: .ack, contact: name, text: "\(name) acknowledged your alert and is acting"
-                                + (answer.note.isEmpty ? "" : ": \(answer.note)"), by: name)]
+                    return [
+                        ReadEvent(
+                            kind: .ack, contact: name,
+                            text: "\(name) acknowledged your alert and is acting"
+                                + (answer.note.isEmpty ? "" : ": \(answer.note)"), by: name)
+                    ]
                 }
                 return [ReadEvent(kind: .warning, contact: name, text: "\(name) answered about a check-in that is no longer armed")]
             }
@@ -239,14 +273,17 @@ extension Agent {
                 event = ReadEvent(kind: .checkin, contact: name, text: "\(name) agreed to be alerted by your check-in")
             case .decline:
                 record.targets[i].answer = "declined"
-                event = ReadEvent(kind: .checkin, contact: name,
-                                  text: "\(name) declined to be alerted by your check-in; they are still alerted until you re-arm without them "
-                                      + "(`belay checkin arm` with other contacts)")
+                event = ReadEvent(
+                    kind: .checkin, contact: name,
+                    text: "\(name) declined to be alerted by your check-in; they are still alerted until you re-arm without them "
+                        + "(`belay checkin arm` with other contacts)")
             case .ack:
                 record.targets[i].ackedAt = now()
                 record.targets[i].ackNote = answer.note
-                event = ReadEvent(kind: .ack, contact: name, text: "\(name) acknowledged your alert and is acting"
-                                      + (answer.note.isEmpty ? "" : ": \(answer.note)"), by: name)
+                event = ReadEvent(
+                    kind: .ack, contact: name,
+                    text: "\(name) acknowledged your alert and is acting"
+                        + (answer.note.isEmpty ? "" : ": \(answer.note)"), by: name)
             }
             try store.setCheckin(record, db)
             return [event]

@@ -21,11 +21,15 @@ extension Agent {
         // The earliest deadline any contact's timer still holds: after a partial re-arm, a
         // contact can keep an older, earlier one.
         let alertAt = (firstTier.isEmpty ? r.targets : firstTier).map(\.deadline).min() ?? (r.lastCheckin + r.every + r.grace)
-        return CheckinStatus(armed: true, every: r.every, grace: r.grace, due: r.lastCheckin + r.every, alertAt: alertAt,
-                             lastCheckin: r.lastCheckin, contacts: r.targets.map(\.contact), note: r.note, codes: r.codeSlots != nil,
-                             answers: r.targets.map { CheckinStatus.Answer(contact: $0.contact, tier: $0.tier ?? 0, answer: $0.answer ?? "none",
-                                                                         ackedAt: $0.ackedAt, ackNote: $0.ackNote) },
-                             tierAfter: r.tierAfter ?? [], spent: r.codeSlots != nil && isSpent(r))
+        return CheckinStatus(
+            armed: true, every: r.every, grace: r.grace, due: r.lastCheckin + r.every, alertAt: alertAt,
+            lastCheckin: r.lastCheckin, contacts: r.targets.map(\.contact), note: r.note, codes: r.codeSlots != nil,
+            answers: r.targets.map {
+                CheckinStatus.Answer(
+                    contact: $0.contact, tier: $0.tier ?? 0, answer: $0.answer ?? "none",
+                    ackedAt: $0.ackedAt, ackNote: $0.ackNote)
+            },
+            tierAfter: r.tierAfter ?? [], spent: r.codeSlots != nil && isSpent(r))
     }
 
     /// Arms (or re-arms) a check-in. For each contact it deposits an alert at the contact's relay
@@ -35,9 +39,11 @@ extension Agent {
     /// can carry the right to cancel them. Contacts no longer chosen are cancelled and told last.
     /// `unverified` is called with the chosen contacts whose safety number has not been compared,
     /// before anything is sent: it may warn, ask, or throw to stop.
-    public func armCheckin(every: UInt64, grace: UInt64, to rawNames: [String], then tiers: [(names: [String], after: UInt64)] = [],
-                           note: String, codes: (checkin: [UInt8], duress: [UInt8])?, code: [UInt8]? = nil,
-                           unverified: ([String]) throws -> Void = { _ in }) async throws -> CheckinStatus {
+    public func armCheckin(
+        every: UInt64, grace: UInt64, to rawNames: [String], then tiers: [(names: [String], after: UInt64)] = [],
+        note: String, codes: (checkin: [UInt8], duress: [UInt8])?, code: [UInt8]? = nil,
+        unverified: ([String]) throws -> Void = { _ in }
+    ) async throws -> CheckinStatus {
         let (low, high) = (DurationText.minTimerSeconds, DurationText.maxSeconds)
         guard every <= high, grace <= high, every + grace >= low, every + grace <= high else {
             throw ClientError.invalidInput("--every plus --grace must be between \(DurationText.minTimerWords) and \(DurationText.maxWords)")
@@ -110,15 +116,18 @@ extension Agent {
             record.pastAuthoritySeeds = past.isEmpty ? nil : Array(past.suffix(CheckinRecord.maxPastAuthorities))
             record.authoritySeed = Data(try Ed25519.SigningKey.generate().seed.unprotectedCopy())
         } else {
-            (record.codeSlots, record.authoritySeed, record.pastAuthoritySeeds) = (opened?.codeSlots, opened?.authoritySeed,
-                                                                                  opened?.pastAuthoritySeeds)
+            (record.codeSlots, record.authoritySeed, record.pastAuthoritySeeds) = (
+                opened?.codeSlots, opened?.authoritySeed,
+                opened?.pastAuthoritySeeds
+            )
             record.tagChain = opened?.tagChain
             // Only the contacts hold the check-in code's tag: this device cannot give it to a
             // newcomer without new codes.
             let known = Set(opened?.targets.map(\.identity) ?? [])
             if record.codeSlots != nil, let newcomer = chosen.first(where: { !known.contains($0.contact.identity) }) {
-                throw ClientError.invalidInput("to add \(newcomer.contact.name) to a check-in with codes, set the codes again with --codes "
-                                               + "(this device does not keep which code is which, so only new codes can be given to someone new)")
+                throw ClientError.invalidInput(
+                    "to add \(newcomer.contact.name) to a check-in with codes, set the codes again with --codes "
+                        + "(this device does not keep which code is which, so only new codes can be given to someone new)")
             }
         }
         try checkNoticeSize(note: note, contacts: chosen.count)
@@ -126,9 +135,11 @@ extension Agent {
         // A contact already in the check-in keeps what the record knows of it (its timer, the
         // authority it holds, a pending deposit, its answer); only its name and tier change.
         var planned = chosen.map { c in
-            var target = record.targets.first { $0.identity == c.contact.identity }
-                ?? CheckinRecord.Target(contact: c.contact.name, identity: c.contact.identity, timerId: Data(), timerSeed: Data(),
-                                        deadline: 0)
+            var target =
+                record.targets.first { $0.identity == c.contact.identity }
+                ?? CheckinRecord.Target(
+                    contact: c.contact.name, identity: c.contact.identity, timerId: Data(), timerSeed: Data(),
+                    deadline: 0)
             (target.contact, target.tier) = (c.contact.name, c.tier)
             return target
         }
@@ -266,15 +277,18 @@ extension Agent {
     /// A notice must fit one message: refuses a note too long for this many contacts (each
     /// notice lists the others, with their relays and keys, and the later tiers' timers).
     func checkNoticeSize(note: String, contacts: Int) throws {
-        let member = CheckinNotice.Member(name: String(repeating: "x", count: Self.maxNameLength), identity: [UInt8](repeating: 0, count: 64),
-                                          tier: 0, relay: String(repeating: "x", count: CheckinNotice.maxRelayLength),
-                                          senderId: [UInt8](repeating: 0, count: 16), senderSeed: [UInt8](repeating: 0, count: 32))
+        let member = CheckinNotice.Member(
+            name: String(repeating: "x", count: Self.maxNameLength), identity: [UInt8](repeating: 0, count: 64),
+            tier: 0, relay: String(repeating: "x", count: CheckinNotice.maxRelayLength),
+            senderId: [UInt8](repeating: 0, count: 16), senderSeed: [UInt8](repeating: 0, count: 32))
         let cancel = CheckinNotice.Cancel(relay: member.relay, timerId: member.senderId, timerSeed: member.senderSeed)
-        var widest = CheckinNotice(state: .armed, codeTag: CodeEntry().tag,
-                                   tagChain: Array(repeating: [UInt8](repeating: 0, count: TagChain.linkLength), count: TagChain.maxLinks), authority: [UInt8](repeating: 0, count: 32),
-                                   checkin: [UInt8](repeating: 0, count: 16), counter: 0, alertAt: 0, every: 0, grace: 0, lastCheckin: 0, tier: 0,
-                                   escalateAfter: 0, note: note, alertKey: [UInt8](repeating: 0, count: 48), circleKey: [UInt8](repeating: 0, count: 48),
-                                   circle: Array(repeating: member, count: max(0, contacts - 1)), cancels: Array(repeating: cancel, count: max(0, contacts - 1)))
+        var widest = CheckinNotice(
+            state: .armed, codeTag: CodeEntry().tag,
+            tagChain: Array(repeating: [UInt8](repeating: 0, count: TagChain.linkLength), count: TagChain.maxLinks),
+            authority: [UInt8](repeating: 0, count: 32),
+            checkin: [UInt8](repeating: 0, count: 16), counter: 0, alertAt: 0, every: 0, grace: 0, lastCheckin: 0, tier: 0,
+            escalateAfter: 0, note: note, alertKey: [UInt8](repeating: 0, count: 48), circleKey: [UInt8](repeating: 0, count: 48),
+            circle: Array(repeating: member, count: max(0, contacts - 1)), cancels: Array(repeating: cancel, count: max(0, contacts - 1)))
         widest.signature = [UInt8](repeating: 0, count: Ed25519.signatureLength)
         widest.tagBox = [UInt8](repeating: 0, count: CheckinNotice.tagLength + SealedBox.overhead)
         let spare = Envelope.maxContentLength - widest.encoded().count

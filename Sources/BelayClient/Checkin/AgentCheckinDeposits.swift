@@ -19,8 +19,10 @@ extension Agent {
     /// check-ins run exactly this, in the same order with the same sizes; only the code tag inside
     /// the notices differs. Arming stops at the first failure (`checkinPartlyArmed`); a check-in
     /// renews every contact it can and then says whom it could not (`checkinPartlyRenewed`).
-    func renew(_ record: inout CheckinRecord, plan: [CheckinRecord.Target], entry: CodeEntry, contacts: [ContactRecord], pool: RelayPool,
-               arming: Bool) async throws {
+    func renew(
+        _ record: inout CheckinRecord, plan: [CheckinRecord.Target], entry: CodeEntry, contacts: [ContactRecord], pool: RelayPool,
+        arming: Bool
+    ) async throws {
         record.counter = (record.counter ?? 0) + 1
         try saveCheckin(record, key: entry.key)
         let members = plan.compactMap { t in member(t, contacts: contacts) }
@@ -55,19 +57,21 @@ extension Agent {
                 record.targets.removeAll { $0.identity == contact.identity }
                 record.targets.append(target)
                 try saveCheckin(record, key: entry.key)
-                let (deposited, gone) = try await deposit(alert, for: contact, key: alertKey, seed: seed, delay: UInt32(delay),
-                                                          replacing: old?.timerId.isEmpty == false ? old : nil, pool: pool, sent: &sent)
+                let (deposited, gone) = try await deposit(
+                    alert, for: contact, key: alertKey, seed: seed, delay: UInt32(delay),
+                    replacing: old?.timerId.isEmpty == false ? old : nil, pool: pool, sent: &sent)
                 (target.timerId, target.timerSeed, target.deadline, target.pendingSeed) = (deposited.timerId, seed, deposited.deadline, nil)
                 target.dueAt = record.lastCheckin + delay
                 if gone { record.noteGone(old ?? planned, at: record.lastCheckin) }
-                var notice = CheckinNotice(state: .armed, codeTag: entry.tag, tagChain: (record.tagChain ?? []).map { [UInt8]($0) },
-                                           authority: record.authorityPublicKey,
-                                           checkin: [UInt8](record.id ?? Data()), counter: record.counter ?? 0, alertAt: record.lastCheckin + delay,
-                                           every: record.every, grace: record.grace, lastCheckin: record.lastCheckin, tier: UInt8(tier),
-                                           escalateAfter: tier < (record.tierAfter ?? []).count ? record.tierAfter![tier] : 0,
-                                           note: record.note, alertKey: alertKey.announcement, circleKey: [UInt8](record.circleKey ?? Data()),
-                                           circle: members.filter { $0.identity != [UInt8](contact.identity) },
-                                           cancels: cancels(after: tier, record: record, contacts: contacts))
+                var notice = CheckinNotice(
+                    state: .armed, codeTag: entry.tag, tagChain: (record.tagChain ?? []).map { [UInt8]($0) },
+                    authority: record.authorityPublicKey,
+                    checkin: [UInt8](record.id ?? Data()), counter: record.counter ?? 0, alertAt: record.lastCheckin + delay,
+                    every: record.every, grace: record.grace, lastCheckin: record.lastCheckin, tier: UInt8(tier),
+                    escalateAfter: tier < (record.tierAfter ?? []).count ? record.tierAfter![tier] : 0,
+                    note: record.note, alertKey: alertKey.announcement, circleKey: [UInt8](record.circleKey ?? Data()),
+                    circle: members.filter { $0.identity != [UInt8](contact.identity) },
+                    cancels: cancels(after: tier, record: record, contacts: contacts))
                 notice.tagBox = [UInt8](target.tagBox ?? Data())
                 target.tagBox = nil
                 try record.sign(&notice, for: &target)
@@ -111,9 +115,10 @@ extension Agent {
         }
         let alert = AlertMessage(reason: .missed, note: record.note, lastCheckin: record.lastCheckin, id: Hex.encode(SystemRandom().bytes(16)))
         var sent = false
-        let (deposited, _) = try await deposit(alert, for: contact, key: AlertKey.generate(), seed: seed,
-                                               delay: UInt32(record.delay(tier: old.tier ?? 0)), replacing: old.timerId.isEmpty ? nil : old,
-                                               pool: pool, retrying: true, sent: &sent)
+        let (deposited, _) = try await deposit(
+            alert, for: contact, key: AlertKey.generate(), seed: seed,
+            delay: UInt32(record.delay(tier: old.tier ?? 0)), replacing: old.timerId.isEmpty ? nil : old,
+            pool: pool, retrying: true, sent: &sent)
         (record.targets[i].timerId, record.targets[i].timerSeed, record.targets[i].deadline) = (deposited.timerId, seed, deposited.deadline)
         record.targets[i].pendingSeed = nil
         try saveCheckin(record, key: key)
@@ -166,12 +171,13 @@ extension Agent {
             guard let target = record.targets.first(where: { $0.identity == leaving.identity }) else { continue }
             try await cancel(target, contacts: contacts, pool: pool)
             if let contact = contacts.first(where: { $0.identity == target.identity }) {
-                var notice = CheckinNotice(state: .ended, codeTag: entry.tag, tagChain: (record.tagChain ?? []).map { [UInt8]($0) },
-                                           authority: record.authorityPublicKey,
-                                           checkin: [UInt8](record.id ?? Data()), counter: record.counter ?? 0, alertAt: 0, every: record.every,
-                                           grace: record.grace, lastCheckin: record.lastCheckin, tier: UInt8(target.tier ?? 0), escalateAfter: 0,
-                                           note: record.note, alertKey: [], circleKey: [UInt8](record.circleKey ?? Data()),
-                                           circle: members.filter { $0.identity != [UInt8](contact.identity) }, cancels: [])
+                var notice = CheckinNotice(
+                    state: .ended, codeTag: entry.tag, tagChain: (record.tagChain ?? []).map { [UInt8]($0) },
+                    authority: record.authorityPublicKey,
+                    checkin: [UInt8](record.id ?? Data()), counter: record.counter ?? 0, alertAt: 0, every: record.every,
+                    grace: record.grace, lastCheckin: record.lastCheckin, tier: UInt8(target.tier ?? 0), escalateAfter: 0,
+                    note: record.note, alertKey: [], circleKey: [UInt8](record.circleKey ?? Data()),
+                    circle: members.filter { $0.identity != [UInt8](contact.identity) }, cancels: [])
                 notice.tagBox = [UInt8](target.tagBox ?? Data())
                 var signed = target
                 try record.sign(&notice, for: &signed)
@@ -187,8 +193,9 @@ extension Agent {
 
     func member(_ t: CheckinRecord.Target, contacts: [ContactRecord]) -> CheckinNotice.Member? {
         guard let c = contacts.first(where: { $0.identity == t.identity }) else { return nil }
-        return CheckinNotice.Member(name: t.contact, identity: [UInt8](c.identity), tier: UInt8(t.tier ?? 0), relay: c.outlet.relay,
-                                    senderId: [UInt8](c.outlet.senderId), senderSeed: [UInt8](c.outlet.senderSeed))
+        return CheckinNotice.Member(
+            name: t.contact, identity: [UInt8](c.identity), tier: UInt8(t.tier ?? 0), relay: c.outlet.relay,
+            senderId: [UInt8](c.outlet.senderId), senderSeed: [UInt8](c.outlet.senderSeed))
     }
 
     func alertContent(_ alert: AlertMessage) throws -> Content {
@@ -199,17 +206,22 @@ extension Agent {
     /// `seed`, replacing `old` in the same relay transaction if it is still there. If the
     /// connection drops before the reply, the TSET is sent once more with the same key: the relay
     /// answers a repeated key with the timer the first attempt made (docs/PROTOCOL.md §3.1).
-    func deposit(_ alert: AlertMessage, for contact: ContactRecord, key: AlertKey, seed: Data, delay: UInt32, replacing old: CheckinRecord.Target?,
-                 pool: RelayPool, retrying alreadyRetrying: Bool = false, sent: inout Bool) async throws -> (target: CheckinRecord.Target, oldTimerGone: Bool) {
-        let body = try Alerts.seal(try alertContent(alert), key: key, sender: identity.publicIdentity,
-                                   receiver: PublicIdentity(bytes: [UInt8](contact.identity)))
+    func deposit(
+        _ alert: AlertMessage, for contact: ContactRecord, key: AlertKey, seed: Data, delay: UInt32, replacing old: CheckinRecord.Target?,
+        pool: RelayPool, retrying alreadyRetrying: Bool = false, sent: inout Bool
+    ) async throws -> (target: CheckinRecord.Target, oldTimerGone: Bool) {
+        let body = try Alerts.seal(
+            try alertContent(alert), key: key, sender: identity.publicIdentity,
+            receiver: PublicIdentity(bytes: [UInt8](contact.identity)))
         return try await deposit(body: body, for: contact, seed: seed, delay: delay, replacing: old, pool: pool, retrying: alreadyRetrying, sent: &sent)
     }
 
     /// Deposits one sealed body as a timed release to `contact`'s queue under the timer key from
     /// `seed` (a check-in's alert, or a roster request's later tier).
-    func deposit(body: [UInt8], for contact: ContactRecord, seed: Data, delay: UInt32, replacing old: CheckinRecord.Target?, pool: RelayPool,
-                 retrying alreadyRetrying: Bool = false, sent: inout Bool) async throws -> (target: CheckinRecord.Target, oldTimerGone: Bool) {
+    func deposit(
+        body: [UInt8], for contact: ContactRecord, seed: Data, delay: UInt32, replacing old: CheckinRecord.Target?, pool: RelayPool,
+        retrying alreadyRetrying: Bool = false, sent: inout Bool
+    ) async throws -> (target: CheckinRecord.Target, oldTimerGone: Bool) {
         let outlet = try OutletKeys(contact.outlet)
         let timerKey = try Ed25519.SigningKey(seed: SecureBytes(copying: [UInt8](seed)))
         var retrying = alreadyRetrying
@@ -237,10 +249,15 @@ extension Agent {
                     }
                 }
                 sent = true
-                let (id, deadline) = try await connection.setTimer(.init(timerKey: timerKey.publicKey, delay: delay, replaces: replaces,
-                                                                        entries: [.init(sender: outlet.senderId, body: body)]))
-                return (CheckinRecord.Target(contact: contact.name, identity: contact.identity, timerId: Data(id.bytes),
-                                             timerSeed: seed, deadline: deadline), oldTimerGone)
+                let (id, deadline) = try await connection.setTimer(
+                    .init(
+                        timerKey: timerKey.publicKey, delay: delay, replaces: replaces,
+                        entries: [.init(sender: outlet.senderId, body: body)]))
+                return (
+                    CheckinRecord.Target(
+                        contact: contact.name, identity: contact.identity, timerId: Data(id.bytes),
+                        timerSeed: seed, deadline: deadline), oldTimerGone
+                )
             } catch let error as RelayClientError {
                 if !retrying, error == .connectionClosed || error == .timeout {
                     retrying = true

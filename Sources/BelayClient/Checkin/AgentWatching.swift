@@ -33,17 +33,20 @@ extension Agent {
     /// An alert through the ratchet (`belay checkin alert`: help now). Nil if already shown.
     func alertEvent(_ content: Content, contact: inout ContactRecord, received: UInt64) -> ReadEvent? {
         guard let alert = try? JSONDecoder().decode(AlertMessage.self, from: Data(content.body)) else {
-            return ReadEvent(kind: .alert, contact: contact.name, text: String(decoding: content.body, as: UTF8.self),
-                             sentAt: content.sentAt, receivedAt: received, reason: "help")
+            return ReadEvent(
+                kind: .alert, contact: contact.name, text: String(decoding: content.body, as: UTF8.self),
+                sentAt: content.sentAt, receivedAt: received, reason: "help")
         }
         if (contact.seenAlerts ?? []).contains(alert.id) { return nil }
         contact.seenAlerts = Array(((contact.seenAlerts ?? []) + [alert.id]).suffix(Self.maxSeenAlertsPerContact))
         if let notice = contact.watching.flatMap({ try? CheckinNotice(decoding: [UInt8]($0.notice)) }) {
-            contact.watching?.alert = WatchRecord.AlertState(reason: alert.reason.rawValue, counter: notice.counter, at: received / 1000,
-                                                             text: alert.summary, lastShownAt: received / 1000)
+            contact.watching?.alert = WatchRecord.AlertState(
+                reason: alert.reason.rawValue, counter: notice.counter, at: received / 1000,
+                text: alert.summary, lastShownAt: received / 1000)
         }
-        var event = ReadEvent(kind: .alert, contact: contact.name, text: alert.summary, sentAt: content.sentAt, receivedAt: received,
-                              reason: alert.reason.rawValue, lastCheckin: alert.lastCheckin)
+        var event = ReadEvent(
+            kind: .alert, contact: contact.name, text: alert.summary, sentAt: content.sentAt, receivedAt: received,
+            reason: alert.reason.rawValue, lastCheckin: alert.lastCheckin)
         event.notes = [Self.ackHint(contact.name)]
         return event
     }
@@ -70,19 +73,21 @@ extension Agent {
                     guard reminders, alert.ackedBy.isEmpty, !alert.ackedByMe, at >= alert.lastShownAt + Self.reminderInterval else { continue }
                     alert.lastShownAt = at
                     watch.alert = alert
-                    var event = ReadEvent(kind: alert.reason == "overdue" ? .overdue : .alert, contact: name, text: alert.text,
-                                          receivedAt: at * 1000, reason: alert.reason, dueAt: notice.alertAt * 1000)
+                    var event = ReadEvent(
+                        kind: alert.reason == "overdue" ? .overdue : .alert, contact: name, text: alert.text,
+                        receivedAt: at * 1000, reason: alert.reason, dueAt: notice.alertAt * 1000)
                     event.notes = ["reminder: nobody has acknowledged this yet", Self.ackHint(name)]
                     events.append(event)
                 } else {
                     guard notice.state == .armed, watch.answer != "declined", at >= notice.alertAt + Self.overdueSlack else { continue }
                     if reminders, let shown = watch.overdueShownAt, at < shown + Self.reminderInterval { continue }
                     watch.overdueShownAt = at
-                    var event = ReadEvent(kind: .overdue, contact: name,
-                                          text: "\(name)'s check-in is OVERDUE: an alert was due at \(AlertMessage.format(notice.alertAt)) and neither "
-                                              + "it nor a check-in has arrived. Their relay may be down or holding it back. Try to reach \(name) "
-                                              + "another way. Their plan: \(notice.note.isEmpty ? "(no note)" : notice.note)",
-                                          receivedAt: at * 1000, lastCheckin: notice.lastCheckin, dueAt: notice.alertAt * 1000)
+                    var event = ReadEvent(
+                        kind: .overdue, contact: name,
+                        text: "\(name)'s check-in is OVERDUE: an alert was due at \(AlertMessage.format(notice.alertAt)) and neither "
+                            + "it nor a check-in has arrived. Their relay may be down or holding it back. Try to reach \(name) "
+                            + "another way. Their plan: \(notice.note.isEmpty ? "(no note)" : notice.note)",
+                        receivedAt: at * 1000, lastCheckin: notice.lastCheckin, dueAt: notice.alertAt * 1000)
                     event.notes = [Self.ackHint(name)]
                     events.append(event)
                 }
@@ -102,8 +107,9 @@ extension Agent {
             if let alert = watch.alert, alert.counter >= n.counter || alert.replaced == true {
                 state = alert.ackedBy.isEmpty && !alert.ackedByMe ? "alerted" : "acknowledged"
             }
-            return WatchedCheckin(contact: row.record.name, dueAt: n.alertAt * 1000, every: n.every, grace: n.grace, lastCheckin: n.lastCheckin,
-                                  tier: Int(n.tier), plan: n.note, answer: watch.answer ?? "none", state: state)
+            return WatchedCheckin(
+                contact: row.record.name, dueAt: n.alertAt * 1000, every: n.every, grace: n.grace, lastCheckin: n.lastCheckin,
+                tier: Int(n.tier), plan: n.note, answer: watch.answer ?? "none", state: state)
         }
     }
 

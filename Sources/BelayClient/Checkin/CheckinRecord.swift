@@ -1,5 +1,5 @@
-import BelaySodium
 import BelayE2E
+import BelaySodium
 import Foundation
 
 /// The person's armed check-in, sealed in the local store like everything else.

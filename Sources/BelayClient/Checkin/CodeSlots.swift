@@ -30,9 +30,11 @@ struct CodeSlots: Codable, Sendable {
 
     /// New slots for two codes, the renewal key they both open, and the two codes' tags.
     static func make(checkin: [UInt8], duress: [UInt8], limits: Argon2id.Limits)
-        throws -> (slots: CodeSlots, key: SecureBytes, checkinTag: [UInt8], duressTag: [UInt8]) {
+        throws -> (slots: CodeSlots, key: SecureBytes, checkinTag: [UInt8], duressTag: [UInt8])
+    {
         for code in [checkin, duress] where String(decoding: code, as: UTF8.self).count < minimumLength {
-            throw ClientError.invalidInput("each code must be at least \(minimumLength) characters; a few unrelated words are easy to remember and hard to guess")
+            throw ClientError.invalidInput(
+                "each code must be at least \(minimumLength) characters; a few unrelated words are easy to remember and hard to guess")
         }
         guard checkin != duress else { throw ClientError.invalidInput("the check-in code and the duress code must differ") }
         let renewal = try SecureBytes.random(count: XChaChaPoly.keyLength)

@@ -17,8 +17,10 @@ extension Agent {
                 events += try await introduceMembers(g, pool: pool)
                 events += try await acceptMembers(g.id, pool: pool)
             } catch {
-                events.append(ReadEvent(kind: .warning, contact: nil, text: "\(g.record.localName): pairing with its members is not finished: \(error)",
-                                        group: g.record.localName))
+                events.append(
+                    ReadEvent(
+                        kind: .warning, contact: nil, text: "\(g.record.localName): pairing with its members is not finished: \(error)",
+                        group: g.record.localName))
             }
         }
         events += await acceptIntroductions()
@@ -38,10 +40,13 @@ extension Agent {
         }
         guard !due.isEmpty else { return [] }
         // The courier: an admin we are paired with, who passes the invitation on.
-        guard let courier = state.members.filter(\.isAdmin).map({ Data($0.identity.bytes) })
-            .first(where: { $0 != ownIdentity && contacts[$0].map { !$0.record.awaitingHello } == true }) ?? (state.member(identity.publicIdentity)?.isAdmin == true ? ownIdentity : nil),
+        guard
+            let courier = state.members.filter(\.isAdmin).map({ Data($0.identity.bytes) })
+                .first(where: { $0 != ownIdentity && contacts[$0].map { !$0.record.awaitingHello } == true })
+                ?? (state.member(identity.publicIdentity)?.isAdmin == true ? ownIdentity : nil),
             let relayText = (contacts[courier] ?? contacts.values.first)?.record.inbox.relay,
-            let relay = try? RelayAddress(parsing: relayText) else { return [] }
+            let relay = try? RelayAddress(parsing: relayText)
+        else { return [] }
         var ids: [Int64] = []
         for member in due {
             let name = try read { db in try freeContactName(displayName(member, state: state, contacts: contacts), db) }
@@ -76,12 +81,18 @@ extension Agent {
                     // Our own queue goes on our own relay (the one our inbox from the admin who
                     // invited us is on), not on a relay another member chose.
                     let outcome = try await accept(incoming.invitation, name: name, relay: ownRelay(contacts))
-                    events.append(ReadEvent(kind: .paired, contact: name, text: "paired with \(name), a member of \(g.record.localName)"
-                                            + (outcome.deliveryError.map { "; the reply is queued (\($0))" } ?? ""), group: g.record.localName))
+                    events.append(
+                        ReadEvent(
+                            kind: .paired, contact: name,
+                            text: "paired with \(name), a member of \(g.record.localName)"
+                                + (outcome.deliveryError.map { "; the reply is queued (\($0))" } ?? ""), group: g.record.localName))
                 } catch ClientError.invalidInput(let why) {
                     // Used or expired: it will never work; the member makes a new one once it expires.
-                    events.append(ReadEvent(kind: .warning, contact: name, text: "an invitation from \(name), a member of \(g.record.localName), "
-                                            + "cannot be used (\(why)); a new one comes when it expires", group: g.record.localName))
+                    events.append(
+                        ReadEvent(
+                            kind: .warning, contact: name,
+                            text: "an invitation from \(name), a member of \(g.record.localName), "
+                                + "cannot be used (\(why)); a new one comes when it expires", group: g.record.localName))
                 }
             }
             try write { db in
@@ -101,7 +112,10 @@ extension Agent {
             for var g in try store.groups(db) where g.record.status == .joined && !g.record.held.isEmpty {
                 var still: [GroupRecord.Held] = []
                 for held in g.record.held {
-                    guard var row = contacts[held.identity], !row.record.awaitingHello else { still.append(held); continue }
+                    guard var row = contacts[held.identity], !row.record.awaitingHello else {
+                        still.append(held)
+                        continue
+                    }
                     try queue([(.group, [UInt8](held.body), nil)], for: &row, db)
                     contacts[held.identity] = row
                     ids.append(row.id)

@@ -21,8 +21,12 @@ extension Agent {
         // A record that will not open must not stop this contact's messages: warn, and let the
         // delivery be acknowledged.
         guard let state = try? g.record.decodedState() else {
-            return [ReadEvent(kind: .warning, contact: sender.name, text: "a message for \(g.record.localName) was dropped: this device's record of "
-                              + "the group is damaged", group: g.record.localName)]
+            return [
+                ReadEvent(
+                    kind: .warning, contact: sender.name,
+                    text: "a message for \(g.record.localName) was dropped: this device's record of "
+                        + "the group is damaged", group: g.record.localName)
+            ]
         }
         var contacts = try contactsByIdentity(db)
         let from = sender.identity
@@ -33,7 +37,8 @@ extension Agent {
             break
         case let .join(_, addedAt):
             guard g.record.status == .joined, confirmsChanges(state, g.record),
-                  let m = state.members.first(where: { Data($0.identity.bytes) == from }), m.addedAt == addedAt else { break }
+                let m = state.members.first(where: { Data($0.identity.bytes) == from }), m.addedAt == addedAt
+            else { break }
             if m.joined {
                 // A join sent again: our confirming state did not reach them. Send the current one.
                 try fanOut(.state(state), to: [from], record: &g.record, contacts: &contacts, db)
@@ -58,8 +63,11 @@ extension Agent {
         case let .text(_, version, text):
             guard g.record.status == .joined else { break }
             guard g.record.isActive(from, in: state) else {
-                events.append(ReadEvent(kind: .warning, contact: who, text: "a message to \(g.record.localName) from \(who) was refused: "
-                                        + "they are not a member of it (removed, left, or never joined)", group: g.record.localName))
+                events.append(
+                    ReadEvent(
+                        kind: .warning, contact: who,
+                        text: "a message to \(g.record.localName) from \(who) was refused: "
+                            + "they are not a member of it (removed, left, or never joined)", group: g.record.localName))
                 break
             }
             var notes = notes
@@ -67,10 +75,13 @@ extension Agent {
             // A member with a newer list than ours: a change of members did not reach us (a
             // relay dropped it, or it is still on its way).
             if version > state.version { notes.append("\(who) has a newer list of members than yours: a change to the group has not reached you yet") }
-            let id = try store.appendGroupHistory(HistoryEntry(direction: .incoming, kind: "text", sequence: content.sequence, sentAt: content.sentAt,
-                                                               receivedAt: received, text: "\(who): \(text)", shown: false), group: g.id, db)
-            var event = ReadEvent(kind: .group, contact: who, text: text, sentAt: content.sentAt, receivedAt: received,
-                                  sequence: content.sequence, notes: notes, group: g.record.localName)
+            let id = try store.appendGroupHistory(
+                HistoryEntry(
+                    direction: .incoming, kind: "text", sequence: content.sequence, sentAt: content.sentAt,
+                    receivedAt: received, text: "\(who): \(text)", shown: false), group: g.id, db)
+            var event = ReadEvent(
+                kind: .group, contact: who, text: text, sentAt: content.sentAt, receivedAt: received,
+                sequence: content.sequence, notes: notes, group: g.record.localName)
             event.groupHistoryId = id
             events.append(event)
         case let .introduce(_, target, invitation):
@@ -101,31 +112,39 @@ extension Agent {
     }
 
     /// Saves `next` as the group's state and sends it to everyone in it (but us).
-    func publish(_ next: GroupState, to g: inout ClientStore.Row<GroupRecord>, contacts: inout [Data: ClientStore.Row<ContactRecord>],
-                 _ db: Database) throws {
+    func publish(
+        _ next: GroupState, to g: inout ClientStore.Row<GroupRecord>, contacts: inout [Data: ClientStore.Row<ContactRecord>],
+        _ db: Database
+    ) throws {
         g.record.state = Data(next.encoded())
         try fanOut(.state(next), to: next.members.filter(\.joined).map { Data($0.identity.bytes) }, record: &g.record, contacts: &contacts, db)
     }
 
     /// A member's invitation: for us to accept once we have joined, or, as an admin, to pass on.
-    func introduction(_ text: String, for target: Data, from sender: ContactRecord, group g: inout ClientStore.Row<GroupRecord>, state: GroupState,
-                      contacts: inout [Data: ClientStore.Row<ContactRecord>], _ db: Database) throws {
+    func introduction(
+        _ text: String, for target: Data, from sender: ContactRecord, group g: inout ClientStore.Row<GroupRecord>, state: GroupState,
+        contacts: inout [Data: ClientStore.Row<ContactRecord>], _ db: Database
+    ) throws {
         guard let invitation = try? Invitation(text: text, now: now()) else { return }
         let inviter = Data(invitation.inviter.bytes)
         // Only between members who have both joined: someone only invited learns nobody this way.
         guard g.record.isActive(inviter, in: state), g.record.isActive(target, in: state) || target == ownIdentity,
-              !g.record.status.isOver else { return }
+            !g.record.status.isOver
+        else { return }
         if target == ownIdentity {
             // Only for a member of the group, and only once: a contact we already have stays.
             guard contacts[inviter] == nil, !g.record.toAccept.contains(where: { $0.identity == inviter }),
-                  g.record.toAccept.count < GroupRecord.maxHeld else { return }
+                g.record.toAccept.count < GroupRecord.maxHeld
+            else { return }
             g.record.toAccept.append(.init(identity: inviter, invitation: text))
         } else {
             // Passed on only for a member, by one of its admins, for the member who made it.
             guard inviter == sender.identity, g.record.status == .joined, state.member(identity.publicIdentity)?.isAdmin == true,
-                  state.members.contains(where: { Data($0.identity.bytes) == target }) else { return }
-            try fanOut(.introduce(group: state.id, for: try PublicIdentity(bytes: [UInt8](target)), invitation: text), to: [target],
-                       record: &g.record, contacts: &contacts, db)
+                state.members.contains(where: { Data($0.identity.bytes) == target })
+            else { return }
+            try fanOut(
+                .introduce(group: state.id, for: try PublicIdentity(bytes: [UInt8](target)), invitation: text), to: [target],
+                record: &g.record, contacts: &contacts, db)
         }
     }
 
@@ -134,27 +153,37 @@ extension Agent {
     /// that only a successor is applied.
     func apply(_ state: GroupState, from sender: ContactRecord, _ db: Database) throws -> [ReadEvent] {
         guard state.signatureVerifies else {
-            return [ReadEvent(kind: .security, contact: sender.name, text: "a change to a group from \(sender.name) was refused: its signature does not verify")]
+            return [
+                ReadEvent(kind: .security, contact: sender.name, text: "a change to a group from \(sender.name) was refused: its signature does not verify")
+            ]
         }
         guard var g = try store.group(id: state.id, db), !(g.record.status.isOver && !g.record.hasState) else { return [] }
         if !g.record.hasState {
             guard g.record.status == .joined, let invitation = g.record.invitation, invitation.admin == sender.identity,
-                  Data(state.signer.bytes) == sender.identity, state.member(state.signer)?.isAdmin == true, !state.retired,
-                  let me = state.member(identity.publicIdentity), me.joined, me.addedAt == invitation.addedAt else { return [] }
+                Data(state.signer.bytes) == sender.identity, state.member(state.signer)?.isAdmin == true, !state.retired,
+                let me = state.member(identity.publicIdentity), me.joined, me.addedAt == invitation.addedAt
+            else { return [] }
             g.record.state = Data(state.encoded())
             g.record.invitation = nil
             try store.updateGroup(g, db)
             let contacts = try contactsByIdentity(db)
             let others = state.members.map { displayName(Data($0.identity.bytes), state: state, contacts: contacts) }.filter { $0 != "you" }
-            return [groupEvent(g.record, "\(sender.name) confirmed you in \(g.record.localName); its members: \(others.joined(separator: ", "))",
-                               contact: sender.name)]
+            return [
+                groupEvent(
+                    g.record, "\(sender.name) confirmed you in \(g.record.localName); its members: \(others.joined(separator: ", "))",
+                    contact: sender.name)
+            ]
         }
         var current = try g.record.decodedState()
         if state.version <= current.version {
             if state.version == current.version, state.encoded() != current.encoded() {
-                return [ReadEvent(kind: .warning, contact: sender.name, text: "two admins changed \(g.record.localName) at the same time, and the "
-                                  + "change \(sender.name) sent was not applied: members may now see different lists. Ask its admins to agree, "
-                                  + "and one of them to retire it and start it again if the lists stay apart", group: g.record.localName)]
+                return [
+                    ReadEvent(
+                        kind: .warning, contact: sender.name,
+                        text: "two admins changed \(g.record.localName) at the same time, and the "
+                            + "change \(sender.name) sent was not applied: members may now see different lists. Ask its admins to agree, "
+                            + "and one of them to retire it and start it again if the lists stay apart", group: g.record.localName)
+                ]
             }
             return []
         }
@@ -165,8 +194,12 @@ extension Agent {
             return []
         }
         guard try state.follows(current) else {
-            return [ReadEvent(kind: .security, contact: sender.name, text: "a change to \(g.record.localName) sent by \(sender.name) was refused: "
-                              + "it is not signed by an admin of the group, or does not follow its current version", group: g.record.localName)]
+            return [
+                ReadEvent(
+                    kind: .security, contact: sender.name,
+                    text: "a change to \(g.record.localName) sent by \(sender.name) was refused: "
+                        + "it is not signed by an admin of the group, or does not follow its current version", group: g.record.localName)
+            ]
         }
         var events = try applied(state, over: current, to: &g, db)
         current = state
@@ -190,8 +223,12 @@ extension Agent {
             let waiting = existing.record.status == .invited || (existing.record.status == .joined && !existing.record.hasState)
             guard waiting else { return [] }
             guard existing.record.invitation?.admin == sender.identity else {
-                return [ReadEvent(kind: .warning, contact: sender.name, text: "\(sender.name) invited you to a group you were already invited to by "
-                                  + "someone else; the first invitation stands")]
+                return [
+                    ReadEvent(
+                        kind: .warning, contact: sender.name,
+                        text: "\(sender.name) invited you to a group you were already invited to by "
+                            + "someone else; the first invitation stands")
+                ]
             }
             // The same admin again (removed and added back before we were confirmed): the newer
             // version is the one our join must name.
@@ -199,23 +236,34 @@ extension Agent {
             existing.record.invitation?.addedAt = newest
             existing.record.status = .invited
             try store.updateGroup(existing, db)
-            return [groupEvent(existing.record, "\(sender.name) invited you to \(existing.record.localName) again: `belay group join \(existing.record.localName)`",
-                               contact: sender.name)]
+            return [
+                groupEvent(
+                    existing.record, "\(sender.name) invited you to \(existing.record.localName) again: `belay group join \(existing.record.localName)`",
+                    contact: sender.name)
+            ]
         }
         // Bounded in all, and per inviter, so that one contact cannot crowd out the others.
         let live = try store.groups(db).filter { !$0.record.status.isOver }
         let fromSender = live.filter { $0.record.status == .invited && $0.record.invitation?.admin == sender.identity }.count
         guard existing != nil || (live.count < GroupRecord.maxGroups && fromSender < GroupRecord.maxInvitationsPerInviter) else {
-            return [ReadEvent(kind: .warning, contact: sender.name, text: "\(sender.name) invited you to a group, but too many invitations are "
-                              + "waiting for your answer (join or forget some); it was refused")]
+            return [
+                ReadEvent(
+                    kind: .warning, contact: sender.name,
+                    text: "\(sender.name) invited you to a group, but too many invitations are "
+                        + "waiting for your answer (join or forget some); it was refused")
+            ]
         }
         let name = Names.unique((try? Self.validate(name: wanted)) ?? "group", among: live.map(\.record.localName))
         var record = GroupRecord(state: Data(), localName: name, status: .invited)
         record.invitation = .init(group: Data(id), admin: sender.identity, name: wanted, roster: roster, addedAt: addedAt)
         if let existing { try store.updateGroup(.init(id: existing.id, record: record), db) } else { try store.insertGroup(record, id: id, db) }
         let what = roster ? "the on-call roster" : "the group"
-        return [groupEvent(record, "\(sender.name) invited you to \(what) \(name). You learn who is in it, they can reach you, and you are "
-                           + "paired with its members only if you join: `belay group join \(name)`", contact: sender.name)]
+        return [
+            groupEvent(
+                record,
+                "\(sender.name) invited you to \(what) \(name). You learn who is in it, they can reach you, and you are "
+                    + "paired with its members only if you join: `belay group join \(name)`", contact: sender.name)
+        ]
     }
 
     /// Applies one verified successor and says what changed.

@@ -18,24 +18,29 @@ extension Agent {
                 guard !row.record.awaitingHello else { throw ClientError.notYetPaired(row.record.name) }
                 guard !members.contains(where: { Data($0.identity.bytes) == row.record.identity }) else { continue }
                 let isCoordinator = roster && coordinator.map { Names.same($0, row.record.name) } == true
-                members.append(.init(identity: try PublicIdentity(bytes: [UInt8](row.record.identity)), name: row.record.name,
-                                     role: isCoordinator ? .coordinator : .member, addedAt: 1, joined: false))
+                members.append(
+                    .init(
+                        identity: try PublicIdentity(bytes: [UInt8](row.record.identity)), name: row.record.name,
+                        role: isCoordinator ? .coordinator : .member, addedAt: 1, joined: false))
             }
             guard !members.isEmpty else { throw ClientError.invalidInput("a group needs at least one other member (--members A,B,…)") }
             guard members.count < GroupState.maxMembers else { throw ClientError.invalidInput("a group holds at most \(GroupState.maxMembers) members") }
             if roster, let coordinator, !coordinatorIsUs, !members.contains(where: \.isCoordinator) {
                 throw ClientError.notGroupMember(group: name, member: coordinator)
             }
-            let us = GroupState.Member(identity: identity.publicIdentity, name: "", role: roster && coordinatorIsUs ? .adminCoordinator : .admin,
-                                       addedAt: 1, joined: true)
-            var state = GroupState(id: SystemRandom().bytes(GroupState.idLength), version: 1, previous: [UInt8](repeating: 0, count: GroupState.hashLength),
-                                   name: name, roster: roster, members: [us] + members, signer: identity.publicIdentity)
+            let us = GroupState.Member(
+                identity: identity.publicIdentity, name: "", role: roster && coordinatorIsUs ? .adminCoordinator : .admin,
+                addedAt: 1, joined: true)
+            var state = GroupState(
+                id: SystemRandom().bytes(GroupState.idLength), version: 1, previous: [UInt8](repeating: 0, count: GroupState.hashLength),
+                name: name, roster: roster, members: [us] + members, signer: identity.publicIdentity)
             try state.sign(with: identity)
             var record = GroupRecord(state: Data(state.encoded()), localName: name, status: .joined)
             var contacts = try contactsByIdentity(db)
             // Each is told the group's name, not who else is in it, until they join.
-            let ids = try fanOut(.invite(group: state.id, name: name, roster: roster, addedAt: 1), to: members.map { Data($0.identity.bytes) },
-                                 record: &record, contacts: &contacts, db)
+            let ids = try fanOut(
+                .invite(group: state.id, name: name, roster: roster, addedAt: 1), to: members.map { Data($0.identity.bytes) },
+                record: &record, contacts: &contacts, db)
             try store.insertGroup(record, id: state.id, db)
             return ids
         }
@@ -63,7 +68,8 @@ extension Agent {
         try await changeGroup(name) { state, record, db in
             let contacts = try contactsByIdentity(db)
             guard let m = state.members.first(where: { Names.same(displayName(Data($0.identity.bytes), state: state, contacts: contacts), member) }),
-                  Data(m.identity.bytes) != ownIdentity else {
+                Data(m.identity.bytes) != ownIdentity
+            else {
                 throw ClientError.notGroupMember(group: record.localName, member: member)
             }
             return try successor(of: state) { s in s.members.removeAll { $0.identity == m.identity } }
@@ -90,11 +96,13 @@ extension Agent {
             var contacts = try contactsByIdentity(db)
             g.record.state = Data(next.encoded())
             g.record.held.removeAll { held in !next.members.contains { Data($0.identity.bytes) == held.identity } }
-            var ids = try fanOut(.state(next), to: told.subtracting(departed).sorted { $0.lexicographicallyPrecedes($1) },
-                                 record: &g.record, contacts: &contacts, db)
+            var ids = try fanOut(
+                .state(next), to: told.subtracting(departed).sorted { $0.lexicographicallyPrecedes($1) },
+                record: &g.record, contacts: &contacts, db)
             for m in added {
-                ids += try fanOut(.invite(group: next.id, name: next.name, roster: next.roster, addedAt: m.addedAt), to: [Data(m.identity.bytes)],
-                                  record: &g.record, contacts: &contacts, db)
+                ids += try fanOut(
+                    .invite(group: next.id, name: next.name, roster: next.roster, addedAt: m.addedAt), to: [Data(m.identity.bytes)],
+                    record: &g.record, contacts: &contacts, db)
             }
             if next.retired {
                 g.record.status = .retired
@@ -119,7 +127,8 @@ extension Agent {
             }
             g.record.status = .joined
             var contacts = try contactsByIdentity(db)
-            let ids = try fanOut(.join(group: [UInt8](invitation.group), addedAt: invitation.addedAt), to: [invitation.admin], record: &g.record, contacts: &contacts, db)
+            let ids = try fanOut(
+                .join(group: [UInt8](invitation.group), addedAt: invitation.addedAt), to: [invitation.admin], record: &g.record, contacts: &contacts, db)
             try store.updateGroup(g, db)
             return ids
         }
@@ -147,8 +156,9 @@ extension Agent {
             let state = try g.record.decodedState()
             let admins = state.members.filter(\.isAdmin)
             if admins.count == 1, admins[0].identity == identity.publicIdentity, state.members.count > 1 {
-                throw ClientError.invalidInput("you are the only admin of \(g.record.localName): leaving would leave nobody to change it; "
-                                               + "end it for everyone with `belay group retire \(g.record.localName)`")
+                throw ClientError.invalidInput(
+                    "you are the only admin of \(g.record.localName): leaving would leave nobody to change it; "
+                        + "end it for everyone with `belay group retire \(g.record.localName)`")
             }
             var contacts = try contactsByIdentity(db)
             let told = Set(recipients(state, g.record) + admins.map { Data($0.identity.bytes) }).filter { contacts[$0] != nil }
@@ -187,13 +197,15 @@ extension Agent {
         try read { db in
             try store.groups(db).map { g in
                 guard g.record.hasState else {
-                    return GroupSummary(name: g.record.localName, roster: g.record.invitation?.roster ?? false, status: g.record.status.rawValue,
-                                        version: 0, members: 0, admin: false)
+                    return GroupSummary(
+                        name: g.record.localName, roster: g.record.invitation?.roster ?? false, status: g.record.status.rawValue,
+                        version: 0, members: 0, admin: false)
                 }
                 let state = try g.record.decodedState()
-                return GroupSummary(name: g.record.localName, roster: state.roster, status: g.record.status.rawValue, version: state.version,
-                                    members: state.members.filter { g.record.isActive(Data($0.identity.bytes), in: state) || !$0.joined }.count,
-                                    admin: state.member(identity.publicIdentity)?.isAdmin == true)
+                return GroupSummary(
+                    name: g.record.localName, roster: state.roster, status: g.record.status.rawValue, version: state.version,
+                    members: state.members.filter { g.record.isActive(Data($0.identity.bytes), in: state) || !$0.joined }.count,
+                    admin: state.member(identity.publicIdentity)?.isAdmin == true)
             }
         }
     }
@@ -209,10 +221,11 @@ extension Agent {
                 let duty = g.record.duty.first { $0.identity == id }
                 let you = id == ownIdentity
                 let onDuty = state.roster && g.record.onDuty(id, now: now)
-                return GroupMemberSummary(name: displayName(id, state: state, contacts: contacts), you: you, admin: m.isAdmin, coordinator: m.isCoordinator,
-                                          status: !m.joined ? "invited" : g.record.isActive(id, in: state) ? "joined" : "left",
-                                          paired: you || contacts[id].map { !$0.record.awaitingHello } == true, onDuty: onDuty,
-                                          dutyUntil: onDuty && (duty?.until ?? 0) != 0 ? duty?.until : nil)
+                return GroupMemberSummary(
+                    name: displayName(id, state: state, contacts: contacts), you: you, admin: m.isAdmin, coordinator: m.isCoordinator,
+                    status: !m.joined ? "invited" : g.record.isActive(id, in: state) ? "joined" : "left",
+                    paired: you || contacts[id].map { !$0.record.awaitingHello } == true, onDuty: onDuty,
+                    dutyUntil: onDuty && (duty?.until ?? 0) != 0 ? duty?.until : nil)
             }
         }
     }

@@ -30,7 +30,9 @@ extension Agent {
             guard var g = try store.group(named: name, db), !g.record.status.isOver else { throw ClientError.unknownGroup(name) }
             let state = try g.record.decodedState()
             guard state.roster else { throw ClientError.invalidInput("\(g.record.localName) is a group, not a roster; duty is for rosters") }
-            guard g.record.status == .joined else { throw ClientError.invalidInput("join \(g.record.localName) first: `belay group join \(g.record.localName)`") }
+            guard g.record.status == .joined else {
+                throw ClientError.invalidInput("join \(g.record.localName) first: `belay group join \(g.record.localName)`")
+            }
             g.record.duty.removeAll { $0.identity == ownIdentity }
             g.record.duty.append(.init(identity: ownIdentity, on: on, until: until ?? 0))
             var contacts = try contactsByIdentity(db)
@@ -45,8 +47,10 @@ extension Agent {
     /// now and deposited as timed releases at their relays (the claim lock first, then the
     /// coordinator's tier, then everyone's), each carrying what is needed to cancel the ones
     /// after it, so the request escalates on time with this device switched off.
-    public func request(roster name: String, text: String, claimWithin window: UInt64 = Agent.defaultClaimWindow,
-                        nameClaimer: Bool = false) async throws -> RequestOutcome {
+    public func request(
+        roster name: String, text: String, claimWithin window: UInt64 = Agent.defaultClaimWindow,
+        nameClaimer: Bool = false
+    ) async throws -> RequestOutcome {
         guard Self.claimWindowRange.contains(window) else { throw ClientError.invalidInput("--claim-within must be from 1 minute to 7 days") }
         guard !text.isEmpty, text.utf8.count <= GroupMessage.maxRequestLength else {
             throw ClientError.invalidInput("a request must be 1 to \(GroupMessage.maxRequestLength) bytes")
@@ -63,7 +67,9 @@ extension Agent {
         }
         let reachable = duty.filter { contacts[$0.0].map { !$0.record.awaitingHello } == true }
         var unreachable = duty.filter { contacts[$0.0].map { !$0.record.awaitingHello } != true }.map { displayName($0.0, state: state, contacts: contacts) }
-        guard !reachable.isEmpty else { throw ClientError.invalidInput("nobody in \(name) can be reached yet: the roster's pairings finish as members run `belay read`") }
+        guard !reachable.isEmpty else {
+            throw ClientError.invalidInput("nobody in \(name) can be reached yet: the roster's pairings finish as members run `belay read`")
+        }
         let onDuty = reachable.filter(\.1).map(\.0)
         let tier0 = onDuty.isEmpty ? reachable.map(\.0) : onDuty
         let tier1 = reachable.map(\.0).filter { !tier0.contains($0) }
@@ -77,9 +83,10 @@ extension Agent {
             // The first copy carries every timer: if that cannot fit one message (a large roster on
             // relays with long addresses), say so before anything is deposited.
             let laterTargets = (coordinator.map { [$0] } ?? []) + tier1
-            let probe = RosterRequest(group: state.id, id: id, text: text, tier: 0, window: UInt32(window), requestedAt: requestedAt, tiers: tiers,
-                                      nameClaimer: nameClaimer, lock: Self.probeCancel(contacts[coordinator ?? tier0[0]]),
-                                      cancels: laterTargets.map { Self.probeCancel(contacts[$0]) })
+            let probe = RosterRequest(
+                group: state.id, id: id, text: text, tier: 0, window: UInt32(window), requestedAt: requestedAt, tiers: tiers,
+                nameClaimer: nameClaimer, lock: Self.probeCancel(contacts[coordinator ?? tier0[0]]),
+                cancels: laterTargets.map { Self.probeCancel(contacts[$0]) })
             guard GroupMessage.request(probe).encoded().count + Self.requestSizeMargin <= Envelope.maxContentLength else {
                 throw ClientError.invalidInput("this request, with its escalation to \(laterTargets.count) members, does not fit one message; shorten it")
             }
@@ -88,19 +95,23 @@ extension Agent {
             let lockTarget = coordinator ?? tier0[0]
             let lockDelay = UInt64(tiers - 1) * window + Self.claimAfterLastTier
             guard let lock = try await depositHeld(.unclaimed(group: state.id, request: id), to: lockTarget, delay: lockDelay, pool: pool) else {
-                throw ClientError.relayUnreachable(relay: contacts[lockTarget]?.record.outlet.relay ?? "?", why: "the claim lock could not be deposited", queued: 0)
+                throw ClientError.relayUnreachable(
+                    relay: contacts[lockTarget]?.record.outlet.relay ?? "?", why: "the claim lock could not be deposited", queued: 0)
             }
             let cancel = { (t: RequestRecord.Timer) in RosterRequest.Cancel(relay: t.relay, timerId: [UInt8](t.id), timerSeed: [UInt8](t.seed)) }
             func copy(tier: UInt8, cancels: [RequestRecord.Timer]) -> RosterRequest {
-                RosterRequest(group: state.id, id: id, text: text, tier: tier, window: UInt32(window), requestedAt: requestedAt, tiers: tiers,
-                              nameClaimer: nameClaimer, lock: cancel(lock), cancels: cancels.map(cancel))
+                RosterRequest(
+                    group: state.id, id: id, text: text, tier: tier, window: UInt32(window), requestedAt: requestedAt, tiers: tiers,
+                    nameClaimer: nameClaimer, lock: cancel(lock), cancels: cancels.map(cancel))
             }
             // Recorded from here on, each timer as it is made: after a crash part-way, this device
             // still knows the request and the timers it left.
             try recordOwnRequest(groupRow: groupId, group: state.id) { requests in
-                requests.append(RequestRecord(id: Data(id), from: ownIdentity, mine: true, text: text, tier: 0, window: UInt32(window),
-                                              requestedAt: requestedAt, tiers: tiers, nameClaimer: nameClaimer, lock: lock, cancels: [],
-                                              state: .open, claimedBy: nil, shownTier: 0))
+                requests.append(
+                    RequestRecord(
+                        id: Data(id), from: ownIdentity, mine: true, text: text, tier: 0, window: UInt32(window),
+                        requestedAt: requestedAt, tiers: tiers, nameClaimer: nameClaimer, lock: lock, cancels: [],
+                        state: .open, claimedBy: nil, shownTier: 0))
             }
             var later: [RequestRecord.Timer] = []
             for (tier, targets) in [(UInt8(2), coordinator.map { [$0] } ?? []), (UInt8(1), tier1)] {
@@ -122,15 +133,18 @@ extension Agent {
                 guard var g = try store.group(id: state.id, db), g.id == groupId else { throw ClientError.unknownGroup(name) }
                 var contacts = try contactsByIdentity(db)
                 let ids = try fanOut(.request(first), to: tier0, record: &g.record, contacts: &contacts, db)
-                try store.appendGroupHistory(HistoryEntry(direction: .outgoing, kind: "request", sequence: 0, sentAt: requestedAt * 1000, receivedAt: 0,
-                                                          text: text), group: g.id, db)
+                try store.appendGroupHistory(
+                    HistoryEntry(
+                        direction: .outgoing, kind: "request", sequence: 0, sentAt: requestedAt * 1000, receivedAt: 0,
+                        text: text), group: g.id, db)
                 try store.updateGroup(g, db)
                 return ids
             }
             let failed = Set(await flushEach(ids, pool: pool))
             unreachable += ids.filter { failed.contains($0) }.compactMap { i in contacts.values.first { $0.id == i }?.record.name }
-            return RequestOutcome(id: Hex.encode(id), first: tier0.map { displayName($0, state: state, contacts: contacts) }.sorted(),
-                                  escalatesAt: (1..<tiers).map { requestedAt + UInt64($0) * window }, unreachable: unreachable.sorted())
+            return RequestOutcome(
+                id: Hex.encode(id), first: tier0.map { displayName($0, state: state, contacts: contacts) }.sorted(),
+                escalatesAt: (1..<tiers).map { requestedAt + UInt64($0) * window }, unreachable: unreachable.sorted())
         }
     }
 
@@ -140,7 +154,9 @@ extension Agent {
             guard var g = try store.group(id: group, db), g.id == groupRow else { return }
             change(&g.record.requests)
             // Someone else's requests make room first: one's own carries the fallback.
-            while g.record.requests.count > GroupRecord.maxRequests, let i = g.record.requests.firstIndex(where: { !$0.mine }) ?? g.record.requests.indices.first {
+            while g.record.requests.count > GroupRecord.maxRequests,
+                let i = g.record.requests.firstIndex(where: { !$0.mine }) ?? g.record.requests.indices.first
+            {
                 g.record.requests.remove(at: i)
             }
             try store.updateGroup(g, db)

@@ -24,8 +24,10 @@ extension Agent {
     /// for those not paired with us yet (at most `GroupRecord.maxHeld`, oldest dropped first).
     /// Returns the contact rows to flush.
     @discardableResult
-    func fanOut(_ message: GroupMessage, to identities: [Data], record: inout GroupRecord, contacts: inout [Data: ClientStore.Row<ContactRecord>],
-                _ db: Database) throws -> [Int64] {
+    func fanOut(
+        _ message: GroupMessage, to identities: [Data], record: inout GroupRecord, contacts: inout [Data: ClientStore.Row<ContactRecord>],
+        _ db: Database
+    ) throws -> [Int64] {
         let body = message.encoded()
         var queued: [Int64] = []
         for identity in identities where identity != ownIdentity {
@@ -55,7 +57,12 @@ extension Agent {
             var pending = Set(ids).sorted()[...]
             func next() {
                 guard let id = pending.popFirst() else { return }
-                tasks.addTask { do { try await self.flush(contact: id, pool: pool); return nil } catch { return id } }
+                tasks.addTask {
+                    do {
+                        try await self.flush(contact: id, pool: pool)
+                        return nil
+                    } catch { return id }
+                }
             }
             for _ in 0..<max(1, fanOutParallelism) { next() }
             while let result = await tasks.next() {

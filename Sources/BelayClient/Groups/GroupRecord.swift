@@ -84,8 +84,10 @@ struct GroupRecord: Codable, Sendable {
 
     func decodedState() throws -> GroupState {
         guard hasState else {
-            throw ClientError.invalidInput(status == .invited ? "you have not joined \(localName): `belay group join \(localName)`"
-                                                                : "an admin of \(localName) has not confirmed your joining yet; they do when they next read")
+            throw ClientError.invalidInput(
+                status == .invited
+                    ? "you have not joined \(localName): `belay group join \(localName)`"
+                    : "an admin of \(localName) has not confirmed your joining yet; they do when they next read")
         }
         do { return try GroupState(decoding: [UInt8](state)) } catch { throw ClientError.stateDamaged("a group's state is damaged") }
     }

@@ -37,8 +37,13 @@ extension Agent {
             for row in [first, second] where row.record.awaitingHello { throw ClientError.notYetPaired(row.record.name) }
             try queue([(.introduction, IntroductionMessage.offer(id: id, note: note, first: true).encoded(), nil)], for: &first, db)
             try queue([(.introduction, IntroductionMessage.offer(id: id, note: note, first: false).encoded(), nil)], for: &second, db)
-            try store.saveIntroduction(nil, IntroRecord(id: Data(id), note: note, createdAt: now(), role: .introducer(.init(
-                a: first.record.identity, b: second.record.identity, aAnswer: nil, bAnswer: nil, invitation: nil, completed: false))), db)
+            try store.saveIntroduction(
+                nil,
+                IntroRecord(
+                    id: Data(id), note: note, createdAt: now(),
+                    role: .introducer(
+                        .init(
+                            a: first.record.identity, b: second.record.identity, aAnswer: nil, bAnswer: nil, invitation: nil, completed: false))), db)
             return [first.id, second.id]
         }
         let failed = await flushEach(ids)
@@ -54,14 +59,16 @@ extension Agent {
                 switch r.role {
                 case let .introducer(i):
                     let names = [i.a, i.b].map { displayName($0, state: nil, contacts: contacts) }.joined(separator: " and ")
-                    return IntroductionSummary(id: Hex.encode([UInt8](r.id)), state: i.completed ? "done" : "waiting", from: "you: " + names,
-                                               note: r.note, createdAt: r.createdAt)
+                    return IntroductionSummary(
+                        id: Hex.encode([UInt8](r.id)), state: i.completed ? "done" : "waiting", from: "you: " + names,
+                        note: r.note, createdAt: r.createdAt)
                 case let .side(s):
                     let waiting = try store.invitations(db).contains { $0.record.text == s.ownInvitation }
                     let paired = s.paired || (s.ownInvitation != nil && !waiting)
                     let state = paired ? "paired" : s.withdrawn ? "withdrawn" : s.accepted.map { $0 ? "accepted" : "declined" } ?? "offered"
-                    return IntroductionSummary(id: Hex.encode([UInt8](r.id)), state: state, from: displayName(s.introducer, state: nil, contacts: contacts),
-                                               note: r.note, createdAt: r.createdAt)
+                    return IntroductionSummary(
+                        id: Hex.encode([UInt8](r.id)), state: state, from: displayName(s.introducer, state: nil, contacts: contacts),
+                        note: r.note, createdAt: r.createdAt)
                 }
             }
         }
@@ -95,8 +102,9 @@ extension Agent {
             record.role = .side(updated)
             try store.saveIntroduction(row, record, db)
             guard var contact = try store.contact(id: introducer.id, db) else { throw ClientError.unknownContact(introducer.record.name) }
-            try queue([(.introduction, IntroductionMessage.answer(id: [UInt8](row.record.id), accept: accept, invitation: invitation).encoded(), nil)],
-                      for: &contact, db)
+            try queue(
+                [(.introduction, IntroductionMessage.answer(id: [UInt8](row.record.id), accept: accept, invitation: invitation).encoded(), nil)],
+                for: &contact, db)
         }
         _ = await flushEach([introducer.id])
     }
@@ -114,14 +122,26 @@ extension Agent {
                 if case let .side(s) = row.record.role, s.accepted == nil, !s.withdrawn { s } else { nil }
             }
             guard open.count < Self.maxOpenOffers, open.filter({ $0.introducer == sender.identity }).count < Self.maxOpenOffersPerIntroducer else {
-                return [ReadEvent(kind: .warning, contact: sender.name, text: "\(sender.name) offered an introduction, but \(Self.maxOpenOffers) offers "
-                                  + "are already waiting for your answer; answer or decline some first")]
+                return [
+                    ReadEvent(
+                        kind: .warning, contact: sender.name,
+                        text: "\(sender.name) offered an introduction, but \(Self.maxOpenOffers) offers "
+                            + "are already waiting for your answer; answer or decline some first")
+                ]
             }
-            try store.saveIntroduction(nil, IntroRecord(id: Data(message.id), note: note, createdAt: now(), role: .side(.init(
-                introducer: sender.identity, first: first, accepted: nil, name: nil, withdrawn: false, paired: false))), db)
-            return [ReadEvent(kind: .introduction, contact: sender.name,
-                              text: "\(sender.name) would like to introduce you to someone" + (note.isEmpty ? "" : ": \(note)"),
-                              notes: ["you learn who only if you both accept: belay introduction accept \(id.prefix(8)) (or decline)"], id: id, from: sender.name)]
+            try store.saveIntroduction(
+                nil,
+                IntroRecord(
+                    id: Data(message.id), note: note, createdAt: now(),
+                    role: .side(
+                        .init(
+                            introducer: sender.identity, first: first, accepted: nil, name: nil, withdrawn: false, paired: false))), db)
+            return [
+                ReadEvent(
+                    kind: .introduction, contact: sender.name,
+                    text: "\(sender.name) would like to introduce you to someone" + (note.isEmpty ? "" : ": \(note)"),
+                    notes: ["you learn who only if you both accept: belay introduction accept \(id.prefix(8)) (or decline)"], id: id, from: sender.name)
+            ]
         case let .answer(_, accept, invitation):
             guard let row = existing, case var .introducer(i) = row.record.role, !i.completed else { return [] }
             let isA = sender.identity == i.a
@@ -134,14 +154,29 @@ extension Agent {
                 i.completed = true
                 let other = isA ? i.b : i.a
                 if var row = contacts[other] { try queue([(.introduction, IntroductionMessage.withdrawn(id: message.id).encoded(), nil)], for: &row, db) }
-                events.append(ReadEvent(kind: .introduction, contact: sender.name, text: "\(sender.name) declined your introduction; the other person is told it will not go ahead", id: id))
+                events.append(
+                    ReadEvent(
+                        kind: .introduction, contact: sender.name,
+                        text: "\(sender.name) declined your introduction; the other person is told it will not go ahead", id: id))
             } else if i.aAnswer == true, i.bAnswer == true, let invitation = i.invitation, var a = contacts[i.a], var b = contacts[i.b] {
                 i.completed = true
-                try queue([(.introduction, IntroductionMessage.named(id: message.id, name: b.record.name,
-                                                                         identity: try PublicIdentity(bytes: [UInt8](b.record.identity))).encoded(), nil)], for: &a, db)
-                try queue([(.introduction, IntroductionMessage.forward(id: message.id, invitation: invitation, name: a.record.name).encoded(), nil)], for: &b, db)
+                try queue(
+                    [
+                        (
+                            .introduction,
+                            IntroductionMessage.named(
+                                id: message.id, name: b.record.name,
+                                identity: try PublicIdentity(bytes: [UInt8](b.record.identity))
+                            ).encoded(), nil
+                        )
+                    ], for: &a, db)
+                try queue(
+                    [(.introduction, IntroductionMessage.forward(id: message.id, invitation: invitation, name: a.record.name).encoded(), nil)], for: &b, db)
                 contacts[i.a] = a
-                events.append(ReadEvent(kind: .introduction, contact: nil, text: "\(a.record.name) and \(b.record.name) both accepted your introduction; they are being paired", id: id))
+                events.append(
+                    ReadEvent(
+                        kind: .introduction, contact: nil, text: "\(a.record.name) and \(b.record.name) both accepted your introduction; they are being paired",
+                        id: id))
             }
             var record = row.record
             record.role = .introducer(i)
@@ -186,7 +221,6 @@ extension Agent {
         }
     }
 }
-
 
 extension Agent {
     /// Pairs the second side of an introduction with the invitation passed on to it.
@@ -235,7 +269,8 @@ extension Agent {
                 var record = row.record
                 record.role = .side(s)
                 try? write { db in try store.saveIntroduction(row, record, db) }
-                events.append(ReadEvent(kind: .warning, contact: nil, text: "an introduction you accepted cannot be completed (\(why)); ask the introducer again"))
+                events.append(
+                    ReadEvent(kind: .warning, contact: nil, text: "an introduction you accepted cannot be completed (\(why)); ask the introducer again"))
             } catch {
                 events.append(ReadEvent(kind: .warning, contact: nil, text: "an accepted introduction is not paired yet (\(error)); the next read tries again"))
             }

@@ -32,8 +32,9 @@ extension ClientStore {
 
     @discardableResult
     func insertGroup(_ record: GroupRecord, id: [UInt8], _ db: Database) throws -> Int64 {
-        try db.execute(sql: "INSERT INTO grp(tag, sealed) VALUES (?, ?)",
-                       arguments: [Data(try groupTag(id)), Data(try requireVault().sealRecord(record, context: "group"))])
+        try db.execute(
+            sql: "INSERT INTO grp(tag, sealed) VALUES (?, ?)",
+            arguments: [Data(try groupTag(id)), Data(try requireVault().sealRecord(record, context: "group"))])
         return db.lastInsertedRowID
     }
 
@@ -55,8 +56,9 @@ extension ClientStore {
     }
 
     func updateGroupHistory(id: Int64, group: Int64, _ entry: HistoryEntry, _ db: Database) throws {
-        try db.execute(sql: "UPDATE group_history SET sealed = ? WHERE id = ? AND group_id = ?",
-                       arguments: [Data(try requireVault().sealRecord(entry, context: "group history:\(group)")), id, group])
+        try db.execute(
+            sql: "UPDATE group_history SET sealed = ? WHERE id = ? AND group_id = ?",
+            arguments: [Data(try requireVault().sealRecord(entry, context: "group history:\(group)")), id, group])
     }
 
     /// Deletes a group's history (secure_delete overwrites the freed pages).
@@ -71,7 +73,8 @@ extension ClientStore {
     }
 
     func updateInvitation(_ row: Row<InvitationRecord>, _ db: Database) throws {
-        try db.execute(sql: "UPDATE invitation SET sealed = ? WHERE id = ?", arguments: [Data(try requireVault().sealRecord(row.record, context: "invitation")), row.id])
+        try db.execute(
+            sql: "UPDATE invitation SET sealed = ? WHERE id = ?", arguments: [Data(try requireVault().sealRecord(row.record, context: "invitation")), row.id])
     }
 
     // MARK: Introductions

@@ -65,16 +65,17 @@ final class ClientStore: @unchecked Sendable {
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
         m.registerMigration("v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL);
-                CREATE TABLE contact (id INTEGER PRIMARY KEY, name_tag BLOB NOT NULL UNIQUE, sealed BLOB NOT NULL);
-                CREATE TABLE invitation (id INTEGER PRIMARY KEY, sealed BLOB NOT NULL);
-                CREATE TABLE history (id INTEGER PRIMARY KEY, contact_id INTEGER NOT NULL REFERENCES contact(id) ON DELETE CASCADE,
-                                      sealed BLOB NOT NULL);
-                CREATE INDEX history_by_contact ON history(contact_id, id);
-                CREATE TABLE outbox (id INTEGER PRIMARY KEY, contact_id INTEGER NOT NULL REFERENCES contact(id) ON DELETE CASCADE,
-                                     sealed BLOB NOT NULL);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL);
+                    CREATE TABLE contact (id INTEGER PRIMARY KEY, name_tag BLOB NOT NULL UNIQUE, sealed BLOB NOT NULL);
+                    CREATE TABLE invitation (id INTEGER PRIMARY KEY, sealed BLOB NOT NULL);
+                    CREATE TABLE history (id INTEGER PRIMARY KEY, contact_id INTEGER NOT NULL REFERENCES contact(id) ON DELETE CASCADE,
+                                          sealed BLOB NOT NULL);
+                    CREATE INDEX history_by_contact ON history(contact_id, id);
+                    CREATE TABLE outbox (id INTEGER PRIMARY KEY, contact_id INTEGER NOT NULL REFERENCES contact(id) ON DELETE CASCADE,
+                                         sealed BLOB NOT NULL);
+                    """)
         }
         m.registerMigration("v2 check-ins") { db in
             try db.execute(sql: "CREATE TABLE checkin (id INTEGER PRIMARY KEY CHECK (id = 1), sealed BLOB NOT NULL)")
@@ -82,21 +83,23 @@ final class ClientStore: @unchecked Sendable {
         // v3: a keyed tag of each contact's inbox, so that a delivered message finds its contact
         // without opening every contact record. Filled on unlock for rows made before it.
         m.registerMigration("v3 inbox tags") { db in
-            try db.execute(sql: """
-                ALTER TABLE contact ADD COLUMN inbox_tag BLOB;
-                CREATE UNIQUE INDEX contact_by_inbox ON contact(inbox_tag);
-                """)
+            try db.execute(
+                sql: """
+                    ALTER TABLE contact ADD COLUMN inbox_tag BLOB;
+                    CREATE UNIQUE INDEX contact_by_inbox ON contact(inbox_tag);
+                    """)
         }
         // v4: groups and rosters, their history, and warm introductions (docs/GROUPS.md). A
         // group's row is found by a keyed tag of its id; its name is only inside the record.
         m.registerMigration("v4 groups") { db in
-            try db.execute(sql: """
-                CREATE TABLE grp (id INTEGER PRIMARY KEY, tag BLOB NOT NULL UNIQUE, sealed BLOB NOT NULL);
-                CREATE TABLE group_history (id INTEGER PRIMARY KEY, group_id INTEGER NOT NULL REFERENCES grp(id) ON DELETE CASCADE,
-                                            sealed BLOB NOT NULL);
-                CREATE INDEX group_history_by_group ON group_history(group_id, id);
-                CREATE TABLE intro (id INTEGER PRIMARY KEY, sealed BLOB NOT NULL);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE grp (id INTEGER PRIMARY KEY, tag BLOB NOT NULL UNIQUE, sealed BLOB NOT NULL);
+                    CREATE TABLE group_history (id INTEGER PRIMARY KEY, group_id INTEGER NOT NULL REFERENCES grp(id) ON DELETE CASCADE,
+                                                sealed BLOB NOT NULL);
+                    CREATE INDEX group_history_by_group ON group_history(group_id, id);
+                    CREATE TABLE intro (id INTEGER PRIMARY KEY, sealed BLOB NOT NULL);
+                    """)
         }
         return m
     }
@@ -110,8 +113,9 @@ final class ClientStore: @unchecked Sendable {
 
     func setCheckin(_ record: CheckinRecord?, _ db: Database) throws {
         guard let record else { return try db.execute(sql: "DELETE FROM checkin") }
-        try db.execute(sql: "INSERT OR REPLACE INTO checkin(id, sealed) VALUES (1, ?)",
-                       arguments: [Data(try requireVault().sealRecord(record, context: "checkin"))])
+        try db.execute(
+            sql: "INSERT OR REPLACE INTO checkin(id, sealed) VALUES (1, ?)",
+            arguments: [Data(try requireVault().sealRecord(record, context: "checkin"))])
     }
 
     func unlock(_ vault: Vault) { self.vault = vault }
@@ -150,17 +154,22 @@ final class ClientStore: @unchecked Sendable {
     }
 
     func contact(named name: String, _ db: Database) throws -> Row<ContactRecord>? {
-        try GRDB.Row.fetchOne(db, sql: "SELECT id, name_tag, sealed FROM contact WHERE name_tag = ?",
-                              arguments: [Data(try requireVault().tag(name))]).map(openContact)
+        try GRDB.Row.fetchOne(
+            db, sql: "SELECT id, name_tag, sealed FROM contact WHERE name_tag = ?",
+            arguments: [Data(try requireVault().tag(name))]
+        ).map(openContact)
     }
 
     @discardableResult
     func insertContact(_ c: ContactRecord, _ db: Database) throws -> Int64 {
         let vault = try requireVault()
         let tag = try vault.tag(c.name)
-        try db.execute(sql: "INSERT INTO contact(name_tag, inbox_tag, sealed) VALUES (?, ?, ?)",
-                       arguments: [Data(tag), Data(try inboxTag(c.inbox.recipientId)),
-                                   Data(try vault.sealRecord(c, context: "contact:" + Hex.encode(tag)))])
+        try db.execute(
+            sql: "INSERT INTO contact(name_tag, inbox_tag, sealed) VALUES (?, ?, ?)",
+            arguments: [
+                Data(tag), Data(try inboxTag(c.inbox.recipientId)),
+                Data(try vault.sealRecord(c, context: "contact:" + Hex.encode(tag))),
+            ])
         return db.lastInsertedRowID
     }
 
@@ -170,8 +179,10 @@ final class ClientStore: @unchecked Sendable {
 
     /// The contact whose inbox has this recipient id, found through its tag.
     func contact(inbox recipientId: Data, _ db: Database) throws -> Row<ContactRecord>? {
-        try GRDB.Row.fetchOne(db, sql: "SELECT id, name_tag, sealed FROM contact WHERE inbox_tag = ?",
-                              arguments: [Data(try inboxTag(recipientId))]).map(openContact)
+        try GRDB.Row.fetchOne(
+            db, sql: "SELECT id, name_tag, sealed FROM contact WHERE inbox_tag = ?",
+            arguments: [Data(try inboxTag(recipientId))]
+        ).map(openContact)
     }
 
     func contact(id: Int64, _ db: Database) throws -> Row<ContactRecord>? {
@@ -182,16 +193,18 @@ final class ClientStore: @unchecked Sendable {
     func fillMissingInboxTags(_ db: Database) throws {
         guard try Int.fetchOne(db, sql: "SELECT count(*) FROM contact WHERE inbox_tag IS NULL") ?? 0 > 0 else { return }
         for row in try contacts(db) {
-            try db.execute(sql: "UPDATE contact SET inbox_tag = ? WHERE id = ? AND inbox_tag IS NULL",
-                           arguments: [Data(try inboxTag(row.record.inbox.recipientId)), row.id])
+            try db.execute(
+                sql: "UPDATE contact SET inbox_tag = ? WHERE id = ? AND inbox_tag IS NULL",
+                arguments: [Data(try inboxTag(row.record.inbox.recipientId)), row.id])
         }
     }
 
     func updateContact(_ row: Row<ContactRecord>, _ db: Database) throws {
         let vault = try requireVault()
         let tag = try vault.tag(row.record.name)
-        try db.execute(sql: "UPDATE contact SET sealed = ? WHERE id = ? AND name_tag = ?",
-                       arguments: [Data(try vault.sealRecord(row.record, context: "contact:" + Hex.encode(tag))), row.id, Data(tag)])
+        try db.execute(
+            sql: "UPDATE contact SET sealed = ? WHERE id = ? AND name_tag = ?",
+            arguments: [Data(try vault.sealRecord(row.record, context: "contact:" + Hex.encode(tag))), row.id, Data(tag)])
     }
 
     func deleteContact(_ id: Int64, _ db: Database) throws {
@@ -231,8 +244,10 @@ final class ClientStore: @unchecked Sendable {
     func appendTrimmed(table: String, owner: String, _ ownerId: Int64, sealed: [UInt8], _ db: Database) throws -> Int64 {
         try db.execute(sql: "INSERT INTO \(table)(\(owner), sealed) VALUES (?, ?)", arguments: [ownerId, Data(sealed)])
         let id = db.lastInsertedRowID
-        if let cutoff = try Int64.fetchOne(db, sql: "SELECT id FROM \(table) WHERE \(owner) = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
-                                           arguments: [ownerId, Self.maxHistoryPerContact]) {
+        if let cutoff = try Int64.fetchOne(
+            db, sql: "SELECT id FROM \(table) WHERE \(owner) = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+            arguments: [ownerId, Self.maxHistoryPerContact])
+        {
             try db.execute(sql: "DELETE FROM \(table) WHERE \(owner) = ? AND id <= ?", arguments: [ownerId, cutoff])
         }
         return id
@@ -249,8 +264,9 @@ final class ClientStore: @unchecked Sendable {
     }
 
     func updateHistory(id: Int64, contact: Int64, _ entry: HistoryEntry, _ db: Database) throws {
-        try db.execute(sql: "UPDATE history SET sealed = ? WHERE id = ? AND contact_id = ?",
-                       arguments: [Data(try requireVault().sealRecord(entry, context: "history:\(contact)")), id, contact])
+        try db.execute(
+            sql: "UPDATE history SET sealed = ? WHERE id = ? AND contact_id = ?",
+            arguments: [Data(try requireVault().sealRecord(entry, context: "history:\(contact)")), id, contact])
     }
 
     func history(contact: Int64, _ db: Database) throws -> [HistoryEntry] {
@@ -261,8 +277,9 @@ final class ClientStore: @unchecked Sendable {
     }
 
     func enqueue(_ send: PendingSend, contact: Int64, _ db: Database) throws {
-        try db.execute(sql: "INSERT INTO outbox(contact_id, sealed) VALUES (?, ?)",
-                       arguments: [contact, Data(try requireVault().sealRecord(send, context: "outbox:\(contact)"))])
+        try db.execute(
+            sql: "INSERT INTO outbox(contact_id, sealed) VALUES (?, ?)",
+            arguments: [contact, Data(try requireVault().sealRecord(send, context: "outbox:\(contact)"))])
     }
 
     func pending(contact: Int64, _ db: Database) throws -> [Row<PendingSend>] {

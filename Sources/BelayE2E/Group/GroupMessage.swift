@@ -38,7 +38,8 @@ public enum GroupMessage: Sendable, Equatable {
         switch self {
         case let .state(s): s.id
         case let .join(g, _), let .leave(g), let .text(g, _, _), let .introduce(g, _, _), let .duty(g, _, _),
-             let .claimed(g, _, _), let .unclaimed(g, _), let .invite(g, _, _, _): g
+            let .claimed(g, _, _), let .unclaimed(g, _), let .invite(g, _, _, _):
+            g
         case let .request(r): r.group
         }
     }
@@ -50,23 +51,45 @@ public enum GroupMessage: Sendable, Equatable {
             w.u8(Tag.state.rawValue)
             w.put(s.encoded())
         case let .join(g, addedAt):
-            w.u8(Tag.join.rawValue); w.put(g); w.u64(addedAt)
+            w.u8(Tag.join.rawValue)
+            w.put(g)
+            w.u64(addedAt)
         case let .leave(g):
-            w.u8(Tag.leave.rawValue); w.put(g)
+            w.u8(Tag.leave.rawValue)
+            w.put(g)
         case let .text(g, version, text):
-            w.u8(Tag.text.rawValue); w.put(g); w.u64(version); w.bytes16(Array(text.utf8))
+            w.u8(Tag.text.rawValue)
+            w.put(g)
+            w.u64(version)
+            w.bytes16(Array(text.utf8))
         case let .introduce(g, target, invitation):
-            w.u8(Tag.introduce.rawValue); w.put(g); w.put(target.bytes); w.bytes16(Array(invitation.utf8))
+            w.u8(Tag.introduce.rawValue)
+            w.put(g)
+            w.put(target.bytes)
+            w.bytes16(Array(invitation.utf8))
         case let .duty(g, on, until):
-            w.u8(Tag.duty.rawValue); w.put(g); w.u8(on ? 1 : 0); w.u64(until)
+            w.u8(Tag.duty.rawValue)
+            w.put(g)
+            w.u8(on ? 1 : 0)
+            w.u64(until)
         case let .request(r):
-            w.u8(Tag.request.rawValue); w.put(r.encoded())
+            w.u8(Tag.request.rawValue)
+            w.put(r.encoded())
         case let .claimed(g, request, by):
-            w.u8(Tag.claimed.rawValue); w.put(g); w.put(request); w.bytes16(by?.bytes ?? [])
+            w.u8(Tag.claimed.rawValue)
+            w.put(g)
+            w.put(request)
+            w.bytes16(by?.bytes ?? [])
         case let .unclaimed(g, request):
-            w.u8(Tag.unclaimed.rawValue); w.put(g); w.put(request)
+            w.u8(Tag.unclaimed.rawValue)
+            w.put(g)
+            w.put(request)
         case let .invite(g, name, roster, addedAt):
-            w.u8(Tag.invite.rawValue); w.put(g); w.bytes16(Array(name.utf8)); w.u8(roster ? 1 : 0); w.u64(addedAt)
+            w.u8(Tag.invite.rawValue)
+            w.put(g)
+            w.bytes16(Array(name.utf8))
+            w.u8(roster ? 1 : 0)
+            w.u64(addedAt)
         }
         return w.bytes
     }

@@ -51,8 +51,10 @@ public struct GroupState: Sendable, Equatable {
     public var signer: PublicIdentity
     public var signature: [UInt8] = []
 
-    public init(id: [UInt8], version: UInt64, previous: [UInt8], name: String, roster: Bool, retired: Bool = false,
-                members: [Member], signer: PublicIdentity) {
+    public init(
+        id: [UInt8], version: UInt64, previous: [UInt8], name: String, roster: Bool, retired: Bool = false,
+        members: [Member], signer: PublicIdentity
+    ) {
         (self.id, self.version, self.previous, self.name, self.roster, self.retired, self.members, self.signer) =
             (id, version, previous, name, roster, retired, members, signer)
     }

@@ -33,15 +33,28 @@ public enum IntroductionMessage: Sendable, Equatable {
         var w = ByteWriter()
         switch self {
         case let .offer(id, note, first):
-            w.u8(Tag.offer.rawValue); w.put(id); w.bytes16(Array(note.utf8)); w.u8(first ? 1 : 0)
+            w.u8(Tag.offer.rawValue)
+            w.put(id)
+            w.bytes16(Array(note.utf8))
+            w.u8(first ? 1 : 0)
         case let .answer(id, accept, invitation):
-            w.u8(Tag.answer.rawValue); w.put(id); w.u8(accept ? 1 : 0); w.bytes16(Array(invitation.utf8))
+            w.u8(Tag.answer.rawValue)
+            w.put(id)
+            w.u8(accept ? 1 : 0)
+            w.bytes16(Array(invitation.utf8))
         case let .forward(id, invitation, name):
-            w.u8(Tag.forward.rawValue); w.put(id); w.bytes16(Array(invitation.utf8)); w.bytes16(Array(name.utf8))
+            w.u8(Tag.forward.rawValue)
+            w.put(id)
+            w.bytes16(Array(invitation.utf8))
+            w.bytes16(Array(name.utf8))
         case let .named(id, name, identity):
-            w.u8(Tag.named.rawValue); w.put(id); w.bytes16(Array(name.utf8)); w.put(identity.bytes)
+            w.u8(Tag.named.rawValue)
+            w.put(id)
+            w.bytes16(Array(name.utf8))
+            w.put(identity.bytes)
         case let .withdrawn(id):
-            w.u8(Tag.withdrawn.rawValue); w.put(id)
+            w.u8(Tag.withdrawn.rawValue)
+            w.put(id)
         }
         return w.bytes
     }
@@ -61,11 +74,13 @@ public enum IntroductionMessage: Sendable, Equatable {
             guard accept <= 1 else { throw E2EError.malformed("introduction answer") }
             self = .answer(id: id, accept: accept == 1, invitation: try GroupMessage.text(&r, "invitation", Invitation.maxTextLength))
         case .forward:
-            self = .forward(id: id, invitation: try GroupMessage.text(&r, "invitation", Invitation.maxTextLength),
-                            name: try GroupState.text(&r, "introduced name"))
+            self = .forward(
+                id: id, invitation: try GroupMessage.text(&r, "invitation", Invitation.maxTextLength),
+                name: try GroupState.text(&r, "introduced name"))
         case .named:
-            self = .named(id: id, name: try GroupState.text(&r, "introduced name"),
-                          identity: try PublicIdentity(bytes: try r.take(PublicIdentity.length, "introduced identity")))
+            self = .named(
+                id: id, name: try GroupState.text(&r, "introduced name"),
+                identity: try PublicIdentity(bytes: try r.take(PublicIdentity.length, "introduced identity")))
         case .withdrawn:
             self = .withdrawn(id: id)
         }

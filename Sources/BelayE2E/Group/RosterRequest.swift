@@ -35,8 +35,10 @@ public struct RosterRequest: Sendable, Equatable {
     public var lock: Cancel
     public var cancels: [Cancel]
 
-    public init(group: [UInt8], id: [UInt8], text: String, tier: UInt8, window: UInt32, requestedAt: UInt64, tiers: UInt8,
-                nameClaimer: Bool, lock: Cancel, cancels: [Cancel]) {
+    public init(
+        group: [UInt8], id: [UInt8], text: String, tier: UInt8, window: UInt32, requestedAt: UInt64, tiers: UInt8,
+        nameClaimer: Bool, lock: Cancel, cancels: [Cancel]
+    ) {
         (self.group, self.id, self.text, self.tier, self.window, self.requestedAt, self.tiers, self.nameClaimer, self.lock, self.cancels) =
             (group, id, text, tier, window, requestedAt, tiers, nameClaimer, lock, cancels)
     }

@@ -78,9 +78,11 @@ struct AdmissionTable {
 
     mutating func admit(_ key: SourceKey, now: NIODeadline) -> Decision {
         let known = sources[key] != nil
-        var source = sources[key] ?? Source(
-            handshakes: TokenBucket(perSecond: limits.handshakesPerSecondPerSource, burst: limits.handshakeBurstPerSource),
-            creations: TokenBucket(perSecond: limits.creationsPerSecondPerSource, burst: limits.creationBurstPerSource))
+        var source =
+            sources[key]
+            ?? Source(
+                handshakes: TokenBucket(perSecond: limits.handshakesPerSecondPerSource, burst: limits.handshakeBurstPerSource),
+                creations: TokenBucket(perSecond: limits.creationsPerSecondPerSource, burst: limits.creationBurstPerSource))
         let refusal: Refusal?
         if source.open >= limits.maxPerSource {
             refusal = .sourceConnections

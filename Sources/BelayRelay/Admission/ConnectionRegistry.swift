@@ -87,15 +87,17 @@ final class ConnectionRegistry: Sendable {
         return state.withLock { s in
             s.table.pruneIdle(now: time)
             let now = Self.counts(s)
-            let delta = Counts(open: now.open, handshaking: now.handshaking,
-                               refused: now.refused - s.reported.refused, evicted: now.evicted - s.reported.evicted)
+            let delta = Counts(
+                open: now.open, handshaking: now.handshaking,
+                refused: now.refused - s.reported.refused, evicted: now.evicted - s.reported.evicted)
             s.reported = now
             return delta.refused + delta.evicted > 0 ? delta : nil
         }
     }
 
     private static func counts(_ s: State) -> Counts {
-        Counts(open: s.table.count, handshaking: s.table.handshakingCount,
-               refused: s.table.refused.values.reduce(0, +), evicted: s.table.evicted)
+        Counts(
+            open: s.table.count, handshaking: s.table.handshakingCount,
+            refused: s.table.refused.values.reduce(0, +), evicted: s.table.evicted)
     }
 }

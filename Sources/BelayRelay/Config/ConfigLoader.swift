@@ -24,7 +24,8 @@ public enum ConfigLoader {
     static let keys: [String] = [
         "listen", "public_host", "message_ttl", "max_queue_messages", "max_queue_bytes", "max_queues",
         "max_timers", "max_connections", "max_connections_per_source", "max_handshaking", "max_handshaking_per_source",
-        "handshake_rate_per_source", "handshake_burst_per_source", "creation_rate_per_source", "creation_burst_per_source", "max_queues_per_connection", "max_timers_per_connection",
+        "handshake_rate_per_source", "handshake_burst_per_source", "creation_rate_per_source", "creation_burst_per_source", "max_queues_per_connection",
+        "max_timers_per_connection",
         "max_timer_bodies_per_queue", "max_store_bytes", "pressure_queue_bytes", "disk_reserve", "handshake_timeout", "idle_timeout", "rate_limit_per_second",
         "rate_burst", "max_subscriptions_per_connection", "max_proofs_per_connection", "sweep_interval",
         "creation_tokens", "log_level",
@@ -135,33 +136,39 @@ public enum ConfigLoader {
         }
         try check(c.messageTTLSeconds >= 60 && c.messageTTLSeconds <= 366 * 86_400, "message_ttl", "must be between 1m and 366d")
         try check((1...1_000_000).contains(c.maxQueueMessages), "max_queue_messages", "must be between 1 and 1000000")
-        try check(c.maxQueueBytes >= WireLimits.maxBodyLength && c.maxQueueBytes <= 1 << 34, "max_queue_bytes",
-                  "must be between 16KiB (one message) and 16GiB")
+        try check(
+            c.maxQueueBytes >= WireLimits.maxBodyLength && c.maxQueueBytes <= 1 << 34, "max_queue_bytes",
+            "must be between 16KiB (one message) and 16GiB")
         try check((1...100_000_000).contains(c.maxQueues), "max_queues", "must be between 1 and 100000000")
         try check((0...10_000_000).contains(c.maxTimers), "max_timers", "must be between 0 and 10000000")
         try check((1...1_000_000).contains(c.maxConnections), "max_connections", "must be between 1 and 1000000")
-        try check((1...c.maxConnections).contains(c.maxConnectionsPerSource), "max_connections_per_source",
-                  "must be between 1 and max_connections (\(c.maxConnections))")
+        try check(
+            (1...c.maxConnections).contains(c.maxConnectionsPerSource), "max_connections_per_source",
+            "must be between 1 and max_connections (\(c.maxConnections))")
         try check((1...c.maxConnections).contains(c.maxHandshaking), "max_handshaking", "must be between 1 and max_connections (\(c.maxConnections))")
-        try check((1...c.maxHandshaking).contains(c.maxHandshakingPerSource), "max_handshaking_per_source",
-                  "must be between 1 and max_handshaking (\(c.maxHandshaking))")
+        try check(
+            (1...c.maxHandshaking).contains(c.maxHandshakingPerSource), "max_handshaking_per_source",
+            "must be between 1 and max_handshaking (\(c.maxHandshaking))")
         try check((1...1_000_000).contains(c.handshakeRatePerSource), "handshake_rate_per_source", "must be between 1 and 1000000")
         try check((1...1_000_000).contains(c.handshakeBurstPerSource), "handshake_burst_per_source", "must be between 1 and 1000000")
         try check((1...1_000_000).contains(c.creationRatePerSource), "creation_rate_per_source", "must be between 1 and 1000000 (per minute)")
         try check((1...1_000_000).contains(c.creationBurstPerSource), "creation_burst_per_source", "must be between 1 and 1000000")
-        try check(c.pressureQueueBytes >= WireLimits.maxBodyLength && c.pressureQueueBytes <= c.maxQueueBytes, "pressure_queue_bytes",
-                  "must be between 16KiB (one message) and max_queue_bytes")
+        try check(
+            c.pressureQueueBytes >= WireLimits.maxBodyLength && c.pressureQueueBytes <= c.maxQueueBytes, "pressure_queue_bytes",
+            "must be between 16KiB (one message) and max_queue_bytes")
         try check((1...1_000_000).contains(c.maxQueuesPerConnection), "max_queues_per_connection", "must be between 1 and 1000000")
         try check((1...1_000_000).contains(c.maxTimersPerConnection), "max_timers_per_connection", "must be between 1 and 1000000")
         try check((1...1_000).contains(c.maxTimerBodiesPerQueue), "max_timer_bodies_per_queue", "must be between 1 and 1000")
-        try check(c.maxStoreBytes >= c.maxQueueBytes && c.maxStoreBytes <= 1 << 50, "max_store_bytes",
-                  "must be at least max_queue_bytes and at most 1PiB")
+        try check(
+            c.maxStoreBytes >= c.maxQueueBytes && c.maxStoreBytes <= 1 << 50, "max_store_bytes",
+            "must be at least max_queue_bytes and at most 1PiB")
         try check(c.diskReserveBytes >= 0 && c.diskReserveBytes <= 1 << 34, "disk_reserve", "must be between 0 (off) and 16GiB")
         try check(c.handshakeTimeoutSeconds > 0 && c.handshakeTimeoutSeconds <= 300, "handshake_timeout", "must be between 1ms and 5m")
         try check(c.idleTimeoutSeconds > 0 && c.idleTimeoutSeconds <= 86_400, "idle_timeout", "must be between 1ms and 1d")
         try check((1...10_000_000).contains(c.rateLimitPerSecond), "rate_limit_per_second", "must be between 1 and 10000000")
-        try check((WireLimits.maxBundleEntries...10_000_000).contains(c.rateBurst), "rate_burst",
-                  "must be between \(WireLimits.maxBundleEntries) (one full bundle) and 10000000")
+        try check(
+            (WireLimits.maxBundleEntries...10_000_000).contains(c.rateBurst), "rate_burst",
+            "must be between \(WireLimits.maxBundleEntries) (one full bundle) and 10000000")
         try check((1...100_000).contains(c.maxSubscriptionsPerConnection), "max_subscriptions_per_connection", "must be between 1 and 100000")
         try check((1...100_000).contains(c.maxProofsPerConnection), "max_proofs_per_connection", "must be between 1 and 100000")
         try check(c.sweepIntervalSeconds >= 0.01 && c.sweepIntervalSeconds <= 60, "sweep_interval", "must be between 10ms and 60s")
@@ -203,7 +210,10 @@ public enum ConfigLoader {
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
         var seconds: Double?
         for (suffix, scale) in units where s.hasSuffix(suffix) {
-            if let v = Double(s.dropLast(suffix.count)), v >= 0, v.isFinite { seconds = v * scale; break }
+            if let v = Double(s.dropLast(suffix.count)), v >= 0, v.isFinite {
+                seconds = v * scale
+                break
+            }
         }
         if seconds == nil, let v = Double(s), v >= 0, v.isFinite { seconds = v }
         guard let seconds else { throw fail("expected a duration such as 90s, 30m, 6h or 14d, got `\(s)`") }

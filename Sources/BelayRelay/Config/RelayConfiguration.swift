@@ -1,4 +1,5 @@
 import BelaySodium
+import Foundation
 import Logging
 
 /// Every tunable of the relay, with the defaults `make run` uses. `Config/belayd.yaml` documents
@@ -105,5 +106,3 @@ public struct HostPort: Equatable, Sendable, CustomStringConvertible {
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
-
-import Foundation

@@ -23,21 +23,25 @@ extension RelayCore {
     func enterFullMode() {
         storage = .full
         let released = reserve.release()
-        logger.warning("the disk holding the relay database is full: refusing new messages, queues and timers with STORE_FULL until space returns; acknowledgements and deletions go on", metadata: ["reserveReleased": "\(released)"])
+        logger.warning(
+            "the disk holding the relay database is full: refusing new messages, queues and timers with STORE_FULL until space returns; acknowledgements and deletions go on",
+            metadata: ["reserveReleased": "\(released)"])
     }
 
     /// At each sweep while full: once the file system has room for the reserve and some
     /// growth, take the reserve back and accept growth again.
     func checkStorage() {
         guard case .full = storage,
-              let available = DiskReserve.availableBytes(at: store.path), available >= reserve.resumeThreshold else { return }
+            let available = DiskReserve.availableBytes(at: store.path), available >= reserve.resumeThreshold
+        else { return }
         do {
             try reserve.ensure()
             storage = .normal
             logger.notice("disk space is back: accepting new messages, queues and timers again")
         } catch {
-            logger.warning("disk space is back but the reserve could not be re-created; still refusing growth",
-                           metadata: ["error": "\(error)"])
+            logger.warning(
+                "disk space is back but the reserve could not be re-created; still refusing growth",
+                metadata: ["error": "\(error)"])
         }
     }
 
@@ -53,7 +57,8 @@ extension RelayCore {
                     let h = held[row.rowId] ?? (0, 0)
                     durableBytes += row.bytes + h.bytes
                     guard let q = core.byRow[row.rowId], q.count == row.count, q.bytes == row.bytes,
-                          q.heldBodies == h.bodies, q.heldBytes == h.bytes else { return false }
+                        q.heldBodies == h.bodies, q.heldBytes == h.bytes
+                    else { return false }
                 }
                 let timers = durable.timers
                 return queues.count == core.byRow.count && durableBytes == core.storedBytes && timers == core.timerCount

@@ -5,8 +5,10 @@ import GRDB
 /// Timed releases (TSET): who may aim a body at a queue, and the share of the queue's quota a
 /// held body takes until it is released or cancelled.
 extension RelayCore {
-    func timerSet(_ r: CoreRequest, _ set: RelayCommand.TimerSet, _ senderProofs: [[UInt8]?], _ replacesProof: [UInt8]?,
-                  _ db: Database, _ ctx: inout BatchContext) throws {
+    func timerSet(
+        _ r: CoreRequest, _ set: RelayCommand.TimerSet, _ senderProofs: [[UInt8]?], _ replacesProof: [UInt8]?,
+        _ db: Database, _ ctx: inout BatchContext
+    ) throws {
         // What the new timer would hold per target queue.
         var adding: [Int64: (queue: QueueState, bodies: Int, bytes: Int)] = [:]
         for (i, entry) in set.entries.enumerated() {
@@ -58,8 +60,9 @@ extension RelayCore {
         repeat { id = EntityID.random(random) } while try Queries.timer(db, id: id) != nil
         if let replaced { try deleteTimer(replaced.rowId, db, &ctx) }
         let deadline = clock.now() + UInt64(set.delay)
-        try Queries.insertTimer(db, id: id, key: set.timerKey, deadline: deadline,
-                                entries: set.entries.map { (bySender[$0.sender]!.rowId, $0.body) })
+        try Queries.insertTimer(
+            db, id: id, key: set.timerKey, deadline: deadline,
+            entries: set.entries.map { (bySender[$0.sender]!.rowId, $0.body) })
         for (_, add) in adding {
             add.queue.heldBodies += add.bodies
             add.queue.heldBytes += add.bytes

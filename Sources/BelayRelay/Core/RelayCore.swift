@@ -65,8 +65,10 @@ public final class RelayCore: @unchecked Sendable {
     }
 
     /// `sweepInterval: nil` turns off automatic sweeps; tests then call `sweep()` themselves.
-    public init(store: RelayStore, limits: CoreLimits, clock: RelayClock, random: RandomSource = SystemRandom(),
-                sweepInterval: Double?, logger: Logger) throws {
+    public init(
+        store: RelayStore, limits: CoreLimits, clock: RelayClock, random: RandomSource = SystemRandom(),
+        sweepInterval: Double?, logger: Logger
+    ) throws {
         self.store = store
         self.limits = limits
         self.clock = clock
@@ -79,7 +81,7 @@ public final class RelayCore: @unchecked Sendable {
             generation = try store.nextGeneration(floor: Self.generationFloor(now: clock.now()))
         } catch let error as RelayStore.GenerationExhausted {
             throw error
-        } catch where RelayStore.isDiskFull(error) || DiskReserve.isNearlyFull(at: store.path) || error is DiskFullError {
+        } catch  where RelayStore.isDiskFull(error) || DiskReserve.isNearlyFull(at: store.path) || error is DiskFullError {
             throw DiskFullError(path: store.path, availableBytes: DiskReserve.availableBytes(at: store.path), neededBytes: 2 * limits.diskReserveBytes)
         }
         try loadState()
@@ -108,8 +110,9 @@ public final class RelayCore: @unchecked Sendable {
         var queues: [Int64: QueueState] = [:]
         var bytes = 0
         for row in rows {
-            let q = QueueState(rowId: row.rowId, recipientId: row.recipientId, senderId: row.senderId,
-                               recipientKey: row.recipientKey, senderKey: row.senderKey, count: row.count, bytes: row.bytes)
+            let q = QueueState(
+                rowId: row.rowId, recipientId: row.recipientId, senderId: row.senderId,
+                recipientKey: row.recipientKey, senderKey: row.senderKey, count: row.count, bytes: row.bytes)
             q.oldestExpiry = row.oldestExpiry
             q.nextCounter = counters[row.rowId] ?? 1
             let h = held[row.rowId] ?? (0, 0)
@@ -229,7 +232,9 @@ public final class RelayCore: @unchecked Sendable {
             for job in jobs {
                 switch job {
                 case let .request(r): requests.append(r)
-                case let .sweep(done): sweepNow = true; completions.append(done)
+                case let .sweep(done):
+                    sweepNow = true
+                    completions.append(done)
                 case let .barrier(done): completions.append(done)
                 case let .inspect(look): completions.append { look(self) }
                 }
@@ -460,8 +465,9 @@ public final class RelayCore: @unchecked Sendable {
             return true
         } catch {
             needsReload = true
-            logger.critical("cannot reload relay state after a failed transaction; answering UNAVAILABLE until it can",
-                            metadata: ["error": "\(error)"])
+            logger.critical(
+                "cannot reload relay state after a failed transaction; answering UNAVAILABLE until it can",
+                metadata: ["error": "\(error)"])
             return false
         }
     }
@@ -587,8 +593,9 @@ extension RelayCore {
             senderId = EntityID.random(random)
         } while byRecipient[recipientId] != nil || bySender[senderId] != nil || recipientId == senderId
         let rowId = try Queries.insertQueue(db, recipientId: recipientId, senderId: senderId, recipientKey: recipientKey)
-        let q = QueueState(rowId: rowId, recipientId: recipientId, senderId: senderId, recipientKey: recipientKey,
-                           senderKey: nil, count: 0, bytes: 0)
+        let q = QueueState(
+            rowId: rowId, recipientId: recipientId, senderId: senderId, recipientKey: recipientKey,
+            senderKey: nil, count: 0, bytes: 0)
         byRecipient[recipientId] = q
         bySender[senderId] = q
         byRow[rowId] = q

@@ -82,8 +82,10 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
     /// Set once we decide to close; `state` may be temporarily `.closed` while a session is lent out.
     private var isClosing = false
 
-    init(core: RelayCore, settings: ConnectionSettings, relayStatic: X25519.KeyPair, eventLoop: EventLoop, logger: Logger,
-         onEstablished: @escaping @Sendable () -> Void = {}, mayCreate: @escaping @Sendable () -> Bool = { true }) {
+    init(
+        core: RelayCore, settings: ConnectionSettings, relayStatic: X25519.KeyPair, eventLoop: EventLoop, logger: Logger,
+        onEstablished: @escaping @Sendable () -> Void = {}, mayCreate: @escaping @Sendable () -> Bool = { true }
+    ) {
         self.core = core
         self.onEstablished = onEstablished
         self.mayCreate = mayCreate
@@ -129,7 +131,8 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
             }
         }
         let idle = settings.idleTimeout
-        idleCheck = context.eventLoop.scheduleRepeatedTask(initialDelay: idle, delay: max(.nanoseconds(idle.nanoseconds / 4), .milliseconds(10))) { [weak self] _ in
+        idleCheck = context.eventLoop.scheduleRepeatedTask(initialDelay: idle, delay: max(.nanoseconds(idle.nanoseconds / 4), .milliseconds(10))) {
+            [weak self] _ in
             guard let self else { return }
             if self.eventLoop.now - self.lastFrame >= idle { self.closeQuietly("idle timeout") }
         }
@@ -181,7 +184,8 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
 
     private func resumeReadingIfPossible(_ context: ChannelHandlerContext) {
         if readHeld, pendingCore < Self.maxPendingCoreRequests / 2, pendingCoreBytes < Self.maxPendingCoreBytes / 2,
-           rateHold == nil, context.channel.isWritable {
+            rateHold == nil, context.channel.isWritable
+        {
             readHeld = false
             context.read()
         }
@@ -453,8 +457,10 @@ final class ConnectionHandler: ChannelDuplexHandler, CoreSink, @unchecked Sendab
                 guard let auth = session.pendingAuth.removeValue(forKey: requestId) else { continue }
                 switch result {
                 case let .success(key):
-                    if AuthProof.verify(signature: auth.signature, publicKey: key, sessionHash: session.transport.handshakeHash,
-                                        role: proof.role, entity: proof.entity) {
+                    if AuthProof.verify(
+                        signature: auth.signature, publicKey: key, sessionHash: session.transport.handshakeHash,
+                        role: proof.role, entity: proof.entity)
+                    {
                         session.proofs[proof] = key
                         reply(requestId, .ok, &session)
                     } else {

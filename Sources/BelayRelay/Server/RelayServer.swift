@@ -20,12 +20,16 @@ public final class RelayServer: Sendable {
         self.connections = connections
         self.logger = logger
         // Once a minute, and only when something was turned away: counts, never addresses.
-        report = serverChannel.eventLoop.scheduleRepeatedTask(initialDelay: Self.admissionReportInterval,
-                                                               delay: Self.admissionReportInterval) { _ in
+        report = serverChannel.eventLoop.scheduleRepeatedTask(
+            initialDelay: Self.admissionReportInterval,
+            delay: Self.admissionReportInterval
+        ) { _ in
             guard let c = connections.newSinceLastReport() else { return }
-            logger.notice("connections turned away", metadata: [
-                "refused": "\(c.refused)", "evicted": "\(c.evicted)", "open": "\(c.open)", "handshaking": "\(c.handshaking)",
-            ])
+            logger.notice(
+                "connections turned away",
+                metadata: [
+                    "refused": "\(c.refused)", "evicted": "\(c.evicted)", "open": "\(c.open)", "handshaking": "\(c.handshaking)",
+                ])
         }
         guard let address = serverChannel.localAddress else { throw ServerError.noLocalAddress }
         self.localAddress = address
@@ -61,8 +65,9 @@ public final class RelayServer: Sendable {
         observeConnection: (@Sendable (Channel) throws -> Void)? = nil,
         logger: Logger
     ) async throws -> RelayServer {
-        let core = try RelayCore(store: store, limits: CoreLimits(configuration), clock: clock, random: random,
-                                 sweepInterval: automaticSweeps ? configuration.sweepIntervalSeconds : nil, logger: logger)
+        let core = try RelayCore(
+            store: store, limits: CoreLimits(configuration), clock: clock, random: random,
+            sweepInterval: automaticSweeps ? configuration.sweepIntervalSeconds : nil, logger: logger)
         core.start()
         let settings = ConnectionSettings(configuration)
         let connections = ConnectionRegistry(limits: AdmissionLimits(configuration), now: admissionClock)
@@ -84,9 +89,10 @@ public final class RelayServer: Sendable {
                     // A test seam: a harness may add a handler that watches the raw bytes.
                     try observeConnection?(channel)
                     try channel.pipeline.syncOperations.addHandler(
-                        ConnectionHandler(core: core, settings: settings, relayStatic: relayKey, eventLoop: channel.eventLoop,
-                                          logger: logger, onEstablished: { connections.established(id) },
-                                          mayCreate: { [source = SourceKey(channel.remoteAddress)] in connections.takeCreation(source) }))
+                        ConnectionHandler(
+                            core: core, settings: settings, relayStatic: relayKey, eventLoop: channel.eventLoop,
+                            logger: logger, onEstablished: { connections.established(id) },
+                            mayCreate: { [source = SourceKey(channel.remoteAddress)] in connections.takeCreation(source) }))
                 }
             }
         let channel: Channel

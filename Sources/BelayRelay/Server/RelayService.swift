@@ -14,8 +14,10 @@ public struct RelayService: Service {
     let onReady: @Sendable (RelayServer) -> Void
     let clock: RelayClock
 
-    public init(configuration: RelayConfiguration, state: RelayStateDirectory, logger: Logger, clock: RelayClock = SystemClock(),
-                onReady: @escaping @Sendable (RelayServer) -> Void) {
+    public init(
+        configuration: RelayConfiguration, state: RelayStateDirectory, logger: Logger, clock: RelayClock = SystemClock(),
+        onReady: @escaping @Sendable (RelayServer) -> Void
+    ) {
         self.clock = clock
         self.configuration = configuration
         self.state = state
@@ -39,8 +41,9 @@ public struct RelayService: Service {
         let acceptGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let server: RelayServer
         do {
-            server = try await RelayServer.start(configuration: configuration, relayKey: key, store: store, group: group,
-                                                 acceptGroup: acceptGroup, clock: clock, logger: logger)
+            server = try await RelayServer.start(
+                configuration: configuration, relayKey: key, store: store, group: group,
+                acceptGroup: acceptGroup, clock: clock, logger: logger)
         } catch {
             try? await group.shutdownGracefully()
             try? await acceptGroup.shutdownGracefully()

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Space the relay sets aside next to its database and gives back when the disk fills. SQLite
@@ -26,7 +27,8 @@ final class DiskReserve {
     func ensure() throws {
         guard size > 0 else { return }
         if let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-           let existing = attributes[.size] as? Int, existing >= size {
+            let existing = attributes[.size] as? Int, existing >= size
+        {
             return
         }
         let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)

@@ -45,7 +45,10 @@ final class HotStatements {
     }
 
     func insertMessage(queue: Int64, seq: UInt64, expiresAt: UInt64, body: [UInt8]) throws {
-        defer { sqlite3_reset(insert); sqlite3_clear_bindings(insert) }
+        defer {
+            sqlite3_reset(insert)
+            sqlite3_clear_bindings(insert)
+        }
         sqlite3_bind_int64(insert, 1, queue)
         sqlite3_bind_int64(insert, 2, Int64(bitPattern: seq))
         sqlite3_bind_int64(insert, 3, Int64(clamping: expiresAt))

@@ -18,13 +18,17 @@ enum Queries {
     /// Deletes a queue and its messages; the timer bodies aimed at it go by cascade, and so do
     /// the timers left with no body (returned, so the core can count them out).
     static func deleteQueue(_ db: Database, queue: Int64) throws -> Int {
-        let timers = try Int64.fetchAll(db.cachedStatement(sql: "SELECT DISTINCT timer_id FROM timer_entry WHERE queue_id = ?"),
-                                        arguments: [queue])
+        let timers = try Int64.fetchAll(
+            db.cachedStatement(sql: "SELECT DISTINCT timer_id FROM timer_entry WHERE queue_id = ?"),
+            arguments: [queue])
         try db.cachedStatement(sql: "DELETE FROM message WHERE queue_id = ?").execute(arguments: [queue])
         try db.cachedStatement(sql: "DELETE FROM queue WHERE id = ?").execute(arguments: [queue])
         var emptied = 0
-        for timer in timers where try Int.fetchOne(db.cachedStatement(sql: "SELECT count(*) FROM timer_entry WHERE timer_id = ?"),
-                                                   arguments: [timer]) == 0 {
+        for timer in timers
+        where try Int.fetchOne(
+            db.cachedStatement(sql: "SELECT count(*) FROM timer_entry WHERE timer_id = ?"),
+            arguments: [timer]) == 0
+        {
             try deleteTimer(db, rowId: timer)
             emptied += 1
         }
@@ -39,8 +43,10 @@ enum Queries {
 
     /// The oldest messages of one queue, oldest first, through the primary key.
     static func oldestMessages(_ db: Database, queue: Int64, limit: Int) throws -> [(seq: UInt64, expiresAt: UInt64, length: Int)] {
-        try Row.fetchAll(db.cachedStatement(sql: "SELECT seq, expires_at, length(body) FROM message WHERE queue_id = ? ORDER BY seq LIMIT ?"),
-                         arguments: [queue, limit]).map { row in
+        try Row.fetchAll(
+            db.cachedStatement(sql: "SELECT seq, expires_at, length(body) FROM message WHERE queue_id = ? ORDER BY seq LIMIT ?"),
+            arguments: [queue, limit]
+        ).map { row in
             (UInt64(bitPattern: row[0] as Int64), UInt64(clamping: row[1] as Int64), row[2])
         }
     }
@@ -58,16 +64,20 @@ enum Queries {
     }
 
     static func timer(_ db: Database, id: EntityID) throws -> TimerRow? {
-        try Row.fetchOne(db.cachedStatement(sql: "SELECT id, timer_key, deadline FROM timer WHERE timer_id = ?"),
-                         arguments: [Data(id.bytes)]).map { row in
+        try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT id, timer_key, deadline FROM timer WHERE timer_id = ?"),
+            arguments: [Data(id.bytes)]
+        ).map { row in
             TimerRow(rowId: row[0], key: [UInt8](row[1] as Data), deadline: UInt64(row[2] as Int64))
         }
     }
 
     /// The timer held under `key`, with its id: a TSET retried after a lost reply names it.
     static func timer(_ db: Database, key: [UInt8]) throws -> (id: EntityID, row: TimerRow)? {
-        try Row.fetchOne(db.cachedStatement(sql: "SELECT id, timer_key, deadline, timer_id FROM timer WHERE timer_key = ? LIMIT 1"),
-                         arguments: [Data(key)]).flatMap { row in
+        try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT id, timer_key, deadline, timer_id FROM timer WHERE timer_key = ? LIMIT 1"),
+            arguments: [Data(key)]
+        ).flatMap { row in
             EntityID(bytes: [UInt8](row[3] as Data)).map { id in
                 (id, TimerRow(rowId: row[0], key: [UInt8](row[1] as Data), deadline: UInt64(row[2] as Int64)))
             }
@@ -93,8 +103,9 @@ enum Queries {
     }
 
     static func dueTimers(_ db: Database, now: UInt64, limit: Int) throws -> [Int64] {
-        try Int64.fetchAll(db, sql: "SELECT id FROM timer WHERE deadline <= ? ORDER BY deadline LIMIT ?",
-                           arguments: [Int64(clamping: now), limit])
+        try Int64.fetchAll(
+            db, sql: "SELECT id FROM timer WHERE deadline <= ? ORDER BY deadline LIMIT ?",
+            arguments: [Int64(clamping: now), limit])
     }
 
     /// The queue and body length of each entry of a timer, for the quota it held.

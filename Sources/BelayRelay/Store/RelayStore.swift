@@ -51,7 +51,7 @@ public final class RelayStore: @unchecked Sendable {
             try Schema.migrator().migrate(database)
         } catch let e as Error {
             throw e
-        } catch where Self.isDiskFull(error) || DiskReserve.isNearlyFull(at: path) {
+        } catch  where Self.isDiskFull(error) || DiskReserve.isNearlyFull(at: path) {
             throw DiskFullError(path: path, availableBytes: DiskReserve.availableBytes(at: path), neededBytes: 0)
         } catch {
             throw Error.open(path: path, underlying: error)
@@ -101,8 +101,9 @@ public final class RelayStore: @unchecked Sendable {
             // A seq is generation << 32 | counter, stored as a signed 64-bit integer: a
             // generation of 2^31 or more would sort below every earlier seq.
             guard next < Int64(Self.maxGeneration) else { throw GenerationExhausted(path: path, current: current) }
-            try db.execute(sql: "INSERT INTO relay_meta(name, value) VALUES ('generation', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-                           arguments: [next])
+            try db.execute(
+                sql: "INSERT INTO relay_meta(name, value) VALUES ('generation', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                arguments: [next])
             return UInt32(truncatingIfNeeded: next)
         }
     }
@@ -143,9 +144,10 @@ public final class RelayStore: @unchecked Sendable {
                 guard let r = EntityID(bytes: (row[1] as Data)), let s = EntityID(bytes: (row[2] as Data)) else { return nil }
                 let senderKey: Data? = row[4]
                 let (count, bytes, oldest) = stats[rowId] ?? (0, 0, 0)
-                return QueueRow(rowId: rowId, recipientId: r, senderId: s, recipientKey: [UInt8](row[3] as Data),
-                                senderKey: senderKey.map { [UInt8]($0) }, count: count, bytes: bytes,
-                                oldestExpiry: count > 0 ? UInt64(clamping: oldest) : nil)
+                return QueueRow(
+                    rowId: rowId, recipientId: r, senderId: s, recipientKey: [UInt8](row[3] as Data),
+                    senderKey: senderKey.map { [UInt8]($0) }, count: count, bytes: bytes,
+                    oldestExpiry: count > 0 ? UInt64(clamping: oldest) : nil)
             }
         }
     }

@@ -42,7 +42,8 @@ public enum Bundle {
         while rest.readableBytes > 0 {
             guard out.count < WireLimits.maxBundleEntries else { throw .tooManyEntries }
             guard let length = rest.readInteger(as: UInt16.self), length > 0,
-                  let entry = rest.readSlice(length: Int(length)) else { throw .badEntryLength }
+                let entry = rest.readSlice(length: Int(length))
+            else { throw .badEntryLength }
             out.append(entry)
         }
         return out

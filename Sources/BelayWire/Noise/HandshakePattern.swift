@@ -10,16 +10,21 @@ public struct HandshakePattern: Sendable, Equatable {
     /// Message patterns, alternating initiator → responder first.
     public let messages: [[Token]]
 
-    public static let N = HandshakePattern(name: "N", initiatorStaticPremessage: false, responderStaticPremessage: true,
-                                           messages: [[.e, .es]])
-    public static let NK = HandshakePattern(name: "NK", initiatorStaticPremessage: false, responderStaticPremessage: true,
-                                            messages: [[.e, .es], [.e, .ee]])
-    public static let XK = HandshakePattern(name: "XK", initiatorStaticPremessage: false, responderStaticPremessage: true,
-                                            messages: [[.e, .es], [.e, .ee], [.s, .se]])
-    public static let IK = HandshakePattern(name: "IK", initiatorStaticPremessage: false, responderStaticPremessage: true,
-                                            messages: [[.e, .es, .s, .ss], [.e, .ee, .se]])
-    public static let XX = HandshakePattern(name: "XX", initiatorStaticPremessage: false, responderStaticPremessage: false,
-                                            messages: [[.e], [.e, .ee, .s, .es], [.s, .se]])
+    public static let N = HandshakePattern(
+        name: "N", initiatorStaticPremessage: false, responderStaticPremessage: true,
+        messages: [[.e, .es]])
+    public static let NK = HandshakePattern(
+        name: "NK", initiatorStaticPremessage: false, responderStaticPremessage: true,
+        messages: [[.e, .es], [.e, .ee]])
+    public static let XK = HandshakePattern(
+        name: "XK", initiatorStaticPremessage: false, responderStaticPremessage: true,
+        messages: [[.e, .es], [.e, .ee], [.s, .se]])
+    public static let IK = HandshakePattern(
+        name: "IK", initiatorStaticPremessage: false, responderStaticPremessage: true,
+        messages: [[.e, .es, .s, .ss], [.e, .ee, .se]])
+    public static let XX = HandshakePattern(
+        name: "XX", initiatorStaticPremessage: false, responderStaticPremessage: false,
+        messages: [[.e], [.e, .ee, .s, .es], [.s, .se]])
 
     public static let all: [HandshakePattern] = [.N, .NK, .XK, .IK, .XX]
 

@@ -24,8 +24,9 @@ public struct NoiseTransport: Sendable {
         _ = plaintext.withUnsafeReadableBytes { p in
             out.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { o in
                 do {
-                    try sendCipher.encrypt(ad: UnsafeRawBufferPointer(start: nil, count: 0), plaintext: p,
-                                           into: UnsafeMutableRawBufferPointer(rebasing: o[0..<length]))
+                    try sendCipher.encrypt(
+                        ad: UnsafeRawBufferPointer(start: nil, count: 0), plaintext: p,
+                        into: UnsafeMutableRawBufferPointer(rebasing: o[0..<length]))
                     return length
                 } catch {
                     failure = error as? NoiseError ?? .decryptionFailed
@@ -48,8 +49,9 @@ public struct NoiseTransport: Sendable {
         _ = frame.withUnsafeReadableBytes { c in
             out.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { o in
                 do {
-                    try receiveCipher.decrypt(ad: UnsafeRawBufferPointer(start: nil, count: 0), ciphertext: c,
-                                              into: UnsafeMutableRawBufferPointer(rebasing: o[0..<length]))
+                    try receiveCipher.decrypt(
+                        ad: UnsafeRawBufferPointer(start: nil, count: 0), ciphertext: c,
+                        into: UnsafeMutableRawBufferPointer(rebasing: o[0..<length]))
                     return length
                 } catch {
                     failure = error as? NoiseError ?? .decryptionFailed
