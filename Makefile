@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The interop check uses an independent Noise implementation from PyPI.
 PYTHON_PACKAGES := noiseprotocol==0.3.1
 
-.PHONY: all deps build run test bench bench-abuse clean
+.PHONY: all deps build run test lint format bench bench-abuse clean
 
 all: build
 
@@ -33,7 +33,15 @@ run: build
 	@echo "make: starting belayd; the line below is the relay address clients need"
 	.build/debug/belayd run
 
-test: deps
+# Formatting is the tool's job (.swift-format): `make format` applies it, and `make test` fails on
+# anything it would change.
+lint:
+	$(SWIFT) format lint --strict --recursive Sources Tests Package.swift
+
+format:
+	$(SWIFT) format format --in-place --recursive Sources Tests Package.swift
+
+test: deps lint
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	python3 Tests/interop/noise_interop.py .build/debug/belayd
