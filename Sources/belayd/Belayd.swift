@@ -18,7 +18,7 @@ struct Belayd: AsyncParsableCommand {
               belay://HOST:PORT/#KEY
             """,
         version: BelayVersion.string,
-        subcommands: [Init.self, Run.self, Address.self]
+        subcommands: [Init.self, Run.self, Address.self, Backup.self, Restore.self]
     )
 }
 
@@ -129,6 +129,10 @@ extension Belayd {
             } catch {
                 fail(error)
             }
+            // Held until the process ends: a second relay, or a restore, on this state is refused.
+            guard let lock = RelayLock(state) else {
+                fail(Failure(message: "another belayd is running on \(state.path) (or its lock cannot be taken); stop it first"))
+            }
             let level = config.logLevel
             LoggingSystem.bootstrap { label in
                 var handler = StreamLogHandler.standardError(label: label)
@@ -154,6 +158,56 @@ extension Belayd {
                 try await ServiceGroup(configuration: groupConfig).run()
             } catch {
                 fail(error)
+            }
+            lock.release()
+        }
+    }
+
+    struct Backup: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Copy the relay's database, consistently, while it runs.",
+            discussion: """
+                The copy holds what the relay holds: sealed messages, timers, public keys. It does not hold the \
+                relay's private key (relay.key in the state directory): keep that apart, and as carefully.
+
+                Examples:
+                  belayd backup --to /var/backups/belayd-$(date +%F).db
+                """)
+
+        @OptionGroup var options: StateOptions
+        @Option(help: "The file to write (must not exist).") var to: String
+
+        func run() throws {
+            do {
+                try RelayBackup.backup(options.state, to: to)
+                FileHandle.standardError.write(Data("belayd: backed up \(options.state.databasePath) to \(to)\n".utf8))
+            } catch {
+                fail(Failure(message: "\(error)"))
+            }
+        }
+    }
+
+    struct Restore: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Put a backup in place of the relay's database (the relay must be stopped).",
+            discussion: """
+                The backup is checked first, and the current database is replaced only once the copy is safely \
+                written. Messages sent after the backup was taken are lost; clients are told when the relay's \
+                message numbers look restored. The relay key in the state directory is kept.
+
+                Examples:
+                  systemctl stop belayd && belayd restore --from /var/backups/belayd-2026-11-29.db && systemctl start belayd
+                """)
+
+        @OptionGroup var options: StateOptions
+        @Option(help: "The backup file.") var from: String
+
+        func run() throws {
+            do {
+                try RelayBackup.restore(options.state, from: from)
+                FileHandle.standardError.write(Data("belayd: restored \(options.state.databasePath) from \(from)\n".utf8))
+            } catch {
+                fail(Failure(message: "\(error)"))
             }
         }
     }
