@@ -26,36 +26,40 @@ enum AlertHook {
         guard admitted else {
             return Terminal.error("--on-alert: \(maxRunning) commands are still running; this \(event.kind.rawValue) ran none")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command]
-        // The hook gets no BELAY_* variable: an unattended watcher's passphrase lives there.
-        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("BELAY_") }
-        let input = Pipe()
-        process.standardInput = input
-        process.terminationHandler = { p in
+        // A pipe for the event: the hook reads it on its standard input.
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else {
             running.withLock { $0 -= 1 }
-            if p.terminationReason == .exit, p.terminationStatus != 0 {
-                Terminal.error("--on-alert: the command exited with status \(p.terminationStatus)")
-            }
+            return Terminal.error("--on-alert: cannot make a pipe for the command")
         }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        let child: ChildProcess
         do {
-            try process.run()
-        } catch {
-            running.withLock { $0 -= 1 }
-            return Terminal.error("--on-alert: cannot run the command: \(error.localizedDescription)")
-        }
-        // A hook that exits without reading its input must not take the watcher with it.
-        try? input.fileHandleForWriting.write(contentsOf: Data((JSONLines.line(event) + "\n").utf8))
-        try? input.fileHandleForWriting.close()
-        let pid = process.processIdentifier
-        DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
-            guard process.isRunning else { return }
-            process.terminate()
-            Terminal.error("--on-alert: the command was still running after \(Int(timeout)) s and was stopped")
-            DispatchQueue.global().asyncAfter(deadline: .now() + killGrace) {
-                if process.isRunning { kill(pid, SIGKILL) }
+            // The hook gets no BELAY_* variable: an unattended watcher's passphrase lives there.
+            child = try ChildProcess(
+                "/bin/sh", ["-c", command], environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("BELAY_") },
+                stdin: fds[0]
+            ) { status in
+                running.withLock { $0 -= 1 }
+                if status != 0 { Terminal.error("--on-alert: the command exited with status \(status)") }
             }
+        } catch {
+            close(fds[0])
+            close(fds[1])
+            running.withLock { $0 -= 1 }
+            return Terminal.error("--on-alert: cannot run the command: \(error)")
+        }
+        close(fds[0])
+        // A hook that exits without reading its input must not take the watcher with it
+        // (SIGPIPE is ignored while watching; a failed write is just dropped).
+        let line = Array((JSONLines.line(event) + "\n").utf8)
+        _ = line.withUnsafeBytes { write(fds[1], $0.baseAddress, $0.count) }
+        close(fds[1])
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
+            guard child.isRunning else { return }
+            child.signal(SIGTERM)
+            Terminal.error("--on-alert: the command was still running after \(Int(timeout)) s and was stopped")
+            DispatchQueue.global().asyncAfter(deadline: .now() + killGrace) { child.signal(SIGKILL) }
         }
     }
 }

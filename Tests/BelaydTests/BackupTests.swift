@@ -8,7 +8,7 @@ import Testing
 @Suite struct BackupTests {
     /// Runs `belayd ARGS` to completion; its status and standard error.
     static func belayd(_ arguments: [String]) async throws -> (status: Int32, err: String) {
-        let process = Process()
+        let process = TestProcess()
         process.executableURL = URL(fileURLWithPath: try Daemon.binary)
         process.arguments = arguments
         let err = FileManager.default.temporaryDirectory.appendingPathComponent("belayd-err-\(UUID().uuidString)").path

@@ -323,7 +323,7 @@ final class TestClock: @unchecked Sendable {
 extension Person {
     /// Runs belay in a new session with no controlling terminal, as a script or service would.
     func runWithoutTerminal(_ arguments: String...) async throws -> Result {
-        let process = Process()
+        let process = TestProcess()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
         process.arguments = ["--wait", try Daemon.builtExecutable("belay")] + arguments
         process.environment = environment

@@ -1,3 +1,4 @@
+import BelayClient
 import BelayWire
 import Foundation
 import Synchronization
@@ -5,7 +6,7 @@ import Testing
 
 /// A real `belayd run` process on a loopback port the system picks.
 final class Daemon: @unchecked Sendable {
-    let process: Process
+    let process: TestProcess
     let address: RelayAddress
     let stderrPath: String
 
@@ -33,7 +34,7 @@ final class Daemon: @unchecked Sendable {
         stateDir: String, environment extra: [String: String] = [:], arguments: [String] = [],
         port: Int = 0
     ) async throws -> Daemon {
-        let process = Process()
+        let process = TestProcess()
         process.executableURL = URL(fileURLWithPath: try binary)
         process.arguments = ["run", "--state-dir", stateDir, "--listen", "127.0.0.1:\(port)"] + arguments
         var env = ProcessInfo.processInfo.environment
@@ -63,7 +64,7 @@ final class Daemon: @unchecked Sendable {
         return Daemon(process: process, address: address, stderrPath: stderrPath)
     }
 
-    private init(process: Process, address: RelayAddress, stderrPath: String) {
+    private init(process: TestProcess, address: RelayAddress, stderrPath: String) {
         self.process = process
         self.address = address
         self.stderrPath = stderrPath
@@ -93,20 +94,6 @@ func temporaryStateDir() -> String {
     FileManager.default.temporaryDirectory.appendingPathComponent("belayd-proc-\(UUID().uuidString)").path
 }
 
-extension Process {
-    /// Waits for the process to exit without blocking a thread. Swift's cooperative pool has one
-    /// thread per core, two here: a test that blocked one in `waitUntilExit` (or a blocking read)
-    /// while another did the same stalled every other test in the run, long enough for relays to
-    /// close their idle connections. Call after `run()`.
-    func exited() async {
-        let once = ResumeOnce()
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            terminationHandler = { _ in once.run { c.resume() } }
-            if !isRunning { once.run { c.resume() } }
-        }
-    }
-}
-
 /// Runs its body the first time only: a process that exits while its handler is being set
 /// may report it both ways.
 final class ResumeOnce: @unchecked Sendable {
@@ -121,15 +108,43 @@ final class ResumeOnce: @unchecked Sendable {
     }
 }
 
-/// Foundation's `Process.run()` on Linux is not safe to call from several threads at once (two
-/// concurrent launches once crashed in its memcpy of the arguments and environment), and these
-/// tests launch processes from parallel tests: one launch at a time.
-private let launchLock = NSLock()
+/// What the tests need of a process, in `Foundation.Process`'s words, on `ChildProcess`:
+/// Foundation's `run()` crashed now and then on this toolchain (an over-read of each
+/// /proc/self/fd entry, swiftlang/swift-corelibs-foundation#5472).
+final class TestProcess: @unchecked Sendable {
+    var executableURL: URL?
+    var arguments: [String] = []
+    var environment: [String: String]?
+    /// A `FileHandle` or a `Pipe`, as for `Process`; nil inherits this process's.
+    var standardInput: Any?
+    var standardOutput: Any?
+    var standardError: Any?
+    private var child: ChildProcess?
 
-extension Process {
+    /// Starts it; the parent's copies of the pipe ends the child uses are closed, so a reader
+    /// sees the end of the pipe when the child exits.
     func launchOneAtATime() throws {
-        launchLock.lock()
-        defer { launchLock.unlock() }
-        try run()
+        guard let path = executableURL?.path else { throw Daemon.DaemonError("no executable") }
+        func descriptor(_ io: Any?, reading: Bool, default fd: Int32) -> Int32 {
+            if let pipe = io as? Pipe { return reading ? pipe.fileHandleForReading.fileDescriptor : pipe.fileHandleForWriting.fileDescriptor }
+            if let handle = io as? FileHandle { return handle.fileDescriptor }
+            return fd
+        }
+        child = try ChildProcess(
+            path, arguments, environment: environment ?? ProcessInfo.processInfo.environment,
+            stdin: descriptor(standardInput, reading: true, default: 0), stdout: descriptor(standardOutput, reading: false, default: 1),
+            stderr: descriptor(standardError, reading: false, default: 2))
+        if let pipe = standardInput as? Pipe { try? pipe.fileHandleForReading.close() }
+        for case let pipe as Pipe in [standardOutput, standardError] { try? pipe.fileHandleForWriting.close() }
     }
+
+    var processIdentifier: Int32 { child?.pid ?? 0 }
+    var isRunning: Bool { child?.isRunning ?? false }
+    var terminationStatus: Int32 { child?.exitCode ?? 0 }
+    func interrupt() { child?.signal(SIGINT) }
+    func terminate() { child?.signal(SIGTERM) }
+
+    /// Waits for it to exit without blocking a thread (the cooperative pool has one thread per
+    /// core, two here).
+    func exited() async { _ = await child?.exited() }
 }

@@ -99,7 +99,7 @@ import Testing
         let stateDir = temporaryStateDir()
         defer { try? FileManager.default.removeItem(atPath: stateDir) }
         func run(_ args: [String]) async throws -> (String, Int32) {
-            let p = Process()
+            let p = TestProcess()
             p.executableURL = URL(fileURLWithPath: try Daemon.binary)
             p.arguments = args
             let out = stateDir + ".out-\(UUID().uuidString)"

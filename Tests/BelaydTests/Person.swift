@@ -32,8 +32,8 @@ struct Person {
         return p
     }
 
-    func process(_ arguments: [String]) throws -> Process {
-        let process = Process()
+    func process(_ arguments: [String]) throws -> TestProcess {
+        let process = TestProcess()
         process.executableURL = URL(fileURLWithPath: try Daemon.builtExecutable("belay"))
         process.arguments = arguments
         process.environment = environment
