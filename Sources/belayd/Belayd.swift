@@ -3,6 +3,7 @@ import BelayRelay
 import BelayWire
 import Foundation
 import Logging
+import Prometheus
 import ServiceLifecycle
 
 /// belayd: the Belay relay daemon. A thin shell over BelayRelay: parse arguments, load and
@@ -147,12 +148,24 @@ extension Belayd {
                 logger.warning("using the test clock in \(path) instead of the system clock; never do this in production")
                 clock = FileClock(path: path)
             }
-            let service = RelayService(configuration: config, state: state, logger: logger, clock: clock) { server in
+            // Metrics only when asked for, on their own listener (loopback unless told otherwise).
+            var services: [any Service] = []
+            var metrics = RelayMetrics.disabled
+            if let listen = config.metricsListen {
+                let registry = PrometheusCollectorRegistry()
+                metrics = RelayMetrics(factory: PrometheusMetricsFactory(registry: registry))
+                services.append(
+                    MetricsServer(listen: listen, registry: registry, logger: logger) { address in
+                        FileHandle.standardError.write(
+                            Data("belayd: metrics at http://\(address.ipAddress ?? listen.host):\(address.port ?? 0)/metrics\n".utf8))
+                    })
+            }
+            let service = RelayService(configuration: config, state: state, logger: logger, clock: clock, metrics: metrics) { server in
                 if let address = try? state.address(host: advertisedHost, port: server.port) {
                     FileHandle.standardOutput.write(Data("\(address)\n".utf8))
                 }
             }
-            var groupConfig = ServiceGroupConfiguration(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            var groupConfig = ServiceGroupConfiguration(services: [service] + services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             groupConfig.maximumGracefulShutdownDuration = .seconds(30)
             do {
                 try await ServiceGroup(configuration: groupConfig).run()

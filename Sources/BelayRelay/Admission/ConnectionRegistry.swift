@@ -14,10 +14,12 @@ final class ConnectionRegistry: Sendable {
 
     private let state: Mutex<State>
     private let now: @Sendable () -> NIODeadline
+    private let metrics: RelayMetrics
 
-    init(limits: AdmissionLimits, now: @escaping @Sendable () -> NIODeadline = { .now() }) {
+    init(limits: AdmissionLimits, now: @escaping @Sendable () -> NIODeadline = { .now() }, metrics: RelayMetrics = .disabled) {
         state = Mutex(State(table: AdmissionTable(limits: limits)))
         self.now = now
+        self.metrics = metrics
     }
 
     /// Admits `channel` or refuses it; a refused channel is for the caller to close. When the
@@ -40,6 +42,10 @@ final class ConnectionRegistry: Sendable {
             }
         }
         victim?.close(promise: nil)
+        if case .success = result {
+            metrics.connectionsAccepted.increment()
+            metrics.connectionsOpen.set(count)
+        }
         return result
     }
 
@@ -58,11 +64,13 @@ final class ConnectionRegistry: Sendable {
     }
 
     func remove(_ id: AdmissionTable.ConnectionID, channel: Channel) {
-        state.withLock { s in
+        let open = state.withLock { s in
             s.table.closed(id)
             s.channels[id] = nil
             s.unclaimed[ObjectIdentifier(channel)] = nil
+            return s.channels.count
         }
+        metrics.connectionsOpen.set(open)
     }
 
     var count: Int { state.withLock { $0.channels.count } }

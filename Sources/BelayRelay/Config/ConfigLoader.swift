@@ -28,7 +28,7 @@ public enum ConfigLoader {
         "max_timers_per_connection",
         "max_timer_bodies_per_queue", "max_store_bytes", "pressure_queue_bytes", "disk_reserve", "handshake_timeout", "idle_timeout", "rate_limit_per_second",
         "rate_burst", "max_subscriptions_per_connection", "max_proofs_per_connection", "sweep_interval",
-        "creation_tokens", "log_level",
+        "creation_tokens", "log_level", "metrics_listen",
     ]
 
     public static func load(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> RelayConfiguration {
@@ -84,6 +84,17 @@ public enum ConfigLoader {
         case "listen":
             guard let hp = HostPort(parsing: value) else { throw fail("expected HOST:PORT, e.g. 0.0.0.0:7707 or [::]:7707") }
             config.listen = hp
+        case "metrics_listen":
+            // A bare port is on the loopback address: metrics stay on the machine unless the
+            // operator names an interface.
+            if let port = Int(value), (0...65535).contains(port) {
+                config.metricsListen = HostPort(host: "127.0.0.1", port: port)
+            } else if value.lowercased() == "off" || value.isEmpty {
+                config.metricsListen = nil
+            } else {
+                guard let hp = HostPort(parsing: value) else { throw fail("expected PORT (on 127.0.0.1), HOST:PORT, or off") }
+                config.metricsListen = hp
+            }
         case "public_host":
             guard !value.contains("/"), !value.contains(" ") else { throw fail("expected a host name or address") }
             config.publicHost = value

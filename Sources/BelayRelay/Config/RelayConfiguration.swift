@@ -8,6 +8,8 @@ public struct RelayConfiguration: Equatable, Sendable {
     public var listen = HostPort(host: "127.0.0.1", port: 7707)
     /// Host printed in the relay address; empty means the listen host.
     public var publicHost = ""
+    /// Where to serve metrics (`GET /metrics`, Prometheus text); nil, the default, serves none.
+    public var metricsListen: HostPort? = nil
     public var messageTTLSeconds: UInt64 = 14 * 86_400
     public var maxQueueMessages = 1_000
     public var maxQueueBytes = 8 * 1024 * 1024

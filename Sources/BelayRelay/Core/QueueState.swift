@@ -52,6 +52,8 @@ struct BatchContext {
     var dirty: [Int64: QueueState] = [:]
     var recent: [Int64: [(seq: UInt64, body: [UInt8])]] = [:]
     var deletedSomething = false
+    /// Timers released in this batch (for the metrics, counted only once it commits).
+    var timersFired = 0
 
     mutating func add(_ outcome: CoreOutcome, for sink: CoreSink) {
         let id = ObjectIdentifier(sink)

@@ -24,6 +24,7 @@ public final class RelayCore: @unchecked Sendable {
     let clock: RelayClock
     let random: RandomSource
     let logger: Logger
+    let metrics: RelayMetrics
     private let sweepInterval: Double?
     var generation: UInt32 = 0
     var byRecipient: [EntityID: QueueState] = [:]
@@ -67,8 +68,9 @@ public final class RelayCore: @unchecked Sendable {
     /// `sweepInterval: nil` turns off automatic sweeps; tests then call `sweep()` themselves.
     public init(
         store: RelayStore, limits: CoreLimits, clock: RelayClock, random: RandomSource = SystemRandom(),
-        sweepInterval: Double?, logger: Logger
+        sweepInterval: Double?, logger: Logger, metrics: RelayMetrics = .disabled
     ) throws {
+        self.metrics = metrics
         self.store = store
         self.limits = limits
         self.clock = clock
@@ -295,6 +297,7 @@ public final class RelayCore: @unchecked Sendable {
             }
         }
         if sweep, storage == .full { releaseTimersWhileFull() }
+        let started = DispatchTime.now().uptimeNanoseconds
         do {
             more = try attempt(requests, sweep: sweep, releaseTimers: storage == .normal, &ctx)
         } catch {
@@ -323,8 +326,40 @@ public final class RelayCore: @unchecked Sendable {
         // A rolled-back DEL can no longer bring its queue back once the state matches the store.
         if !needsReload { retiredCounters.removeAll(keepingCapacity: true) }
         if ctx.deletedSomething { deletedSinceCheckpoint = true }
+        // Counted before the replies go out: whoever sees a reply sees it counted.
+        record(requests, ctx, since: started)
         handOut(ctx.outcomes)
         return more
+    }
+
+    /// Counts what a batch did, from its requests and the outcomes it handed out: a batch that
+    /// rolled back handed out only refusals, so nothing it undid is counted.
+    private func record(_ requests: [CoreRequest], _ ctx: BatchContext, since started: UInt64) {
+        guard metrics.enabled else { return }
+        var b = RelayMetrics.Batch()
+        b.commands = requests.count
+        b.nanoseconds = Int64(DispatchTime.now().uptimeNanoseconds &- started)
+        b.timersFired = ctx.timersFired
+        var commands: [ObjectIdentifier: [UInt32: CoreCommand]] = [:]
+        for r in requests { commands[ObjectIdentifier(r.sink), default: [:]][r.requestId] = r.command }
+        for (sink, entry) in ctx.outcomes {
+            for item in entry.items {
+                switch item {
+                case let .reply(id, reply, _):
+                    switch (commands[sink]?[id], reply) {
+                    case (.send?, .ok): b.messagesIn += 1
+                    case (.ack?, .ok): b.acknowledgements += 1
+                    case (.timerSet?, .timer): b.timersSet += 1
+                    case (_, .message): b.messagesOut += 1
+                    case let (_, .error(code)): b.errors[code, default: 0] += 1
+                    default: break
+                    }
+                case .push(.message): b.messagesOut += 1
+                default: break
+                }
+            }
+        }
+        metrics.record(b, queues: byRecipient.count, timers: timerCount)
     }
 
     /// In full mode, releasing a due timer needs pages the disk may not have; try once a minute.
@@ -724,6 +759,7 @@ extension RelayCore {
             }
             try Queries.deleteTimer(db, rowId: timer)
             timerCount -= 1
+            ctx.timersFired += 1
         }
         if !due.isEmpty {
             ctx.deletedSomething = true

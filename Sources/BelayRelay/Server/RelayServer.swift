@@ -63,14 +63,15 @@ public final class RelayServer: Sendable {
         automaticSweeps: Bool = true,
         admissionClock: @escaping @Sendable () -> NIODeadline = { .now() },
         observeConnection: (@Sendable (Channel) throws -> Void)? = nil,
+        metrics: RelayMetrics = .disabled,
         logger: Logger
     ) async throws -> RelayServer {
         let core = try RelayCore(
             store: store, limits: CoreLimits(configuration), clock: clock, random: random,
-            sweepInterval: automaticSweeps ? configuration.sweepIntervalSeconds : nil, logger: logger)
+            sweepInterval: automaticSweeps ? configuration.sweepIntervalSeconds : nil, logger: logger, metrics: metrics)
         core.start()
         let settings = ConnectionSettings(configuration)
-        let connections = ConnectionRegistry(limits: AdmissionLimits(configuration), now: admissionClock)
+        let connections = ConnectionRegistry(limits: AdmissionLimits(configuration), now: admissionClock, metrics: metrics)
         let bootstrap = ServerBootstrap(group: acceptGroup ?? group, childGroup: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)

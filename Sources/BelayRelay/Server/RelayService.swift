@@ -13,12 +13,14 @@ public struct RelayService: Service {
     /// Called once the database is open and the port bound, with the relay's address.
     let onReady: @Sendable (RelayServer) -> Void
     let clock: RelayClock
+    let metrics: RelayMetrics
 
     public init(
         configuration: RelayConfiguration, state: RelayStateDirectory, logger: Logger, clock: RelayClock = SystemClock(),
-        onReady: @escaping @Sendable (RelayServer) -> Void
+        metrics: RelayMetrics = .disabled, onReady: @escaping @Sendable (RelayServer) -> Void
     ) {
         self.clock = clock
+        self.metrics = metrics
         self.configuration = configuration
         self.state = state
         self.logger = logger
@@ -43,7 +45,7 @@ public struct RelayService: Service {
         do {
             server = try await RelayServer.start(
                 configuration: configuration, relayKey: key, store: store, group: group,
-                acceptGroup: acceptGroup, clock: clock, logger: logger)
+                acceptGroup: acceptGroup, clock: clock, metrics: metrics, logger: logger)
         } catch {
             try? await group.shutdownGracefully()
             try? await acceptGroup.shutdownGracefully()

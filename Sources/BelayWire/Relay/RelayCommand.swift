@@ -134,6 +134,27 @@ public enum RelayErrorCode: UInt16, Error, Sendable, CaseIterable, CustomStringC
     case unavailable = 14
     case storeFull = 15
 
+    /// The code's name in docs/PROTOCOL.md §3.3 (`NO_TIMER`), for logs and metrics.
+    public var name: String {
+        switch self {
+        case .malformed: "MALFORMED"
+        case .unknownCommand: "UNKNOWN_COMMAND"
+        case .auth: "AUTH"
+        case .noQueue: "NO_QUEUE"
+        case .noMessage: "NO_MESSAGE"
+        case .noTimer: "NO_TIMER"
+        case .quota: "QUOTA"
+        case .tooLarge: "TOO_LARGE"
+        case .rate: "RATE"
+        case .token: "TOKEN"
+        case .conflict: "CONFLICT"
+        case .limit: "LIMIT"
+        case .delay: "DELAY"
+        case .unavailable: "UNAVAILABLE"
+        case .storeFull: "STORE_FULL"
+        }
+    }
+
     public var description: String {
         switch self {
         case .malformed: "the relay could not parse the command"
