@@ -52,8 +52,15 @@ struct BatchContext {
     var dirty: [Int64: QueueState] = [:]
     var recent: [Int64: [(seq: UInt64, body: [UInt8])]] = [:]
     var deletedSomething = false
-    /// Timers released in this batch (for the metrics, counted only once it commits).
+    /// What the batch did, for the metrics (recorded only once it commits): counted as replies
+    /// are made, so that recording costs no pass over the batch.
     var timersFired = 0
+    var messagesIn = 0
+    var messagesOut = 0
+    var acknowledgements = 0
+    var timersSet = 0
+    /// Error replies, indexed by code.
+    var errors = [Int](repeating: 0, count: 16)
 
     mutating func add(_ outcome: CoreOutcome, for sink: CoreSink) {
         let id = ObjectIdentifier(sink)
@@ -65,6 +72,14 @@ struct BatchContext {
     }
 
     mutating func reply(_ request: CoreRequest, _ reply: RelayReply, grant: (Proof, [UInt8])? = nil) {
+        switch (request.command, reply) {
+        case (.send, .ok): messagesIn += 1
+        case (.ack, .ok): acknowledgements += 1
+        case (.timerSet, .timer): timersSet += 1
+        case (_, .message): messagesOut += 1
+        case let (_, .error(code)) where Int(code.rawValue) < errors.count: errors[Int(code.rawValue)] += 1
+        default: break
+        }
         add(.reply(requestId: request.requestId, reply, grant: grant), for: request.sink)
     }
 }

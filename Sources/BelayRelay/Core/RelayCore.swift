@@ -339,26 +339,8 @@ public final class RelayCore: @unchecked Sendable {
         var b = RelayMetrics.Batch()
         b.commands = requests.count
         b.nanoseconds = Int64(DispatchTime.now().uptimeNanoseconds &- started)
-        b.timersFired = ctx.timersFired
-        var commands: [ObjectIdentifier: [UInt32: CoreCommand]] = [:]
-        for r in requests { commands[ObjectIdentifier(r.sink), default: [:]][r.requestId] = r.command }
-        for (sink, entry) in ctx.outcomes {
-            for item in entry.items {
-                switch item {
-                case let .reply(id, reply, _):
-                    switch (commands[sink]?[id], reply) {
-                    case (.send?, .ok): b.messagesIn += 1
-                    case (.ack?, .ok): b.acknowledgements += 1
-                    case (.timerSet?, .timer): b.timersSet += 1
-                    case (_, .message): b.messagesOut += 1
-                    case let (_, .error(code)): b.errors[code, default: 0] += 1
-                    default: break
-                    }
-                case .push(.message): b.messagesOut += 1
-                default: break
-                }
-            }
-        }
+        (b.timersFired, b.messagesIn, b.messagesOut, b.acknowledgements, b.timersSet, b.errors) =
+            (ctx.timersFired, ctx.messagesIn, ctx.messagesOut, ctx.acknowledgements, ctx.timersSet, ctx.errors)
         metrics.record(b, queues: byRecipient.count, timers: timerCount)
     }
 
@@ -739,6 +721,7 @@ extension RelayCore {
                 sub.inFlight.append((seq, body.count))
                 sub.cursor = seq
                 ctx.add(.push(.message(.init(recipient: q.recipientId, seq: seq, body: body))), for: sub.sink)
+                ctx.messagesOut += 1
             }
         }
     }

@@ -54,7 +54,8 @@ public final class RelayMetrics: Sendable {
         var acknowledgements = 0
         var timersSet = 0
         var timersFired = 0
-        var errors: [RelayErrorCode: Int] = [:]
+        /// Error replies, indexed by code.
+        var errors = [Int](repeating: 0, count: 16)
     }
 
     func record(_ b: Batch, queues: Int, timers: Int) {
@@ -63,7 +64,9 @@ public final class RelayMetrics: Sendable {
         if b.acknowledgements > 0 { acknowledgements.increment(by: b.acknowledgements) }
         if b.timersSet > 0 { timersSet.increment(by: b.timersSet) }
         if b.timersFired > 0 { timersFired.increment(by: b.timersFired) }
-        for (code, n) in b.errors { errors[code]?.increment(by: n) }
+        for (raw, n) in b.errors.enumerated() where n > 0 {
+            if let code = RelayErrorCode(rawValue: UInt16(raw)) { errors[code]?.increment(by: n) }
+        }
         self.queues.set(queues)
         self.timers.set(timers)
         if b.commands > 0 {
