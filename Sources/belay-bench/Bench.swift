@@ -200,33 +200,29 @@ final class Lane: @unchecked Sendable {
 
 /// belayd started for the benchmark, with its CPU time and RSS read from /proc.
 final class RelayProcess: Sendable {
-    let process: Process
+    let child: ChildProcess
     let address: RelayAddress
 
     /// `environment` holds `BELAYD_*` overrides, laid over this process's own environment.
     init(binary: String, stateDir: String, environment: [String: String] = [:]) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = ["run", "--state-dir", stateDir, "--listen", "127.0.0.1:0"]
-        if !environment.isEmpty {
-            p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, override in override }
-        }
         let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+        let null = FileHandle.nullDevice
+        child = try ChildProcess(
+            binary, ["run", "--state-dir", stateDir, "--listen", "127.0.0.1:0"],
+            environment: ProcessInfo.processInfo.environment.merging(environment) { _, override in override },
+            stdin: null.fileDescriptor, stdout: out.fileHandleForWriting.fileDescriptor, stderr: null.fileDescriptor)
+        try? out.fileHandleForWriting.close()
         var line = [UInt8]()
         while true {
             let c = out.fileHandleForReading.readData(ofLength: 1)
             if c.isEmpty || c.first == UInt8(ascii: "\n") { break }
             line += c
         }
-        process = p
         address = try RelayAddress(parsing: String(decoding: line, as: UTF8.self))
     }
 
     func cpuSeconds() -> Double {
-        guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
+        guard let stat = try? String(contentsOfFile: "/proc/\(child.pid)/stat", encoding: .utf8),
             let close = stat.lastIndex(of: ")")
         else { return 0 }
         let fields = stat[stat.index(after: close)...].split(separator: " ")
@@ -241,15 +237,16 @@ final class RelayProcess: Sendable {
 
     /// A `/proc/PID/status` field given in kB, in MiB; 0 once the relay has exited.
     private func statusMiB(_ field: String) -> Double {
-        guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
+        guard let status = try? String(contentsOfFile: "/proc/\(child.pid)/status", encoding: .utf8),
             let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) }),
             let kb = Double(line.split(separator: " ").dropFirst().first ?? "")
         else { return 0 }
         return kb / 1024
     }
 
+    /// SIGTERM, then waits for the relay to drain and exit (the benchmark has nothing else to do).
     func stop() {
-        process.terminate()
-        process.waitUntilExit()
+        child.signal(SIGTERM)
+        while child.isRunning { usleep(10_000) }
     }
 }

@@ -149,7 +149,7 @@ extension RelayProcess {
         return false
     }
 
-    var isRunning: Bool { process.isRunning }
+    var isRunning: Bool { child.isRunning }
 }
 
 /// One JSON value, written with its keys in the order given (the `bench` lines are read by eye too).
