@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The interop check uses an independent Noise implementation from PyPI.
 PYTHON_PACKAGES := noiseprotocol==0.3.1
 
-.PHONY: all deps build run test lint format bench bench-abuse clean
+.PHONY: all deps build run test lint format fuzz bench bench-abuse clean
 
 all: build
 
@@ -63,3 +63,19 @@ bench-abuse: deps
 
 clean:
 	rm -rf .build
+
+# Every parser under libFuzzer with AddressSanitizer (not in CI): FUZZ_SECONDS each, a corpus
+# per target in .fuzz/corpus, and anything that crashes in .fuzz/crashes (keep it as a
+# regression test: Tests/Fuzz/crashers/TARGET/, replayed by `make test`).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := frame bundle command reply noise address config invitation group introduction notice request
+fuzz: deps
+	$(SWIFT) build -c release --product belay-fuzz --build-path .build-fuzz \
+	  -Xswiftc -sanitize=fuzzer,address -Xswiftc -DBELAY_FUZZ -Xswiftc -parse-as-library
+	@mkdir -p .fuzz/crashes
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p .fuzz/corpus/$$t; echo "make: fuzzing $$t for $(FUZZ_SECONDS) s"; \
+	  BELAY_FUZZ_TARGET=$$t .build-fuzz/release/belay-fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=70000 \
+	    -artifact_prefix=.fuzz/crashes/$$t- .fuzz/corpus/$$t 2>&1 | grep -E '^(#[0-9]+ +DONE|Done|==[0-9]+==|SUMMARY)' || exit 1; \
+	done
+

@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "belayd", targets: ["belayd"]),
         .executable(name: "belay", targets: ["belay"]),
         .executable(name: "belay-bench", targets: ["belay-bench"]),
+        .executable(name: "belay-fuzz", targets: ["belay-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -108,6 +109,14 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Every parser as a libFuzzer target (`make fuzz`); built normally, it replays files.
+        .executableTarget(
+            name: "belay-fuzz",
+            dependencies: [
+                "BelayWire", "BelayE2E", "BelayRelay", "BelaySodium",
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "BelaySodiumTests", dependencies: ["BelaySodium"], resources: [.copy("Fixtures")]),
