@@ -21,3 +21,20 @@
         }
     }
 #endif
+
+#if BELAY_FUZZ
+    /// SwiftPM links an executable's entry point as `<module>_main`; under libFuzzer that entry
+    /// hands control to libFuzzer's driver with the target above.
+    @_silgen_name("LLVMFuzzerRunDriver")
+    func runDriver(
+        _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+        _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+    ) -> CInt
+
+    @_cdecl("belay_fuzz_main")
+    func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+        var count = argc
+        var arguments = argv
+        return runDriver(&count, &arguments) { data, size in fuzzOne(data, size) }
+    }
+#endif
