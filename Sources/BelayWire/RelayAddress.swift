@@ -52,47 +52,16 @@ public struct RelayAddress: Equatable, Hashable, Sendable, CustomStringConvertib
         guard !keyText.isEmpty else { throw ParseError.missingKey }
         guard let key = Base64URL.decode(String(keyText)), key.count == Self.keyLength else { throw ParseError.invalidKey }
 
-        let host: Substring
-        let portText: Substring
-        if authority.hasPrefix("[") {
-            guard let close = authority.firstIndex(of: "]") else { throw ParseError.missingHost }
-            host = authority[authority.index(after: authority.startIndex)..<close]
-            let after = authority[authority.index(after: close)...]
-            guard after.hasPrefix(":") else { throw ParseError.invalidPort }
-            portText = after.dropFirst()
-        } else {
-            guard let colon = authority.lastIndex(of: ":") else { throw ParseError.invalidPort }
-            host = authority[..<colon]
-            portText = authority[authority.index(after: colon)...]
+        let hostPort: HostPort
+        do { hostPort = try HostPort.parse(authority) } catch {
+            switch error {
+            case .missingHost: throw ParseError.missingHost
+            case .invalidHost: throw ParseError.invalidHost
+            case .invalidPort: throw ParseError.invalidPort
+            }
         }
-        guard !host.isEmpty else { throw ParseError.missingHost }
-        // Exactly what §1 allows, so that every address accepted prints back to one that parses
-        // to it: an IPv6 address in brackets, or a DNS name or IPv4 address without any.
-        if authority.hasPrefix("[") {
-            guard Self.isIPv6(host) else { throw ParseError.invalidHost }
-        } else {
-            guard Self.isHostName(host) else { throw ParseError.invalidHost }
-        }
-        guard !portText.isEmpty, portText.utf8.count <= 5, portText.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
-            let port = Int(portText), (1...65535).contains(port)
-        else { throw ParseError.invalidPort }
-        self.init(host: String(host), port: port, publicKey: key)
-    }
-
-    /// A DNS name or dotted IPv4 address: labels of letters, digits and inner hyphens, 1–63
-    /// characters each, 253 in all.
-    static func isHostName(_ host: Substring) -> Bool {
-        guard host.utf8.count <= 253 else { return false }
-        let labels = host.split(separator: ".", omittingEmptySubsequences: false)
-        return labels.allSatisfy { label in
-            (1...63).contains(label.utf8.count) && label.first != "-" && label.last != "-"
-                && label.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x41...0x5a).contains($0) || (0x61...0x7a).contains($0) || $0 == 0x2d }
-        }
-    }
-
-    static func isIPv6(_ host: Substring) -> Bool {
-        var buffer = [UInt8](repeating: 0, count: 16)
-        return host.utf8.count <= 45 && inet_pton(AF_INET6, String(host), &buffer) == 1
+        guard hostPort.port >= 1 else { throw ParseError.invalidPort }
+        self.init(host: hostPort.host, port: hostPort.port, publicKey: key)
     }
 
     public var description: String {

@@ -75,3 +75,16 @@ struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+extension RelayAddressTests {
+    /// One parser for HOST:PORT, the relay's listen addresses and relay addresses alike.
+    @Test func hostPortIsParsedOneWayForListeningAndForAddresses() {
+        for good in ["127.0.0.1:7707", "0.0.0.0:0", "[::]:7707", "[::1]:1", "relay.example.org:65535"] {
+            let hp = HostPort(parsing: good)
+            #expect(hp?.description == good, "\(good)")
+        }
+        for bad in ["a]:b:1", "*:7707", "[::1:1", "h:+80", "h:", ":80", "h:65536", "[zz]:1", "a b:1"] {
+            #expect(HostPort(parsing: bad) == nil, "\(bad)")
+        }
+    }
+}

@@ -1,4 +1,5 @@
 import BelaySodium
+import BelayWire
 import Foundation
 import Logging
 
@@ -77,34 +78,4 @@ public struct RelayConfiguration: Equatable, Sendable {
         for expected in creationTokenHashes where Sodium.constantTimeEquals(expected, hash) { ok = true }
         return ok
     }
-}
-
-public struct HostPort: Equatable, Sendable, CustomStringConvertible {
-    public var host: String
-    public var port: Int
-
-    public init(host: String, port: Int) {
-        self.host = host
-        self.port = port
-    }
-
-    /// `HOST:PORT`, with IPv6 hosts in brackets; port 0 asks the system for a free port.
-    public init?(parsing text: String) {
-        let t = text.trimmingCharacters(in: .whitespaces)
-        let host: Substring
-        let portText: Substring
-        if t.hasPrefix("[") {
-            guard let close = t.firstIndex(of: "]"), t[t.index(after: close)...].hasPrefix(":") else { return nil }
-            host = t[t.index(after: t.startIndex)..<close]
-            portText = t[t.index(close, offsetBy: 2)...]
-        } else {
-            guard let colon = t.lastIndex(of: ":") else { return nil }
-            host = t[..<colon]
-            portText = t[t.index(after: colon)...]
-        }
-        guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else { return nil }
-        self.init(host: String(host), port: port)
-    }
-
-    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }

@@ -1,3 +1,4 @@
+import BelayWire
 import Logging
 import NIOCore
 import NIOHTTP1
