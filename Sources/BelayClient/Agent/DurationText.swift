@@ -8,23 +8,19 @@ public enum DurationText {
     /// Shortest time anything waits on a relay timer.
     public static let minTimerSeconds = UInt64(WireLimits.minTimerDelaySeconds)
 
+    /// Whole seconds, from 1 to `maxSeconds` (`Durations` parses; this words the errors).
     public static func seconds(_ text: String) throws -> UInt64 {
-        let t = text.trimmingCharacters(in: .whitespaces).lowercased()
-        if let value = UInt64(t.dropLast()), value == 0 { throw ClientError.invalidInput("\"\(text)\": a duration must be more than zero") }
-        guard let unit = t.last, let value = UInt64(t.dropLast()), value > 0 else {
-            throw ClientError.invalidInput("\"\(text)\" is not a duration; use a number and s, m, h or d, like 90s, 30m, 6h or 2d")
+        let value: Double
+        do { value = try Durations.seconds(text, atMost: Double(maxSeconds)) } catch {
+            switch error {
+            case .notADuration:
+                throw ClientError.invalidInput("\"\(text)\" is not a duration; use a number and s, m, h or d, like 90s, 30m, 6h or 2d")
+            case .unknownUnit: throw ClientError.invalidInput("\"\(text)\" has an unknown unit; use s, m, h or d")
+            case .tooLong: throw ClientError.invalidInput("\"\(text)\" is longer than \(maxWords)")
+            }
         }
-        let scale: UInt64
-        switch unit {
-        case "s": scale = 1
-        case "m": scale = 60
-        case "h": scale = 3600
-        case "d": scale = 86400
-        default: throw ClientError.invalidInput("\"\(text)\" has an unknown unit; use s, m, h or d")
-        }
-        let (seconds, overflow) = value.multipliedReportingOverflow(by: scale)
-        guard !overflow, seconds <= maxSeconds else { throw ClientError.invalidInput("\"\(text)\" is longer than \(maxWords)") }
-        return seconds
+        guard value > 0 else { throw ClientError.invalidInput("\"\(text)\": a duration must be more than zero") }
+        return UInt64(value.rounded(.up))
     }
 
     /// The bounds in words, for messages: "60 seconds", "400 days".

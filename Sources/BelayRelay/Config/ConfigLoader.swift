@@ -216,20 +216,14 @@ public enum ConfigLoader {
     /// nothing longer can reach the conversions to whole seconds (`4e14d` trapped in one).
     static let maxDurationSeconds: Double = 10 * 366 * 86_400
 
-    /// `90s`, `30m`, `6h`, `14d`, `250ms`; a bare number is seconds.
+    /// `90s`, `30m`, `6h`, `14d`, `250ms`; a bare number is seconds (`Durations` parses).
     static func duration(_ s: String, _ fail: (String) -> Error) throws -> Double {
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
-        var seconds: Double?
-        for (suffix, scale) in units where s.hasSuffix(suffix) {
-            if let v = Double(s.dropLast(suffix.count)), v >= 0, v.isFinite {
-                seconds = v * scale
-                break
+        do { return try Durations.seconds(s, atMost: maxDurationSeconds) } catch {
+            switch error {
+            case .tooLong: throw fail("`\(s)` is longer than any setting allows (at most 10 years)")
+            case .notADuration, .unknownUnit: throw fail("expected a duration such as 90s, 30m, 6h or 14d, got `\(s)`")
             }
         }
-        if seconds == nil, let v = Double(s), v >= 0, v.isFinite { seconds = v }
-        guard let seconds else { throw fail("expected a duration such as 90s, 30m, 6h or 14d, got `\(s)`") }
-        guard seconds <= maxDurationSeconds else { throw fail("`\(s)` is longer than any setting allows (at most 10 years)") }
-        return seconds
     }
 
     /// `8MiB`, `512KiB`, `1GiB`, `2TiB` or a number of bytes.
