@@ -11,11 +11,16 @@ extension Agent {
     /// messages (passed-on invitations among them) sent. Errors become warnings: reading must not fail for them.
     func groupFollowUps(pool: RelayPool) async -> [ReadEvent] {
         var events: [ReadEvent] = []
-        guard let groups = try? read({ db in try store.groups(db).filter { $0.record.status == .joined && $0.record.hasState } }) else { return [] }
+        guard let groups = try? read({ db in try store.groups(db).filter { $0.record.status == .joined && $0.record.hasState } }),
+            !groups.isEmpty, var contacts = try? read({ db in try contactsByIdentity(db) })
+        else { return await acceptIntroductions() }
         for g in groups {
             do {
-                events += try await introduceMembers(g, pool: pool)
-                events += try await acceptMembers(g.id, pool: pool)
+                events += try await introduceMembers(g, contacts: contacts, pool: pool)
+                let paired = try await acceptMembers(g.id, pool: pool)
+                // New contacts: the next group must see them, or it would invite them again.
+                if !paired.isEmpty { contacts = try read { db in try contactsByIdentity(db) } }
+                events += paired
             } catch {
                 events.append(
                     ReadEvent(
@@ -28,10 +33,11 @@ extension Agent {
         return events
     }
 
-    private func introduceMembers(_ g: ClientStore.Row<GroupRecord>, pool: RelayPool) async throws -> [ReadEvent] {
+    private func introduceMembers(_ g: ClientStore.Row<GroupRecord>, contacts: [Data: ClientStore.Row<ContactRecord>], pool: RelayPool)
+        async throws -> [ReadEvent]
+    {
         let state = try g.record.decodedState()
         guard state.member(identity.publicIdentity)?.joined == true else { return [] }
-        let contacts = try read { db in try contactsByIdentity(db) }
         // An invitation not answered by the time it expired is made again.
         let stale = Self.defaultInvitationLifetime + Self.invitationReplyGrace
         let due = recipients(state, g.record).filter { id in
@@ -44,8 +50,7 @@ extension Agent {
             let courier = state.members.filter(\.isAdmin).map({ Data($0.identity.bytes) })
                 .first(where: { $0 != ownIdentity && contacts[$0].map { !$0.record.awaitingHello } == true })
                 ?? (state.member(identity.publicIdentity)?.isAdmin == true ? ownIdentity : nil),
-            let relayText = (contacts[courier] ?? contacts.values.first)?.record.inbox.relay,
-            let relay = try? RelayAddress(parsing: relayText)
+            let relay = ownRelay(contacts)
         else { return [] }
         var ids: [Int64] = []
         for member in due {
@@ -106,7 +111,10 @@ extension Agent {
 
     /// Queues held messages for members now paired with us; returns the contacts to flush.
     func releaseHeld() throws -> [Int64] {
-        try write { db in
+        // Run after every read and, in a watch, after every delivery: with nothing held, it
+        // opens no contact and writes nothing.
+        guard try read({ db in try store.groups(db).contains { $0.record.status == .joined && !$0.record.held.isEmpty } }) else { return [] }
+        return try write { db in
             var contacts = try contactsByIdentity(db)
             var ids: [Int64] = []
             for var g in try store.groups(db) where g.record.status == .joined && !g.record.held.isEmpty {

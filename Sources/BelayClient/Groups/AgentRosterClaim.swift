@@ -224,7 +224,13 @@ extension Agent {
     /// Escalations that have happened by now on the schedule a request carries, each shown once:
     /// to the requester, and to members who saw an earlier tier.
     func requestEscalations() throws -> [ReadEvent] {
-        try write { db in
+        // Run at every read and every watch tick: with no open request it opens no contact and
+        // writes nothing.
+        let open = try read { db in
+            try store.groups(db).contains { g in g.record.status == .joined && g.record.requests.contains { $0.state == .open } }
+        }
+        guard open else { return [] }
+        return try write { db in
             var events: [ReadEvent] = []
             let contacts = try contactsByIdentity(db)
             for var g in try store.groups(db) where g.record.status == .joined && g.record.hasState && !g.record.requests.isEmpty {

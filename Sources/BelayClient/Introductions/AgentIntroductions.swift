@@ -228,7 +228,13 @@ extension Agent {
     static let settledIntroductionKept: UInt64 = 30 * 24 * 3600
 
     func acceptIntroductions() async -> [ReadEvent] {
+        guard let rows = try? read({ db in try store.introductions(db) }), !rows.isEmpty else { return [] }
         // Settled introductions go after a while: who introduced whom is not kept for ever.
+        if rows.contains(where: { now() > $0.record.createdAt + Self.settledIntroductionKept }) { pruneIntroductions() }
+        return await pairIntroduced()
+    }
+
+    private func pruneIntroductions() {
         try? write { db in
             let waiting = Set(try store.invitations(db).map(\.record.text))
             for row in try store.introductions(db) where now() > row.record.createdAt + Self.settledIntroductionKept {
@@ -242,6 +248,10 @@ extension Agent {
                 if settled || now() > row.record.createdAt + 3 * Self.settledIntroductionKept { try store.deleteIntroduction(row.id, db) }
             }
         }
+    }
+
+    /// Pairs the second side of each accepted introduction with the invitation passed on to it.
+    private func pairIntroduced() async -> [ReadEvent] {
         guard let rows = try? read({ db in try store.introductions(db) }) else { return [] }
         var events: [ReadEvent] = []
         for row in rows {
