@@ -27,7 +27,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try Self.setStored(store, 7)  // as if restored from a copy made long ago
         let now: UInt64 = 1_800_000_000
-        let floor = RelayCore.generationFloor(now: now)
+        let floor = QueueEngine.generationFloor(now: now)
         #expect(try store.nextGeneration(floor: floor) == floor)
         #expect(try store.nextGeneration(floor: floor) == floor + 1)  // a restart in the same second
         try store.close()
@@ -36,8 +36,8 @@ import Testing
     @Test func aGenerationThatWouldMakeSeqNegativeStopsTheRelay() throws {
         let (store, directory) = try Self.store()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        try Self.setStored(store, Int64(RelayStore.maxGeneration) - 1)
-        #expect(throws: RelayStore.GenerationExhausted.self) { try store.nextGeneration() }
+        try Self.setStored(store, Int64(GenerationExhausted.maxGeneration) - 1)
+        #expect(throws: GenerationExhausted.self) { try store.nextGeneration() }
         try store.close()
     }
 }

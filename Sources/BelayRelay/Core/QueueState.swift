@@ -21,6 +21,13 @@ final class QueueState {
     var nextCounter: UInt32 = 1
     var subscription: Subscription?
 
+    convenience init(_ row: QueueRow) {
+        self.init(
+            rowId: row.rowId, recipientId: row.recipientId, senderId: row.senderId, recipientKey: row.recipientKey,
+            senderKey: row.senderKey, count: row.count, bytes: row.bytes)
+        oldestExpiry = row.oldestExpiry
+    }
+
     init(rowId: Int64, recipientId: EntityID, senderId: EntityID, recipientKey: [UInt8], senderKey: [UInt8]?, count: Int, bytes: Int) {
         self.rowId = rowId
         self.recipientId = recipientId

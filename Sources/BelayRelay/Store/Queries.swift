@@ -35,33 +35,17 @@ enum Queries {
         return emptied
     }
 
-    struct Expired {
-        var queue: Int64
-        var seq: UInt64
-        var length: Int
-    }
-
     /// The oldest messages of one queue, oldest first, through the primary key.
-    static func oldestMessages(_ db: Database, queue: Int64, limit: Int) throws -> [(seq: UInt64, expiresAt: UInt64, length: Int)] {
+    static func oldestMessages(_ db: Database, queue: Int64, limit: Int) throws -> [StoredMessage] {
         try Row.fetchAll(
             db.cachedStatement(sql: "SELECT seq, expires_at, length(body) FROM message WHERE queue_id = ? ORDER BY seq LIMIT ?"),
             arguments: [queue, limit]
         ).map { row in
-            (UInt64(bitPattern: row[0] as Int64), UInt64(clamping: row[1] as Int64), row[2])
+            StoredMessage(seq: UInt64(bitPattern: row[0] as Int64), expiresAt: UInt64(clamping: row[1] as Int64), length: row[2])
         }
     }
 
-    static func deleteMessage(_ db: Database, queue: Int64, seq: UInt64) throws {
-        try db.cachedStatement(sql: "DELETE FROM message WHERE queue_id = ? AND seq = ?").execute(arguments: [queue, Int64(bitPattern: seq)])
-    }
-
     // MARK: Timers
-
-    struct TimerRow {
-        var rowId: Int64
-        var key: [UInt8]
-        var deadline: UInt64
-    }
 
     static func timer(_ db: Database, id: EntityID) throws -> TimerRow? {
         try Row.fetchOne(
@@ -84,7 +68,7 @@ enum Queries {
         }
     }
 
-    static func insertTimer(_ db: Database, id: EntityID, key: [UInt8], deadline: UInt64, entries: [(Int64, [UInt8])]) throws {
+    static func insertTimer(_ db: Database, id: EntityID, key: [UInt8], deadline: UInt64, entries: [(queue: Int64, body: [UInt8])]) throws {
         try db.cachedStatement(sql: "INSERT INTO timer(timer_id, timer_key, deadline) VALUES (?, ?, ?)")
             .execute(arguments: [Data(id.bytes), Data(key), Int64(clamping: deadline)])
         let rowId = db.lastInsertedRowID
@@ -114,8 +98,8 @@ enum Queries {
             .map { row in (row[0] as Int64, row[1] as Int) }
     }
 
-    static func timerEntries(_ db: Database, timer: Int64) throws -> [(Int64, [UInt8])] {
+    static func timerEntries(_ db: Database, timer: Int64) throws -> [(queue: Int64, body: [UInt8])] {
         try Row.fetchAll(db, sql: "SELECT queue_id, body FROM timer_entry WHERE timer_id = ? ORDER BY position", arguments: [timer])
-            .map { row in (row[0] as Int64, [UInt8](row[1] as Data)) }
+            .map { row in (queue: row[0] as Int64, body: [UInt8](row[1] as Data)) }
     }
 }

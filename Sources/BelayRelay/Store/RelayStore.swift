@@ -5,7 +5,8 @@ import GRDBSQLite
 
 /// The relay's SQLite database: durable (`synchronous=FULL`, WAL), forgetful (`secure_delete`,
 /// WAL truncated after deletions). Only the core thread uses it, one transaction per batch.
-public final class RelayStore: @unchecked Sendable {
+/// (`@unchecked`: GRDB's queue serialises every access; `hot` is touched only inside it.)
+public final class RelayStore: QueueStore, @unchecked Sendable {
     public enum Error: Swift.Error, CustomStringConvertible {
         case open(path: String, underlying: Swift.Error)
         case notWAL(String)
@@ -58,17 +59,24 @@ public final class RelayStore: @unchecked Sendable {
         }
     }
 
+    public var location: String { path }
+    public var localFile: String? { path }
+
     /// Runs `body` in one IMMEDIATE transaction; commits if it returns, rolls back if it throws.
-    func transaction(_ body: (Database, HotStatements) throws -> Void) throws {
+    public func transaction(_ body: (any QueueTransaction) throws -> Void) throws {
         try database.writeWithoutTransaction { db in
             if hot == nil { hot = try HotStatements(db) }
             let statements = hot!
             try db.inTransaction(.immediate) {
-                try body(db, statements)
+                try body(SQLiteTransaction(db: db, hot: statements))
                 return .commit
             }
         }
     }
+
+    public func forgetDeleted() throws { try checkpoint() }
+
+    public func isOutOfSpace(_ error: Swift.Error) -> Bool { Self.isDiskFull(error) }
 
     /// Copies the WAL into the database and truncates it, so deleted ciphertext does not linger.
     public func checkpoint() throws {
@@ -94,43 +102,18 @@ public final class RelayStore: @unchecked Sendable {
     /// Advances and returns the start generation, the high half of every new `seq`: one more
     /// than the stored one, and at least `floor` (the clock's seconds), so that a database
     /// restored from an older copy still never hands out a `seq` it handed out before.
-    func nextGeneration(floor: UInt32 = 0) throws -> UInt32 {
+    public func nextGeneration(floor: UInt32 = 0) throws -> UInt32 {
         try database.write { db in
             let current = try Int64.fetchOne(db, sql: "SELECT value FROM relay_meta WHERE name = 'generation'") ?? 0
             let next = max(current + 1, Int64(floor))
             // A seq is generation << 32 | counter, stored as a signed 64-bit integer: a
             // generation of 2^31 or more would sort below every earlier seq.
-            guard next < Int64(Self.maxGeneration) else { throw GenerationExhausted(path: path, current: current) }
+            guard next < Int64(GenerationExhausted.maxGeneration) else { throw GenerationExhausted(location: path, current: current) }
             try db.execute(
                 sql: "INSERT INTO relay_meta(name, value) VALUES ('generation', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
                 arguments: [next])
             return UInt32(truncatingIfNeeded: next)
         }
-    }
-
-    /// The highest start generation: see `nextGeneration`.
-    static let maxGeneration: UInt32 = 1 << 31
-
-    /// The database says the relay has started about 2^31 times, or its clock was once set far
-    /// into the future (the generation follows the clock). Either way a new seq could repeat.
-    public struct GenerationExhausted: Swift.Error, CustomStringConvertible {
-        var path: String
-        var current: Int64
-        public var description: String {
-            "the relay database \(path) has used up its start generations (at \(current)); was the clock once set far ahead? "
-                + "Move the database aside and start with a new one (clients re-pair), or restore a copy from before."
-        }
-    }
-
-    struct QueueRow {
-        var rowId: Int64
-        var recipientId: EntityID
-        var senderId: EntityID
-        var recipientKey: [UInt8]
-        var senderKey: [UInt8]?
-        var count: Int
-        var bytes: Int
-        var oldestExpiry: UInt64?
     }
 
     func loadQueues() throws -> [QueueRow] {
@@ -152,24 +135,16 @@ public final class RelayStore: @unchecked Sendable {
         }
     }
 
-    /// Everything the core's counters are rebuilt from: queues with their message counts and
-    /// bytes, timer bodies held per queue, and the number of timers. Reads only.
-    struct DurableState {
-        var queues: [QueueRow]
-        var held: [Int64: (bodies: Int, bytes: Int)]
-        var timers: Int
-    }
-
-    func durableState() throws -> DurableState {
+    public func durableState() throws -> DurableState {
         DurableState(queues: try loadQueues(), held: try loadHeld(), timers: try timerCount())
     }
 
     /// Timer bodies held for each queue: their count and bytes, which count against its quota.
-    func loadHeld() throws -> [Int64: (bodies: Int, bytes: Int)] {
+    func loadHeld() throws -> [Int64: DurableState.Held] {
         try database.read { db in
-            var held: [Int64: (bodies: Int, bytes: Int)] = [:]
+            var held: [Int64: DurableState.Held] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT queue_id, count(*), sum(length(body)) FROM timer_entry GROUP BY queue_id") {
-                held[row[0]] = (row[1], row[2])
+                held[row[0]] = .init(bodies: row[1], bytes: row[2])
             }
             return held
         }

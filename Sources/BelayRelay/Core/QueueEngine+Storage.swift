@@ -9,7 +9,7 @@ enum StorageMode: Equatable {
     case full
 }
 
-extension RelayCore {
+extension QueueEngine {
     func canGrow(by bytes: Int) -> Bool {
         guard case .normal = storage else { return false }
         return storedBytes + bytes <= limits.maxStoreBytes
@@ -22,7 +22,7 @@ extension RelayCore {
 
     func enterFullMode() {
         storage = .full
-        let released = reserve.release()
+        let released = reserve?.release() ?? false
         logger.warning(
             "the disk holding the relay database is full: refusing new messages, queues and timers with STORE_FULL until space returns; acknowledgements and deletions go on",
             metadata: ["reserveReleased": "\(released)"])
@@ -31,11 +31,12 @@ extension RelayCore {
     /// At each sweep while full: once the file system has room for the reserve and some
     /// growth, take the reserve back and accept growth again.
     func checkStorage() {
-        guard case .full = storage,
-            let available = DiskReserve.availableBytes(at: store.path), available >= reserve.resumeThreshold
-        else { return }
+        guard case .full = storage else { return }
+        if let reserve {
+            guard let available = DiskReserve.availableBytes(at: reserve.path), available >= reserve.resumeThreshold else { return }
+        }
         do {
-            try reserve.ensure()
+            try reserve?.ensure()
             storage = .normal
             logger.notice("disk space is back: accepting new messages, queues and timers again")
         } catch {
@@ -43,38 +44,5 @@ extension RelayCore {
                 "disk space is back but the reserve could not be re-created; still refusing growth",
                 metadata: ["error": "\(error)"])
         }
-    }
-
-    /// What the core holds in memory against what the store holds: equal unless a counter
-    /// drifted. For tests; runs on the core thread between batches.
-    public func countersMatchStore() async -> Bool {
-        await inspect { core in
-            do {
-                let durable = try core.store.durableState()
-                let (queues, held) = (durable.queues, durable.held)
-                var durableBytes = 0
-                for row in queues {
-                    let h = held[row.rowId] ?? (0, 0)
-                    durableBytes += row.bytes + h.bytes
-                    guard let q = core.byRow[row.rowId], q.count == row.count, q.bytes == row.bytes,
-                        q.heldBodies == h.bodies, q.heldBytes == h.bytes
-                    else { return false }
-                }
-                let timers = durable.timers
-                return queues.count == core.byRow.count && durableBytes == core.storedBytes && timers == core.timerCount
-            } catch {
-                return false
-            }
-        }
-    }
-
-    /// Whether the core is refusing growth because the disk filled.
-    public func isRefusingGrowthForFullDisk() async -> Bool {
-        await inspect { $0.storage == .full }
-    }
-
-    /// Bytes of bodies held (messages and timers), as the core counts them.
-    public func heldBytes() async -> Int {
-        await inspect { $0.storedBytes }
     }
 }

@@ -1,0 +1,76 @@
+import BelayWire
+
+/// With several frontends on one store, what another frontend changed: queues created, secured
+/// or deleted there, messages stored there for a queue subscribed here, and subscriptions taken
+/// there. The store tells (PostgreSQL: LISTEN/NOTIFY); the engine re-reads the rows named.
+extension QueueEngine {
+    func apply(_ changes: ChangedQueues, _ tx: any QueueTransaction, _ ctx: inout BatchContext) throws {
+        for row in changes.rows.union(changes.messages) {
+            try reload(row: row, tx, &ctx)
+        }
+        for row in changes.subscribedElsewhere {
+            guard let q = byRow[row], let sub = q.subscription else { continue }
+            // The recipient subscribed through another frontend: this one lets go, as a
+            // second SUB on one relay would make it.
+            ctx.add(.push(.end(recipient: q.recipientId)), for: sub.sink)
+            subscriptionsBySink[ObjectIdentifier(sub.sink)]?.remove(q.recipientId)
+            noteSubscriptionChange(q)
+            q.subscription = nil
+        }
+    }
+
+    /// Brings one queue up to date with the store: gone, new, or changed counters and keys.
+    private func reload(row: Int64, _ tx: any QueueTransaction, _ ctx: inout BatchContext) throws {
+        guard let fresh = try tx.queueRow(id: row) else {
+            guard let q = byRow[row] else { return }
+            if let sub = q.subscription {
+                ctx.add(.push(.end(recipient: q.recipientId)), for: sub.sink)
+                subscriptionsBySink[ObjectIdentifier(sub.sink)]?.remove(q.recipientId)
+            }
+            forget(q)
+            return
+        }
+        let q = try adopt(fresh)
+        q.count = fresh.count
+        q.bytes = fresh.bytes
+        q.oldestExpiry = fresh.oldestExpiry
+        q.senderKey = fresh.senderKey
+        if q.subscription != nil { ctx.dirty[q.rowId] = q }
+    }
+
+    /// The queue a shared store holds under this row, added to what this frontend knows.
+    @discardableResult
+    func adopt(_ row: QueueRow) throws -> QueueState {
+        if let q = byRow[row.rowId] { return q }
+        let q = QueueState(row)
+        byRecipient[q.recipientId] = q
+        bySender[q.senderId] = q
+        byRow[q.rowId] = q
+        return q
+    }
+
+    func forget(_ q: QueueState) {
+        byRecipient[q.recipientId] = nil
+        bySender[q.senderId] = nil
+        byRow[q.rowId] = nil
+    }
+
+    /// In a shared store, a queue this frontend has not seen yet may have been made by another.
+    func lookup(recipient: EntityID, _ tx: any QueueTransaction) throws -> QueueState? {
+        if let q = byRecipient[recipient] { return q }
+        guard store.shared, let row = try tx.queueRow(recipient: recipient) else { return nil }
+        return try adopt(row)
+    }
+
+    func lookup(sender: EntityID, _ tx: any QueueTransaction) throws -> QueueState? {
+        if let q = bySender[sender] { return q }
+        guard store.shared, let row = try tx.queueRow(sender: sender) else { return nil }
+        return try adopt(row)
+    }
+
+    func lookup(row: Int64, _ tx: any QueueTransaction) throws -> QueueState? {
+        if let q = byRow[row] { return q }
+        guard store.shared, let fresh = try tx.queueRow(id: row) else { return nil }
+        return try adopt(fresh)
+    }
+}
