@@ -2,7 +2,7 @@
 # Both install what is missing (Debian packages; root or sudo), then build.
 
 SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
-DEBIAN_PACKAGES := libsodium-dev libsqlite3-dev libqrencode-dev pkg-config python3-pip systemd
+DEBIAN_PACKAGES := libsodium-dev libsqlite3-dev libqrencode-dev pkg-config python3-pip systemd postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The interop check uses an independent Noise implementation from PyPI.
 PYTHON_PACKAGES := noiseprotocol==0.3.1

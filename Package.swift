@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         .systemLibrary(
@@ -57,6 +59,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         .target(
@@ -119,6 +123,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // Real servers the tests start themselves (PostgreSQL).
+        .target(name: "BelayTestSupport", dependencies: ["BelayClient", "BelayRelay"], path: "Tests/Support"),
         .testTarget(name: "BelaySodiumTests", dependencies: ["BelaySodium"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "BelayWireTests",
@@ -129,7 +135,7 @@ let package = Package(
         .testTarget(
             name: "BelayRelayTests",
             dependencies: [
-                "BelayRelay", "BelayClient", "BelayWire", "BelaySodium",
+                "BelayRelay", "BelayClient", "BelayWire", "BelaySodium", "BelayTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -140,7 +146,7 @@ let package = Package(
         .testTarget(
             name: "BelaydTests",
             dependencies: [
-                "BelayClient", "BelayE2E", "BelayWire", "BelaySodium", "BelayRelay",
+                "BelayClient", "BelayE2E", "BelayWire", "BelaySodium", "BelayRelay", "BelayTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

@@ -181,7 +181,9 @@ extension Belayd {
             abstract: "Copy the relay's database, consistently, while it runs.",
             discussion: """
                 The copy holds what the relay holds: sealed messages, timers, public keys. It does not hold the \
-                relay's private key (relay.key in the state directory): keep that apart, and as carefully.
+                relay's private key (relay.key in the state directory): keep that apart, and as carefully. \
+                It copies the embedded SQLite database; a relay with `store: postgres://...` is backed up with \
+                PostgreSQL's own tools (pg_basebackup or pg_dump; docs/OPERATIONS.md).
 
                 Examples:
                   belayd backup --to /var/backups/belayd-$(date +%F).db

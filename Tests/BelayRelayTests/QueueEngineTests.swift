@@ -1,4 +1,5 @@
 import BelaySodium
+import BelayTestSupport
 import BelayWire
 import Foundation
 import Logging
@@ -18,11 +19,12 @@ import Testing
         func receive(_ outcomes: [CoreOutcome]) {}
     }
 
-    static let stores: [String] = ["memory", "sqlite"]
+    static let stores: [String] = ["memory", "sqlite", "postgres"]
 
-    static func makeStore(_ kind: String) throws -> any QueueStore {
+    static func makeStore(_ kind: String) async throws -> any QueueStore {
         switch kind {
         case "memory": return MemoryQueueStore()
+        case "postgres": return try PostgresQueueStore(try await PostgresCluster.shared.freshDatabase(), logger: Logger(label: "pg-test"))
         default:
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("belay-engine-\(UUID().uuidString)").path
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -35,11 +37,11 @@ import Testing
         let clock = ManualClock()
         var nextRequest: UInt32 = 0
 
-        init(_ kind: String, _ configure: (inout RelayConfiguration) -> Void = { _ in }) throws {
+        init(_ kind: String, _ configure: (inout RelayConfiguration) -> Void = { _ in }) async throws {
             var config = RelayConfiguration()
             config.diskReserveBytes = 0
             configure(&config)
-            engine = try QueueEngine(store: try makeStore(kind), limits: CoreLimits(config), clock: clock, logger: Logger(label: "engine-test"))
+            engine = try QueueEngine(store: try await makeStore(kind), limits: CoreLimits(config), clock: clock, logger: Logger(label: "engine-test"))
         }
 
         /// Runs one batch and returns each sink's outcomes.
@@ -73,8 +75,8 @@ import Testing
         init(_ text: String) { self.text = text }
     }
 
-    @Test(arguments: stores) func aSubscriberIsPushedWhatIsSentAndAnAckDeletesIt(kind: String) throws {
-        var h = try Harness(kind)
+    @Test(arguments: stores) func aSubscriberIsPushedWhatIsSentAndAnAckDeletesIt(kind: String) async throws {
+        var h = try await Harness(kind)
         let (alice, bob) = (Sink(), Sink())
         let (r, s) = try Self.securedQueue(&h, alice)
         #expect(h.one(alice, .subscribe(recipient: r, proven: Self.recipientKey)) == .ok)
@@ -88,8 +90,8 @@ import Testing
         #expect(h.one(alice, .get(recipient: r, proven: Self.recipientKey)) == .noMessage)
     }
 
-    @Test(arguments: stores) func aWrongKeyIsRefusedAndChangesNothing(kind: String) throws {
-        var h = try Harness(kind)
+    @Test(arguments: stores) func aWrongKeyIsRefusedAndChangesNothing(kind: String) async throws {
+        var h = try await Harness(kind)
         let sink = Sink()
         let (r, s) = try Self.securedQueue(&h, sink)
         let wrong = [UInt8](repeating: 9, count: 32)
@@ -100,8 +102,8 @@ import Testing
         #expect(h.one(sink, .get(recipient: r, proven: Self.recipientKey)) == .noMessage)
     }
 
-    @Test(arguments: stores) func aFullQueueRefusesWithQuota(kind: String) throws {
-        var h = try Harness(kind) { $0.maxQueueMessages = 2 }
+    @Test(arguments: stores) func aFullQueueRefusesWithQuota(kind: String) async throws {
+        var h = try await Harness(kind) { $0.maxQueueMessages = 2 }
         let sink = Sink()
         let (_, s) = try Self.securedQueue(&h, sink)
         #expect(h.one(sink, .send(sender: s, proven: Self.senderKey, body: [1])) == .ok)
@@ -109,8 +111,8 @@ import Testing
         #expect(h.one(sink, .send(sender: s, proven: Self.senderKey, body: [3])) == .error(.quota))
     }
 
-    @Test(arguments: stores) func aTimerReleasesItsBodyOnceWhenDueAndCancelledOneNever(kind: String) throws {
-        var h = try Harness(kind)
+    @Test(arguments: stores) func aTimerReleasesItsBodyOnceWhenDueAndCancelledOneNever(kind: String) async throws {
+        var h = try await Harness(kind)
         let sink = Sink()
         let (r, s) = try Self.securedQueue(&h, sink)
         let set = { (key: UInt8) in
@@ -132,8 +134,8 @@ import Testing
         #expect(h.engine.timerCount == 0 && h.engine.storedBytes == 0)
     }
 
-    @Test(arguments: stores) func messagesExpireAfterTheirTTL(kind: String) throws {
-        var h = try Harness(kind) { $0.messageTTLSeconds = 100 }
+    @Test(arguments: stores) func messagesExpireAfterTheirTTL(kind: String) async throws {
+        var h = try await Harness(kind) { $0.messageTTLSeconds = 100 }
         let sink = Sink()
         let (r, s) = try Self.securedQueue(&h, sink)
         #expect(h.one(sink, .send(sender: s, proven: Self.senderKey, body: [1])) == .ok)

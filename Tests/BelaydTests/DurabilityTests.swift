@@ -1,6 +1,7 @@
 import BelayClient
 import BelayRelay
 import BelaySodium
+import BelayTestSupport
 import BelayWire
 import Foundation
 import NIOCore
@@ -26,7 +27,13 @@ import Testing
         body.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
     }
 
-    @Test func acknowledgedMeansDurableAcrossKill9() async throws {
+    /// With PostgreSQL, the frontend is killed and the database server goes on.
+    @Test(arguments: ["sqlite", "postgres"]) func acknowledgedMeansDurableAcrossKill9(store: String) async throws {
+        var environment: [String: String] = [:]
+        if store == "postgres" {
+            let server = try await PostgresCluster.shared.freshDatabase()
+            environment["BELAYD_STORE"] = "postgres://\(server.user)@127.0.0.1:\(server.port)/\(server.database)"
+        }
         let stateDir = temporaryStateDir()
         defer { try? FileManager.default.removeItem(atPath: stateDir) }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
@@ -37,7 +44,7 @@ import Testing
         var next: UInt64 = 0
 
         for killAfter in [1, 150, 700] {
-            let daemon = try await Daemon.start(stateDir: stateDir)
+            let daemon = try await Daemon.start(stateDir: stateDir, environment: environment)
             let owner = try await RelayConnection.connect(to: daemon.address, group: group, onPush: { _ in })
             if queue == nil {
                 queue = try await owner.createQueue(recipientKey: rk)
@@ -99,7 +106,7 @@ import Testing
         }
 
         // Restart once more and read everything that is stored.
-        let daemon = try await Daemon.start(stateDir: stateDir)
+        let daemon = try await Daemon.start(stateDir: stateDir, environment: environment)
         let reader = try await RelayConnection.connect(to: daemon.address, group: group)
         try await reader.authorise(.recipient, queue!.recipient, key: rk)
         var stored = Set<UInt64>()
@@ -120,9 +127,11 @@ import Testing
         #expect(resurrected.isEmpty, "acknowledged-and-deleted messages came back: \(resurrected.count)")
         await reader.close()
         #expect(await daemon.terminate() == 0)
-        let store = try RelayStore(path: stateDir + "/relay.db")
-        #expect(try store.integrityCheck() == "ok")
-        try store.close()
+        if store == "sqlite" {
+            let database = try RelayStore(path: stateDir + "/relay.db")
+            #expect(try database.integrityCheck() == "ok")
+            try database.close()
+        }
         try await group.shutdownGracefully()
     }
 }

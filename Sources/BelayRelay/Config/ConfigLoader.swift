@@ -28,7 +28,7 @@ public enum ConfigLoader {
         "max_timers_per_connection",
         "max_timer_bodies_per_queue", "max_store_bytes", "pressure_queue_bytes", "disk_reserve", "handshake_timeout", "idle_timeout", "rate_limit_per_second",
         "rate_burst", "max_subscriptions_per_connection", "max_proofs_per_connection", "sweep_interval",
-        "creation_tokens", "log_level", "metrics_listen",
+        "creation_tokens", "log_level", "metrics_listen", "store",
     ]
 
     public static func load(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> RelayConfiguration {
@@ -94,6 +94,12 @@ public enum ConfigLoader {
             } else {
                 guard let hp = HostPort(parsing: value) else { throw fail("expected PORT (on 127.0.0.1), HOST:PORT, or off") }
                 config.metricsListen = hp
+            }
+        case "store":
+            do {
+                config.store = try StoreLocation(parsing: value)
+            } catch {
+                throw fail("\(error)")
             }
         case "public_host":
             guard !value.contains("/"), !value.contains(" ") else { throw fail("expected a host name or address") }

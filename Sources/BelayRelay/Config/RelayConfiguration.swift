@@ -11,6 +11,8 @@ public struct RelayConfiguration: Equatable, Sendable {
     public var publicHost = ""
     /// Where to serve metrics (`GET /metrics`, Prometheus text); nil, the default, serves none.
     public var metricsListen: HostPort? = nil
+    /// The embedded SQLite database in the state directory, or a PostgreSQL server.
+    public var store = StoreLocation.sqlite
     public var messageTTLSeconds: UInt64 = 14 * 86_400
     public var maxQueueMessages = 1_000
     public var maxQueueBytes = 8 * 1024 * 1024

@@ -5,7 +5,8 @@ import BelayWire
 /// there. The store tells (PostgreSQL: LISTEN/NOTIFY); the engine re-reads the rows named.
 extension QueueEngine {
     func apply(_ changes: ChangedQueues, _ tx: any QueueTransaction, _ ctx: inout BatchContext) throws {
-        for row in changes.rows.union(changes.messages) {
+        let rows = changes.everything ? changes.rows.union(byRow.keys) : changes.rows
+        for row in rows.union(changes.messages) {
             try reload(row: row, tx, &ctx)
         }
         for row in changes.subscribedElsewhere {

@@ -30,6 +30,9 @@ public protocol QueueStore: AnyObject, Sendable {
     func isOutOfSpace(_ error: Error) -> Bool
     /// The queues another frontend changed since the last call (shared stores); empty otherwise.
     func takeChangedQueues() -> ChangedQueues
+    /// Called (on any thread) when another frontend has changed something, so the core runs a
+    /// batch to take it in.
+    func onChange(_ handler: @escaping @Sendable () -> Void)
     func close() throws
 }
 
@@ -37,6 +40,7 @@ extension QueueStore {
     public var localFile: String? { nil }
     public var shared: Bool { false }
     public func takeChangedQueues() -> ChangedQueues { ChangedQueues() }
+    public func onChange(_ handler: @escaping @Sendable () -> Void) {}
 }
 
 /// Queues that other frontends touched, as told by the database (shared stores only).
@@ -47,7 +51,9 @@ public struct ChangedQueues: Sendable {
     public var rows: Set<Int64> = []
     /// Queues whose subscription another frontend took, by row.
     public var subscribedElsewhere: Set<Int64> = []
-    public var isEmpty: Bool { messages.isEmpty && rows.isEmpty && subscribedElsewhere.isEmpty }
+    /// Notifications may have been missed (the listening connection was lost): re-read every queue.
+    public var everything = false
+    public var isEmpty: Bool { messages.isEmpty && rows.isEmpty && subscribedElsewhere.isEmpty && !everything }
     public init() {}
 }
 

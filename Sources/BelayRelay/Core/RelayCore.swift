@@ -54,6 +54,8 @@ public final class RelayCore: Sendable {
         queuesAtStart = engine.queuesAtStart
         self.engine = Mutex(engine)
         self.sweepInterval = sweepInterval
+        // Another frontend changed the shared store: an empty batch takes the changes in.
+        store.onChange { [weak self] in _ = self?.enqueue(.barrier {}) }
     }
 
     public func start() {

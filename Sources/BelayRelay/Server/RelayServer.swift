@@ -55,7 +55,7 @@ public final class RelayServer: Sendable {
     public static func start(
         configuration: RelayConfiguration,
         relayKey: X25519.KeyPair,
-        store: RelayStore,
+        store: any QueueStore,
         group: EventLoopGroup,
         acceptGroup: EventLoopGroup? = nil,
         clock: RelayClock = SystemClock(),

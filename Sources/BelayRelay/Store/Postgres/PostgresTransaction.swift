@@ -1,0 +1,209 @@
+import BelayWire
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// `QueueTransaction` on PostgreSQL: one statement per operation, on the writer connection,
+/// inside the BEGIN that `PostgresQueueStore.transaction` sent. It notes which queues it
+/// touched, for the other frontends.
+final class PostgresTransaction: QueueTransaction {
+    let connection: PostgresConnection
+    let logger: Logger
+    /// `KIND:ROW` notifications to send with the commit.
+    private(set) var notes = Set<String>()
+
+    init(connection: PostgresConnection, logger: Logger) {
+        self.connection = connection
+        self.logger = logger
+    }
+
+    private func run(_ query: PostgresQuery) throws -> PostgresQueryResult {
+        try connection.query(query, logger: logger).wait()
+    }
+
+    private static func bytes(_ b: [UInt8]) -> ByteBuffer { ByteBuffer(bytes: b) }
+
+    func insertQueue(recipientId: EntityID, senderId: EntityID, recipientKey: [UInt8]) throws -> Int64 {
+        let rows = try run(
+            """
+            INSERT INTO queue(recipient_id, sender_id, recipient_key)
+            VALUES (\(Self.bytes(recipientId.bytes)), \(Self.bytes(senderId.bytes)), \(Self.bytes(recipientKey))) RETURNING id
+            """)
+        guard let id = try rows.first?.decode(Int64.self) else { throw PostgresStoreError.unexpected("no queue id") }
+        notes.insert("q:\(id)")
+        return id
+    }
+
+    func setSenderKey(queue: Int64, key: [UInt8]) throws {
+        _ = try run("UPDATE queue SET sender_key = \(Self.bytes(key)) WHERE id = \(queue)")
+        notes.insert("q:\(queue)")
+    }
+
+    func deleteQueue(queue: Int64) throws -> Int {
+        var timers: [Int64] = []
+        for row in try run("SELECT DISTINCT timer_id FROM timer_entry WHERE queue_id = \(queue)") {
+            timers.append(try row.decode(Int64.self))
+        }
+        _ = try run("DELETE FROM queue WHERE id = \(queue)")
+        notes.insert("q:\(queue)")
+        guard !timers.isEmpty else { return 0 }
+        let emptied = try run(
+            """
+            DELETE FROM timer t WHERE t.id = ANY(\(timers)) AND NOT EXISTS (SELECT 1 FROM timer_entry e WHERE e.timer_id = t.id) RETURNING t.id
+            """)
+        return Array(emptied).count
+    }
+
+    static func queueRows(_ c: PostgresConnection, logger: Logger, where id: Int64?) throws -> [QueueRow] {
+        let query: PostgresQuery =
+            id.map {
+                """
+                SELECT q.id, q.recipient_id, q.sender_id, q.recipient_key, q.sender_key,
+                       count(m.seq), coalesce(sum(length(m.body)), 0)::BIGINT, min(m.expires_at)
+                FROM queue q LEFT JOIN message m ON m.queue_id = q.id WHERE q.id = \($0) GROUP BY q.id
+                """
+            }
+                ?? """
+                SELECT q.id, q.recipient_id, q.sender_id, q.recipient_key, q.sender_key,
+                       count(m.seq), coalesce(sum(length(m.body)), 0)::BIGINT, min(m.expires_at)
+                FROM queue q LEFT JOIN message m ON m.queue_id = q.id GROUP BY q.id
+                """
+        var out: [QueueRow] = []
+        for row in try c.query(query, logger: logger).wait() {
+            let (rowId, r, s, rk, sk, count, bytes, oldest) = try row.decode(
+                (Int64, ByteBuffer, ByteBuffer, ByteBuffer, ByteBuffer?, Int64, Int64, Int64?).self)
+            guard let recipient = EntityID(bytes: Array(r.readableBytesView)), let sender = EntityID(bytes: Array(s.readableBytesView)) else {
+                continue
+            }
+            out.append(
+                QueueRow(
+                    rowId: rowId, recipientId: recipient, senderId: sender, recipientKey: Array(rk.readableBytesView),
+                    senderKey: sk.map { Array($0.readableBytesView) }, count: Int(count), bytes: Int(bytes),
+                    oldestExpiry: oldest.map { UInt64(clamping: $0) }))
+        }
+        return out
+    }
+
+    func queueRow(id: Int64) throws -> QueueRow? {
+        try Self.queueRows(connection, logger: logger, where: id).first
+    }
+
+    func queueRow(recipient: EntityID) throws -> QueueRow? {
+        guard let id = try run("SELECT id FROM queue WHERE recipient_id = \(Self.bytes(recipient.bytes))").first?.decode(Int64.self)
+        else { return nil }
+        return try queueRow(id: id)
+    }
+
+    func queueRow(sender: EntityID) throws -> QueueRow? {
+        guard let id = try run("SELECT id FROM queue WHERE sender_id = \(Self.bytes(sender.bytes))").first?.decode(Int64.self)
+        else { return nil }
+        return try queueRow(id: id)
+    }
+
+    /// The queue's row lock, taken by the UPDATE and held to the commit, orders messages of one
+    /// queue across frontends: each gets a seq after every one committed before it.
+    func insertMessage(queue: Int64, seq: UInt64, expiresAt: UInt64, body: [UInt8]) throws -> UInt64 {
+        let rows = try run(
+            """
+            WITH s AS (UPDATE queue SET last_seq = GREATEST(last_seq + 1, \(Int64(bitPattern: seq))) WHERE id = \(queue) RETURNING last_seq)
+            INSERT INTO message(queue_id, seq, expires_at, body)
+            SELECT \(queue), last_seq, \(Int64(clamping: expiresAt)), \(Self.bytes(body)) FROM s RETURNING seq
+            """)
+        guard let stored = try rows.first?.decode(Int64.self) else { throw PostgresStoreError.unexpected("queue \(queue) is gone") }
+        notes.insert("m:\(queue)")
+        return UInt64(bitPattern: stored)
+    }
+
+    func deleteMessage(queue: Int64, seq: UInt64) throws -> Int? {
+        try run("DELETE FROM message WHERE queue_id = \(queue) AND seq = \(Int64(bitPattern: seq)) RETURNING length(body)")
+            .first.map { Int(try $0.decode(Int32.self)) }
+    }
+
+    func deleteKnownMessage(queue: Int64, seq: UInt64) throws -> Bool {
+        try deleteMessage(queue: queue, seq: seq) != nil
+    }
+
+    func messages(queue: Int64, after seq: UInt64, limit: Int) throws -> [(UInt64, [UInt8])] {
+        try run(
+            "SELECT seq, body FROM message WHERE queue_id = \(queue) AND seq > \(Int64(bitPattern: seq)) ORDER BY seq LIMIT \(Int64(limit))"
+        ).map { row in
+            let (s, b) = try row.decode((Int64, ByteBuffer).self)
+            return (UInt64(bitPattern: s), Array(b.readableBytesView))
+        }
+    }
+
+    func oldestMessages(queue: Int64, limit: Int) throws -> [StoredMessage] {
+        try run("SELECT seq, expires_at, length(body) FROM message WHERE queue_id = \(queue) ORDER BY seq LIMIT \(Int64(limit))").map { row in
+            let (s, e, l) = try row.decode((Int64, Int64, Int32).self)
+            return StoredMessage(seq: UInt64(bitPattern: s), expiresAt: UInt64(clamping: e), length: Int(l))
+        }
+    }
+
+    private func timerRow(_ row: PostgresRow) throws -> (EntityID?, TimerRow) {
+        let (rowId, id, key, deadline) = try row.decode((Int64, ByteBuffer, ByteBuffer, Int64).self)
+        return (EntityID(bytes: Array(id.readableBytesView)), TimerRow(rowId: rowId, key: Array(key.readableBytesView), deadline: UInt64(clamping: deadline)))
+    }
+
+    func timer(id: EntityID) throws -> TimerRow? {
+        try run("SELECT id, timer_id, timer_key, deadline FROM timer WHERE timer_id = \(Self.bytes(id.bytes))").first.map { try timerRow($0).1 }
+    }
+
+    func timer(key: [UInt8]) throws -> (id: EntityID, row: TimerRow)? {
+        guard let row = try run("SELECT id, timer_id, timer_key, deadline FROM timer WHERE timer_key = \(Self.bytes(key)) LIMIT 1").first
+        else { return nil }
+        let (id, timer) = try timerRow(row)
+        return id.map { ($0, timer) }
+    }
+
+    func insertTimer(id: EntityID, key: [UInt8], deadline: UInt64, entries: [(queue: Int64, body: [UInt8])]) throws {
+        let rows = try run(
+            """
+            INSERT INTO timer(timer_id, timer_key, deadline) VALUES (\(Self.bytes(id.bytes)), \(Self.bytes(key)), \(Int64(clamping: deadline)))
+            RETURNING id
+            """)
+        guard let timer = try rows.first?.decode(Int64.self) else { throw PostgresStoreError.unexpected("no timer id") }
+        for (position, entry) in entries.enumerated() {
+            _ = try run(
+                """
+                INSERT INTO timer_entry(timer_id, position, queue_id, body)
+                VALUES (\(timer), \(Int32(position)), \(entry.queue), \(Self.bytes(entry.body)))
+                """)
+        }
+    }
+
+    func setTimerDeadline(timer: Int64, deadline: UInt64) throws {
+        _ = try run("UPDATE timer SET deadline = \(Int64(clamping: deadline)) WHERE id = \(timer)")
+    }
+
+    func deleteTimer(timer: Int64) throws {
+        _ = try run("DELETE FROM timer WHERE id = \(timer)")
+    }
+
+    /// Locked for this transaction and skipped by every other: a timer fires once, whichever
+    /// frontend sweeps first.
+    func dueTimers(now: UInt64, limit: Int) throws -> [Int64] {
+        try run(
+            """
+            SELECT id FROM timer WHERE deadline <= \(Int64(clamping: now)) ORDER BY deadline LIMIT \(Int64(limit)) FOR UPDATE SKIP LOCKED
+            """
+        ).map { try $0.decode(Int64.self) }
+    }
+
+    func timerEntrySizes(timer: Int64) throws -> [(queue: Int64, length: Int)] {
+        try run("SELECT queue_id, length(body) FROM timer_entry WHERE timer_id = \(timer)").map { row in
+            let (q, l) = try row.decode((Int64, Int32).self)
+            return (q, Int(l))
+        }
+    }
+
+    func timerEntries(timer: Int64) throws -> [(queue: Int64, body: [UInt8])] {
+        try run("SELECT queue_id, body FROM timer_entry WHERE timer_id = \(timer) ORDER BY position").map { row in
+            let (q, b) = try row.decode((Int64, ByteBuffer).self)
+            return (q, Array(b.readableBytesView))
+        }
+    }
+
+    func claimSubscription(queue: Int64) throws {
+        notes.insert("s:\(queue)")
+    }
+}
