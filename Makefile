@@ -44,6 +44,8 @@ format:
 test: deps lint
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	# The relay suite again on PostgreSQL (a throwaway server the tests start under .build/pg-test).
+	BELAY_RELAY_TEST_STORE=postgres $(SWIFT) test --skip-build --filter BelayRelayTests
 	python3 Tests/interop/noise_interop.py .build/debug/belayd
 	bash systemd/check.sh .build/debug/belayd .build/debug/belay
 

@@ -9,7 +9,7 @@ import Testing
 /// limits (issue 9, points 6, 8 and 9).
 @Suite struct CheckinCircleTests {
     static func world(_ names: [String]) async throws -> CheckinTests.World {
-        let w = try await CheckinTests.World()
+        let w = try await CheckinTests.World(store: .sqlite)
         for name in names { try await w.pair("alice", name) }
         return w
     }
@@ -155,7 +155,7 @@ import Testing
     /// re-arm and check in repeatedly, and a missed check-in still alerts everyone in order.
     @Test func sixteenContactsInTwoTiersWorkWithinTheRelaysDefaultLimits() async throws {
         let names = (1...16).map { "p\($0)" }
-        let w = try await CheckinTests.World()
+        let w = try await CheckinTests.World(store: .sqlite)
         for name in names {
             try await w.pair("alice", name)
             // Pairing sixteen people takes a while in life; the relay's handshake rate per
@@ -227,7 +227,7 @@ import Testing
 
     /// An overdue check-in acknowledged before a late alert arrives stays acknowledged.
     @Test func aLateAlertAfterAnAcknowledgedOverdueStaysAcknowledged() async throws {
-        let w = try await CheckinTests.world()
+        let w = try await CheckinTests.world(store: .sqlite)
         _ = try await w.person("alice").armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "", codes: nil)
         for name in ["bob", "carol"] { _ = try await w.person(name).read() }
         try HostileRelay(relay: w.relay).postponeTimers(by: 600)

@@ -12,7 +12,7 @@ import Testing
     static let normal2 = Array("window pepper".utf8), duress2 = Array("violet engine".utf8)
 
     static func armed() async throws -> (CheckinTests.World, Agent) {
-        let w = try await CheckinTests.world()
+        let w = try await CheckinTests.world(store: .sqlite)
         let alice = try w.person("alice")
         _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "plan", codes: (normal, duress))
         for name in ["bob", "carol"] { _ = try await w.person(name).read() }

@@ -25,7 +25,7 @@ import Testing
     /// tap counts every frame on every connection.
     static func run(code: [UInt8], disarm: Bool = false) async throws -> Run {
         let tap = WireTap()
-        let w = try await CheckinTests.world(observe: tap.observer)
+        let w = try await CheckinTests.world(store: .sqlite, observe: tap.observer)
         let alice = try w.person("alice")
         _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "meeting a source", codes: (normal, duress))
         for name in ["bob", "carol"] { _ = try await w.person(name).read() }
@@ -73,7 +73,7 @@ import Testing
     /// The timer keys are sealed under the codes: a client with the passphrase and the device but
     /// no code holds no key it could renew a timer with, so the alerts go out.
     @Test func withoutACodeTheTimersCannotBeRenewedAndTheAlertsGoOut() async throws {
-        let w = try await CheckinTests.world()
+        let w = try await CheckinTests.world(store: .sqlite)
         let alice = try w.person("alice")
         _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: "", codes: (Self.normal, Self.duress))
         let stored = try #require(try alice.read { db in try alice.store.checkin(db) })

@@ -12,7 +12,7 @@ import Testing
     static let every: UInt64 = 120, grace: UInt64 = 60
 
     static func armed() async throws -> (CheckinTests.World, HostileRelay, CheckinStatus) {
-        let w = try await CheckinTests.world()
+        let w = try await CheckinTests.world(store: .sqlite)
         let status = try await w.person("alice").armCheckin(every: every, grace: grace, to: ["bob", "carol"], note: "at the courthouse", codes: nil)
         for name in ["bob", "carol"] { _ = try await w.person(name).read() }
         return (w, HostileRelay(relay: w.relay), status)

@@ -25,7 +25,7 @@ import Testing
     }
 
     @Test func aTimerTheRelayLostBeforeItsDeadlineIsReported() async throws {
-        let w = try await CheckinTests.world()
+        let w = try await CheckinTests.world(store: .sqlite)
         let alice = try w.person("alice")
         _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob"], note: "out", codes: nil)
         // The operator deletes the row behind the relay's back.
@@ -73,8 +73,8 @@ import Testing
     /// at) is on relay B.
     static func carolOnASecondRelay() async throws -> (RelaySequenceTests.People, RelayHarness, RelayHarness, Agent, Agent, Agent) {
         let people = RelaySequenceTests.People()
-        let relayA = try await RelayHarness.start(clock: people.clock)
-        let relayB = try await RelayHarness.start(clock: people.clock)
+        let relayA = try await RelayHarness.start(store: .sqlite, clock: people.clock)
+        let relayB = try await RelayHarness.start(store: .sqlite, clock: people.clock)
         let alice = try people.person()
         let bob = try people.person()
         let carol = try people.person()

@@ -17,8 +17,10 @@ import Testing
         var homes: [String: String] = [:]
         var agents: [String: Agent] = [:]
 
-        init(_ configure: (inout RelayConfiguration) -> Void = { _ in }, observe: (@Sendable (Channel) throws -> Void)? = nil) async throws {
-            relay = try await RelayHarness.start(configure, observe: observe)
+        init(
+            store: TestStore? = nil, _ configure: (inout RelayConfiguration) -> Void = { _ in }, observe: (@Sendable (Channel) throws -> Void)? = nil
+        ) async throws {
+            relay = try await RelayHarness.start(store: store, configure, observe: observe)
         }
 
         func person(_ name: String) throws -> Agent {
@@ -50,12 +52,9 @@ import Testing
             await relay.server.core.sweep()
         }
 
+        /// Timers held in the relay's store, whichever store it is.
         func timerCount() throws -> Int {
-            var config = Configuration()
-            config.readonly = true
-            let db = try DatabaseQueue(path: relay.store.path, configuration: config)
-            defer { try? db.close() }
-            return try db.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM timer") ?? 0 }
+            try relay.queueStore.durableState().timers
         }
 
         func finish() async {
@@ -65,8 +64,8 @@ import Testing
         }
     }
 
-    static func world(observe: (@Sendable (Channel) throws -> Void)? = nil) async throws -> World {
-        let w = try await World(observe: observe)
+    static func world(store: TestStore? = nil, observe: (@Sendable (Channel) throws -> Void)? = nil) async throws -> World {
+        let w = try await World(store: store, observe: observe)
         try await w.pair("alice", "bob")
         try await w.pair("alice", "carol")
         return w
@@ -209,7 +208,7 @@ import Testing
     }
 
     @Test func theRelayHoldsNoNoteNoNamesAndNoIdentityWhileArmed() async throws {
-        let w = try await Self.world()
+        let w = try await Self.world(store: .sqlite)
         let alice = try w.person("alice")
         let note = "at the courthouse with Amara; lawyer is Xavier Ndlovu"
         _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob", "carol"], note: note, codes: nil)

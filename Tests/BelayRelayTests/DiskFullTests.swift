@@ -69,7 +69,7 @@ struct DiskFullTests {
     @Test func aFullDiskRefusesGrowthKeepsDeletionsWorkingAndRecovers() async throws {
         let fs = try SmallFileSystem(megabytes: 24)
         defer { fs.unmount() }
-        let relay = try await RelayHarness.start(in: fs.path) { $0.diskReserveBytes = 2 << 20 }
+        let relay = try await RelayHarness.start(store: .sqlite, in: fs.path) { $0.diskReserveBytes = 2 << 20 }
         defer { relay.remove() }
         let owner = try await relay.connect()
         let q = try await SecuredQueue.make(on: owner)
@@ -120,7 +120,7 @@ struct DiskFullTests {
     @Test func startingOnAFullDiskNamesThePathAndWhatToDo() async throws {
         let fs = try SmallFileSystem(megabytes: 8)
         defer { fs.unmount() }
-        let relay = try await RelayHarness.start(in: fs.path) { $0.diskReserveBytes = 1 << 20 }
+        let relay = try await RelayHarness.start(store: .sqlite, in: fs.path) { $0.diskReserveBytes = 1 << 20 }
         defer { relay.remove() }
         let owner = try await relay.connect()
         _ = try await SecuredQueue.make(on: owner)
@@ -149,7 +149,7 @@ struct DiskFullTests {
     @Test func aTimerDueWhileTheDiskIsFullStillFiresAndEndsNoSubscription() async throws {
         let fs = try SmallFileSystem(megabytes: 24)
         defer { fs.unmount() }
-        let relay = try await RelayHarness.start(in: fs.path) { $0.diskReserveBytes = 2 << 20 }
+        let relay = try await RelayHarness.start(store: .sqlite, in: fs.path) { $0.diskReserveBytes = 2 << 20 }
         defer { relay.remove() }
         let inbox = PushInbox()
         let owner = try await relay.connect(onPush: inbox.handler)

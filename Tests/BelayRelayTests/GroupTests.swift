@@ -31,8 +31,8 @@ import Testing
     }
 
     /// alice (admin) with bob and carol, who are not paired with each other at first.
-    static func threeInAGroup(roster: Bool = false) async throws -> World {
-        let w = try await World(GroupTests.roomy)
+    static func threeInAGroup(roster: Bool = false, store: TestStore? = nil) async throws -> World {
+        let w = try await World(store: store, GroupTests.roomy)
         try await w.pair("alice", "bob")
         try await w.pair("alice", "carol")
         try await w.person("alice").createGroup("circle", members: ["bob", "carol"], roster: roster)
@@ -269,7 +269,7 @@ extension GroupTests {
     /// Removed before joining and added again, or a confirmation the relay lost: joining
     /// (again) ends with the member confirmed.
     @Test func aJoinAfterReAddingOrALostConfirmationIsConfirmed() async throws {
-        let w = try await Self.threeInAGroup()
+        let w = try await Self.threeInAGroup(store: .sqlite)
         try await w.pair("alice", "dave")
         try await w.person("alice").addToGroup("circle", member: "dave")
         try await w.person("alice").removeFromGroup("circle", member: "dave")

@@ -1,6 +1,7 @@
 import BelayClient
 import BelayRelay
 import BelaySodium
+import BelayTestSupport
 import BelayWire
 import Foundation
 import Logging
@@ -8,12 +9,27 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
+/// Which store a harness relay keeps its queues in. Most tests use memory (no files, no fsyncs);
+/// `BELAY_RELAY_TEST_STORE=postgres` (which `make test` runs too) puts those on a throwaway
+/// PostgreSQL database instead. Tests that restart the relay or act on its database file, as a
+/// hostile operator would, ask for `.sqlite`.
+enum TestStore: String, Sendable {
+    case memory, sqlite, postgres
+
+    static let configured: TestStore = ProcessInfo.processInfo.environment["BELAY_RELAY_TEST_STORE"].flatMap(TestStore.init) ?? .memory
+}
+
 /// A real relay on loopback TCP, in this process, with an injected clock and no automatic
 /// sweeps: tests move time and call `sweep()` themselves. Admission's rate buckets read the
 /// same clock, so they refill only when a test advances it.
 final class RelayHarness: Sendable {
     let server: RelayServer
-    let store: RelayStore
+    let queueStore: any QueueStore
+    /// The SQLite store, for tests that act on its file (they start the relay with `.sqlite`).
+    var store: RelayStore {
+        guard let s = queueStore as? RelayStore else { preconditionFailure("this test needs its relay started with store: .sqlite") }
+        return s
+    }
     let clock: ManualClock
     let key: X25519.KeyPair
     let directory: String
@@ -24,7 +40,7 @@ final class RelayHarness: Sendable {
 
     /// `directory`, `port` and `clock` restart a relay where an earlier one left off.
     static func start(
-        in parent: String? = nil, directory existing: String? = nil, port: Int = 0, clock existingClock: ManualClock? = nil,
+        store kind: TestStore? = nil, in parent: String? = nil, directory existing: String? = nil, port: Int = 0, clock existingClock: ManualClock? = nil,
         _ configure: (inout RelayConfiguration) -> Void = { _ in },
         observe: (@Sendable (Channel) throws -> Void)? = nil
     ) async throws -> RelayHarness {
@@ -38,26 +54,31 @@ final class RelayHarness: Sendable {
             .appendingPathComponent("belay-test-\(UUID().uuidString)").path
         let state = RelayStateDirectory(path: directory)
         let (key, _) = try state.initialise()
-        let store = try RelayStore(path: state.databasePath)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         let clock = existingClock ?? ManualClock()
         let logs = LogCapture()
         var logger = Logger(label: "belayd-test") { _ in logs }
         logger.logLevel = config.logLevel
+        let store: any QueueStore =
+            switch kind ?? (existing == nil ? TestStore.configured : .sqlite) {
+            case .memory: MemoryQueueStore()
+            case .sqlite: try RelayStore(path: state.databasePath)
+            case .postgres: try PostgresQueueStore(try await PostgresCluster.shared.freshDatabase(), logger: logger)
+            }
         let server = try await RelayServer.start(
             configuration: config, relayKey: key, store: store, group: group,
             clock: clock, automaticSweeps: false,
             admissionClock: { .uptimeNanoseconds(clock.now() * 1_000_000_000) },
             observeConnection: observe, logger: logger)
-        return RelayHarness(server: server, store: store, clock: clock, key: key, directory: directory, group: group, logs: logs)
+        return RelayHarness(server: server, queueStore: store, clock: clock, key: key, directory: directory, group: group, logs: logs)
     }
 
     private init(
-        server: RelayServer, store: RelayStore, clock: ManualClock, key: X25519.KeyPair, directory: String,
+        server: RelayServer, queueStore: any QueueStore, clock: ManualClock, key: X25519.KeyPair, directory: String,
         group: MultiThreadedEventLoopGroup, logs: LogCapture
     ) {
         self.server = server
-        self.store = store
+        self.queueStore = queueStore
         self.clock = clock
         self.key = key
         self.directory = directory
@@ -72,7 +93,7 @@ final class RelayHarness: Sendable {
 
     func stop() async {
         await server.shutdown()
-        try? store.close()
+        try? queueStore.close()
         try? await group.shutdownGracefully()
     }
 

@@ -51,7 +51,7 @@ import Testing
     /// returns; 2^63 − 2 is the largest it hands out, and the same attack.)
     @Test func aForgedHugeSeqWithGarbageDoesNotHideLaterMessages() async throws {
         let people = People()
-        let relay = try await RelayHarness.start()
+        let relay = try await RelayHarness.start(store: .sqlite)
         let alice = try people.person()
         let bob = try people.person()
         let invitation = try await alice.invite(relay: relay.address, name: "bob", lifetime: nil)
@@ -84,7 +84,7 @@ import Testing
     /// went backwards.
     @Test func aRelayRestoredFromAnOldCopyStillDeliversMessagesAndAlerts() async throws {
         let people = People()
-        var relay = try await RelayHarness.start(clock: people.clock)
+        var relay = try await RelayHarness.start(store: .sqlite, clock: people.clock)
         let directory = relay.directory
         let port = relay.server.port
         let alice = try people.person()

@@ -12,8 +12,8 @@ import Testing
     static let people = ["alice", "bob", "carol", "dave"]
 
     /// alice's roster: bob, carol, and dave as coordinator; all joined and paired with each other.
-    static func roster() async throws -> World {
-        let w = try await World(GroupTests.roomy)
+    static func roster(store: TestStore? = nil) async throws -> World {
+        let w = try await World(store: store, GroupTests.roomy)
         for n in people.dropFirst() { try await w.pair("alice", n) }
         try await w.person("alice").createGroup("peers", members: ["bob", "carol", "dave"], roster: true, coordinator: "dave")
         for n in people.dropFirst() {
@@ -137,7 +137,7 @@ import Testing
 
     /// A relay that releases the later steps at once: the members still see the request, flagged.
     @Test func aStepReleasedEarlyByTheRelayIsShownFlagged() async throws {
-        let w = try await Self.roster()
+        let w = try await Self.roster(store: .sqlite)
         try await w.person("bob").setDuty("peers", on: true, until: nil)
         try await GroupTests.settle(w, Self.people, rounds: 1)
         _ = try await w.person("carol").request(roster: "peers", text: "early?", claimWithin: 600)

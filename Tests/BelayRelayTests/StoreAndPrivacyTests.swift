@@ -72,7 +72,7 @@ import Testing
     }
 
     @Test func deliveredBodiesLeaveNoTraceInTheDatabaseOrWALOrLogs() async throws {
-        let relay = try await RelayHarness.start { $0.logLevel = .trace }
+        let relay = try await RelayHarness.start(store: .sqlite) { $0.logLevel = .trace }
         defer { relay.remove() }
         let inbox = PushInbox()
         let owner = try await relay.connect(onPush: inbox.handler)

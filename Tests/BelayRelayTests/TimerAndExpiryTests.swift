@@ -77,7 +77,7 @@ import Testing
     /// A relay holding one timer (key `k1`, body [1], 600 s) on a secured queue, and the
     /// connection that set it.
     static func oneTimer() async throws -> (RelayHarness, RelayConnection, SecuredQueue, RelayConnection, Ed25519.SigningKey, EntityID) {
-        let relay = try await RelayHarness.start()
+        let relay = try await RelayHarness.start(store: .sqlite)
         let owner = try await relay.connect()
         let q = try await SecuredQueue.make(on: owner)
         let depositor = try await q.sender(on: relay)
