@@ -33,6 +33,8 @@ public enum ConfigLoader {
 
     public static func load(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> RelayConfiguration {
         var config = RelayConfiguration()
+        // Where each key's value came from, so that a range check names that line or variable.
+        var origins: [String: String] = [:]
         if let file {
             let text: String
             do {
@@ -46,20 +48,24 @@ public enum ConfigLoader {
             } catch {
                 throw Error(source: file, key: nil, message: "cannot read the configuration file (\(error.localizedDescription))")
             }
-            try apply(text: text, source: file, to: &config)
+            origins = try apply(text: text, source: file, to: &config)
         }
         for key in keys {
             let name = "BELAYD_" + key.uppercased()
             if let value = environment[name] {
-                try set(key, value, source: "environment \(name)", on: &config)
+                let source = "environment \(name)"
+                try set(key, value, source: source, on: &config)
+                origins[key] = source
             }
         }
-        try validate(config, source: file ?? "configuration")
+        try validate(config, origins: origins, otherwise: file ?? "configuration")
         return config
     }
 
-    public static func apply(text: String, source: String, to config: inout RelayConfiguration) throws {
-        var seen = Set<String>()
+    /// Applies the file's settings and returns, for each key set, the `FILE:LINE` it was set on.
+    @discardableResult
+    public static func apply(text: String, source: String, to config: inout RelayConfiguration) throws -> [String: String] {
+        var origins: [String: String] = [:]
         for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = stripComment(String(rawLine)).trimmingCharacters(in: .whitespaces)
             if line.isEmpty || line == "---" { continue }
@@ -72,9 +78,10 @@ public enum ConfigLoader {
             guard !rawLine.hasPrefix(" "), !rawLine.hasPrefix("\t") else {
                 throw Error(source: where_, key: key, message: "nested settings are not supported; write every key at the start of a line")
             }
-            guard seen.insert(key).inserted else { throw Error(source: where_, key: key, message: "set twice") }
+            guard origins.updateValue(where_, forKey: key) == nil else { throw Error(source: where_, key: key, message: "set twice") }
             try set(key, value, source: where_, on: &config)
         }
+        return origins
     }
 
     static func set(_ key: String, _ rawValue: String, source: String, on config: inout RelayConfiguration) throws {
@@ -147,9 +154,11 @@ public enum ConfigLoader {
         }
     }
 
-    static func validate(_ c: RelayConfiguration, source: String) throws {
+    /// The range checks, once every source is applied. An error names where the key was set
+    /// (`origins`), else `otherwise`: a default can fail a check against another key's value.
+    static func validate(_ c: RelayConfiguration, origins: [String: String], otherwise: String) throws {
         func check(_ ok: Bool, _ key: String, _ message: String) throws {
-            if !ok { throw Error(source: source, key: key, message: message) }
+            if !ok { throw Error(source: origins[key] ?? otherwise, key: key, message: message) }
         }
         try check(c.messageTTLSeconds >= 60 && c.messageTTLSeconds <= 366 * 86_400, "message_ttl", "must be between 1m and 366d")
         try check((1...1_000_000).contains(c.maxQueueMessages), "max_queue_messages", "must be between 1 and 1000000")
