@@ -5,6 +5,7 @@ import Logging
 
 /// Reads `belayd.yaml`: a flat YAML subset of `key: value` lines and `#` comments, then applies
 /// `BELAYD_<KEY>` environment overrides, then validates. Every error names the key and its source.
+/// Why not apple/swift-configuration: docs/OPERATIONS.md, "Configure".
 public enum ConfigLoader {
     /// A configuration file is a page of settings; refuse anything larger before reading it.
     public static let maxFileBytes = 64 * 1024
