@@ -50,9 +50,18 @@ test: deps lint
 	bash systemd/check.sh .build/debug/belayd .build/debug/belay
 
 # Release build, then 50 sender/receiver pairs x 2,000 messages of 1 KiB against a real belayd.
+# STORE=postgres runs the relay on a throwaway PostgreSQL server instead of SQLite.
+STORE ?= sqlite
+BENCH_ARGS := --pairs 50 --messages 2000 --size 1024 --window 10
 bench: deps
 	$(SWIFT) build -c release
-	.build/release/belay-bench --pairs 50 --messages 2000 --size 1024 --window 10
+ifeq ($(STORE),postgres)
+	@url=$$(sh Tests/Support/pg-throwaway.sh start .build/pg-bench) || exit 1; \
+	  BELAYD_STORE=$$url .build/release/belay-bench $(BENCH_ARGS); rc=$$?; \
+	  sh Tests/Support/pg-throwaway.sh stop .build/pg-bench; exit $$rc
+else
+	.build/release/belay-bench $(BENCH_ARGS)
+endif
 
 # Release build, then the relay's RSS after 10k, 50k and 100k connect-and-close cycles of each
 # kind (a fresh relay each run), and a client's PING latency while 127.0.0.3 attacks the relay.

@@ -124,7 +124,7 @@ let package = Package(
             ]
         ),
         // Real servers the tests start themselves (PostgreSQL).
-        .target(name: "BelayTestSupport", dependencies: ["BelayClient", "BelayRelay"], path: "Tests/Support"),
+        .target(name: "BelayTestSupport", dependencies: ["BelayClient", "BelayRelay"], path: "Tests/Support", exclude: ["pg-throwaway.sh"]),
         .testTarget(name: "BelaySodiumTests", dependencies: ["BelaySodium"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "BelayWireTests",
