@@ -157,6 +157,7 @@ public final class PostgresQueueStore: QueueStore {
         do {
             let tx = PostgresTransaction(connection: c, logger: logger)
             try body(tx)
+            try tx.flushDeletes()
             if !tx.notes.isEmpty {
                 let payloads = tx.notes.map { "\(frontend):\($0)" }
                 _ = try c.query("SELECT pg_notify('belay_changes', n) FROM unnest(\(payloads)::text[]) AS n", logger: logger).wait()

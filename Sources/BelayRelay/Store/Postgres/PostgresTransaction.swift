@@ -11,6 +11,9 @@ final class PostgresTransaction: QueueTransaction {
     let logger: Logger
     /// `KIND:ROW` notifications to send with the commit.
     private(set) var notes = Set<String>()
+    /// Acknowledged messages not deleted yet: one statement deletes them all before anything
+    /// reads messages and before the commit, instead of one round trip each.
+    private var pendingDeletes: (queues: [Int64], seqs: [Int64]) = ([], [])
 
     init(connection: PostgresConnection, logger: Logger) {
         self.connection = connection
@@ -18,7 +21,19 @@ final class PostgresTransaction: QueueTransaction {
     }
 
     private func run(_ query: PostgresQuery) throws -> PostgresQueryResult {
-        try connection.query(query, logger: logger).wait()
+        try flushDeletes()
+        return try connection.query(query, logger: logger).wait()
+    }
+
+    func flushDeletes() throws {
+        guard !pendingDeletes.queues.isEmpty else { return }
+        let (queues, seqs) = pendingDeletes
+        pendingDeletes = ([], [])
+        _ = try connection.query(
+            """
+            DELETE FROM message m USING unnest(\(queues)::BIGINT[], \(seqs)::BIGINT[]) AS d(q, s) WHERE m.queue_id = d.q AND m.seq = d.s
+            """, logger: logger
+        ).wait()
     }
 
     private static func bytes(_ b: [UInt8]) -> ByteBuffer { ByteBuffer(bytes: b) }
@@ -103,12 +118,14 @@ final class PostgresTransaction: QueueTransaction {
     /// The queue's row lock, taken by the UPDATE and held to the commit, orders messages of one
     /// queue across frontends: each gets a seq after every one committed before it.
     func insertMessage(queue: Int64, seq: UInt64, expiresAt: UInt64, body: [UInt8]) throws -> UInt64 {
-        let rows = try run(
+        // No read of messages: pending deletes may wait.
+        let rows = try connection.query(
             """
             WITH s AS (UPDATE queue SET last_seq = GREATEST(last_seq + 1, \(Int64(bitPattern: seq))) WHERE id = \(queue) RETURNING last_seq)
             INSERT INTO message(queue_id, seq, expires_at, body)
             SELECT \(queue), last_seq, \(Int64(clamping: expiresAt)), \(Self.bytes(body)) FROM s RETURNING seq
-            """)
+            """, logger: logger
+        ).wait()
         guard let stored = try rows.first?.decode(Int64.self) else { throw PostgresStoreError.unexpected("queue \(queue) is gone") }
         notes.insert("m:\(queue)")
         return UInt64(bitPattern: stored)
@@ -119,8 +136,12 @@ final class PostgresTransaction: QueueTransaction {
             .first.map { Int(try $0.decode(Int32.self)) }
     }
 
+    /// The caller knows the message is stored (it pushed it, or just read it): the delete is
+    /// batched. Another frontend may have deleted it already, which changes nothing.
     func deleteKnownMessage(queue: Int64, seq: UInt64) throws -> Bool {
-        try deleteMessage(queue: queue, seq: seq) != nil
+        pendingDeletes.queues.append(queue)
+        pendingDeletes.seqs.append(Int64(bitPattern: seq))
+        return true
     }
 
     func messages(queue: Int64, after seq: UInt64, limit: Int) throws -> [(UInt64, [UInt8])] {
