@@ -1,0 +1,295 @@
+import BelaySodium
+import BelayWire
+import NIOCore
+
+/// One client connection without a channel: the preamble, Noise NK as responder, then bundles
+/// of commands (docs/PROTOCOL.md §2). Events go in (bytes read, the core's outcomes, a timer, the
+/// pipeline asking for a read), actions come out; `ConnectionHandler` performs them. Time comes
+/// from the caller, so tests drive it by hand.
+struct ConnectionStateMachine {
+    enum State {
+        /// The channel is not yet active: no timer runs and bytes wait in the decoder.
+        case unstarted
+        /// Waiting for the 8 clear bytes (§2.1). `since` is when the connection became active,
+        /// which the idle timeout counts from until the first transport frame.
+        case awaitingPreamble(since: NIODeadline)
+        /// Waiting for Noise NK message 1; the prologue binds the version to the handshake.
+        case awaitingHandshake(since: NIODeadline)
+        case established(Session)
+        /// The machine asked the channel to close and waits for it to go inactive, when the core
+        /// must forget the connection.
+        case closing(CloseReason)
+        /// Absorbing: every event yields no action.
+        case closed
+        /// Only inside a method, while a session is changed in place: its buffers and tables then
+        /// have one owner and are not copied on write. Never seen between events.
+        case modifying
+    }
+
+    /// Whether the pipeline asked for a read that the connection has not passed on to the socket.
+    enum ReadDemand: Equatable {
+        case passedOn
+        case held
+    }
+
+    /// A client that ignores RATE keeps costing the relay a decryption per command: after this
+    /// many refused commands, with no full refill of its bucket in between, the connection is
+    /// closed (docs/PROTOCOL.md §2.4).
+    static let maxRefusals = 256
+    /// Once a command is refused for the rate, the connection stops reading for at least this
+    /// long (and until the bucket could pay for a full bundle), so a client that ignores RATE
+    /// is slowed by TCP instead of drawing one error reply per command.
+    static let minRateHold = TimeAmount.milliseconds(10)
+    static let maxRateHold = TimeAmount.seconds(1)
+    /// The idle check runs this often (a quarter of the idle timeout), but not more often than
+    /// every `minIdleCheck`.
+    static let idleChecksPerTimeout: Int64 = 4
+    static let minIdleCheck = TimeAmount.milliseconds(10)
+
+    private(set) var state = State.unstarted
+    private(set) var readDemand = ReadDemand.passedOn
+    private var decoder: FrameDecoder
+    private let settings: ConnectionSettings
+    private let relayStatic: X25519.KeyPair
+    /// Asks the admission table whether this connection's source may create another queue or
+    /// timer (the per-source creation rate).
+    private let mayCreate: () -> Bool
+    private let allocator: ByteBufferAllocator
+
+    init(
+        settings: ConnectionSettings, relayStatic: X25519.KeyPair, mayCreate: @escaping () -> Bool,
+        allocator: ByteBufferAllocator = ByteBufferAllocator()
+    ) {
+        self.settings = settings
+        self.relayStatic = relayStatic
+        self.mayCreate = mayCreate
+        self.allocator = allocator
+        decoder = FrameDecoder(allocator: allocator)
+    }
+
+    static func rateHold(_ settings: ConnectionSettings) -> TimeAmount {
+        let refill = TimeAmount.nanoseconds(
+            Int64(1e9 * Double(WireLimits.maxBundleEntries) / Double(max(1, settings.rateLimitPerSecond))))
+        return min(max(refill, minRateHold), maxRateHold)
+    }
+
+    var idleCheckInterval: TimeAmount {
+        max(.nanoseconds(settings.idleTimeout.nanoseconds / Self.idleChecksPerTimeout), Self.minIdleCheck)
+    }
+
+    // MARK: Events
+
+    /// The channel is active (or the handler joined an active one): the timers start.
+    mutating func channelActive(now: NIODeadline) -> [ConnectionAction] {
+        guard case .unstarted = state else { return [] }
+        state = .awaitingPreamble(since: now)
+        var actions: [ConnectionAction] = [
+            .schedule(.handshakeTimeout, in: settings.handshakeTimeout), .schedule(.idleCheck, in: settings.idleTimeout),
+        ]
+        processInput(now: now, into: &actions)
+        return actions
+    }
+
+    mutating func bytesReceived(_ bytes: ByteBuffer, now: NIODeadline) -> [ConnectionAction] {
+        switch state {
+        case .closing, .closed: return []
+        default: break
+        }
+        decoder.append(bytes)
+        var actions: [ConnectionAction] = []
+        processInput(now: now, into: &actions)
+        return actions
+    }
+
+    /// The socket has no more for now: the replies gathered during the read leave as one write.
+    mutating func readComplete() -> [ConnectionAction] {
+        var actions: [ConnectionAction] = []
+        flush(into: &actions)
+        return actions
+    }
+
+    /// Replies and pushes from the core, one batch's worth: they leave as one write, and reading
+    /// resumes if the backlog has drained.
+    mutating func outcomesReceived(_ outcomes: [CoreOutcome], writable: Bool) -> [ConnectionAction] {
+        guard case .established(var session) = state else { return [] }
+        state = .modifying
+        var actions: [ConnectionAction] = []
+        if let reason = session.apply(outcomes, maxProofs: settings.maxProofsPerConnection) {
+            close(reason, into: &actions)
+            return actions
+        }
+        state = .established(session)
+        flush(into: &actions)
+        resumeReading(writable: writable, into: &actions)
+        return actions
+    }
+
+    /// The pipeline asks for more bytes: passed on unless the core is behind, a rate pause is
+    /// on or the channel cannot take more writes.
+    mutating func readRequested(writable: Bool) -> [ConnectionAction] {
+        switch state {
+        case .closing, .closed: return []
+        default: break
+        }
+        guard mayRead(writable: writable, afterHold: false) else {
+            readDemand = .held
+            return []
+        }
+        readDemand = .passedOn
+        return [.read]
+    }
+
+    mutating func writabilityChanged(writable: Bool) -> [ConnectionAction] {
+        var actions: [ConnectionAction] = []
+        resumeReading(writable: writable, into: &actions)
+        return actions
+    }
+
+    mutating func handshakeTimerFired() -> [ConnectionAction] {
+        switch state {
+        case .awaitingPreamble, .awaitingHandshake:
+            var actions: [ConnectionAction] = []
+            close(.handshakeTimeout, into: &actions)
+            return actions
+        default:
+            return []
+        }
+    }
+
+    /// Closes a connection that has sent no complete frame for the idle timeout, or looks again later.
+    mutating func idleCheckFired(now: NIODeadline) -> [ConnectionAction] {
+        let last: NIODeadline
+        switch state {
+        case let .awaitingPreamble(since), let .awaitingHandshake(since): last = since
+        case let .established(session): last = session.lastFrame
+        case .unstarted, .closing, .closed, .modifying: return []
+        }
+        guard now - last >= settings.idleTimeout else { return [.schedule(.idleCheck, in: idleCheckInterval)] }
+        var actions: [ConnectionAction] = []
+        close(.idleTimeout, into: &actions)
+        return actions
+    }
+
+    /// The pause after a rate refusal is over: frames already read are handled, then the socket.
+    mutating func rateHoldEnded(now: NIODeadline, writable: Bool) -> [ConnectionAction] {
+        guard case .established(var session) = state, session.intake == .pausedForRate else { return [] }
+        state = .modifying
+        session.intake = .open
+        state = .established(session)
+        var actions: [ConnectionAction] = []
+        processInput(now: now, into: &actions)
+        flush(into: &actions)
+        resumeReading(writable: writable, into: &actions)
+        return actions
+    }
+
+    /// I/O errors (resets, broken pipes) are the client's business.
+    mutating func errorCaught() -> [ConnectionAction] {
+        switch state {
+        case .closing, .closed: return []
+        default: break
+        }
+        var actions: [ConnectionAction] = []
+        close(.ioError, into: &actions)
+        return actions
+    }
+
+    /// The channel is gone, closed by either side: the core forgets the connection's subscriptions.
+    mutating func channelInactive() -> [ConnectionAction] {
+        if case .closed = state { return [] }
+        state = .closed
+        decoder = FrameDecoder(allocator: allocator)
+        return [.submit(requestId: 0, .disconnect)]
+    }
+
+    // MARK: Inside
+
+    /// Feeds what the decoder holds to the current state until it needs more bytes, a rate
+    /// pause stops it, or the connection closes.
+    private mutating func processInput(now: NIODeadline, into actions: inout [ConnectionAction]) {
+        while true {
+            switch state {
+            case .unstarted, .closing, .closed:
+                return
+            case .modifying:
+                preconditionFailure("a connection's state was left modifying")
+            case let .awaitingPreamble(since):
+                guard let raw = decoder.nextRaw(count: Preamble.length) else { return }
+                switch Preamble.check(raw.readableBytesView) {
+                case .accepted:
+                    state = .awaitingHandshake(since: since)
+                case .notBelay:
+                    return close(.notBelay, into: &actions)
+                case let .unsupportedVersion(version):
+                    // The relay answers with its own preamble so the client can name both versions.
+                    var reply = allocator.buffer(capacity: Preamble.length)
+                    reply.writeBytes(Preamble.bytes())
+                    actions.append(.write(reply))
+                    return close(.unsupportedVersion(version), into: &actions)
+                }
+            case let .awaitingHandshake(since):
+                guard let frame = nextFrame(into: &actions) else { return }
+                guard let (reply, transport) = RelayHandshake.respond(to: frame, relayStatic: relayStatic, allocator: allocator) else {
+                    return close(.handshakeFailed, into: &actions)
+                }
+                actions.append(.write(reply))
+                actions.append(.cancel(.handshakeTimeout))
+                actions.append(.established)
+                state = .established(Session(transport: transport, settings: settings, lastFrame: since, allocator: allocator))
+            case .established(var session):
+                guard session.intake == .open, let frame = nextFrame(into: &actions) else { return }
+                state = .modifying
+                session.lastFrame = now
+                let failure = session.receive(
+                    frame: frame, now: now, settings: settings, mayCreate: mayCreate, allocator: allocator, actions: &actions)
+                if let failure { return close(failure, into: &actions) }
+                state = .established(session)
+            }
+        }
+    }
+
+    private mutating func nextFrame(into actions: inout [ConnectionAction]) -> ByteBuffer? {
+        do {
+            return try decoder.nextFrame()
+        } catch {
+            close(.emptyFrame, into: &actions)
+            return nil
+        }
+    }
+
+    /// Seals the replies gathered so far into one transport message and hands out the frames.
+    private mutating func flush(into actions: inout [ConnectionAction]) {
+        guard case .established(var session) = state else { return }
+        state = .modifying
+        if let reason = session.seal() { return close(reason, into: &actions) }
+        let frames = session.outbox.takeFrames()
+        state = .established(session)
+        if let frames { actions.append(.write(frames)) }
+    }
+
+    /// Whether a read may go to the socket now. Reading stops when the backlog is full and
+    /// starts again only once it has halved, so a busy connection does not flap.
+    private func mayRead(writable: Bool, afterHold: Bool) -> Bool {
+        switch state {
+        case .unstarted, .awaitingPreamble, .awaitingHandshake:
+            return writable
+        case let .established(session):
+            let backlogAllows = afterHold ? session.backlog.hasDrained : !session.backlog.isFull
+            return writable && session.intake == .open && backlogAllows
+        case .closing, .closed, .modifying:
+            return false
+        }
+    }
+
+    private mutating func resumeReading(writable: Bool, into actions: inout [ConnectionAction]) {
+        guard readDemand == .held, mayRead(writable: writable, afterHold: true) else { return }
+        readDemand = .passedOn
+        actions.append(.read)
+    }
+
+    private mutating func close(_ reason: CloseReason, into actions: inout [ConnectionAction]) {
+        state = .closing(reason)
+        decoder = FrameDecoder(allocator: allocator)
+        actions.append(.close(reason))
+    }
+}
