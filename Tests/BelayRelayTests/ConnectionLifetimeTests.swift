@@ -111,7 +111,7 @@ import Testing
         var transport = try Self.handshake(channel, relayKey: relay.key.publicKey)
         let body = [UInt8](repeating: 1, count: WireLimits.maxBodyLength)
         var id: UInt32 = 1
-        while id * UInt32(body.count) <= UInt32(ConnectionHandler.maxPendingCoreBytes) {
+        while id * UInt32(body.count) <= UInt32(CoreBacklog.maxBytes) {
             let sends = (0..<3).map { _ in
                 defer { id += 1 }
                 return Self.command(.send(sender: EntityID.random(), body: body), id: id, channel)
@@ -232,8 +232,8 @@ import Testing
         }
         #expect(!channel.isActive)
         let refused = replies.filter { $0 == .error(.rate) }.count
-        #expect(refused < ConnectionHandler.maxRefusals)
-        #expect(refused >= ConnectionHandler.maxRefusals - WireLimits.maxBundleEntries)
+        #expect(refused < ConnectionStateMachine.maxRefusals)
+        #expect(refused >= ConnectionStateMachine.maxRefusals - WireLimits.maxBundleEntries)
         #expect(replies.allSatisfy { $0 == .error(.rate) || $0 == .error(.unknownCommand) })
         _ = try? channel.finish()
         await relay.finish()
