@@ -129,7 +129,9 @@ import Testing
         #expect(replies.dropFirst(10).allSatisfy { $0 == .error(.rate) })
         #expect(replies.count == 64)
         try await Self.served(relay)
-        try await ch.close()
+        // The relay closes the flood itself after 256 refusals, about four seconds of real time
+        // (the pauses are on the event loop's clock): on a busy machine it may already have.
+        try? await ch.close()
         await relay.stop()
     }
 
