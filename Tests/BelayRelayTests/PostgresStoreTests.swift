@@ -11,6 +11,9 @@ import Testing
 
 /// What only the PostgreSQL store has to show: two frontends' transactions at once.
 @Suite struct PostgresStoreTests {
+    /// How many times a test asks the server whether a transaction is waiting for a lock.
+    static let maxLockChecks = 2_000
+
     static func twoStores() async throws -> (PostgresQueueStore, PostgresQueueStore) {
         let server = try await PostgresCluster.shared.freshDatabase()
         return (try PostgresQueueStore(server, logger: Logger(label: "a")), try PostgresQueueStore(server, logger: Logger(label: "b")))
@@ -89,5 +92,97 @@ import Testing
         var seq: UInt64 = 0
         try b.transaction { tx in seq = try tx.insertMessage(queue: row, seq: 1, expiresAt: 1_000, body: [4]) }
         #expect(seq == 6)
+    }
+
+    /// A renewal through one frontend while another's sweep is firing the timer waits for that
+    /// sweep and then finds no timer, instead of answering OK for a timer that is gone.
+    @Test func aTimerBeingFiredElsewhereIsNotFoundByARenewal() async throws {
+        let server = try await PostgresCluster.shared.freshDatabase()
+        let (a, b, watcher) = (
+            try PostgresQueueStore(server, logger: Logger(label: "a")), try PostgresQueueStore(server, logger: Logger(label: "b")),
+            try PostgresQueueStore(server, logger: Logger(label: "w"))
+        )
+        defer { for s in [a, b, watcher] { try? s.close() } }
+        let timerId = EntityID.random(SystemRandom())
+        try a.transaction { tx in
+            let q = try tx.insertQueue(
+                recipientId: EntityID.random(SystemRandom()), senderId: EntityID.random(SystemRandom()), recipientKey: [UInt8](repeating: 1, count: 32))
+            try tx.insertTimer(id: timerId, key: [UInt8](repeating: 3, count: 32), deadline: 100, entries: [(q, [1])])
+        }
+        let swept = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        Thread {
+            try? a.transaction { tx in
+                for t in try tx.dueTimers(now: 100, limit: 10) { try tx.deleteTimer(timer: t) }
+                swept.signal()
+                release.wait()
+            }
+            swept.signal()
+        }.start()
+        swept.wait()
+        let found = Mutex<TimerRow?>(TimerRow(rowId: 0, key: [], deadline: 0))
+        let renewed = DispatchSemaphore(value: 0)
+        Thread {
+            try? b.transaction { tx in
+                let row = try tx.timer(id: timerId)
+                found.withLock { $0 = row }
+            }
+            renewed.signal()
+        }.start()
+        // Until b's lookup is waiting for a's lock (the server says so), then let a commit.
+        var waiting = false
+        for _ in 0..<Self.maxLockChecks where !waiting {
+            try watcher.transaction { tx in waiting = try tx.someoneWaitsForALock() }
+        }
+        #expect(waiting, "the lookup did not wait for the sweep's lock")
+        release.signal()
+        renewed.wait()
+        swept.wait()
+        #expect(found.withLock { $0 } == nil)
+    }
+
+    /// The notification connection dies (a restart, a failover, an idle timeout somewhere): the
+    /// store listens again from a thread of its own and asks for every queue to be re-read,
+    /// since what was announced meanwhile is lost.
+    @Test func aLostNotificationConnectionIsReopenedAndEverythingReRead() async throws {
+        let server = try await PostgresCluster.shared.freshDatabase()
+        let a = try PostgresQueueStore(server, logger: Logger(label: "a"))
+        let b = try PostgresQueueStore(server, logger: Logger(label: "b"), relistenDelay: 10_000)
+        defer {
+            try? a.close()
+            try? b.close()
+        }
+        let woken = AsyncStream<Void>.makeStream()
+        b.onChange { woken.continuation.yield() }
+        try a.transaction { tx in
+            let q = try tx.insertQueue(
+                recipientId: EntityID.random(SystemRandom()), senderId: EntityID.random(SystemRandom()), recipientKey: [UInt8](repeating: 1, count: 32))
+            _ = try tx.insertMessage(queue: q, seq: 1, expiresAt: 1, body: [1])
+        }
+        for await _ in woken.stream where !b.takeChangedQueues().isEmpty { break }
+        // Every LISTEN connection to this database but a's own is ended by the server.
+        try a.transaction { tx in try tx.terminateOtherListeners() }
+        for await _ in woken.stream where b.takeChangedQueues().everything { break }
+        // And it listens again: a's next change reaches b.
+        try a.transaction { tx in
+            _ = try tx.insertQueue(
+                recipientId: EntityID.random(SystemRandom()), senderId: EntityID.random(SystemRandom()), recipientKey: [UInt8](repeating: 2, count: 32))
+        }
+        for await _ in woken.stream where !b.takeChangedQueues().rows.isEmpty { break }
+    }
+}
+
+extension QueueTransaction {
+    func someoneWaitsForALock() throws -> Bool {
+        guard let tx = self as? PostgresTransaction else { return false }
+        return try tx.count("SELECT count(*) FROM pg_locks WHERE NOT granted") > 0
+    }
+
+    /// For the test above: what a restart does to b's listener.
+    func terminateOtherListeners() throws {
+        guard let tx = self as? PostgresTransaction else { return }
+        try tx.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN belay_changes' AND pid <> pg_backend_pid() AND datname = current_database()"
+        )
     }
 }

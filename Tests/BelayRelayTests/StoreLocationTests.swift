@@ -9,11 +9,29 @@ import Testing
         #expect(!p.description.contains("s3cret"))
         #expect(try StoreLocation(parsing: "postgresql://relay@[::1]/belay") == .postgres(PostgresLocation(host: "::1", user: "relay", database: "belay")))
         #expect(try StoreLocation(parsing: "sqlite") == .sqlite)
+        // Any character in a password, percent-encoded or after the user's colon up to the last '@'.
+        #expect(
+            try StoreLocation(parsing: "postgres://u:pa?s/s@w%40rd@127.0.0.1/db")
+                == .postgres(PostgresLocation(host: "127.0.0.1", user: "u", password: "pa?s/s@w@rd", database: "db")))
+    }
+
+    @Test func aPasswordIsNeverRepeatedInAnError() {
+        for text in [
+            "postgres://u:secretpw@h/db?sslmode=maybe", "postgres://u:secretpw@h:99999/db", "postgres://u:secretpw%zz@h/db",
+            "postgres://u:secretpw@db.example.org/db",
+        ] {
+            do {
+                _ = try StoreLocation(parsing: text)
+                Issue.record("accepted \(text)")
+            } catch {
+                #expect(!"\(error)".contains("secretpw"))
+            }
+        }
     }
 
     @Test(arguments: [
         "mysql://x@h/db", "postgres://h/db", "postgres://u@h", "postgres://u@h/", "postgres://u@h:99999/db", "postgres://u@h/db?sslmode=maybe",
-        "postgres://u@a]:b/db", "", "postgres://u@h/" + String(repeating: "d", count: 2_000),
+        "postgres://u@a]:b/db", "", "postgres://u@remote.example.org/db", "postgres://u@h/" + String(repeating: "d", count: 2_000),
     ])
     func malformedAddressesAreRefused(text: String) {
         #expect(throws: StoreLocationError.self) { try StoreLocation(parsing: text) }

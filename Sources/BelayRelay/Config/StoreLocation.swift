@@ -1,4 +1,5 @@
 import BelayWire
+import Foundation
 
 /// Where the relay keeps its queues: the embedded SQLite database in the state directory (the
 /// default), or a PostgreSQL server that several relay frontends may share.
@@ -65,40 +66,49 @@ public struct PostgresLocation: Equatable, Sendable, CustomStringConvertible {
         self.tls = tls
     }
 
+    /// User and password may be percent-encoded (RFC 3986), and are found before the last `@`,
+    /// so a password may hold any character. Errors never repeat either.
     init(parsing text: String) throws(StoreLocationError) {
         guard text.utf8.count <= Self.maxLength else { throw .malformed("longer than \(Self.maxLength) bytes") }
         guard let schemeEnd = text.range(of: "://") else { throw .unknownScheme }
-        var rest = Substring(text[schemeEnd.upperBound...])
-        var mode = TLSMode.disable
+        let afterScheme = text[schemeEnd.upperBound...]
+        guard let at = afterScheme.lastIndex(of: "@") else { throw .malformed("no user name") }
+        let userInfo = afterScheme[..<at]
+        var rest = afterScheme[afterScheme.index(after: at)...]
+        var mode: TLSMode?
         if let q = rest.firstIndex(of: "?") {
             let query = rest[rest.index(after: q)...]
             rest = rest[..<q]
             for item in query.split(separator: "&") {
                 guard item.hasPrefix("sslmode="), let m = TLSMode(rawValue: String(item.dropFirst("sslmode=".count))) else {
-                    throw .malformed("unknown option '\(item)'")
+                    throw .malformed("only sslmode=disable or sslmode=require may follow '?'")
                 }
                 mode = m
             }
         }
         guard let slash = rest.firstIndex(of: "/") else { throw .malformed("no database name") }
         let database = String(rest[rest.index(after: slash)...])
-        let authority = rest[..<slash]
-        guard let at = authority.lastIndex(of: "@") else { throw .malformed("no user name") }
-        let userInfo = authority[..<at]
-        let (user, password): (Substring, Substring?) =
+        let hostPort = String(rest[..<slash])
+        let (rawUser, rawPassword): (Substring, Substring?) =
             userInfo.firstIndex(of: ":").map { (userInfo[..<$0], userInfo[userInfo.index(after: $0)...]) } ?? (userInfo, nil)
-        let hostPort = String(authority[authority.index(after: at)...])
+        guard let user = rawUser.removingPercentEncoding, let password = rawPassword.map({ $0.removingPercentEncoding }) ?? .some(nil)
+        else { throw .malformed("bad percent-encoding in the user or password") }
         let parsed: HostPort
         if let hp = HostPort(parsing: hostPort) {
             parsed = hp
         } else if let hp = HostPort(parsing: hostPort + ":5432") {
             parsed = hp
         } else {
-            throw .malformed("bad host or port '\(hostPort)'")
+            throw .malformed("bad host or port")
         }
         guard !user.isEmpty, !database.isEmpty, !database.contains("/") else { throw .malformed("empty user or database") }
-        self.init(
-            host: parsed.host, port: parsed.port, user: String(user), password: password.map(String.init), database: database, tls: mode)
+        // Ids, keys and deadlines cross this link: in the clear only on the machine itself,
+        // or where the operator says so.
+        let loopback = ["127.0.0.1", "::1", "localhost"].contains(parsed.host)
+        guard let tls = mode ?? (loopback ? .disable : nil) else {
+            throw .malformed("a server off this machine needs ?sslmode=require (or sslmode=disable on a private network you trust)")
+        }
+        self.init(host: parsed.host, port: parsed.port, user: user, password: password, database: database, tls: tls)
     }
 
     public var description: String {

@@ -12,7 +12,10 @@ extension QueueEngine {
     func runBatch(_ requests: [CoreRequest], sweep: Bool) -> (outcomes: Outcomes, more: Bool) {
         let changes = store.takeChangedQueues()
         guard !requests.isEmpty || sweep || !changes.isEmpty else { return ([:], false) }
-        if sweep { checkStorage() }
+        if sweep {
+            checkStorage()
+            refreshSharedCountersIfDue()
+        }
         var ctx = BatchContext()
         var more = false
         if needsReload {
@@ -42,6 +45,15 @@ extension QueueEngine {
                 }
                 do {
                     more = try attempt(requests, sweep: sweep, releaseTimers: false, changes: ChangedQueues(), &ctx)
+                } catch {
+                    _ = recoverAfterFailedTransaction(&ctx)
+                    answerUnavailable(requests, error, &ctx)
+                }
+            } else if store.isRetryable(error) {
+                // Two frontends' batches locked rows in opposite orders and the database broke
+                // the tie: the state is reloaded, so the batch can run once more.
+                do {
+                    more = try attempt(requests, sweep: sweep, releaseTimers: storage == .normal, changes: changes, &ctx)
                 } catch {
                     _ = recoverAfterFailedTransaction(&ctx)
                     answerUnavailable(requests, error, &ctx)

@@ -30,7 +30,12 @@ extension QueueEngine {
                 return ctx.reply(r, .error(.quota))
             }
             guard canGrow(by: body.count) else { return ctx.reply(r, .error(.storeFull)) }
-            guard try append(body, to: q, tx, &ctx) else { return ctx.reply(r, .error(.quota)) }
+            do {
+                guard try append(body, to: q, tx, &ctx) else { return ctx.reply(r, .error(.quota)) }
+            } catch is QueueGone {
+                forget(q)
+                return ctx.reply(r, .error(.noQueue))
+            }
             ctx.reply(r, .ok)
         case let .subscribe(recipient, proven):
             guard let q = try recipientQueue(recipient, proven, r, tx, &ctx) else { return }

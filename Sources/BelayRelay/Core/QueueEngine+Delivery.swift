@@ -22,9 +22,10 @@ extension QueueEngine {
     }
 
     func removeMessage(_ q: QueueState, seq: UInt64, length: Int, _ ctx: inout BatchContext) {
-        q.count -= 1
-        q.bytes -= length
-        storedBytes -= length
+        // Never below zero: with a shared store this frontend may not have counted the message.
+        q.count = max(0, q.count - 1)
+        q.bytes = max(0, q.bytes - length)
+        storedBytes = max(0, storedBytes - length)
         if q.count == 0 { q.oldestExpiry = nil }
         if let sub = q.subscription, let i = sub.inFlight.firstIndex(where: { $0.seq == seq }) {
             sub.inFlight.remove(at: i)
@@ -73,11 +74,13 @@ extension QueueEngine {
         for (_, q) in ctx.dirty {
             guard let sub = q.subscription else { continue }
             let room = WireLimits.subscriptionWindow - sub.inFlight.count
-            let undelivered = q.count - sub.inFlight.count
+            // A shared store's count may not know yet what other frontends stored: read what
+            // is after the cursor (the queue's row lock makes that read complete).
+            let undelivered = store.shared ? room : q.count - sub.inFlight.count
             guard room > 0, undelivered > 0 else { continue }
             let take = min(room, undelivered)
             let batch: [(UInt64, [UInt8])]
-            if let recent = ctx.recent[q.rowId], recent.count == undelivered {
+            if !store.shared, let recent = ctx.recent[q.rowId], recent.count == undelivered {
                 batch = recent.prefix(take).map { ($0.seq, $0.body) }
             } else {
                 batch = try tx.messages(queue: q.rowId, after: sub.cursor, limit: take)

@@ -5,8 +5,13 @@ import BelayWire
 /// there. The store tells (PostgreSQL: LISTEN/NOTIFY); the engine re-reads the rows named.
 extension QueueEngine {
     func apply(_ changes: ChangedQueues, _ tx: any QueueTransaction, _ ctx: inout BatchContext) throws {
-        let rows = changes.everything ? changes.rows.union(byRow.keys) : changes.rows
-        for row in rows.union(changes.messages) {
+        if changes.everything {
+            // Notifications may have been missed: every counter again, and every subscription
+            // looks for what it has not pushed.
+            try refreshCounters()
+            for q in byRow.values where q.subscription != nil { ctx.dirty[q.rowId] = q }
+        }
+        for row in changes.rows.union(changes.messages) {
             try reload(row: row, tx, &ctx)
         }
         for row in changes.subscribedElsewhere {
@@ -17,6 +22,21 @@ extension QueueEngine {
             subscriptionsBySink[ObjectIdentifier(sub.sink)]?.remove(q.recipientId)
             noteSubscriptionChange(q)
             q.subscription = nil
+        }
+    }
+
+    /// With a shared store, what other frontends acknowledged, expired, set, fired or cancelled
+    /// changes no counter here until it is read again: every counter is re-read this often
+    /// (a sweep's worth of reading, so not at every sweep).
+    static let sharedRefreshSeconds: UInt64 = 10
+
+    func refreshSharedCountersIfDue() {
+        guard store.shared, clock.now() >= nextSharedRefresh else { return }
+        nextSharedRefresh = clock.now() + Self.sharedRefreshSeconds
+        do {
+            try refreshCounters()
+        } catch {
+            logger.warning("could not re-read the shared store's counters", metadata: ["error": "\(error)"])
         }
     }
 

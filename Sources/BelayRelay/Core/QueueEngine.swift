@@ -44,6 +44,8 @@ final class QueueEngine {
     var subscriptionUndo: [EntityID: CoreSink?] = [:]
     /// Subscriptions to put back once a failed transaction's state has been reloaded.
     var reattach: [EntityID: CoreSink] = [:]
+    /// With a shared store, when to re-read every counter next.
+    var nextSharedRefresh: UInt64 = 0
     /// Queues in the store when the engine started.
     private(set) var queuesAtStart = 0
 

@@ -28,6 +28,8 @@ public protocol QueueStore: AnyObject, Sendable {
     func forgetDeleted() throws
     /// Whether `error` means the storage has run out of space (as opposed to any other failure).
     func isOutOfSpace(_ error: Error) -> Bool
+    /// Whether the same batch may succeed if run again (a deadlock between frontends).
+    func isRetryable(_ error: Error) -> Bool
     /// The queues another frontend changed since the last call (shared stores); empty otherwise.
     func takeChangedQueues() -> ChangedQueues
     /// Called (on any thread) when another frontend has changed something, so the core runs a
@@ -40,7 +42,15 @@ extension QueueStore {
     public var localFile: String? { nil }
     public var shared: Bool { false }
     public func takeChangedQueues() -> ChangedQueues { ChangedQueues() }
+    public func isRetryable(_ error: Error) -> Bool { false }
     public func onChange(_ handler: @escaping @Sendable () -> Void) {}
+}
+
+/// A queue another frontend deleted while this one still knew it: the command that named it
+/// gets NO_QUEUE, and the rest of the batch goes on.
+public struct QueueGone: Error, Sendable {
+    public var queue: Int64
+    public init(queue: Int64) { self.queue = queue }
 }
 
 /// Queues that other frontends touched, as told by the database (shared stores only).

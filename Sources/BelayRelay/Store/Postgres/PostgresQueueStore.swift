@@ -1,10 +1,15 @@
 import BelayWire
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
 import PostgresNIO
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// `QueueStore` on PostgreSQL, which several relay frontends may share. A commit returns once
 /// the server has made it durable (`synchronous_commit = on`, set per connection). Frontends
@@ -24,14 +29,29 @@ public final class PostgresQueueStore: QueueStore {
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private let connections = Mutex<(writer: PostgresConnection?, listener: PostgresConnection?)>((nil, nil))
     private let changes = Mutex(ChangedQueues())
+    /// The current listener's registration; stopped before its connection is dropped, or NIO
+    /// reports its promise leaked.
+    private let listening = Mutex<PostgresListenContext?>(nil)
     private let changeHandler = Mutex<(@Sendable () -> Void)?>(nil)
 
     /// The notification channel.
     static let channel = "belay_changes"
     /// How long a connection attempt may take before the store reports the server unreachable.
     static let connectTimeout = TimeAmount.seconds(10)
+    /// The server ends a statement that runs longer, or waits longer for a lock, so that a
+    /// frontend that vanished with locks held blocks the others no longer than this.
+    static let statementTimeoutSeconds = 30
+    static let lockTimeoutSeconds = 10
+    static let idleInTransactionTimeoutSeconds = 60
+    /// The core waits this long for any answer before it gives the connection up (a half-open
+    /// connection after a network partition answers nothing, ever).
+    static let answerTimeout = TimeAmount.seconds(45)
+    /// How long to wait before connecting again to listen (microseconds; tests shorten it).
+    let relistenDelay: UInt32
+    public static let defaultRelistenDelay: UInt32 = 1_000_000
 
-    public init(_ server: PostgresLocation, logger: Logger) throws {
+    public init(_ server: PostgresLocation, logger: Logger, relistenDelay: UInt32 = defaultRelistenDelay) throws {
+        self.relistenDelay = relistenDelay
         self.server = server
         self.logger = logger
         frontend = (0..<4).map { _ in String(UInt8.random(in: 0...255), radix: 16) }.joined()
@@ -55,10 +75,16 @@ public final class PostgresQueueStore: QueueStore {
             host: server.host, port: server.port, username: server.user, password: server.password, database: server.database,
             tls: server.tls == .require ? .require(try NIOSSLContext(configuration: .makeClientConfiguration())) : .disable)
         configuration.options.connectTimeout = Self.connectTimeout
-        let connection = try PostgresConnection.connect(on: group.next(), configuration: configuration, id: 1, logger: logger).wait()
+        let connection = try PostgresConnection.connect(on: group.next(), configuration: configuration, id: 1, logger: logger).waitBounded()
         do {
-            // Durable before OK, whatever the server's default.
-            _ = try connection.query("SET synchronous_commit = on", logger: logger).wait()
+            // Durable before OK, whatever the server's default; and bounded waits.
+            for setting in [
+                "SET synchronous_commit = on", "SET statement_timeout = '\(Self.statementTimeoutSeconds)s'",
+                "SET lock_timeout = '\(Self.lockTimeoutSeconds)s'",
+                "SET idle_in_transaction_session_timeout = '\(Self.idleInTransactionTimeoutSeconds)s'",
+            ] {
+                _ = try Self.bounded(connection.query(PostgresQuery(unsafeSQL: setting), logger: logger))
+            }
         } catch {
             try? connection.close().wait()
             throw error
@@ -78,11 +104,14 @@ public final class PostgresQueueStore: QueueStore {
         let listener = try connect()
         connections.withLock { $0.listener = listener }
         let me = frontend
-        listener.addListener(channel: Self.channel) { [weak self] _, note in
+        let context = listener.addListener(channel: Self.channel) { [weak self] _, note in
             self?.received(note.payload, from: me)
         }
-        _ = try listener.query("LISTEN belay_changes", logger: logger).wait()
-        // Notifications sent while nobody listened are lost: whoever listens anew re-reads all.
+        listening.withLock { old in
+            old?.stop()
+            old = context
+        }
+        _ = try Self.bounded(listener.query("LISTEN belay_changes", logger: logger))
         listener.closeFuture.whenComplete { [weak self] _ in self?.listenerLost() }
     }
 
@@ -100,19 +129,44 @@ public final class PostgresQueueStore: QueueStore {
         changeHandler.withLock { $0 }?()
     }
 
+    /// Reconnects on a thread of its own (never on the event loop, where waiting is forbidden),
+    /// and once listening again has every queue re-read: notifications sent while nobody
+    /// listened are lost.
     private func listenerLost() {
+        // Runs on the event loop: only `connections` here (never `closed`, which the thread below
+        // holds while it waits on this loop).
         guard connections.withLock({ $0.listener != nil }) else { return }  // closed on purpose
-        changes.withLock { $0.everything = true }
         logger.warning("lost the PostgreSQL notification connection; reconnecting and re-reading every queue")
-        group.next().scheduleTask(in: .seconds(1)) { [weak self] in
-            guard let self else { return }
-            do {
-                try self.startListening()
-                self.changeHandler.withLock { $0 }?()
-            } catch {
-                self.listenerLost()
+        Thread.detachNewThread { [weak self] in
+            while let self {
+                usleep(self.relistenDelay)
+                // Under the lock `close` takes first: the event loop is not shut down under us.
+                let done: Bool = self.closed.withLock { closed in
+                    guard !closed else { return true }
+                    do {
+                        try self.startListening()
+                        self.changes.withLock { $0.everything = true }
+                        return true
+                    } catch {
+                        self.logger.warning("cannot listen for PostgreSQL notifications yet", metadata: ["error": "\(error)"])
+                        return false
+                    }
+                }
+                if done {
+                    self.changeHandler.withLock { $0 }?()
+                    return
+                }
             }
         }
+    }
+
+    /// Waits for a future, but not forever: past `answerTimeout` the connection is given up.
+    static func bounded<T>(_ future: EventLoopFuture<T>) throws -> T {
+        let promise = future.eventLoop.makePromise(of: T.self)
+        future.cascade(to: promise)
+        let timeout = future.eventLoop.scheduleTask(in: answerTimeout) { promise.fail(PostgresStoreError.noAnswer) }
+        defer { timeout.cancel() }
+        return try promise.futureResult.wait()
     }
 
     public func onChange(_ handler: @escaping @Sendable () -> Void) {
@@ -133,7 +187,7 @@ public final class PostgresQueueStore: QueueStore {
             INSERT INTO relay_meta(name, value) VALUES ('generation', \(Int64(max(floor, 1))))
             ON CONFLICT (name) DO UPDATE SET value = GREATEST(relay_meta.value + 1, excluded.value) RETURNING value
             """, logger: logger
-        ).wait()
+        ).waitBounded()
         guard let next = try rows.first?.decode(Int64.self) else { throw PostgresStoreError.unexpected("no generation") }
         guard next < Int64(GenerationExhausted.maxGeneration) else { throw GenerationExhausted(location: location, current: next) }
         return UInt32(next)
@@ -143,28 +197,33 @@ public final class PostgresQueueStore: QueueStore {
         let c = try writer()
         let queues = try PostgresTransaction.queueRows(c, logger: logger, where: nil)
         var held: [Int64: DurableState.Held] = [:]
-        for row in try c.query("SELECT queue_id, count(*), sum(length(body)) FROM timer_entry GROUP BY queue_id", logger: logger).wait() {
+        for row in try c.query("SELECT queue_id, count(*), sum(length(body)) FROM timer_entry GROUP BY queue_id", logger: logger).waitBounded() {
             let (queue, count, bytes) = try row.decode((Int64, Int64, Int64).self)
             held[queue] = .init(bodies: Int(count), bytes: Int(bytes))
         }
-        let timers = try c.query("SELECT count(*) FROM timer", logger: logger).wait().first?.decode(Int64.self) ?? 0
+        let timers = try c.query("SELECT count(*) FROM timer", logger: logger).waitBounded().first?.decode(Int64.self) ?? 0
         return DurableState(queues: queues, held: held, timers: Int(timers))
     }
 
     public func transaction(_ body: (any QueueTransaction) throws -> Void) throws {
         let c = try writer()
-        _ = try c.query("BEGIN", logger: logger).wait()
+        _ = try c.query("BEGIN", logger: logger).waitBounded()
         do {
             let tx = PostgresTransaction(connection: c, logger: logger)
             try body(tx)
             try tx.flushDeletes()
             if !tx.notes.isEmpty {
                 let payloads = tx.notes.map { "\(frontend):\($0)" }
-                _ = try c.query("SELECT pg_notify('belay_changes', n) FROM unnest(\(payloads)::text[]) AS n", logger: logger).wait()
+                _ = try c.query("SELECT pg_notify('belay_changes', n) FROM unnest(\(payloads)::text[]) AS n", logger: logger).waitBounded()
             }
-            _ = try c.query("COMMIT", logger: logger).wait()
+            _ = try c.query("COMMIT", logger: logger).waitBounded()
         } catch {
-            _ = try? c.query("ROLLBACK", logger: logger).wait()
+            if case PostgresStoreError.noAnswer = error {
+                // Nothing is known of that connection: the next transaction opens another.
+                try? c.close().wait()
+            } else {
+                _ = try? c.query("ROLLBACK", logger: logger).waitBounded()
+            }
             throw error
         }
     }
@@ -174,6 +233,13 @@ public final class PostgresQueueStore: QueueStore {
 
     public func isOutOfSpace(_ error: Error) -> Bool {
         (error as? PSQLError)?.serverInfo?[.sqlState] == "53100"  // disk_full
+    }
+
+    /// A deadlock (40P01) or serialization failure (40001) between frontends' transactions, or
+    /// a unique key another frontend took first (23505: a TSET retried there): run again, the
+    /// batch sees what the other committed.
+    public func isRetryable(_ error: Error) -> Bool {
+        ["40P01", "40001", "23505"].contains((error as? PSQLError)?.serverInfo?[.sqlState] ?? "")
     }
 
     private let closed = Mutex(false)
@@ -189,21 +255,32 @@ public final class PostgresQueueStore: QueueStore {
             defer { c = (nil, nil) }
             return c
         }
+        listening.withLock { c in
+            c?.stop()
+            c = nil
+        }
         try? writer?.close().wait()
         try? listener?.close().wait()
         try group.syncShutdownGracefully()
     }
 }
 
+extension EventLoopFuture {
+    /// `wait()`, but at most `PostgresQueueStore.answerTimeout`.
+    func waitBounded() throws -> Value { try PostgresQueueStore.bounded(self) }
+}
+
 public enum PostgresStoreError: Error, CustomStringConvertible {
     case unreachable(String, String)
     case unexpected(String)
+    case noAnswer
 
     public var description: String {
         switch self {
         case let .unreachable(server, why):
             "cannot use the PostgreSQL store at \(server): \(why). Is the server running, and may this user connect to that database?"
         case let .unexpected(why): "PostgreSQL answered something unexpected: \(why)"
+        case .noAnswer: "PostgreSQL did not answer in \(PostgresQueueStore.answerTimeout.nanoseconds / 1_000_000_000) s; the connection is given up"
         }
     }
 }

@@ -55,26 +55,30 @@ enum PostgresSchema {
                 "CREATE INDEX timer_entry_by_queue ON timer_entry(queue_id)",
                 "CREATE TABLE relay_meta (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
             ]
-        )
+        ),
+        // A TSET retried through another frontend before the first attempt committed waits for
+        // it and then fails (the client retries again and finds that timer), instead of making
+        // a second timer under the same key.
+        (2, ["DROP INDEX timer_by_key", "CREATE UNIQUE INDEX timer_by_key ON timer(timer_key)"]),
     ]
 
     static func migrate(_ connection: PostgresConnection, logger: Logger) throws {
-        func run(_ sql: String) throws { _ = try connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).wait() }
+        func run(_ sql: String) throws { _ = try connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).waitBounded() }
         try run("BEGIN")
         do {
             try run("SELECT pg_advisory_xact_lock(\(migrationLock))")
             try run("CREATE TABLE IF NOT EXISTS belay_migration (version INTEGER PRIMARY KEY)")
             var applied = Set<Int>()
-            for row in try connection.query("SELECT version FROM belay_migration", logger: logger).wait() {
+            for row in try connection.query("SELECT version FROM belay_migration", logger: logger).waitBounded() {
                 applied.insert(Int(try row.decode(Int32.self)))
             }
             for migration in migrations where !applied.contains(migration.version) {
                 for statement in migration.sql { try run(statement) }
-                _ = try connection.query("INSERT INTO belay_migration(version) VALUES (\(Int32(migration.version)))", logger: logger).wait()
+                _ = try connection.query("INSERT INTO belay_migration(version) VALUES (\(Int32(migration.version)))", logger: logger).waitBounded()
             }
             try run("COMMIT")
         } catch {
-            _ = try? connection.query("ROLLBACK", logger: logger).wait()
+            _ = try? connection.query("ROLLBACK", logger: logger).waitBounded()
             throw error
         }
     }

@@ -22,7 +22,17 @@ final class PostgresTransaction: QueueTransaction {
 
     private func run(_ query: PostgresQuery) throws -> PostgresQueryResult {
         try flushDeletes()
-        return try connection.query(query, logger: logger).wait()
+        return try connection.query(query, logger: logger).waitBounded()
+    }
+
+    /// A statement of the caller's own (tests).
+    func execute(_ sql: String) throws {
+        _ = try run(PostgresQuery(unsafeSQL: sql))
+    }
+
+    /// A count of the caller's own (tests).
+    func count(_ sql: String) throws -> Int {
+        Int(try run(PostgresQuery(unsafeSQL: sql)).first?.decode(Int64.self) ?? 0)
     }
 
     func flushDeletes() throws {
@@ -33,7 +43,7 @@ final class PostgresTransaction: QueueTransaction {
             """
             DELETE FROM message m USING unnest(\(queues)::BIGINT[], \(seqs)::BIGINT[]) AS d(q, s) WHERE m.queue_id = d.q AND m.seq = d.s
             """, logger: logger
-        ).wait()
+        ).waitBounded()
     }
 
     private static func bytes(_ b: [UInt8]) -> ByteBuffer { ByteBuffer(bytes: b) }
@@ -84,7 +94,7 @@ final class PostgresTransaction: QueueTransaction {
                 FROM queue q LEFT JOIN message m ON m.queue_id = q.id GROUP BY q.id
                 """
         var out: [QueueRow] = []
-        for row in try c.query(query, logger: logger).wait() {
+        for row in try c.query(query, logger: logger).waitBounded() {
             let (rowId, r, s, rk, sk, count, bytes, oldest) = try row.decode(
                 (Int64, ByteBuffer, ByteBuffer, ByteBuffer, ByteBuffer?, Int64, Int64, Int64?).self)
             guard let recipient = EntityID(bytes: Array(r.readableBytesView)), let sender = EntityID(bytes: Array(s.readableBytesView)) else {
@@ -125,8 +135,8 @@ final class PostgresTransaction: QueueTransaction {
             INSERT INTO message(queue_id, seq, expires_at, body)
             SELECT \(queue), last_seq, \(Int64(clamping: expiresAt)), \(Self.bytes(body)) FROM s RETURNING seq
             """, logger: logger
-        ).wait()
-        guard let stored = try rows.first?.decode(Int64.self) else { throw PostgresStoreError.unexpected("queue \(queue) is gone") }
+        ).waitBounded()
+        guard let stored = try rows.first?.decode(Int64.self) else { throw QueueGone(queue: queue) }
         notes.insert("m:\(queue)")
         return UInt64(bitPattern: stored)
     }
@@ -165,8 +175,13 @@ final class PostgresTransaction: QueueTransaction {
         return (EntityID(bytes: Array(id.readableBytesView)), TimerRow(rowId: rowId, key: Array(key.readableBytesView), deadline: UInt64(clamping: deadline)))
     }
 
+    /// Locked to the commit: a renewal or cancellation waits for a sweep that is firing the
+    /// timer on another frontend, and then finds it gone (NO_TIMER) instead of answering OK for
+    /// a timer that no longer exists.
     func timer(id: EntityID) throws -> TimerRow? {
-        try run("SELECT id, timer_id, timer_key, deadline FROM timer WHERE timer_id = \(Self.bytes(id.bytes))").first.map { try timerRow($0).1 }
+        try run("SELECT id, timer_id, timer_key, deadline FROM timer WHERE timer_id = \(Self.bytes(id.bytes)) FOR UPDATE").first.map {
+            try timerRow($0).1
+        }
     }
 
     func timer(key: [UInt8]) throws -> (id: EntityID, row: TimerRow)? {
