@@ -10,7 +10,13 @@ public struct Ratchet: Sendable {
     /// Most skipped keys kept for late messages; the oldest are forgotten first.
     public static let maxStoredSkipped = 1000
     static let headerLength = 32 + 4 + 4
-    static let stateVersion: UInt8 = 1
+    /// The storage form's version (RatchetState.swift); 1 is still read.
+    static let stateVersion: UInt8 = 2
+    static let stateVersionWithoutPublicKey: UInt8 = 1
+    /// A stored state's length without skipped keys, at most: version, root key, the sending key
+    /// pair, three optional keys, three counters, both identities and the skipped count.
+    static let fixedStateLength = 1 + 32 + 64 + 3 * 33 + 12 + 128 + 2
+    static let skippedKeyLength = 32 + 4 + 32
 
     struct SkippedKey: Sendable {
         let ratchetKey: [UInt8]

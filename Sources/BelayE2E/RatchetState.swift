@@ -2,13 +2,18 @@ import BelaySodium
 
 /// The ratchet's storage form, sealed by the local store before it touches disk. Reading it back
 /// bounds every count, so a damaged state is an error, not a crash.
+///
+/// Version 2 keeps the sending key's public half beside its secret, so that restoring a state
+/// needs no scalar multiplication; version 1 (without it) is still read.
 extension Ratchet {
     public func serialized() throws -> SecureBytes {
         var w = ByteWriter()
         defer { w.wipe() }
+        w.bytes.reserveCapacity(Self.fixedStateLength + skipped.count * Self.skippedKeyLength)
         w.u8(Self.stateVersion)
         w.put(rootKey.unprotectedCopy())
         w.put(sendingKey.secretKey.unprotectedCopy())
+        w.put(sendingKey.publicKey)
         Self.putOptional(remoteKey, &w)
         Self.putOptional(sendChain?.unprotectedCopy(), &w)
         Self.putOptional(receiveChain?.unprotectedCopy(), &w)
@@ -30,9 +35,16 @@ extension Ratchet {
         var bytes = serialized.unprotectedCopy()
         defer { Sodium.wipe(&bytes) }
         var r = ByteReader(bytes)
-        guard try r.u8("ratchet state version") == Self.stateVersion else { throw E2EError.malformed("ratchet state version") }
+        let version = try r.u8("ratchet state version")
+        guard version == Self.stateVersion || version == Self.stateVersionWithoutPublicKey else {
+            throw E2EError.malformed("ratchet state version")
+        }
         let root = try SecureBytes(copying: r.take(32, "ratchet root key"))
-        let sending = try X25519.KeyPair(secretKey: SecureBytes(copying: r.take(32, "ratchet sending key")))
+        let secret = try SecureBytes(copying: r.take(32, "ratchet sending key"))
+        let sending =
+            version == Self.stateVersionWithoutPublicKey
+            ? try X25519.KeyPair(secretKey: secret)
+            : try X25519.KeyPair(restoringSecretKey: secret, publicKey: r.take(32, "ratchet sending public key"))
         let remoteKey = try Self.getOptional(&r, "ratchet remote key")
         let send = try Self.getOptional(&r, "ratchet send chain").map { try SecureBytes(copying: $0) }
         let receive = try Self.getOptional(&r, "ratchet receive chain").map { try SecureBytes(copying: $0) }

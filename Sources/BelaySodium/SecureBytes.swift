@@ -37,9 +37,16 @@ public final class SecureBytes: @unchecked Sendable {
         try fill(UnsafeMutableRawBufferPointer(start: pointer, count: count))
     }
 
+    /// Inlinable so that each caller gets a copy specialised to its collection: the generic copy
+    /// went byte by byte through the collection's witness table and was two thirds of the ratchet's
+    /// time. Contiguous input (arrays, their slices, raw buffers) is one `memcpy`.
+    @inlinable
     public convenience init(copying bytes: some Collection<UInt8>, storage: Storage = .wiped) throws {
         try self.init(count: bytes.count, storage: storage) { buffer in
-            _ = buffer.initializeMemory(as: UInt8.self, from: bytes)
+            let copied: Void? = bytes.withContiguousStorageIfAvailable { source in
+                buffer.copyMemory(from: UnsafeRawBufferPointer(source))
+            }
+            if copied == nil { _ = buffer.initializeMemory(as: UInt8.self, from: bytes) }
         }
     }
 

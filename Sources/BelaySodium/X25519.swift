@@ -24,6 +24,16 @@ public enum X25519 {
             self.secretKey = secretKey
         }
 
+        /// A key pair read back from authenticated storage that holds both halves, as written from
+        /// a pair built by `init(secretKey:)`: no scalar multiplication to recompute the public
+        /// half (the ratchet restores one per stored state). Only the lengths are checked.
+        public init(restoringSecretKey secretKey: SecureBytes, publicKey: [UInt8]) throws {
+            try SodiumError.check("X25519 secret key", secretKey.count, is: keyLength)
+            try SodiumError.check("X25519 public key", publicKey.count, is: keyLength)
+            self.publicKey = publicKey
+            self.secretKey = secretKey
+        }
+
         /// DH(self, peer). Throws `.invalidPublicKey` when the result is all zeros, i.e. the peer
         /// sent a low-order point: such an output would be known to anyone.
         public func sharedSecret(with peerPublicKey: [UInt8]) throws -> SecureBytes {

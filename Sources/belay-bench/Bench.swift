@@ -21,6 +21,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Event-loop threads for the load generator.") var threads = 1
     @Option(help: "Path to belayd (default: next to this binary).") var belayd: String?
     @Option(help: "Messages for the client figure (ratchet encrypt + decrypt, in memory).") var clientMessages = 20_000
+    @Flag(help: "Instead: only the client figure, without a relay.") var clientOnly = false
     @Option(help: "Instead: relay RSS after N plain, N handshaking and N garbage connect-and-close cycles.") var churn: Int?
     @Flag(help: "Instead: a client's PING latency while the relay is attacked from 127.0.0.3.") var abuse = false
     @Option(help: "Members for the group figure (one message fanned out to each); 0 skips it.") var groupMembers = 50
@@ -32,6 +33,7 @@ struct Bench: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if clientOnly { return try clientFigure() }
         let binary = belayd ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("belayd").path
         let stateDir = FileManager.default.temporaryDirectory.appendingPathComponent("belay-bench-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: stateDir) }
@@ -78,12 +80,7 @@ struct Bench: AsyncParsableCommand {
                 rate, percentile(0.5), percentile(0.99), Double(latencies.last ?? 0) / 1e6, cpu, rss, pairs, total, size, window))
         for lane in lanes { await lane.close() }
         try await group.shutdownGracefully()
-        let client = try ClientRatchetBench.run(messages: clientMessages, size: size)
-        print(
-            String(
-                format: "client: %.0f msg/s sealed and opened through the full ratchet path (%d messages of %d bytes, replying every 10)",
-                client, clientMessages, size))
-        print(String(format: #"{"client_ratchet_msgs_per_s": %.0f, "client_messages": %d, "size": %d}"#, client, clientMessages, size))
+        try clientFigure()
         guard groupMembers > 0 else { return }
         // The product's parallel flush, and one member at a time, in the same run.
         for parallelism in [Agent.defaultFanOutParallelism, 1] {
@@ -101,6 +98,27 @@ struct Bench: AsyncParsableCommand {
                         #"{"group_members": %d, "group_parallel": %d, "group_copies_per_s": %.0f, "group_last_member_p50_ms": %.2f, "group_last_member_max_ms": %.2f, "group_messages": %d}"#,
                     groupMembers, parallelism, fan.copiesPerSecond, median, worst, groupRounds))
         }
+    }
+}
+
+extension Bench {
+    /// The ratchet path as the client store runs it (state restored and saved once per batch),
+    /// then as it ran before (around every message), in the same run.
+    func clientFigure() throws {
+        let batch = min(ClientRatchetBench.run, WireLimits.subscriptionWindow)
+        let batched = try ClientRatchetBench.run(messages: clientMessages, size: size, batch: batch)
+        let single = try ClientRatchetBench.run(messages: clientMessages, size: size, batch: 1)
+        print(
+            String(
+                format:
+                    "client: %.0f msg/s sealed and opened through the full ratchet path (%.0f per core of CPU time), state saved per batch of %d; "
+                    + "%.0f msg/s (%.0f per core) saved per message (%d messages of %d bytes, replying every %d)",
+                batched.wall, batched.perCore, batch, single.wall, single.perCore, clientMessages, size, ClientRatchetBench.run))
+        print(
+            String(
+                format:
+                    #"{"client_ratchet_msgs_per_s": %.0f, "client_ratchet_msgs_per_core_s": %.0f, "client_batch": %d, "client_ratchet_per_message_save_msgs_per_s": %.0f, "client_messages": %d, "size": %d}"#,
+                batched.wall, batched.perCore, batch, single.wall, clientMessages, size))
     }
 }
 

@@ -127,4 +127,20 @@ import Testing
         #expect(try p.open(p.seal("back", fromB: false), atB: true) == "back")
         #expect(throws: E2EError.self) { try Ratchet(serialized: SecureBytes(copying: [1, 2, 3])) }
     }
+
+    /// States stored before version 2 have no public sending key (it was recomputed on every
+    /// restore): they still open, keep working, and are saved back in the new form.
+    @Test func aVersionOneStateStillRestores() throws {
+        var p = try Peers.pair()
+        _ = try p.open(p.seal("setup", fromB: true), atB: false)
+        let current = try p.a.serialized().unprotectedCopy()
+        #expect(current[0] == 2)
+        // Version byte, root key (32), secret sending key (32), then the public key (32) that
+        // version 1 did not have.
+        let old = [1] + current[1..<65] + current[97...]
+        p.a = try Ratchet(serialized: SecureBytes(copying: old))
+        #expect(try p.a.serialized().unprotectedCopy() == current)
+        #expect(try p.open(p.seal("after", fromB: false), atB: true) == "after")
+        #expect(try p.open(p.seal("reply", fromB: true), atB: false) == "reply")
+    }
 }
