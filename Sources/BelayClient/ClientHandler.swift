@@ -25,9 +25,11 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
     /// and pushes that trigger them arrive in bursts) leave in one bundle and one write.
     private var outbox = Outbox()
     let handshakeDone: EventLoopPromise<[UInt8]>
-    let onPush: @Sendable (RelayReply) -> Void
+    /// Receives the pushes (MSG and END) of one read from the socket together, in order: what
+    /// the relay pushed at once (a subscription's window) can be recorded in one transaction.
+    let onPush: @Sendable ([RelayReply]) -> Void
 
-    init(relayKey: [UInt8], handshakeDone: EventLoopPromise<[UInt8]>, onPush: @escaping @Sendable (RelayReply) -> Void) throws {
+    init(relayKey: [UInt8], handshakeDone: EventLoopPromise<[UInt8]>, onPush: @escaping @Sendable ([RelayReply]) -> Void) throws {
         state = .connecting(try HandshakeState(pattern: .NK, initiator: true, prologue: Preamble.prologue, remoteStatic: relayKey))
         self.handshakeDone = handshakeDone
         self.onPush = onPush
@@ -68,7 +70,17 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         decoder.append(unwrapInboundIn(data))
         inRead = true
-        defer { inRead = false }
+        // Pushes are handed over before the replies read with them are: whoever waits for a
+        // reply then finds the pushes the relay sent alongside it (`Agent.drain` relies on it).
+        var pushes: [RelayReply] = []
+        var answered: [(EventLoopPromise<RelayReply>, RelayReply)] = []
+        defer {
+            if !pushes.isEmpty { onPush(pushes) }
+            // Still inside the read: commands that the replies' callbacks send leave together at
+            // its end (`channelReadComplete`).
+            for (promise, reply) in answered { promise.succeed(reply) }
+            inRead = false
+        }
         while true {
             switch state {
             case .failed:
@@ -114,9 +126,9 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
                         return fail(.protocolViolation("malformed reply: \(error)"), context)
                     }
                     if requestId == 0 {
-                        onPush(reply)
+                        pushes.append(reply)
                     } else if let promise = pending.removeValue(forKey: requestId) {
-                        promise.succeed(reply)
+                        answered.append((promise, reply))
                     }
                     if case .failed = state { return }
                 }
@@ -183,6 +195,19 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
         pending = [:]
         for (_, promise) in waiting { promise.fail(error) }
         context.close(promise: nil)
+    }
+
+    /// Sends several commands in as few transport messages as they fit in (usually one), each
+    /// with its own promise; must run on the channel's event loop.
+    func send(_ commands: [(RelayCommand, EventLoopPromise<RelayReply>)], timeout: TimeAmount?) {
+        let deferred = inRead
+        inRead = true
+        for (command, promise) in commands { send(command, promise: promise, timeout: timeout) }
+        inRead = deferred
+        if !inRead, let context {
+            seal(context)
+            flushOut(context)
+        }
     }
 
     /// Sends a command; must run on the channel's event loop. With a timeout, the request fails

@@ -34,9 +34,24 @@ public final class RelayConnection: Sendable {
         localAddress: SocketAddress? = nil,
         onPush: @escaping @Sendable (RelayReply) -> Void = { _ in }
     ) async throws -> RelayConnection {
+        try await establish(
+            to: address, group: group, connectTimeout: connectTimeout, requestTimeout: requestTimeout, localAddress: localAddress,
+            onPushes: { for reply in $0 { onPush(reply) } })
+    }
+
+    /// `connect`, but `onPushes` receives the pushes of one read from the socket together (what
+    /// the relay pushed at once), in order: the agent records those together.
+    static func establish(
+        to address: RelayAddress,
+        group: EventLoopGroup,
+        connectTimeout: TimeAmount = .seconds(10),
+        requestTimeout: TimeAmount = .seconds(30),
+        localAddress: SocketAddress? = nil,
+        onPushes: @escaping @Sendable ([RelayReply]) -> Void
+    ) async throws -> RelayConnection {
         let eventLoop = group.next()
         let handshakeDone = eventLoop.makePromise(of: [UInt8].self)
-        let handler = try ClientHandler(relayKey: address.publicKey, handshakeDone: handshakeDone, onPush: onPush)
+        let handler = try ClientHandler(relayKey: address.publicKey, handshakeDone: handshakeDone, onPush: onPushes)
         let channel: Channel
         do {
             var bootstrap = ClientBootstrap(group: eventLoop)
@@ -82,6 +97,24 @@ public final class RelayConnection: Sendable {
         let reply = try await dispatch(command, timeout: requestTimeout).get()
         if case let .error(code) = reply { throw RelayClientError.relay(code) }
         return reply
+    }
+
+    /// Sends `commands` together (in one transport message as far as they fit) and waits for
+    /// every reply, each within `requestTimeout`. Replies come back in order, ERR included; only
+    /// a connection that fails or times out throws.
+    public func pipeline(_ commands: [RelayCommand]) async throws -> [RelayReply] {
+        let requests = commands.map { ($0, channel.eventLoop.makePromise(of: RelayReply.self)) }
+        let handler = self.handler
+        let timeout = requestTimeout
+        if channel.eventLoop.inEventLoop {
+            handler.send(requests, timeout: timeout)
+        } else {
+            channel.eventLoop.execute { handler.send(requests, timeout: timeout) }
+        }
+        var replies: [RelayReply] = []
+        replies.reserveCapacity(requests.count)
+        for (_, promise) in requests { replies.append(try await promise.futureResult.get()) }
+        return replies
     }
 
     private func dispatch(_ command: RelayCommand, timeout: TimeAmount?) -> EventLoopFuture<RelayReply> {

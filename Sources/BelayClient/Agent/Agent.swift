@@ -19,9 +19,14 @@ public final class Agent: @unchecked Sendable {
     let group: EventLoopGroup
     /// Unix seconds; injected so tests can move time.
     let now: @Sendable () -> UInt64
-    /// A test seam: awaited in `flush` before each send after the first (its index), so a test
-    /// can make the other side act between two sends. Nil in the product.
+    /// A test seam: awaited in `flush` before each send (window of sends, once the queue is
+    /// proven secured) after the first, with its index, so a test can make the other side act
+    /// between two sends. Nil in the product.
     var beforeFollowingSend: (@Sendable (Int) async -> Void)?
+    /// A test seam: called inside the transaction that records a batch of deliveries (with its
+    /// size), after everything is written and before the commit. Throwing stands in for a crash
+    /// at that point: the transaction rolls back. Nil in the product.
+    var beforeCommittingDeliveries: (@Sendable (Int) throws -> Void)?
     /// Argon2id work for check-in codes (`CodeSlots`): libsodium's MODERATE, as for the
     /// passphrase, since a code is short. Tests lower it.
     public var codeLimits: Argon2id.Limits = .moderate

@@ -56,15 +56,24 @@ extension Agent {
                 try store.appendHistory(
                     HistoryEntry(
                         direction: .outgoing, kind: item.kind == .alert ? "alert" : "text", sequence: sequence,
-                        sentAt: sentAt, receivedAt: 0, text: text), contact: row.id, db)
+                        sentAt: sentAt, receivedAt: 0, text: text), contact: row.id, db, trimming: false)
             }
         }
+        if items.contains(where: { $0.history != nil }) { try store.trimHistory(contact: row.id, db) }
         row.record.ratchet = Data(try ratchet.serialized().unprotectedCopy())
         try store.updateContact(row, db)
     }
 
-    /// Delivers everything in a contact's outbox, oldest first; each is deleted once the relay
-    /// says OK. On a connection failure the rest stay queued and the error says how many.
+    /// Most outbox messages sent before waiting for the relay's answers. They leave in one
+    /// transport message, the relay commits them together, and they are deleted from the outbox
+    /// in one transaction. A crash between the relay's OK and that transaction sends them again
+    /// later, and the receiver recognises each as a second copy while it is among the
+    /// `maxRecentMessagesPerContact` fingerprints it keeps, so this stays well below that.
+    static let sendWindow = 16
+
+    /// Delivers everything in a contact's outbox, oldest first, a window at a time; each is
+    /// deleted once the relay says OK. On a failure the rest stay queued and the error says how
+    /// many.
     func flush(contact id: Int64, pool existing: RelayPool? = nil) async throws {
         guard let pool = existing else { return try await withRelayPool { try await flush(contact: id, pool: $0) } }
         let (row, pending) = try read { db in (try store.contact(id: id, db), try store.pending(contact: id, db)) }
@@ -85,24 +94,37 @@ extension Agent {
         } catch let error as RelayClientError {
             throw Self.relayError(error, connection.address, queued: remaining)
         }
-        for (index, item) in pending.enumerated() {
+        var index = 0
+        while index < pending.count {
             if index > 0, let hook = beforeFollowingSend { await hook(index) }
+            // One at a time until the queue is known to be secured, so that AUTH can only be
+            // the answer to the first send after the inviter secured it.
+            let window = Array(pending[index..<min(index + (proven ? Self.sendWindow : 1), pending.count)])
+            let sends = window.map { RelayCommand.send(sender: outlet.senderId, body: [UInt8]($0.record.body)) }
+            var replies: [RelayReply]
             do {
-                do {
-                    try await connection.send(to: outlet.senderId, body: [UInt8](item.record.body))
-                } catch RelayClientError.relay(.auth) where !proven {
+                replies = try await connection.pipeline(sends)
+                if !proven, replies.first == .error(.auth) {
                     // The inviter read our confirmation and secured its queue with our key
                     // between two of our sends. Prove the key and send again; if the queue was
                     // secured with someone else's key, the proof fails with AUTH as before.
                     try await pool.authorise(.sender, outlet.senderId, key: outlet.key, on: connection)
                     proven = true
-                    try await connection.send(to: outlet.senderId, body: [UInt8](item.record.body))
+                    replies = try await connection.pipeline(sends)
                 }
             } catch let error as RelayClientError {
                 throw Self.relayError(error, connection.address, queued: remaining)
             }
-            try write { db in try store.removePending(item.id, db) }
-            remaining -= 1
+            let delivered = zip(window, replies).filter { $0.1 == .ok }.map(\.0.id)
+            if !delivered.isEmpty { try write { db in for id in delivered { try store.removePending(id, db) } } }
+            remaining -= delivered.count
+            if let refused = replies.first(where: { $0 != .ok }) {
+                // Those after a refused one may have gone through (a queue with room for a
+                // smaller message): they are delivered, and the refused one stays queued.
+                let error: RelayClientError = if case let .error(code) = refused { .relay(code) } else { .unexpectedReply("\(refused)") }
+                throw Self.relayError(error, connection.address, queued: remaining)
+            }
+            index += window.count
         }
     }
 
@@ -120,9 +142,11 @@ extension Agent {
     }
 
     /// Fetches, decrypts, records and acknowledges every waiting message (from one contact, or
-    /// all), and completes pairings whose confirmations have arrived.
+    /// all), and completes pairings whose confirmations have arrived. Messages are recorded a
+    /// relay batch at a time, one transaction each, and acknowledged after it commits.
     public func read(from name: String? = nil) async throws -> [ReadEvent] {
-        let pool = RelayPool(group: group)
+        let pushes = PushedReplies()
+        let pool = RelayPool(group: group, onPush: { lane, replies in pushes.add(replies, for: lane) })
         var events = await flushAll(pool: pool)
         let (contacts, invitations) = try read { db in (try store.contacts(db), try store.invitations(db)) }
         if let name, !contacts.contains(where: { Names.same($0.record.name, name) }) {
@@ -140,15 +164,7 @@ extension Agent {
                 let keys = try InboxKeys(inbox)
                 let connection = try await pool.connection(inbox.relay, lane: keys.recipientId)
                 try await pool.authorise(.recipient, keys.recipientId, key: keys.key, on: connection)
-                while let delivery = try await connection.getMessage(keys.recipientId) {
-                    // A relay that answers with another queue's message is not followed.
-                    guard delivery.recipient == keys.recipientId else {
-                        events.append(Self.wrongQueueEvent)
-                        break
-                    }
-                    events += try await process(delivery, connection: connection)
-                    try await connection.acknowledge(keys.recipientId, seq: delivery.seq)
-                }
+                try await drain(keys, on: connection, pushes: pushes, into: &events)
             } catch let error as ClientError {
                 firstError = firstError ?? error
             } catch let error as RelayClientError {
@@ -193,140 +209,6 @@ extension Agent {
             }
             try? write { db in try store.deleteInvitation(row.id, db) }
         }
-    }
-
-    /// Handles one delivered body on whichever queue it arrived. The caller acknowledges it
-    /// afterwards; everything that must survive a crash is committed before this returns.
-    func process(_ delivery: RelayReply.Delivery, connection: RelayConnection) async throws -> [ReadEvent] {
-        let rid = Data(delivery.recipient.bytes)
-        guard var row = try read({ db in try store.contact(inbox: rid, db) }) else {
-            let invitations = try read { db in try store.invitations(db) }
-            guard let invitation = invitations.first(where: { $0.record.inbox.recipientId == rid }) else { return [] }
-            return try await completePairing(delivery.body, relaySeq: delivery.seq, invitation: invitation, connection: connection)
-        }
-        // The relay's `seq` is not trusted: duplicates are recognised end to end (the ratchet,
-        // the fingerprints of recent envelopes, alert ids), and nothing about a delivery is
-        // recorded before it authenticates. A `seq` that goes backwards (a relay restored from
-        // a backup) is reported, and the message is still opened.
-        let name = row.record.name
-        let previousSeq = row.record.lastRelaySeq
-        let backwards = previousSeq != 0 && delivery.seq < previousSeq
-        if (try? Envelope.kind(of: delivery.body)) == .alert {
-            return try processAlert(delivery.body, row: row, relaySeq: delivery.seq)
-        }
-        var ratchet = try Ratchet(serialized: SecureBytes(copying: [UInt8](row.record.ratchet)))
-        let fingerprint = Data(try BLAKE2b.hash(delivery.body, outputLength: 16))
-        let content: Content
-        do {
-            guard try Envelope.kind(of: delivery.body) == .message else {
-                // A confirmation on a paired contact's queue: the acceptor's own retry (the same
-                // bytes) passes quietly; another one is someone else using the same invitation.
-                guard try Envelope.kind(of: delivery.body) == .confirmation,
-                    row.record.recentMessages?.contains(fingerprint) != true
-                else { return [] }
-                return [
-                    ReadEvent(
-                        kind: .security, contact: name,
-                        text: "an unexpected reply to the invitation that \(name) accepted arrived: someone else may have tried to use it "
-                            + "(intercepted or shared), or the relay made it up; it cannot be checked, and it was refused. \(name) is still "
-                            + "paired: compare safety numbers with `belay verify \(name)`")
-                ]
-            }
-            if row.record.recentMessages?.contains(fingerprint) == true {
-                // These exact bytes were authenticated before, so its key is used up and the
-                // ratchet would refuse it like a forgery. Redelivered under a `seq` already
-                // seen (an interrupted read), it is passed over quietly; under a new one the
-                // relay has replayed it, and the person is told.
-                if delivery.seq <= previousSeq { return [] }
-                return [
-                    ReadEvent(
-                        kind: .warning, contact: name,
-                        text: "a message already received arrived again (resent after an interruption, or replayed by the relay) and was ignored")
-                ]
-            }
-            content = try Envelope.open(delivery.body, with: &ratchet)
-        } catch let error as E2EError {
-            try write { db in try store.updateContact(row, db) }
-            return [ReadEvent(kind: .warning, contact: name, text: "a message was rejected and dropped: \(error)")]
-        }
-        var notes: [String] = []
-        let expected = row.record.receivedSequence + 1
-        // Sequence 0 is a body sealed ahead and released later by the relay (a roster request's
-        // later tier): outside the numbering, so that one never released leaves no gap.
-        if content.sequence != 0 {
-            if content.sequence > expected {
-                notes.append("\(content.sequence - expected) earlier message(s) missing")
-            } else if content.sequence < expected {
-                notes.append("arrived late (out of order)")
-            }
-            row.record.receivedSequence = max(row.record.receivedSequence, content.sequence)
-        }
-        row.record.lastRelaySeq = delivery.seq
-        if backwards { notes.append(Self.backwardsNote) }
-        row.record.recentMessages = Array(((row.record.recentMessages ?? []) + [fingerprint]).suffix(Self.maxRecentMessagesPerContact))
-        row.record.ratchet = Data(try ratchet.serialized().unprotectedCopy())
-        let received = now() * 1000
-        var event: ReadEvent
-        switch content.kind {
-        case .hello:
-            row.record.awaitingHello = false
-            event = ReadEvent(kind: .paired, contact: name, text: "paired: you can now send messages")
-        case .text:
-            let text = String(decoding: content.body, as: UTF8.self)
-            event = ReadEvent(
-                kind: .message, contact: name, text: text,
-                sentAt: content.sentAt, receivedAt: received, sequence: content.sequence, notes: notes)
-        case .alert:
-            guard let alert = alertEvent(content, contact: &row.record, received: received) else {
-                try write { [row] db in try store.updateContact(row, db) }
-                return [ReadEvent(kind: .warning, contact: name, text: "an alert was delivered again and not shown twice")]
-            }
-            event = alert
-            event.sequence = content.sequence
-            event.notes = notes
-        case .checkin:
-            var events = noticeEvents(content, contact: &row.record, received: received)
-            let record = row
-            try write { db in
-                try store.updateContact(record, db)
-                for i in events.indices where events[i].kind == .alert {
-                    events[i].historyId = try store.appendHistory(
-                        HistoryEntry(
-                            direction: .incoming, kind: "alert", sequence: content.sequence,
-                            sentAt: content.sentAt, receivedAt: received, text: events[i].text,
-                            shown: false), contact: record.id, db)
-                }
-            }
-            return events
-        case .answer:
-            let record = row
-            try write { db in try store.updateContact(record, db) }
-            return try answerEvents(content, from: record.record)
-        case .group:
-            let record = row
-            return try write { db in
-                try store.updateContact(record, db)
-                return try groupEvents(content, from: record.record, notes: notes, received: received, db)
-            }
-        case .introduction:
-            let record = row
-            return try write { db in
-                try store.updateContact(record, db)
-                return try introductionEvents(content, from: record.record, db)
-            }
-        }
-        let record = row
-        let recordsHistory = content.kind == .text || content.kind == .alert
-        event.historyId = try write { db in
-            try store.updateContact(record, db)
-            guard recordsHistory else { return nil }
-            return try store.appendHistory(
-                HistoryEntry(
-                    direction: .incoming, kind: content.kind == .alert ? "alert" : "text",
-                    sequence: content.sequence, sentAt: content.sentAt, receivedAt: received,
-                    text: event.text, shown: false), contact: record.id, db)
-        }
-        return [event]
     }
 
     /// Marks messages as shown, after the caller has printed them.

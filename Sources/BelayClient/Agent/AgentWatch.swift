@@ -22,7 +22,8 @@ extension Agent {
     public static let watchOverdueTick: TimeAmount = .seconds(5)
 
     private enum WatchEvent {
-        case reply(RelayPool.Lane, RelayReply?)
+        /// What one connection's relay pushed at once; nil when the connection closed.
+        case replies(RelayPool.Lane, [RelayReply]?)
         case rescan
         case reconnect(attempt: Int)
         case tick
@@ -39,7 +40,7 @@ extension Agent {
         onEvent: @escaping @Sendable ([ReadEvent]) -> Void
     ) async throws {
         let (stream, continuation) = AsyncStream<WatchEvent>.makeStream()
-        let push: @Sendable (RelayPool.Lane, RelayReply) -> Void = { lane, reply in continuation.yield(.reply(lane, reply)) }
+        let push: @Sendable (RelayPool.Lane, [RelayReply]) -> Void = { lane, replies in continuation.yield(.replies(lane, replies)) }
         try await withRelayPool(onPush: push) { pool in
             let early = await flushAll(pool: pool)
             if !early.isEmpty { onEvent(early) }
@@ -127,7 +128,7 @@ extension Agent {
                     let lane = RelayPool.Lane(address: connection.address, queue: keys.recipientId.bytes)
                     if connections[lane] == nil {
                         connections[lane] = connection
-                        connection.channel.closeFuture.whenComplete { _ in continuation.yield(.reply(lane, nil)) }
+                        connection.channel.closeFuture.whenComplete { _ in continuation.yield(.replies(lane, nil)) }
                         _ = connection.channel.eventLoop.scheduleRepeatedTask(initialDelay: Self.watchKeepAlive, delay: Self.watchKeepAlive) { task in
                             guard connection.channel.isActive else { return task.cancel() }
                             _ = connection.request(.ping)
@@ -166,20 +167,22 @@ extension Agent {
                     // The backoff starts again only once the relays have stayed up a while (see
                     // `dropped`): a relay that accepts and drops at once keeps its growing wait.
                     if !retryScheduled { upSince = NIODeadline.now() }
-                case let .reply(lane, reply):
+                case let .replies(lane, replies):
                     guard let connection = connections[lane] else { continue }
-                    let address = lane.address
-                    switch reply {
-                    case nil:
+                    guard let replies else {
                         dropped(lane)
-                    case let .message(delivery)?:
-                        guard delivery.recipient.bytes == lane.queue else {
-                            onEvent([Self.wrongQueueEvent])
-                            continue
-                        }
+                        continue
+                    }
+                    var deliveries: [RelayReply.Delivery] = []
+                    for case let .message(delivery) in replies {
+                        if delivery.recipient.bytes == lane.queue { deliveries.append(delivery) } else { onEvent([Self.wrongQueueEvent]) }
+                    }
+                    if !deliveries.isEmpty {
+                        // What the relay pushed at once is recorded in one transaction, then
+                        // acknowledged together: if the ACKs are lost, the redelivery is recognised.
                         let events: [ReadEvent]
-                        do { events = try await process(delivery, connection: connection) } catch {
-                            // Not acknowledged: the relay keeps it, and it comes again after a
+                        do { events = try await process(deliveries, connection: connection) } catch {
+                            // Not acknowledged: the relay keeps them, and they come again after a
                             // reconnect. The watch itself goes on.
                             onEvent([ReadEvent(kind: .warning, contact: nil, text: "a message could not be recorded yet (\(error)); it will come again")])
                             await connection.close()
@@ -187,8 +190,10 @@ extension Agent {
                             continue
                         }
                         if !events.isEmpty { onEvent(events) }
-                        // Recorded before the ACK: if the ACK is lost, the redelivery is recognised.
-                        do { try await connection.acknowledge(delivery.recipient, seq: delivery.seq) } catch {
+                        do {
+                            try Self.checkAcknowledged(
+                                try await connection.pipeline(deliveries.map { .ack(recipient: $0.recipient, seq: $0.seq) }))
+                        } catch {
                             await connection.close()
                             dropped(lane)
                         }
@@ -196,22 +201,23 @@ extension Agent {
                         // made pairings due; they go now rather than at the next command.
                         let followUps = await groupFollowUps(pool: pool) + flushAll(pool: pool)
                         if !followUps.isEmpty { onEvent(followUps) }
-                    case .end?:
-                        // Another watch took the subscription over, the queue was withdrawn, or the
-                        // relay says so: never a reason to stop watching. Resubscribe with backoff if
-                        // the queue is still wanted (a rescan drops it if it is not).
+                    }
+                    if replies.contains(where: { if case .end = $0 { true } else { false } }), connections[lane] != nil {
+                        // Another watch, or a `read` taking waiting messages a batch at a time, took
+                        // the subscription over, the queue was withdrawn, or the relay says so: never
+                        // a reason to stop watching. Resubscribe with backoff if the queue is still
+                        // wanted (a rescan drops it if it is not).
                         if endNoticed.insert(lane.queue).inserted {
                             onEvent([
                                 ReadEvent(
                                     kind: .warning, contact: nil,
-                                    text: "the relay at \(relayName(address)) ended a subscription (another `belay read --watch` may be running); resubscribing"
+                                    text:
+                                        "the relay at \(relayName(lane.address)) ended a subscription (another `belay read` may be running); resubscribing"
                                 )
                             ])
                         }
                         dropped(lane, relayDown: false)
                         await connection.close()
-                    default:
-                        continue
                     }
                 }
             }

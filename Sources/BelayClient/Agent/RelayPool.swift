@@ -16,10 +16,11 @@ final class RelayPool: Sendable {
     }
 
     let group: EventLoopGroup
-    let onPush: @Sendable (Lane, RelayReply) -> Void
+    /// Receives each connection's pushes, those of one read from the socket together.
+    let onPush: @Sendable (Lane, [RelayReply]) -> Void
     private let state = Mutex<(connections: [Lane: RelayConnection], proven: Set<[UInt8]>)>(([:], []))
 
-    init(group: EventLoopGroup, onPush: @escaping @Sendable (Lane, RelayReply) -> Void = { _, _ in }) {
+    init(group: EventLoopGroup, onPush: @escaping @Sendable (Lane, [RelayReply]) -> Void = { _, _ in }) {
         self.group = group
         self.onPush = onPush
     }
@@ -34,7 +35,7 @@ final class RelayPool: Sendable {
         if let c = state.withLock({ $0.connections[lane] }), c.channel.isActive { return c }
         do {
             let push = onPush
-            let c = try await RelayConnection.connect(to: address, group: group) { reply in push(lane, reply) }
+            let c = try await RelayConnection.establish(to: address, group: group, onPushes: { replies in push(lane, replies) })
             state.withLock { s in
                 s.connections[lane] = c
                 s.proven = s.proven.filter { !$0.starts(with: ObjectIdentifier(c).hashValue.bytes) }
@@ -70,7 +71,7 @@ extension Agent {
     /// Runs `body` with a fresh pool of relay connections and closes them exactly once, when it
     /// returns or throws: no connection outlives the command, and no stray task closes them later.
     func withRelayPool<T>(
-        onPush: @escaping @Sendable (RelayPool.Lane, RelayReply) -> Void = { _, _ in },
+        onPush: @escaping @Sendable (RelayPool.Lane, [RelayReply]) -> Void = { _, _ in },
         _ body: (RelayPool) async throws -> T
     ) async throws -> T {
         let pool = RelayPool(group: group, onPush: onPush)

@@ -2,6 +2,7 @@ import BelayE2E
 import BelaySodium
 import BelayWire
 import Foundation
+import GRDB
 
 /// A contact's side of someone's check-in: notices, alerts and acknowledgements as they arrive
 /// (docs/CHECKINS.md, docs/PROTOCOL.md §8.5).
@@ -18,15 +19,15 @@ extension Agent {
 
     /// A body under a key rather than the ratchet: a deposited alert, or another contact's
     /// acknowledgement under the circle key. Anything under a key this contact replaced or revoked
-    /// is a stale release by the relay, and refused.
-    func processAlert(_ body: [UInt8], row: ClientStore.Row<ContactRecord>, relaySeq: UInt64) throws -> [ReadEvent] {
-        var row = row
+    /// is a stale release by the relay, and refused. Runs inside the delivery's transaction;
+    /// the caller saves `row`.
+    func processAlert(_ body: [UInt8], contact row: inout ClientStore.Row<ContactRecord>, relaySeq: UInt64, _ db: Database) throws -> [ReadEvent] {
         let name = row.record.name
         let them = try PublicIdentity(bytes: [UInt8](row.record.identity))
         let keyId = try? Alerts.keyId(of: body)
         let notice = row.record.watching.flatMap { try? CheckinNotice(decoding: [UInt8]($0.notice)) }
         if let notice, let circle = try? AlertKey(announcement: notice.circleKey), circle.id == keyId {
-            return try processCircleAck(body, key: circle, row: row, notice: notice)
+            return try processCircleAck(body, key: circle, contact: &row, notice: notice, db)
         }
         guard let notice, notice.state == .armed, let key = try? AlertKey(announcement: notice.alertKey), key.id == keyId else {
             if let keyId, (row.record.retiredAlertKeys ?? []).contains(Data(keyId)) {
@@ -71,14 +72,10 @@ extension Agent {
             (state.ackedBy, state.ackedByMe) = (earlier.ackedBy, earlier.ackedByMe)
         }
         row.record.watching?.alert = state
-        let record = row
-        event.historyId = try write { db in
-            try store.updateContact(record, db)
-            return try store.appendHistory(
-                HistoryEntry(
-                    direction: .incoming, kind: "alert", sequence: 0, sentAt: content.sentAt,
-                    receivedAt: at * 1000, text: event.text, shown: false), contact: record.id, db)
-        }
+        event.historyId = try store.appendHistory(
+            HistoryEntry(
+                direction: .incoming, kind: "alert", sequence: 0, sentAt: content.sentAt,
+                receivedAt: at * 1000, text: event.text, shown: false), contact: row.id, db)
         return [event]
     }
 
@@ -208,8 +205,9 @@ extension Agent {
 
     /// Another contact's signed "I am on it", sealed under the circle key and sent on the
     /// person's queue to us.
-    func processCircleAck(_ body: [UInt8], key: AlertKey, row: ClientStore.Row<ContactRecord>, notice: CheckinNotice) throws -> [ReadEvent] {
-        var row = row
+    func processCircleAck(
+        _ body: [UInt8], key: AlertKey, contact row: inout ClientStore.Row<ContactRecord>, notice: CheckinNotice, _ db: Database
+    ) throws -> [ReadEvent] {
         let name = row.record.name
         let person = try PublicIdentity(bytes: [UInt8](row.record.identity))
         guard let content = try? Alerts.open(body, key: key, sender: person, receiver: identity.publicIdentity, label: CircleAck.sealLabel),
@@ -222,9 +220,10 @@ extension Agent {
         let at = now()
         // Only an acknowledgement of this notice's alert, once that alert is due or has come: a
         // copy of an older one (replayed by the relay) or one sent before any alert is refused.
-        let pending =
-            (row.record.watching?.alert.map { $0.counter >= notice.counter || $0.replaced == true } ?? false)
-            || at + Self.alertClockTolerance >= notice.lastCheckin + notice.every + notice.grace
+        let alert: WatchRecord.AlertState? = row.record.watching?.alert
+        let alertCame = alert.map { $0.counter >= notice.counter || $0.replaced == true } ?? false
+        let alertDue: Bool = at + Self.alertClockTolerance >= notice.lastCheckin + notice.every + notice.grace
+        let pending = alertCame || alertDue
         guard ack.answer.counter == notice.counter, pending else {
             return [
                 ReadEvent(
@@ -232,61 +231,58 @@ extension Agent {
                     text: "an acknowledgement about \(name)'s check-in was for an alert that has not happened, and was dropped")
             ]
         }
-        let contacts = try read { db in try store.contacts(db) }
+        let contacts = try store.contacts(db)
         let by = contacts.first { $0.record.identity == Data(ack.by.bytes) }?.record.name ?? member.name
         var state = row.record.watching?.alert ?? WatchRecord.AlertState(reason: "missed", counter: notice.counter, at: at, text: "", lastShownAt: at)
         guard !state.ackedBy.contains(by) else { return [] }
         state.ackedBy.append(by)
         state.counter = max(state.counter, notice.counter)
         row.record.watching?.alert = state
-        let record = row
-        try write { db in try store.updateContact(record, db) }
         let note = ack.answer.note.isEmpty ? "" : ": \(ack.answer.note)"
         return [ReadEvent(kind: .ack, contact: name, text: "\(by) acknowledged \(name)'s alert and is acting\(note)", receivedAt: at * 1000, by: by)]
     }
 
-    /// A contact's agree, decline or acknowledgement of our check-in, through the ratchet.
-    func answerEvents(_ content: Content, from contact: ContactRecord) throws -> [ReadEvent] {
+    /// A contact's agree, decline or acknowledgement of our check-in, through the ratchet,
+    /// recorded in the delivery's transaction.
+    func answerEvents(_ content: Content, from contact: ContactRecord, _ db: Database) throws -> [ReadEvent] {
         let name = contact.name
         guard let answer = try? CheckinAnswer(decoding: content.body) else {
             return [ReadEvent(kind: .warning, contact: name, text: "an answer from \(name) could not be read")]
         }
-        return try write { db in
-            // The stored record is changed only in its answers, so its sealed timer keys stay as they are.
-            guard var record = try store.checkin(db), record.id == Data(answer.checkin),
-                let i = record.targets.firstIndex(where: { $0.identity == contact.identity })
-            else {
-                if answer.kind == .ack {
-                    return [
-                        ReadEvent(
-                            kind: .ack, contact: name,
-                            text: "\(name) acknowledged your alert and is acting"
-                                + (answer.note.isEmpty ? "" : ": \(answer.note)"), by: name)
-                    ]
-                }
-                return [ReadEvent(kind: .warning, contact: name, text: "\(name) answered about a check-in that is no longer armed")]
+        // The stored record is changed only in its answers, so its sealed timer keys stay as they are.
+        guard var record = try store.checkin(db), record.id == Data(answer.checkin),
+            let i = record.targets.firstIndex(where: { $0.identity == contact.identity })
+        else {
+            if answer.kind == .ack {
+                return [
+                    ReadEvent(
+                        kind: .ack, contact: name,
+                        text: "\(name) acknowledged your alert and is acting"
+                            + (answer.note.isEmpty ? "" : ": \(answer.note)"), by: name)
+                ]
             }
-            var event: ReadEvent
-            switch answer.kind {
-            case .agree:
-                record.targets[i].answer = "agreed"
-                event = ReadEvent(kind: .checkin, contact: name, text: "\(name) agreed to be alerted by your check-in")
-            case .decline:
-                record.targets[i].answer = "declined"
-                event = ReadEvent(
-                    kind: .checkin, contact: name,
-                    text: "\(name) declined to be alerted by your check-in; they are still alerted until you re-arm without them "
-                        + "(`belay checkin arm` with other contacts)")
-            case .ack:
-                record.targets[i].ackedAt = now()
-                record.targets[i].ackNote = answer.note
-                event = ReadEvent(
-                    kind: .ack, contact: name,
-                    text: "\(name) acknowledged your alert and is acting"
-                        + (answer.note.isEmpty ? "" : ": \(answer.note)"), by: name)
-            }
-            try store.setCheckin(record, db)
-            return [event]
+            return [ReadEvent(kind: .warning, contact: name, text: "\(name) answered about a check-in that is no longer armed")]
         }
+        var event: ReadEvent
+        switch answer.kind {
+        case .agree:
+            record.targets[i].answer = "agreed"
+            event = ReadEvent(kind: .checkin, contact: name, text: "\(name) agreed to be alerted by your check-in")
+        case .decline:
+            record.targets[i].answer = "declined"
+            event = ReadEvent(
+                kind: .checkin, contact: name,
+                text: "\(name) declined to be alerted by your check-in; they are still alerted until you re-arm without them "
+                    + "(`belay checkin arm` with other contacts)")
+        case .ack:
+            record.targets[i].ackedAt = now()
+            record.targets[i].ackNote = answer.note
+            event = ReadEvent(
+                kind: .ack, contact: name,
+                text: "\(name) acknowledged your alert and is acting"
+                    + (answer.note.isEmpty ? "" : ": \(answer.note)"), by: name)
+        }
+        try store.setCheckin(record, db)
+        return [event]
     }
 }

@@ -185,8 +185,13 @@ final class ClientStore: @unchecked Sendable {
         ).map(openContact)
     }
 
+    /// The row id of the contact whose inbox has this recipient id, without opening its record.
+    func contactId(inbox recipientId: Data, _ db: Database) throws -> Int64? {
+        try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM contact WHERE inbox_tag = ?"), arguments: [Data(try inboxTag(recipientId))])
+    }
+
     func contact(id: Int64, _ db: Database) throws -> Row<ContactRecord>? {
-        try GRDB.Row.fetchOne(db, sql: "SELECT id, name_tag, sealed FROM contact WHERE id = ?", arguments: [id]).map(openContact)
+        try GRDB.Row.fetchOne(db.cachedStatement(sql: "SELECT id, name_tag, sealed FROM contact WHERE id = ?"), arguments: [id]).map(openContact)
     }
 
     /// Tags the inboxes of contacts stored before the tags existed (migration v3).
@@ -202,8 +207,7 @@ final class ClientStore: @unchecked Sendable {
     func updateContact(_ row: Row<ContactRecord>, _ db: Database) throws {
         let vault = try requireVault()
         let tag = try vault.tag(row.record.name)
-        try db.execute(
-            sql: "UPDATE contact SET sealed = ? WHERE id = ? AND name_tag = ?",
+        try db.cachedStatement(sql: "UPDATE contact SET sealed = ? WHERE id = ? AND name_tag = ?").execute(
             arguments: [Data(try vault.sealRecord(row.record, context: "contact:" + Hex.encode(tag))), row.id, Data(tag)])
     }
 
@@ -233,24 +237,43 @@ final class ClientStore: @unchecked Sendable {
 
     // MARK: History and outbox
 
+    /// Appends a history entry. `trimming` false leaves the trim to the caller, who appends
+    /// several entries in one transaction and calls `trimHistory` once before it commits.
     @discardableResult
-    func appendHistory(_ entry: HistoryEntry, contact: Int64, _ db: Database) throws -> Int64 {
-        try appendTrimmed(table: "history", owner: "contact_id", contact, sealed: try requireVault().sealRecord(entry, context: "history:\(contact)"), db)
+    func appendHistory(_ entry: HistoryEntry, contact: Int64, _ db: Database, trimming: Bool = true) throws -> Int64 {
+        let sealed = try requireVault().sealRecord(entry, context: "history:\(contact)")
+        let id = try append(table: "history", owner: "contact_id", contact, sealed: sealed, db)
+        if trimming { try trim(table: "history", owner: "contact_id", contact, db) }
+        return id
     }
 
-    /// Inserts a history row and trims its owner's rows to the newest `maxHistoryPerContact`,
-    /// through the (owner, id) index: finding the cut-off is a seek, not a scan, so a long
-    /// history costs nothing per message. `table` and `owner` are this file's constants.
+    func trimHistory(contact: Int64, _ db: Database) throws {
+        try trim(table: "history", owner: "contact_id", contact, db)
+    }
+
+    /// Inserts a history row and trims its owner's rows to the newest `maxHistoryPerContact`.
+    /// `table` and `owner` are this file's constants.
     func appendTrimmed(table: String, owner: String, _ ownerId: Int64, sealed: [UInt8], _ db: Database) throws -> Int64 {
-        try db.execute(sql: "INSERT INTO \(table)(\(owner), sealed) VALUES (?, ?)", arguments: [ownerId, Data(sealed)])
-        let id = db.lastInsertedRowID
+        let id = try append(table: table, owner: owner, ownerId, sealed: sealed, db)
+        try trim(table: table, owner: owner, ownerId, db)
+        return id
+    }
+
+    private func append(table: String, owner: String, _ ownerId: Int64, sealed: [UInt8], _ db: Database) throws -> Int64 {
+        try db.cachedStatement(sql: "INSERT INTO \(table)(\(owner), sealed) VALUES (?, ?)").execute(arguments: [ownerId, Data(sealed)])
+        return db.lastInsertedRowID
+    }
+
+    /// Finding the cut-off walks the (owner, id) index back over up to `maxHistoryPerContact`
+    /// entries without reading a row: cheap once, but not per message of a long conversation,
+    /// hence one trim per batch.
+    private func trim(table: String, owner: String, _ ownerId: Int64, _ db: Database) throws {
         if let cutoff = try Int64.fetchOne(
-            db, sql: "SELECT id FROM \(table) WHERE \(owner) = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+            db.cachedStatement(sql: "SELECT id FROM \(table) WHERE \(owner) = ? ORDER BY id DESC LIMIT 1 OFFSET ?"),
             arguments: [ownerId, Self.maxHistoryPerContact])
         {
             try db.execute(sql: "DELETE FROM \(table) WHERE \(owner) = ? AND id <= ?", arguments: [ownerId, cutoff])
         }
-        return id
     }
 
     /// History rows with their contact, for finding messages recorded but not yet shown.
@@ -277,8 +300,7 @@ final class ClientStore: @unchecked Sendable {
     }
 
     func enqueue(_ send: PendingSend, contact: Int64, _ db: Database) throws {
-        try db.execute(
-            sql: "INSERT INTO outbox(contact_id, sealed) VALUES (?, ?)",
+        try db.cachedStatement(sql: "INSERT INTO outbox(contact_id, sealed) VALUES (?, ?)").execute(
             arguments: [contact, Data(try requireVault().sealRecord(send, context: "outbox:\(contact)"))])
     }
 
@@ -295,6 +317,6 @@ final class ClientStore: @unchecked Sendable {
     }
 
     func removePending(_ id: Int64, _ db: Database) throws {
-        try db.execute(sql: "DELETE FROM outbox WHERE id = ?", arguments: [id])
+        try db.cachedStatement(sql: "DELETE FROM outbox WHERE id = ?").execute(arguments: [id])
     }
 }
