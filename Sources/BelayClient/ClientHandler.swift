@@ -3,8 +3,10 @@ import BelayWire
 import NIOCore
 
 /// The client side of one relay connection: sends the preamble and Noise NK message 1, checks
-/// the relay's answer against the pinned key, then matches replies to requests by id.
-final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
+/// the relay's answer against the pinned key, then matches replies to requests by id. Lives on
+/// its channel's event loop: `RelayConnection` reaches it through `NIOLoopBound`, and its
+/// timers capture it the same way.
+final class ClientHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -29,8 +31,14 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
     /// the relay pushed at once (a subscription's window) can be recorded in one transaction.
     let onPush: @Sendable ([RelayReply]) -> Void
 
-    init(relayKey: [UInt8], handshakeDone: EventLoopPromise<[UInt8]>, onPush: @escaping @Sendable ([RelayReply]) -> Void) throws {
-        state = .connecting(try HandshakeState(pattern: .NK, initiator: true, prologue: Preamble.prologue, remoteStatic: relayKey))
+    convenience init(relayKey: [UInt8], handshakeDone: EventLoopPromise<[UInt8]>, onPush: @escaping @Sendable ([RelayReply]) -> Void) throws {
+        self.init(
+            handshake: try HandshakeState(pattern: .NK, initiator: true, prologue: Preamble.prologue, remoteStatic: relayKey),
+            handshakeDone: handshakeDone, onPush: onPush)
+    }
+
+    init(handshake: HandshakeState, handshakeDone: EventLoopPromise<[UInt8]>, onPush: @escaping @Sendable ([RelayReply]) -> Void) {
+        state = .connecting(handshake)
         self.handshakeDone = handshakeDone
         self.onPush = onPush
     }
@@ -234,8 +242,9 @@ final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
         state = .established(transport)
         pending[requestId] = promise
         if let timeout {
-            let timer = context.eventLoop.scheduleTask(in: timeout) { [self] in
-                pending.removeValue(forKey: requestId)?.fail(RelayClientError.timeout)
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let timer = context.eventLoop.scheduleTask(in: timeout) {
+                bound.value.pending.removeValue(forKey: requestId)?.fail(RelayClientError.timeout)
             }
             promise.futureResult.whenComplete { _ in timer.cancel() }
         }

@@ -12,10 +12,13 @@ public final class RelayConnection: Sendable {
     /// The Noise handshake hash that AUTH signatures cover.
     public let sessionHash: [UInt8]
     public let channel: Channel
-    private let handler: ClientHandler
+    /// The channel's handler, which only its event loop may touch.
+    private let handler: NIOLoopBound<ClientHandler>
     public let requestTimeout: TimeAmount
 
-    private init(address: RelayAddress, sessionHash: [UInt8], channel: Channel, handler: ClientHandler, requestTimeout: TimeAmount) {
+    private init(
+        address: RelayAddress, sessionHash: [UInt8], channel: Channel, handler: NIOLoopBound<ClientHandler>, requestTimeout: TimeAmount
+    ) {
         self.address = address
         self.sessionHash = sessionHash
         self.channel = channel
@@ -51,7 +54,10 @@ public final class RelayConnection: Sendable {
     ) async throws -> RelayConnection {
         let eventLoop = group.next()
         let handshakeDone = eventLoop.makePromise(of: [UInt8].self)
-        let handler = try ClientHandler(relayKey: address.publicKey, handshakeDone: handshakeDone, onPush: onPushes)
+        let handshake = try HandshakeState(pattern: .NK, initiator: true, prologue: Preamble.prologue, remoteStatic: address.publicKey)
+        // The handler is made on the channel's event loop and stays there; the connection holds
+        // it bound to that loop.
+        let added = eventLoop.makePromise(of: NIOLoopBound<ClientHandler>.self)
         let channel: Channel
         do {
             var bootstrap = ClientBootstrap(group: eventLoop)
@@ -61,14 +67,20 @@ public final class RelayConnection: Sendable {
                 .connectTimeout(connectTimeout)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
+                    channel.eventLoop.makeCompletedFuture {
+                        let handler = ClientHandler(handshake: handshake, handshakeDone: handshakeDone, onPush: onPushes)
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                        added.succeed(NIOLoopBound(handler, eventLoop: channel.eventLoop))
+                    }
                 }
                 .connect(host: address.host, port: address.port).get()
         } catch {
             let why = ConnectFailure.describe(error)
             handshakeDone.fail(RelayClientError.cannotConnect(why))
+            added.fail(RelayClientError.cannotConnect(why))
             throw RelayClientError.cannotConnect(why)
         }
+        let handler = try await added.futureResult.get()
         let timeout = eventLoop.scheduleTask(in: connectTimeout) {
             handshakeDone.fail(RelayClientError.timeout)
             channel.close(promise: nil)
@@ -107,9 +119,9 @@ public final class RelayConnection: Sendable {
         let handler = self.handler
         let timeout = requestTimeout
         if channel.eventLoop.inEventLoop {
-            handler.send(requests, timeout: timeout)
+            handler.value.send(requests, timeout: timeout)
         } else {
-            channel.eventLoop.execute { handler.send(requests, timeout: timeout) }
+            channel.eventLoop.execute { handler.value.send(requests, timeout: timeout) }
         }
         var replies: [RelayReply] = []
         replies.reserveCapacity(requests.count)
@@ -120,10 +132,10 @@ public final class RelayConnection: Sendable {
     private func dispatch(_ command: RelayCommand, timeout: TimeAmount?) -> EventLoopFuture<RelayReply> {
         let promise = channel.eventLoop.makePromise(of: RelayReply.self)
         if channel.eventLoop.inEventLoop {
-            handler.send(command, promise: promise, timeout: timeout)
+            handler.value.send(command, promise: promise, timeout: timeout)
         } else {
             let handler = self.handler
-            channel.eventLoop.execute { handler.send(command, promise: promise, timeout: timeout) }
+            channel.eventLoop.execute { handler.value.send(command, promise: promise, timeout: timeout) }
         }
         return promise.futureResult
     }
