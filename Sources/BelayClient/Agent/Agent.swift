@@ -5,10 +5,11 @@ import Foundation
 import GRDB
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// Everything `belay` does, as a library: the executable only parses arguments and prints.
 /// One `Agent` serves one command; it opens the local state, unlocks it, and talks to relays.
-public final class Agent: @unchecked Sendable {
+public final class Agent: Sendable {
     public static let stateVersion: [UInt8] = [1]
     /// Longest contact name, in bytes.
     public static let maxNameLength = 64
@@ -19,19 +20,9 @@ public final class Agent: @unchecked Sendable {
     let group: EventLoopGroup
     /// Unix seconds; injected so tests can move time.
     let now: @Sendable () -> UInt64
-    /// A test seam: awaited in `flush` before each send (window of sends, once the queue is
-    /// proven secured) after the first, with its index, so a test can make the other side act
-    /// between two sends. Nil in the product.
-    var beforeFollowingSend: (@Sendable (Int) async -> Void)?
-    /// A test seam: called inside the transaction that records a batch of deliveries (with its
-    /// size), after everything is written and before the commit. Throwing stands in for a crash
-    /// at that point: the transaction rolls back. Nil in the product.
-    var beforeCommittingDeliveries: (@Sendable (Int) throws -> Void)?
-    /// Argon2id work for check-in codes (`CodeSlots`): libsodium's MODERATE, as for the
-    /// passphrase, since a code is short. Tests lower it.
-    public var codeLimits: Argon2id.Limits = .moderate
-    /// Members' outboxes a group send flushes at once (`belay-bench` compares 1 with the default).
-    @_spi(Bench) public var fanOutParallelism = Agent.defaultFanOutParallelism
+    /// What tests and `belay-bench` may change on an open agent (AgentSettings.swift), behind a
+    /// lock: one agent serves several tasks at once (a group's fan-out flushes in parallel).
+    let settings = Mutex(Settings())
 
     public static func defaultHome(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
         if let home = environment["BELAY_HOME"], !home.isEmpty { return home }
@@ -71,7 +62,6 @@ public final class Agent: @unchecked Sendable {
             kdf.u8(0)
         }
         let vault = try Vault(master: master)
-        store.unlock(vault)
         let identity = try Identity.generate()
         let secret = try identity.secretBytes()
         try store.queue.write { db in
@@ -92,8 +82,8 @@ public final class Agent: @unchecked Sendable {
         group: EventLoopGroup? = nil
     ) throws {
         guard Self.exists(home: home) else { throw ClientError.noState(home) }
-        let store = try ClientStore(path: Self.databasePath(home), create: false)
-        let (kdf, unprotected, check, sealedIdentity) = try Self.readMeta(store)
+        let locked = try ClientStore(path: Self.databasePath(home), create: false)
+        let (kdf, unprotected, check, sealedIdentity) = try Self.readMeta(locked)
         let master: SecureBytes
         var r = ByteReader(kdf)
         let scheme = (try? r.u8("scheme")) ?? 0xff
@@ -119,7 +109,7 @@ public final class Agent: @unchecked Sendable {
         guard (try? vault.open(check, context: "check")) == Array("belay".utf8) else {
             throw scheme == 1 ? ClientError.wrongPassphrase : ClientError.stateDamaged("the stored key does not open the state")
         }
-        store.unlock(vault)
+        let store = locked.unlocked(with: vault)
         do { try store.queue.write { db in try store.fillMissingInboxTags(db) } } catch let error as DatabaseError {
             throw ClientError.stateDamaged("the database refused a write (\(error.resultCode))")
         }

@@ -6,19 +6,26 @@ import GRDB
 
 /// The client's one SQLite database in `$BELAY_HOME`. Records are sealed by the vault; in the
 /// clear are only row ids, keyed name tags and which contact a message row belongs to
-/// (docs/THREAT-MODEL.md lists them).
-final class ClientStore: @unchecked Sendable {
+/// (docs/THREAT-MODEL.md lists them). Immutable: opening gives a store without the vault, which
+/// reads only what is in the clear; `unlocked(with:)` gives one with it, on the same database.
+final class ClientStore: Sendable {
     static let fileName = "belay.db"
     /// Most history entries kept per contact; older ones are deleted as new ones arrive.
     static let maxHistoryPerContact = 10_000
 
     let queue: DatabaseQueue
-    private(set) var vault: Vault?
+    private let vault: Vault?
 
     /// Seconds to wait for another process's write to finish.
     static let busyTimeout: TimeInterval = 10
 
+    private init(queue: DatabaseQueue, vault: Vault) {
+        self.queue = queue
+        self.vault = vault
+    }
+
     init(path: String, create: Bool) throws {
+        vault = nil
         var config = Configuration()
         // Another `belay` (a watcher and a command in a second terminal) may hold the write lock
         // for a moment: wait for it rather than fail.
@@ -118,7 +125,8 @@ final class ClientStore: @unchecked Sendable {
             arguments: [Data(try requireVault().sealRecord(record, context: "checkin"))])
     }
 
-    func unlock(_ vault: Vault) { self.vault = vault }
+    /// The same database, with the keys that open its records.
+    func unlocked(with vault: Vault) -> ClientStore { ClientStore(queue: queue, vault: vault) }
 
     func requireVault() throws -> Vault {
         guard let vault else { throw ClientError.passphraseRequired }
