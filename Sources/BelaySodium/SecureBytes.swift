@@ -44,6 +44,9 @@ public final class SecureBytes: @unchecked Sendable {
     public convenience init(copying bytes: some Collection<UInt8>, storage: Storage = .wiped) throws {
         try self.init(count: bytes.count, storage: storage) { buffer in
             let copied: Void? = bytes.withContiguousStorageIfAvailable { source in
+                // Checked in release builds too (copyMemory's own check is debug-only): a
+                // collection whose storage is longer than its count must not overflow.
+                precondition(source.count <= buffer.count, "contiguous storage longer than the collection")
                 buffer.copyMemory(from: UnsafeRawBufferPointer(source))
             }
             if copied == nil { _ = buffer.initializeMemory(as: UInt8.self, from: bytes) }

@@ -165,3 +165,21 @@ private final class Tally: Sendable {
     }
     var sizes: [Int] { state.withLock { $0 } }
 }
+
+/// A stored ratchet this build cannot read (damaged, or written by a newer belay) stops the read
+/// with an error and acknowledges nothing: the messages stay at the relay for a belay that can.
+@Suite struct UnreadableRatchetTests {
+    @Test func aRatchetThatDoesNotRestoreLosesNoMessage() async throws {
+        let w = try await CheckinTests.world()
+        let (alice, bob) = (try w.person("alice"), try w.person("bob"))
+        try await bob.send(to: "alice", texts: ["one", "two"])
+        let saved = try alice.read { db in try alice.store.contacts(db).first { $0.record.name == "bob" }! }
+        var damaged = saved
+        damaged.record.ratchet = Data([0xEE] + [UInt8](repeating: 0, count: 40))
+        try alice.write { db in try alice.store.updateContact(damaged, db) }
+        await #expect(throws: ClientError.self) { _ = try await alice.read() }
+        try alice.write { db in try alice.store.updateContact(saved, db) }
+        #expect(ReadBatchTests.texts(try await alice.read()) == ["one", "two"])
+        await w.finish()
+    }
+}

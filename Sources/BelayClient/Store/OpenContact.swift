@@ -30,8 +30,20 @@ struct OpenContact {
 
     /// Runs `body` on the contact's ratchet, restoring it on first use. The ratchet counts as
     /// changed only if `body` returns: `Envelope.open` throws without touching it.
+    /// A stored ratchet that does not restore (damaged, or written by a later version) is
+    /// `stateDamaged`, not an E2E error: the batch then rolls back and nothing is acknowledged,
+    /// instead of every message being counted as rejected and deleted at the relay.
     mutating func withRatchet<T>(_ body: (inout Ratchet) throws -> T) throws -> T {
-        var current = try ratchet ?? Ratchet(serialized: SecureBytes(copying: [UInt8](row.record.ratchet)))
+        var current: Ratchet
+        if let ratchet {
+            current = ratchet
+        } else {
+            do {
+                current = try Ratchet(serialized: SecureBytes(copying: [UInt8](row.record.ratchet)))
+            } catch {
+                throw ClientError.stateDamaged("the stored session with this contact cannot be read (\(error)); was it written by a newer belay?")
+            }
+        }
         let result = try body(&current)
         ratchet = current
         ratchetChanged = true

@@ -6,6 +6,9 @@ import GRDBSQLite
 /// The relay's SQLite database: durable (`synchronous=FULL`, WAL), forgetful (`secure_delete`,
 /// WAL truncated after deletions). Only the core thread uses it, one transaction per batch.
 /// (`@unchecked`: GRDB's queue serialises every access; `hot` is touched only inside it.)
+/// `@unchecked`: GRDB's `DatabaseQueue` serialises every access, and the prepared `hot`
+/// statements are touched only inside it; a `Mutex` around them cannot be expressed, because the
+/// statements belong to the non-Sendable `Database` that GRDB hands to its closures.
 public final class RelayStore: QueueStore, @unchecked Sendable {
     public enum Error: Swift.Error, CustomStringConvertible {
         case open(path: String, underlying: Swift.Error)
