@@ -37,16 +37,23 @@ import Testing
         return Pair(a: a, b: b, clockFile: clockFile, dirs: [dirA, dirB, clockFile])
     }
 
+    /// A queue made and secured through `daemon`, with its owner's connection and both keys.
+    static func securedQueue(on daemon: Daemon, _ group: EventLoopGroup) async throws -> (
+        RelayConnection, (recipient: EntityID, sender: EntityID), Ed25519.SigningKey, Ed25519.SigningKey
+    ) {
+        let rk = try Ed25519.SigningKey.generate()
+        let sk = try Ed25519.SigningKey.generate()
+        let owner = try await RelayConnection.connect(to: daemon.address, group: group)
+        let q = try await owner.createQueue(recipientKey: rk)
+        try await owner.secure(recipient: q.recipient, senderKey: sk.publicKey)
+        return (owner, q, rk, sk)
+    }
+
     @Test func aMessageSentThroughOneFrontendIsPushedByTheOther() async throws {
         let pair = try await Self.startPair(try await PostgresCluster.shared.freshDatabase())
         defer { for d in pair.dirs { try? FileManager.default.removeItem(atPath: d) } }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let rk = try Ed25519.SigningKey.generate()
-        let sk = try Ed25519.SigningKey.generate()
-
-        let owner = try await RelayConnection.connect(to: pair.a.address, group: group)
-        let q = try await owner.createQueue(recipientKey: rk)
-        try await owner.secure(recipient: q.recipient, senderKey: sk.publicKey)
+        let (owner, q, rk, sk) = try await Self.securedQueue(on: pair.a, group)
 
         // Subscribed through A first, then through B: A lets go (END), B gets the pushes.
         let onA = PushWaiter()
@@ -81,11 +88,7 @@ import Testing
         let pair = try await Self.startPair(try await PostgresCluster.shared.freshDatabase())
         defer { for d in pair.dirs { try? FileManager.default.removeItem(atPath: d) } }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let rk = try Ed25519.SigningKey.generate()
-        let sk = try Ed25519.SigningKey.generate()
-        let owner = try await RelayConnection.connect(to: pair.a.address, group: group)
-        let q = try await owner.createQueue(recipientKey: rk)
-        try await owner.secure(recipient: q.recipient, senderKey: sk.publicKey)
+        let (owner, q, rk, sk) = try await Self.securedQueue(on: pair.a, group)
 
         // Timers set through both frontends, each aimed at the queue with one body.
         let count = 40
