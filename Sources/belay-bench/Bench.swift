@@ -149,14 +149,15 @@ final class Results: Sendable {
 }
 
 /// One sender and one receiver sharing a secured queue.
-final class Lane: @unchecked Sendable {
+final class Lane: Sendable {
     let sender: RelayConnection
     let receiver: RelayConnection
     let queue: (recipient: EntityID, sender: EntityID)
     let messages: Int
     let size: Int
     let window: Int
-    private var sent = 0  // sender's event loop only
+    /// Sends made so far, on the sender's event loop.
+    private let sent: NIOLoopBoundBox<Int>
 
     static func make(address: RelayAddress, group: EventLoopGroup, messages: Int, size: Int, window: Int, results: Results) async throws -> Lane {
         let rk = try Ed25519.SigningKey.generate()
@@ -185,6 +186,7 @@ final class Lane: @unchecked Sendable {
         self.messages = messages
         self.size = size
         self.window = window
+        sent = NIOLoopBoundBox.makeBoxSendingValue(0, eventLoop: sender.channel.eventLoop)
     }
 
     func start() {
@@ -195,8 +197,8 @@ final class Lane: @unchecked Sendable {
 
     /// Runs on the sender's event loop; each OK releases the next send.
     private func sendNext() {
-        guard sent < messages else { return }
-        sent += 1
+        guard sent.value < messages else { return }
+        sent.value += 1
         var body = [UInt8](repeating: 0x42, count: size)
         let stamp = DispatchTime.now().uptimeNanoseconds
         for i in 0..<8 { body[i] = UInt8(truncatingIfNeeded: stamp >> (56 - 8 * UInt64(i))) }
