@@ -141,6 +141,65 @@ import Testing
         #expect(found.withLock { $0 } == nil)
     }
 
+    /// Two frontends' batches that name the same two queues in opposite orders: each locks the
+    /// queues in ascending order before touching them, so the second waits for the first instead
+    /// of both waiting for each other (a deadlock the server would break by failing one).
+    @Test func batchesNamingQueuesInOppositeOrdersDoNotDeadlock() async throws {
+        let server = try await PostgresCluster.shared.freshDatabase()
+        let pausing = PausingStore(try PostgresQueueStore(server, logger: Logger(label: "a")))
+        let other = PausingStore(try PostgresQueueStore(server, logger: Logger(label: "b")))
+        let watcher = try PostgresQueueStore(server, logger: Logger(label: "w"))
+        defer { for s in [pausing.inner, other.inner, watcher] { try? s.close() } }
+        var config = RelayConfiguration()
+        config.diskReserveBytes = 0
+        let a = try QueueEngine(store: pausing, limits: CoreLimits(config), clock: ManualClock(), logger: Logger(label: "a"))
+        let sink = QueueEngineTests.Sink()
+        var senders: [EntityID] = []
+        for _ in 0..<2 {
+            guard
+                case let .reply(_, .ids(_, s), _) = a.runBatch(
+                    [CoreRequest(sink: sink, requestId: 1, command: .create(recipientKey: [UInt8](repeating: 1, count: 32)))], sweep: false
+                ).outcomes[ObjectIdentifier(sink)]?.items.first
+            else { throw QueueEngineTests.Failure("NEW") }
+            senders.append(s)
+        }
+        let b = try QueueEngine(store: other, limits: CoreLimits(config), clock: ManualClock(), logger: Logger(label: "b"))
+        func batch(_ order: [EntityID]) -> [CoreRequest] {
+            order.enumerated().map { CoreRequest(sink: sink, requestId: UInt32($0.offset + 1), command: .send(sender: $0.element, proven: nil, body: [1])) }
+        }
+        // Each engine goes to its own thread, as each frontend's core has one.
+        let engineA = EngineOnAThread(a)
+        let engineB = EngineOnAThread(b)
+        pausing.pauseAtFirstInsert()
+        let aDone = DispatchSemaphore(value: 0)
+        let replies = Mutex<[[CoreOutcome]]>([])
+        let batchA = batch(senders)
+        Thread {
+            let out = engineA.engine.withLock { $0.runBatch(batchA, sweep: false).outcomes[ObjectIdentifier(sink)]?.items ?? [] }
+            replies.withLock { $0.append(out) }
+            aDone.signal()
+        }.start()
+        pausing.paused.wait()
+        let bDone = DispatchSemaphore(value: 0)
+        let batchB = batch(senders.reversed())
+        Thread {
+            let out = engineB.engine.withLock { $0.runBatch(batchB, sweep: false).outcomes[ObjectIdentifier(sink)]?.items ?? [] }
+            replies.withLock { $0.append(out) }
+            bDone.signal()
+        }.start()
+        var waiting = false
+        for _ in 0..<Self.maxLockChecks where !waiting {
+            try watcher.transaction { tx in waiting = try tx.someoneWaitsForALock() }
+        }
+        #expect(waiting)
+        pausing.resume.signal()
+        aDone.wait()
+        bDone.wait()
+        let all = replies.withLock { $0 }.flatMap { $0 }
+        #expect(all.count == 4 && all.allSatisfy { if case .reply(_, .ok, _) = $0 { true } else { false } })
+        #expect(pausing.failures.withLock { $0 } == 0 && other.failures.withLock { $0 } == 0, "a batch failed (a deadlock?)")
+    }
+
     /// The notification connection dies (a restart, a failover, an idle timeout somewhere): the
     /// store listens again from a thread of its own and asks for every queue to be re-read,
     /// since what was announced meanwhile is lost.
@@ -185,4 +244,89 @@ extension QueueTransaction {
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN belay_changes' AND pid <> pg_backend_pid() AND datname = current_database()"
         )
     }
+}
+
+/// Wraps a store: can stop its next transaction at the first message insert until told to go
+/// on, and counts transactions that failed.
+final class PausingStore: QueueStore {
+    let inner: PostgresQueueStore
+    let paused = DispatchSemaphore(value: 0)
+    let resume = DispatchSemaphore(value: 0)
+    let failures = Mutex(0)
+    private let armed = Mutex(false)
+    init(_ inner: PostgresQueueStore) { self.inner = inner }
+    var location: String { inner.location }
+    var shared: Bool { true }
+    func pauseAtFirstInsert() { armed.withLock { $0 = true } }
+    func nextGeneration(floor: UInt32) throws -> UInt32 { try inner.nextGeneration(floor: floor) }
+    func durableState() throws -> DurableState { try inner.durableState() }
+    func transaction(_ body: (any QueueTransaction) throws -> Void) throws {
+        do {
+            try inner.transaction { tx in
+                let pause = armed.withLock { a in
+                    defer { a = false }
+                    return a
+                }
+                try body(pause ? Pausing(inner: tx, store: self) : tx)
+            }
+        } catch {
+            failures.withLock { $0 += 1 }
+            throw error
+        }
+    }
+    func forgetDeleted() throws {}
+    func isOutOfSpace(_ error: Error) -> Bool { false }
+    func isRetryable(_ error: Error) -> Bool { inner.isRetryable(error) }
+    func close() throws { try inner.close() }
+
+    final class Pausing: QueueTransaction {
+        let inner: any QueueTransaction
+        let store: PausingStore
+        var done = false
+        init(inner: any QueueTransaction, store: PausingStore) {
+            self.inner = inner
+            self.store = store
+        }
+        func insertQueue(recipientId: EntityID, senderId: EntityID, recipientKey: [UInt8]) throws -> Int64 {
+            try inner.insertQueue(recipientId: recipientId, senderId: senderId, recipientKey: recipientKey)
+        }
+        func setSenderKey(queue: Int64, key: [UInt8]) throws { try inner.setSenderKey(queue: queue, key: key) }
+        func deleteQueue(queue: Int64) throws -> Int { try inner.deleteQueue(queue: queue) }
+        func queueRow(id: Int64) throws -> QueueRow? { try inner.queueRow(id: id) }
+        func queueRow(recipient: EntityID) throws -> QueueRow? { try inner.queueRow(recipient: recipient) }
+        func queueRow(sender: EntityID) throws -> QueueRow? { try inner.queueRow(sender: sender) }
+        func insertMessage(queue: Int64, seq: UInt64, expiresAt: UInt64, body: [UInt8]) throws -> UInt64 {
+            let stored = try inner.insertMessage(queue: queue, seq: seq, expiresAt: expiresAt, body: body)
+            if !done {
+                done = true
+                store.paused.signal()
+                store.resume.wait()
+            }
+            return stored
+        }
+        func deleteMessage(queue: Int64, seq: UInt64) throws -> Int? { try inner.deleteMessage(queue: queue, seq: seq) }
+        func deleteKnownMessage(queue: Int64, seq: UInt64) throws -> Bool { try inner.deleteKnownMessage(queue: queue, seq: seq) }
+        func messages(queue: Int64, after seq: UInt64, limit: Int) throws -> [(UInt64, [UInt8])] {
+            try inner.messages(queue: queue, after: seq, limit: limit)
+        }
+        func oldestMessages(queue: Int64, limit: Int) throws -> [StoredMessage] { try inner.oldestMessages(queue: queue, limit: limit) }
+        func timer(id: EntityID) throws -> TimerRow? { try inner.timer(id: id) }
+        func timer(key: [UInt8]) throws -> (id: EntityID, row: TimerRow)? { try inner.timer(key: key) }
+        func insertTimer(id: EntityID, key: [UInt8], deadline: UInt64, entries: [(queue: Int64, body: [UInt8])]) throws {
+            try inner.insertTimer(id: id, key: key, deadline: deadline, entries: entries)
+        }
+        func setTimerDeadline(timer: Int64, deadline: UInt64) throws { try inner.setTimerDeadline(timer: timer, deadline: deadline) }
+        func deleteTimer(timer: Int64) throws { try inner.deleteTimer(timer: timer) }
+        func dueTimers(now: UInt64, limit: Int) throws -> [Int64] { try inner.dueTimers(now: now, limit: limit) }
+        func timerEntrySizes(timer: Int64) throws -> [(queue: Int64, length: Int)] { try inner.timerEntrySizes(timer: timer) }
+        func timerEntries(timer: Int64) throws -> [(queue: Int64, body: [UInt8])] { try inner.timerEntries(timer: timer) }
+        func claimSubscription(queue: Int64) throws { try inner.claimSubscription(queue: queue) }
+        func lockQueues(_ rows: [Int64]) throws { try inner.lockQueues(rows) }
+    }
+}
+
+/// An engine handed to a thread of its own.
+final class EngineOnAThread: Sendable {
+    let engine: Mutex<QueueEngine>
+    init(_ engine: sending QueueEngine) { self.engine = Mutex(engine) }
 }

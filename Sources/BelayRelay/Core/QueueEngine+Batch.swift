@@ -84,6 +84,7 @@ extension QueueEngine {
         var batch = ctx
         subscriptionUndo = [:]
         try store.transaction { tx in
+            if store.shared { try tx.lockQueues(queuesTouched(by: requests)) }
             if !changes.isEmpty { try apply(changes, tx, &batch) }
             for request in requests {
                 try process(request, tx, &batch)

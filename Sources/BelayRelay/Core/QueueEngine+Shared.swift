@@ -76,6 +76,24 @@ extension QueueEngine {
         byRow[q.rowId] = nil
     }
 
+    /// The rows of the queues these requests name that this frontend knows, ascending: locked
+    /// first, in one order on every frontend. (A queue not known yet is locked when it is used;
+    /// a circle through one of those is a deadlock the database breaks, and the batch runs again.)
+    func queuesTouched(by requests: [CoreRequest]) -> [Int64] {
+        var rows = Set<Int64>()
+        for r in requests {
+            switch r.command {
+            case let .send(sender, _, _): if let q = bySender[sender] { rows.insert(q.rowId) }
+            case let .secure(recipient, _, _), let .subscribe(recipient, _), let .ack(recipient, _, _), let .get(recipient, _),
+                let .delete(recipient, _):
+                if let q = byRecipient[recipient] { rows.insert(q.rowId) }
+            case let .timerSet(set, _, _): for e in set.entries { if let q = bySender[e.sender] { rows.insert(q.rowId) } }
+            case .create, .lookupKey, .timerRenew, .timerCancel, .disconnect: break
+            }
+        }
+        return rows.sorted()
+    }
+
     /// In a shared store, a queue this frontend has not seen yet may have been made by another.
     func lookup(recipient: EntityID, _ tx: any QueueTransaction) throws -> QueueState? {
         if let q = byRecipient[recipient] { return q }

@@ -109,6 +109,9 @@ public protocol QueueTransaction {
     /// A shared store records which frontend holds a queue's subscription, so that taking it on
     /// one frontend ends it on the other. No-op elsewhere.
     func claimSubscription(queue: Int64) throws
+    /// A shared store locks these queues, in this (ascending) order, before the batch touches
+    /// them, so two frontends' batches never wait for each other in a circle. No-op elsewhere.
+    func lockQueues(_ rows: [Int64]) throws
 }
 
 extension QueueTransaction {
@@ -116,6 +119,7 @@ extension QueueTransaction {
     public func queueRow(recipient: EntityID) throws -> QueueRow? { nil }
     public func queueRow(sender: EntityID) throws -> QueueRow? { nil }
     public func claimSubscription(queue: Int64) throws {}
+    public func lockQueues(_ rows: [Int64]) throws {}
 }
 
 public struct StoredMessage: Sendable {

@@ -239,6 +239,11 @@ final class PostgresTransaction: QueueTransaction {
         }
     }
 
+    func lockQueues(_ rows: [Int64]) throws {
+        guard !rows.isEmpty else { return }
+        _ = try run("SELECT id FROM queue WHERE id = ANY(\(rows)) ORDER BY id FOR NO KEY UPDATE")
+    }
+
     func claimSubscription(queue: Int64) throws {
         notes.insert("s:\(queue)")
     }
