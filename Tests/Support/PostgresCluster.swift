@@ -62,11 +62,15 @@ public actor PostgresCluster {
         guard let bin = binDirectory() else {
             throw Unavailable(description: "no PostgreSQL server binaries under /usr/lib/postgresql (Debian package postgresql)")
         }
-        try FileManager.default.createDirectory(atPath: Self.parent, withIntermediateDirectories: true)
+        // Explicit modes: the test process may run under umask 077 (the client sets it for its
+        // secrets), and the postgres user must be able to reach its cluster's directory.
+        try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+        chmod(parent, 0o755)
         removeAbandoned()
         let dir = Self.parent + "/\(getpid())"
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        chmod(dir, 0o700)
         if getuid() == 0 {
             // PostgreSQL refuses to run as root: the cluster belongs to the postgres user.
             guard let pw = getpwnam("postgres") else { throw Unavailable(description: "no postgres user") }
