@@ -182,36 +182,14 @@ final class FailingStore: QueueStore {
     func durableState() throws -> DurableState { try inner.durableState() }
     func transaction(_ body: (any QueueTransaction) throws -> Void) throws {
         let fail = failInserts.withLock { $0 }
-        try inner.transaction { tx in try body(fail ? Failing(inner: tx) : tx) }
+        try inner.transaction { tx in try body(fail ? Failing(tx) : tx) }
     }
     func forgetDeleted() throws {}
     func isOutOfSpace(_ error: Error) -> Bool { false }
     func close() throws {}
 
-    struct Failing: QueueTransaction {
+    final class Failing: ForwardingTransaction {
         struct Injected: Error {}
-        let inner: any QueueTransaction
-        func insertQueue(recipientId: EntityID, senderId: EntityID, recipientKey: [UInt8]) throws -> Int64 {
-            try inner.insertQueue(recipientId: recipientId, senderId: senderId, recipientKey: recipientKey)
-        }
-        func setSenderKey(queue: Int64, key: [UInt8]) throws { try inner.setSenderKey(queue: queue, key: key) }
-        func deleteQueue(queue: Int64) throws -> Int { try inner.deleteQueue(queue: queue) }
-        func insertMessage(queue: Int64, seq: UInt64, expiresAt: UInt64, body: [UInt8]) throws -> UInt64 { throw Injected() }
-        func deleteMessage(queue: Int64, seq: UInt64) throws -> Int? { try inner.deleteMessage(queue: queue, seq: seq) }
-        func deleteKnownMessage(queue: Int64, seq: UInt64) throws -> Bool { try inner.deleteKnownMessage(queue: queue, seq: seq) }
-        func messages(queue: Int64, after seq: UInt64, limit: Int) throws -> [(UInt64, [UInt8])] {
-            try inner.messages(queue: queue, after: seq, limit: limit)
-        }
-        func oldestMessages(queue: Int64, limit: Int) throws -> [StoredMessage] { try inner.oldestMessages(queue: queue, limit: limit) }
-        func timer(id: EntityID) throws -> TimerRow? { try inner.timer(id: id) }
-        func timer(key: [UInt8]) throws -> (id: EntityID, row: TimerRow)? { try inner.timer(key: key) }
-        func insertTimer(id: EntityID, key: [UInt8], deadline: UInt64, entries: [(queue: Int64, body: [UInt8])]) throws {
-            try inner.insertTimer(id: id, key: key, deadline: deadline, entries: entries)
-        }
-        func setTimerDeadline(timer: Int64, deadline: UInt64) throws { try inner.setTimerDeadline(timer: timer, deadline: deadline) }
-        func deleteTimer(timer: Int64) throws { try inner.deleteTimer(timer: timer) }
-        func dueTimers(now: UInt64, limit: Int) throws -> [Int64] { try inner.dueTimers(now: now, limit: limit) }
-        func timerEntrySizes(timer: Int64) throws -> [(queue: Int64, length: Int)] { try inner.timerEntrySizes(timer: timer) }
-        func timerEntries(timer: Int64) throws -> [(queue: Int64, body: [UInt8])] { try inner.timerEntries(timer: timer) }
+        override func insertMessage(queue: Int64, seq: UInt64, expiresAt: UInt64, body: [UInt8]) throws -> UInt64 { throw Injected() }
     }
 }
