@@ -44,7 +44,7 @@ extension QueueEngine {
                     nextTimerTryWhileFull = clock.now() + Self.timerRetryWhileFullSeconds
                 }
                 do {
-                    more = try attempt(requests, sweep: sweep, releaseTimers: false, changes: ChangedQueues(), &ctx)
+                    more = try attempt(requests, sweep: sweep, releaseTimers: false, changes: changes, &ctx)
                 } catch {
                     _ = recoverAfterFailedTransaction(&ctx)
                     answerUnavailable(requests, error, &ctx)
@@ -107,11 +107,9 @@ extension QueueEngine {
     /// handed out only refusals, so nothing it undid is counted.
     private func record(_ requests: [CoreRequest], _ ctx: BatchContext, since started: UInt64) {
         guard metrics.enabled else { return }
-        var b = RelayMetrics.Batch()
+        var b = ctx.counts
         b.commands = requests.count
         b.nanoseconds = Int64(DispatchTime.now().uptimeNanoseconds &- started)
-        (b.timersFired, b.messagesIn, b.messagesOut, b.acknowledgements, b.timersSet, b.errors) =
-            (ctx.timersFired, ctx.messagesIn, ctx.messagesOut, ctx.acknowledgements, ctx.timersSet, ctx.errors)
         metrics.record(b, queues: byRecipient.count, timers: timerCount)
     }
 

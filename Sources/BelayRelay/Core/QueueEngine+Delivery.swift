@@ -89,7 +89,7 @@ extension QueueEngine {
                 sub.inFlight.append((seq, body.count))
                 sub.cursor = seq
                 ctx.add(.push(.message(.init(recipient: q.recipientId, seq: seq, body: body))), for: sub.sink)
-                ctx.messagesOut += 1
+                ctx.counts.messagesOut += 1
             }
         }
     }
@@ -110,7 +110,7 @@ extension QueueEngine {
             }
             try tx.deleteTimer(timer: timer)
             timerCount -= 1
-            ctx.timersFired += 1
+            ctx.counts.timersFired += 1
         }
         if !due.isEmpty {
             ctx.deletedSomething = true

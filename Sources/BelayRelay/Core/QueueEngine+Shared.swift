@@ -51,7 +51,7 @@ extension QueueEngine {
             forget(q)
             return
         }
-        let q = try adopt(fresh)
+        let q = adopt(fresh)
         q.count = fresh.count
         q.bytes = fresh.bytes
         q.oldestExpiry = fresh.oldestExpiry
@@ -61,7 +61,7 @@ extension QueueEngine {
 
     /// The queue a shared store holds under this row, added to what this frontend knows.
     @discardableResult
-    func adopt(_ row: QueueRow) throws -> QueueState {
+    func adopt(_ row: QueueRow) -> QueueState {
         if let q = byRow[row.rowId] { return q }
         let q = QueueState(row)
         byRecipient[q.recipientId] = q
@@ -98,18 +98,18 @@ extension QueueEngine {
     func lookup(recipient: EntityID, _ tx: any QueueTransaction) throws -> QueueState? {
         if let q = byRecipient[recipient] { return q }
         guard store.shared, let row = try tx.queueRow(recipient: recipient) else { return nil }
-        return try adopt(row)
+        return adopt(row)
     }
 
     func lookup(sender: EntityID, _ tx: any QueueTransaction) throws -> QueueState? {
         if let q = bySender[sender] { return q }
         guard store.shared, let row = try tx.queueRow(sender: sender) else { return nil }
-        return try adopt(row)
+        return adopt(row)
     }
 
     func lookup(row: Int64, _ tx: any QueueTransaction) throws -> QueueState? {
         if let q = byRow[row] { return q }
         guard store.shared, let fresh = try tx.queueRow(id: row) else { return nil }
-        return try adopt(fresh)
+        return adopt(fresh)
     }
 }

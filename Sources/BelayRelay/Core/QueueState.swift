@@ -61,13 +61,7 @@ struct BatchContext {
     var deletedSomething = false
     /// What the batch did, for the metrics (recorded only once it commits): counted as replies
     /// are made, so that recording costs no pass over the batch.
-    var timersFired = 0
-    var messagesIn = 0
-    var messagesOut = 0
-    var acknowledgements = 0
-    var timersSet = 0
-    /// Error replies, indexed by code.
-    var errors = [Int](repeating: 0, count: 16)
+    var counts = RelayMetrics.Batch()
 
     mutating func add(_ outcome: CoreOutcome, for sink: CoreSink) {
         let id = ObjectIdentifier(sink)
@@ -80,11 +74,11 @@ struct BatchContext {
 
     mutating func reply(_ request: CoreRequest, _ reply: RelayReply, grant: (Proof, [UInt8])? = nil) {
         switch (request.command, reply) {
-        case (.send, .ok): messagesIn += 1
-        case (.ack, .ok): acknowledgements += 1
-        case (.timerSet, .timer): timersSet += 1
-        case (_, .message): messagesOut += 1
-        case let (_, .error(code)) where Int(code.rawValue) < errors.count: errors[Int(code.rawValue)] += 1
+        case (.send, .ok): counts.messagesIn += 1
+        case (.ack, .ok): counts.acknowledgements += 1
+        case (.timerSet, .timer): counts.timersSet += 1
+        case (_, .message): counts.messagesOut += 1
+        case let (_, .error(code)) where Int(code.rawValue) < counts.errors.count: counts.errors[Int(code.rawValue)] += 1
         default: break
         }
         add(.reply(requestId: request.requestId, reply, grant: grant), for: request.sink)
