@@ -2,8 +2,9 @@ import BelaySodium
 import BelayWire
 import NIOCore
 
-/// The client side of one relay connection: sends the preamble and Noise NK message 1, checks
-/// the relay's answer against the pinned key, then matches replies to requests by id. Lives on
+/// The client side of one relay connection: sends Noise NK message 1, checks the relay's
+/// answer against the pinned key and the version it names, then matches replies to requests by
+/// id. Lives on
 /// its channel's event loop: `RelayConnection` reaches it through `NIOLoopBound`, and its
 /// timers capture it the same way.
 final class ClientHandler: ChannelInboundHandler {
@@ -33,7 +34,7 @@ final class ClientHandler: ChannelInboundHandler {
 
     convenience init(relayKey: [UInt8], handshakeDone: EventLoopPromise<[UInt8]>, onPush: @escaping @Sendable ([RelayReply]) -> Void) throws {
         self.init(
-            handshake: try HandshakeState(pattern: .NK, initiator: true, prologue: Preamble.prologue, remoteStatic: relayKey),
+            handshake: try HandshakeState(pattern: .NK, initiator: true, prologue: WireHandshake.prologue, remoteStatic: relayKey),
             handshakeDone: handshakeDone, onPush: onPush)
     }
 
@@ -64,11 +65,11 @@ final class ClientHandler: ChannelInboundHandler {
         guard !started, case .connecting(var handshake) = state else { return }
         started = true
         do {
-            let message = try handshake.writeMessage()
+            var message = try handshake.writeMessage(payload: WireHandshake.clientPayload())
+            WireHandshake.maskKey(of: &message)
             state = .connecting(handshake)
-            var out = context.channel.allocator.buffer(capacity: Preamble.length + 2 + message.count)
-            out.writeBytes(Preamble.bytes())
-            FrameDecoder.writeFrame(message, into: &out)
+            var out = context.channel.allocator.buffer(capacity: message.count)
+            out.writeBytes(message)
             context.writeAndFlush(wrapOutboundOut(out), promise: nil)
         } catch {
             fail(.protocolViolation("cannot start the handshake: \(error)"), context)
@@ -94,16 +95,20 @@ final class ClientHandler: ChannelInboundHandler {
             case .failed:
                 return
             case .connecting(var handshake):
-                // A relay that does not speak our version answers with its own preamble.
-                if decoder.bufferedByteCount >= Preamble.length, let peek = decoder.peekRaw(count: Preamble.length),
-                    case let .unsupportedVersion(v) = Preamble.check(peek)
-                {
-                    return fail(.versionMismatch(relayVersion: v), context)
-                }
-                guard let frame = nextFrame(context) else { return }
+                guard let message = decoder.nextRaw(count: WireHandshake.messageLength) else { return }
+                var bytes = Array(message.readableBytesView)
+                WireHandshake.unmaskKey(of: &bytes)
+                let answer: WireHandshake.Answer
                 do {
-                    let payload = try handshake.readMessage(Array(frame.readableBytesView))
-                    guard payload.isEmpty else { return fail(.protocolViolation("non-empty handshake payload"), context) }
+                    answer = try WireHandshake.answer(in: try handshake.readMessage(bytes))
+                } catch {
+                    return fail(.keyMismatch, context)
+                }
+                guard case .accepted = answer else {
+                    if case let .unsupported(v) = answer { fail(.versionMismatch(relayVersion: v), context) }
+                    return
+                }
+                do {
                     let transport = try handshake.transport()
                     state = .established(transport)
                     handshakeDone.succeed(transport.handshakeHash)
@@ -111,12 +116,15 @@ final class ClientHandler: ChannelInboundHandler {
                     return fail(.keyMismatch, context)
                 }
             case .established(var transport):
-                guard let frame = nextFrame(context) else { return }
                 let plaintext: ByteBuffer
                 do {
-                    plaintext = try transport.open(frame: frame, allocator: context.channel.allocator)
+                    guard let next = try decoder.nextFrame(opening: &transport, allocator: context.channel.allocator) else {
+                        state = .established(transport)
+                        return
+                    }
+                    plaintext = next
                 } catch {
-                    return fail(.protocolViolation("a reply failed to decrypt"), context)
+                    return fail(.protocolViolation("a reply failed to decrypt: \(error)"), context)
                 }
                 state = .established(transport)
                 let replies: [ByteBuffer]
@@ -163,15 +171,6 @@ final class ClientHandler: ChannelInboundHandler {
     private func flushOut(_ context: ChannelHandlerContext) {
         guard let frames = outbox.takeFrames() else { return }
         context.writeAndFlush(wrapOutboundOut(frames), promise: nil)
-    }
-
-    private func nextFrame(_ context: ChannelHandlerContext) -> ByteBuffer? {
-        do {
-            return try decoder.nextFrame()
-        } catch {
-            fail(.protocolViolation("empty frame"), context)
-            return nil
-        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -24,8 +24,9 @@ public enum RelayClientError: Error, Equatable, CustomStringConvertible {
         case .keyMismatch:
             "the relay answered but could not prove the key in its address; check the address, and if it is right, someone may be intercepting the connection"
         case .handshakeRejected:
-            "the relay closed the connection during the handshake: it may be full or restarting, or its key may not match the address; try again, then check the address"
-        case let .versionMismatch(v): "the relay speaks protocol version \(v); this client speaks \(Preamble.currentVersion)"
+            "the relay did not complete the handshake: it may be full or restarting, or its key may not match the address; try again, then check the address"
+        case let .versionMismatch(v):
+            "the relay speaks protocol version \(v); this client speaks \(WireHandshake.currentVersion); relay and clients upgrade together (docs/OPERATIONS.md)"
         case let .relay(code): "the relay refused: \(code)"
         case let .unexpectedReply(what): "the relay sent an unexpected reply: \(what)"
         case .connectionClosed: "the connection to the relay closed"

@@ -26,7 +26,7 @@ public final class RelayConnection: Sendable {
         self.requestTimeout = requestTimeout
     }
 
-    /// Connects, sends the preamble, and completes the handshake. `onPush` receives MSG and END
+    /// Connects and completes the handshake. `onPush` receives MSG and END
     /// pushes on the connection's event loop. `localAddress` picks the source address (tests
     /// use it to stand on another host of 127.0.0.0/8).
     public static func connect(
@@ -54,7 +54,7 @@ public final class RelayConnection: Sendable {
     ) async throws -> RelayConnection {
         let eventLoop = group.next()
         let handshakeDone = eventLoop.makePromise(of: [UInt8].self)
-        let handshake = try HandshakeState(pattern: .NK, initiator: true, prologue: Preamble.prologue, remoteStatic: address.publicKey)
+        let handshake = try HandshakeState(pattern: .NK, initiator: true, prologue: WireHandshake.prologue, remoteStatic: address.publicKey)
         // The handler is made on the channel's event loop and stays there; the connection holds
         // it bound to that loop.
         let added = eventLoop.makePromise(of: NIOLoopBound<ClientHandler>.self)
@@ -81,8 +81,10 @@ public final class RelayConnection: Sendable {
             throw RelayClientError.cannotConnect(why)
         }
         let handler = try await added.futureResult.get()
+        // A relay whose key differs from the address cannot read message 1 and stays silent
+        // until its own handshake timeout (docs/PROTOCOL.md §2.1), as an overloaded one may.
         let timeout = eventLoop.scheduleTask(in: connectTimeout) {
-            handshakeDone.fail(RelayClientError.timeout)
+            handshakeDone.fail(RelayClientError.handshakeRejected)
             channel.close(promise: nil)
         }
         do {

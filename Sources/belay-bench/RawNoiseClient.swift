@@ -13,7 +13,7 @@ protocol RawNoiseDelegate: AnyObject {
 
 /// A bare Belay client for the attacks, written from the protocol rather than reusing
 /// BelayClient's handler: it must run on a socket bound to another source address and send
-/// commands the real client never would. Preamble, Noise NK message 1, then bundles out and
+/// commands the real client never would. Noise NK message 1, then bundles out and
 /// replies in (docs/PROTOCOL.md §2); no request matching, no timeouts.
 /// Built in the channel initializer: it lives on the channel's event loop alone.
 final class RawNoiseHandler: ChannelInboundHandler {
@@ -39,7 +39,7 @@ final class RawNoiseHandler: ChannelInboundHandler {
     private let delegate: RawNoiseDelegate
 
     init(relayKey: [UInt8], delegate: RawNoiseDelegate) throws {
-        state = .handshaking(try HandshakeState(pattern: .NK, initiator: true, prologue: Preamble.prologue, remoteStatic: relayKey))
+        state = .handshaking(try HandshakeState(pattern: .NK, initiator: true, prologue: WireHandshake.prologue, remoteStatic: relayKey))
         self.delegate = delegate
     }
 
@@ -71,12 +71,10 @@ final class RawNoiseHandler: ChannelInboundHandler {
         guard !opened, case .handshaking(var handshake) = state else { return }
         opened = true
         do {
-            let message = try handshake.writeMessage()
+            var message = try handshake.writeMessage(payload: WireHandshake.clientPayload())
+            WireHandshake.maskKey(of: &message)
             state = .handshaking(handshake)
-            var out = context.channel.allocator.buffer(capacity: Preamble.length + WireLimits.frameHeaderLength + message.count)
-            out.writeBytes(Preamble.bytes())
-            FrameDecoder.writeFrame(message, into: &out)
-            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: message)), promise: nil)
         } catch {
             context.close(promise: nil)
         }
@@ -84,21 +82,30 @@ final class RawNoiseHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         decoder.append(unwrapInboundIn(data))
-        while let frame = try? decoder.nextFrame() {
+        while true {
             switch state {
             case .closed:
                 return
             case var .handshaking(handshake):
-                guard (try? handshake.readMessage(Array(frame.readableBytesView))) != nil,
+                guard let message = decoder.nextRaw(count: WireHandshake.messageLength) else { return }
+                var bytes = Array(message.readableBytesView)
+                WireHandshake.unmaskKey(of: &bytes)
+                guard let payload = try? handshake.readMessage(bytes), case .accepted = try? WireHandshake.answer(in: payload),
                     let transport = try? handshake.transport()
                 else { return context.close(promise: nil) }
                 state = .established(transport)
                 delegate.established(self)
             case var .established(transport):
-                guard let plaintext = try? transport.open(frame: frame, allocator: context.channel.allocator),
-                    let entries = try? Bundle.entries(of: plaintext)
-                else { return context.close(promise: nil) }
+                let opened: ByteBuffer??
+                do {
+                    opened = try decoder.nextFrame(opening: &transport, allocator: context.channel.allocator)
+                } catch {
+                    opened = nil
+                }
+                guard let plaintext = opened else { return context.close(promise: nil) }
                 state = .established(transport)
+                guard let plaintext else { return }
+                guard let entries = try? Bundle.entries(of: plaintext) else { return context.close(promise: nil) }
                 for entry in entries { delegate.received(try? RelayCodec.decodeReply(entry).reply, on: self) }
             }
         }
@@ -164,16 +171,14 @@ final class RawNoiseHandler: ChannelInboundHandler {
     }
 }
 
-/// The first bytes a real client sends: its preamble and one Noise NK message 1, recorded once so
+/// The first bytes a real client sends: one Noise NK message 1, recorded once so
 /// that a flood can replay them. The relay cannot tell a replay from a new client: each costs it
 /// a fresh ephemeral key and two DH operations.
 enum RecordedOpening {
     static func make(relayKey: [UInt8]) throws -> [UInt8] {
-        var handshake = try HandshakeState(pattern: .NK, initiator: true, prologue: Preamble.prologue, remoteStatic: relayKey)
-        let message = try handshake.writeMessage()
-        var out = ByteBufferAllocator().buffer(capacity: Preamble.length + WireLimits.frameHeaderLength + message.count)
-        out.writeBytes(Preamble.bytes())
-        FrameDecoder.writeFrame(message, into: &out)
-        return Array(out.readableBytesView)
+        var handshake = try HandshakeState(pattern: .NK, initiator: true, prologue: WireHandshake.prologue, remoteStatic: relayKey)
+        var message = try handshake.writeMessage(payload: WireHandshake.clientPayload())
+        WireHandshake.maskKey(of: &message)
+        return message
     }
 }

@@ -22,10 +22,13 @@ enum FuzzTargets {
             var decoder = FrameDecoder()
             // Drip-fed in two parts, as a socket would deliver it.
             let cut = bytes.isEmpty ? 0 : Int(bytes[0]) % (bytes.count + 1)
+            // Frames are sealed, so the decoder opens them with a real session's cipher: the
+            // fuzzer reaches the length check, the bucket check and the body's decryption.
+            guard var transport = relaySideTransport else { return }
             decoder.append(Array(bytes[..<cut]))
-            while (try? decoder.nextFrame()) != nil {}
+            while (try? decoder.nextFrame(opening: &transport)) != nil {}
             decoder.append(Array(bytes[cut...]))
-            while (try? decoder.nextFrame()) != nil {}
+            while (try? decoder.nextFrame(opening: &transport)) != nil {}
         case "bundle":
             _ = try? Bundle.entries(of: ByteBuffer(bytes: bytes))
         case "command":
@@ -34,9 +37,11 @@ enum FuzzTargets {
             _ = try? RelayCodec.decodeReply(ByteBuffer(bytes: bytes))
         case "noise":
             guard let key = responderKey,
-                var responder = try? HandshakeState(pattern: .NK, initiator: false, prologue: Preamble.prologue, localStatic: key)
+                var responder = try? HandshakeState(pattern: .NK, initiator: false, prologue: WireHandshake.prologue, localStatic: key)
             else { return }
-            _ = try? responder.readMessage(bytes)
+            var message = bytes
+            WireHandshake.unmaskKey(of: &message)
+            if let payload = try? responder.readMessage(message) { _ = try? WireHandshake.clientVersion(in: payload) }
         case "address":
             // Whatever parses must print back to text that parses to the same address.
             if let a = try? RelayAddress(parsing: text), (try? RelayAddress(parsing: a.description)) != a {
@@ -63,6 +68,20 @@ enum FuzzTargets {
 
     /// A fixed responder key, so that runs are reproducible.
     static let responderKey = try? X25519.KeyPair(secretKey: SecureBytes(copying: [UInt8](repeating: 7, count: 32)))
+
+    /// The relay's side of one session with `responderKey`, made once; each run starts from a
+    /// copy of it.
+    static let relaySideTransport: NoiseTransport? = {
+        guard let key = responderKey,
+            var client = try? HandshakeState(pattern: .NK, initiator: true, prologue: WireHandshake.prologue, remoteStatic: key.publicKey),
+            var relay = try? HandshakeState(pattern: .NK, initiator: false, prologue: WireHandshake.prologue, localStatic: key),
+            let m1 = try? client.writeMessage(payload: WireHandshake.clientPayload()),
+            (try? relay.readMessage(m1)) != nil,
+            let m2 = try? relay.writeMessage(payload: WireHandshake.relayPayload(.accepted(version: WireHandshake.currentVersion))),
+            (try? client.readMessage(m2)) != nil
+        else { return nil }
+        return try? relay.transport()
+    }()
 }
 
 /// libFuzzer's entry point; the target is named by `BELAY_FUZZ_TARGET`.

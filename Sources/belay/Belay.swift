@@ -15,7 +15,7 @@ struct Belay: AsyncParsableCommand {
             stop (an identity changed), 6 damaged local state, 7 a check-in after the alerts went out, 8 a request \
             someone else claimed first, 64 usage.
             """,
-        version: "\(BelayVersion.string) (protocol \(Preamble.currentVersion))",
+        version: "\(BelayVersion.string) (protocol \(WireHandshake.currentVersion))",
         subcommands: [
             InitCommand.self, InviteCommand.self, AcceptCommand.self, SendCommand.self, ReadCommand.self,
             ContactsCommand.self, VerifyCommand.self, ForgetCommand.self, WipeCommand.self, CheckinCommand.self,

@@ -65,7 +65,7 @@ import Testing
         var stalled: [(Channel, EventLoopFuture<[UInt8]>)] = []
         for _ in 0..<8 {
             let (ch, closed) = try await HostileInputTests.raw(relay, from: Self.attacker)
-            try await HostileInputTests.send(ch, Preamble.bytes())  // and then nothing
+            try await HostileInputTests.send(ch, [UInt8](repeating: 1, count: 20))  // part of a message 1, then nothing
             stalled.append((ch, closed))
         }
         // The ninth from the same source is closed without a word.
@@ -104,8 +104,8 @@ import Testing
             $0.rateBurst = 10
         }
         defer { relay.remove() }
-        let (ch, peer, session, _) = try await HostileInputTests.rawSession(relay, from: Self.attacker)
-        var transport = session
+        let (ch, peer, raw, _) = try await HostileInputTests.rawSession(relay, from: Self.attacker)
+        var session = raw
         var out = ByteBufferAllocator().buffer(capacity: 8192)
         var id: UInt32 = 1
         for _ in 0..<5 {
@@ -117,14 +117,15 @@ import Testing
                 id += 1
                 Bundle.append(entry, to: &bundle)
             }
-            try transport.writeFrame(plaintext: bundle, into: &out)
+            var frame = try session.frame(bundle: bundle)
+            out.writeBuffer(&frame)
         }
         // The first bundle's answer: 10 UNKNOWN_COMMAND (7 bytes each) and 54 RATE (7 bytes).
-        let answer = try await ch.eventLoop.submit { peer.bytes(2 + 48 + 2 + 64 * (2 + 7) + 16, on: ch.eventLoop) }.get()
+        let answer = try await ch.eventLoop.submit {
+            peer.bytes(WireHandshake.messageLength + HostileInputTests.frameBytes(entries: 64, size: 7), on: ch.eventLoop)
+        }.get()
         try await HostileInputTests.send(ch, Array(out.readableBytesView))
-        var sealed = ByteBufferAllocator().buffer(capacity: 1024)
-        sealed.writeBytes(try await answer.get().dropFirst(2 + 48 + 2))
-        let replies = try Bundle.entries(of: transport.open(frame: sealed)).map { try RelayCodec.decodeReply($0).reply }
+        let replies = try session.replies(ByteBuffer(bytes: try await answer.get().dropFirst(WireHandshake.messageLength))).map(\.1)
         #expect(replies.prefix(10).allSatisfy { $0 == .error(.unknownCommand) })
         #expect(replies.dropFirst(10).allSatisfy { $0 == .error(.rate) })
         #expect(replies.count == 64)

@@ -1,4 +1,5 @@
 import BelaySodium
+import BelayTestSupport
 import BelayWire
 import Foundation
 import Logging
@@ -66,12 +67,10 @@ import Testing
         }
     }
 
-    static func sealed(_ entries: [ByteBuffer], _ transport: inout NoiseTransport, _ channel: EmbeddedChannel) throws -> ByteBuffer {
+    static func sealed(_ entries: [ByteBuffer], _ session: inout RawSession, _ channel: EmbeddedChannel) throws -> ByteBuffer {
         var bundle = channel.allocator.buffer(capacity: 65_536)
         for entry in entries { Bundle.append(entry, to: &bundle) }
-        var frame = channel.allocator.buffer(capacity: bundle.readableBytes + 32)
-        try transport.writeFrame(plaintext: bundle, into: &frame)
-        return frame
+        return try session.frame(bundle: bundle)
     }
 
     static func command(_ command: RelayCommand, id: UInt32, _ channel: EmbeddedChannel) -> ByteBuffer {
@@ -89,9 +88,9 @@ import Testing
         }
         let reads = ReadCounter()
         let (channel, _) = try relay.connection(reads: reads)
-        var transport = try Self.handshake(channel, relayKey: relay.key.publicKey)
+        var session = try Self.handshake(channel, relayKey: relay.key.publicKey)
         let pings = (1...3).map { Self.command(.ping, id: UInt32($0), channel) }
-        try channel.writeInbound(try Self.sealed(pings, &transport, channel))  // the third is refused
+        try channel.writeInbound(try Self.sealed(pings, &session, channel))  // the third is refused
         let before = reads.count
         channel.read()
         #expect(reads.count == before)  // held
@@ -108,7 +107,7 @@ import Testing
         let relay = try Relay()
         let reads = ReadCounter()
         let (channel, _) = try relay.connection(reads: reads)
-        var transport = try Self.handshake(channel, relayKey: relay.key.publicKey)
+        var session = try Self.handshake(channel, relayKey: relay.key.publicKey)
         let body = [UInt8](repeating: 1, count: WireLimits.maxBodyLength)
         var id: UInt32 = 1
         while id * UInt32(body.count) <= UInt32(CoreBacklog.maxBytes) {
@@ -116,7 +115,7 @@ import Testing
                 defer { id += 1 }
                 return Self.command(.send(sender: EntityID.random(), body: body), id: id, channel)
             }
-            try channel.writeInbound(try Self.sealed(sends, &transport, channel))
+            try channel.writeInbound(try Self.sealed(sends, &session, channel))
         }
         let before = reads.count
         channel.read()
@@ -135,15 +134,11 @@ import Testing
         try channel.writeInbound(b)
     }
 
-    static func handshake(_ channel: EmbeddedChannel, relayKey: [UInt8]) throws -> NoiseTransport {
-        var hs = try HandshakeState(pattern: .NK, initiator: true, prologue: Preamble.prologue, remoteStatic: relayKey)
-        var hello = channel.allocator.buffer(capacity: 64)
-        hello.writeBytes(Preamble.bytes())
-        FrameDecoder.writeFrame(try hs.writeMessage(), into: &hello)
-        try channel.writeInbound(hello)
-        let reply = try #require(try channel.readOutbound(as: ByteBuffer.self))
-        _ = try hs.readMessage(Array(reply.readableBytesView.dropFirst(2)))
-        return try hs.transport()
+    static func handshake(_ channel: EmbeddedChannel, relayKey: [UInt8]) throws -> RawSession {
+        var session = try RawSession(relayKey: relayKey)
+        try channel.writeInbound(try session.helloBuffer())
+        try session.establish(try #require(try channel.readOutbound(as: ByteBuffer.self)))
+        return session
     }
 
     /// The leak of issue 8: the handler kept its context, the context its handler, and the
@@ -192,7 +187,7 @@ import Testing
             $0.rateBurst = 10
         }
         let (channel, _) = try relay.connection()
-        var transport = try Self.handshake(channel, relayKey: relay.key.publicKey)
+        var session = try Self.handshake(channel, relayKey: relay.key.publicKey)
         var id: UInt32 = 1
         func flood() throws {
             let unknown = (0..<WireLimits.maxBundleEntries).map { _ in
@@ -202,16 +197,12 @@ import Testing
                 id += 1
                 return entry
             }
-            try channel.writeInbound(try Self.sealed(unknown, &transport, channel))
+            try channel.writeInbound(try Self.sealed(unknown, &session, channel))
         }
         func answered() throws -> [RelayReply] {
             var replies: [RelayReply] = []
             while let out = try channel.readOutbound(as: ByteBuffer.self) {
-                var rest = out
-                while rest.readableBytes > 0 {
-                    let length = Int(rest.readInteger(as: UInt16.self)!)
-                    replies += try Bundle.entries(of: transport.open(frame: rest.readSlice(length: length)!)).map { try RelayCodec.decodeReply($0).reply }
-                }
+                replies += try session.replies(out).map(\.reply)
             }
             return replies
         }

@@ -82,7 +82,7 @@ extension ConnectionStateMachineTests {
         var id: UInt32 = 0
         var frames = ByteBuffer()
         for _ in 0..<5 {
-            var bundle = try f.client.bundle(
+            var bundle = try f.client.frame(
                 (0..<perBundle).map { _ in
                     id += 1
                     return (id, .ping)
@@ -124,7 +124,7 @@ extension ConnectionStateMachineTests {
         #expect(auth == [.submit(3, "lookupKey")])
         outcome = f.machine.outcomesReceived([.key(requestId: 3, proof, .success(key.publicKey))], writable: true)
         #expect(try f.client.replies(Self.written(outcome)).map(\.1) == [.ok])
-        let read = f.machine.bytesReceived(try f.client.bundle([(4, .get(recipient: recipient))]), now: Self.t0)
+        let read = f.machine.bytesReceived(try f.client.frame([(4, .get(recipient: recipient))]), now: Self.t0)
         guard case let .submit(4, .get(entity, proven)) = try #require(read.first) else { throw Unexpected() }
         #expect(entity == recipient && proven == key.publicKey)
     }

@@ -1,4 +1,5 @@
 import BelaySodium
+import BelayTestSupport
 import BelayWire
 import NIOCore
 import Testing
@@ -61,57 +62,7 @@ extension ConnectionStateMachineTests {
     static func buffer(_ bytes: [UInt8]) -> ByteBuffer { ByteBuffer(bytes: bytes) }
 
     /// The client's half of a connection, from BelayWire alone.
-    struct Client {
-        var handshake: HandshakeState
-        var transport: NoiseTransport?
-
-        init(relayKey: [UInt8]) throws {
-            handshake = try HandshakeState(pattern: .NK, initiator: true, prologue: Preamble.prologue, remoteStatic: relayKey)
-        }
-
-        /// The preamble and NK message 1, as a client sends them in one write.
-        mutating func hello() throws -> ByteBuffer {
-            var out = ByteBuffer(bytes: Preamble.bytes())
-            FrameDecoder.writeFrame(try handshake.writeMessage(), into: &out)
-            return out
-        }
-
-        /// Reads NK message 2 (one frame) and keeps the session.
-        mutating func finish(_ reply: ByteBuffer) throws {
-            var decoder = FrameDecoder()
-            decoder.append(reply)
-            let frame = try #require(try decoder.nextFrame())
-            #expect(try handshake.readMessage(Array(frame.readableBytesView)).isEmpty)
-            transport = try handshake.transport()
-        }
-
-        /// One transport frame carrying `commands` as one bundle.
-        mutating func bundle(_ commands: [(UInt32, RelayCommand)]) throws -> ByteBuffer {
-            var bundle = ByteBuffer()
-            for (id, command) in commands {
-                var entry = ByteBuffer()
-                RelayCodec.encode(command, requestId: id, into: &entry)
-                Bundle.append(entry, to: &bundle)
-            }
-            var frame = ByteBuffer()
-            try transport!.writeFrame(plaintext: bundle, into: &frame)
-            return frame
-        }
-
-        /// Every reply in the frames the relay wrote, in order.
-        mutating func replies(_ written: ByteBuffer) throws -> [(UInt32, RelayReply)] {
-            var decoder = FrameDecoder()
-            decoder.append(written)
-            var out: [(UInt32, RelayReply)] = []
-            while let frame = try decoder.nextFrame() {
-                for entry in try Bundle.entries(of: try transport!.open(frame: frame)) {
-                    let (id, reply) = try RelayCodec.decodeReply(entry)
-                    out.append((id, reply))
-                }
-            }
-            return out
-        }
-    }
+    typealias Client = RawSession
 
     struct Fixture {
         let relayKey: X25519.KeyPair
@@ -134,8 +85,8 @@ extension ConnectionStateMachineTests {
         {
             var f = try Fixture(configure, mayCreate: mayCreate)
             _ = f.machine.channelActive(now: t0)
-            let actions = f.machine.bytesReceived(try f.client.hello(), now: t0)
-            try f.client.finish(written(actions))
+            let actions = f.machine.bytesReceived(try f.client.helloBuffer(), now: t0)
+            try f.client.establish(written(actions))
             return f
         }
 
@@ -143,7 +94,7 @@ extension ConnectionStateMachineTests {
         mutating func send(_ commands: [(UInt32, RelayCommand)], at now: NIODeadline = t0) throws -> (
             [Seen], [(UInt32, RelayReply)]
         ) {
-            let actions = machine.bytesReceived(try client.bundle(commands), now: now) + machine.readComplete()
+            let actions = machine.bytesReceived(try client.frame(commands), now: now) + machine.readComplete()
             return (seen(actions), try client.replies(written(actions)))
         }
 

@@ -180,23 +180,21 @@ import Testing
             $0.rateBurst = 3
         }
         defer { relay.remove() }
-        let (ch, peer, session, _) = try await HostileInputTests.rawSession(relay)
-        var transport = session
+        let (ch, peer, raw, _) = try await HostileInputTests.rawSession(relay)
+        var session = raw
         var bundle = ByteBufferAllocator().buffer(capacity: 64)
         for id in 1...6 as ClosedRange<UInt32> {
             var entry = ByteBufferAllocator().buffer(capacity: 8)
             RelayCodec.encode(.ping, requestId: id, into: &entry)
             Bundle.append(entry, to: &bundle)
         }
-        var frame = ByteBufferAllocator().buffer(capacity: 128)
-        try transport.writeFrame(plaintext: bundle, into: &frame)
-        // One bundle back: 3 PONGs (5 bytes each) and 3 ERRs (7 bytes), each behind a 2-byte
-        // length, in a frame with its 2-byte length and 16-byte tag.
-        let answer = try await ch.eventLoop.submit { peer.bytes(2 + 48 + 2 + 3 * (2 + 5) + 3 * (2 + 7) + 16, on: ch.eventLoop) }.get()
+        let frame = try session.frame(bundle: bundle)
+        // One bundle back: 3 PONGs and 3 ERRs, in one frame of the smallest bucket.
+        let answer = try await ch.eventLoop.submit {
+            peer.bytes(WireHandshake.messageLength + HostileInputTests.frameBytes(entries: 6, size: 7), on: ch.eventLoop)
+        }.get()
         try await HostileInputTests.send(ch, Array(frame.readableBytesView))
-        var sealed = ByteBufferAllocator().buffer(capacity: 128)
-        sealed.writeBytes(try await answer.get().dropFirst(2 + 48 + 2))
-        let replies = try Bundle.entries(of: transport.open(frame: sealed)).map { try RelayCodec.decodeReply($0).reply }
+        let replies = try session.replies(ByteBuffer(bytes: try await answer.get().dropFirst(WireHandshake.messageLength))).map(\.1)
         #expect(replies == [.pong, .pong, .pong, .error(.rate), .error(.rate), .error(.rate)])
         #expect(ch.isActive)
         try await ch.close()

@@ -1,4 +1,5 @@
 import BelayRelay
+import BelayWire
 import Foundation
 import GRDB
 import NIOCore
@@ -97,17 +98,28 @@ struct HostileRelay {
     }
 }
 
-/// Counts the frames of every connection a relay accepts, in both directions (docs/PROTOCOL.md
-/// §2.2: an 8-byte preamble from the client, then u16-length frames), to compare what two
-/// runs put on the wire.
+/// What a network observer sees of every connection a relay accepts, in both directions: the
+/// 64-byte handshake message, then frames whose lengths are sealed (docs/PROTOCOL.md §2.2). An
+/// observer cannot read those lengths, but every frame is a sealed length and a body of one of
+/// the bucket sizes, so the byte counts split into frames; the tap records the frames' body
+/// lengths, to compare what two runs put on the wire.
 final class WireTap: Sendable {
     private let log = Mutex<[ObjectIdentifier: (inbound: [Int], outbound: [Int])]>([:])
+    /// Bytes of closed connections that did not split into the handshake and bucket frames.
+    private let leftovers = Mutex<[Int]>([])
 
     func reset() { log.withLock { $0 = [:] } }
+
+    var unaccounted: [Int] { leftovers.withLock { $0 } }
 
     /// Per connection, its frame lengths in and out; sorted, since lanes open in any order.
     var connections: [String] {
         log.withLock { $0.values.map { "in \($0.inbound) out \($0.outbound)" }.sorted() }
+    }
+
+    /// Every frame body length seen, either way (handshake messages excluded).
+    var allFrames: [Int] {
+        log.withLock { $0.values.flatMap { $0.inbound + $0.outbound }.filter { $0 != WireHandshake.messageLength } }
     }
 
     func record(_ channel: ObjectIdentifier, inbound: Int? = nil, outbound: Int? = nil) {
@@ -123,26 +135,49 @@ final class WireTap: Sendable {
         { [self] channel in try channel.pipeline.syncOperations.addHandler(Handler(tap: self, id: ObjectIdentifier(channel))) }
     }
 
-    /// Splits a byte stream into frame lengths.
+    /// Splits a byte count into the handshake message and bucket-sized frames.
     struct Splitter {
-        var skip: Int
-        var pending: [UInt8] = []
+        /// Bytes of the handshake message still to come before frames start.
+        var handshake = WireHandshake.messageLength
+        /// Bytes not yet accounted for as whole frames.
+        var pending = 0
+        /// Set when bytes could not be split into bucket frames even once whole.
+        private(set) var unsplittable: [Int] = []
 
-        mutating func feed(_ bytes: [UInt8]) -> [Int] {
-            pending += bytes
-            if skip > 0 {
-                let n = min(skip, pending.count)
-                pending.removeFirst(n)
-                skip -= n
+        /// The handshake message (as its length, 64) and the frames (body lengths, largest
+        /// first) that the bytes so far complete. Both sides write whole frames, so what has
+        /// arrived usually splits at once; a partial frame waits for the rest.
+        mutating func feed(_ count: Int) -> [Int] {
+            pending += count
+            var out: [Int] = []
+            if handshake > 0 {
+                guard pending >= handshake else { return [] }
+                pending -= handshake
+                out.append(handshake)
+                handshake = 0
             }
-            var frames: [Int] = []
-            while pending.count >= 2 {
-                let length = Int(pending[0]) << 8 | Int(pending[1])
-                guard pending.count >= 2 + length else { break }
-                frames.append(length)
-                pending.removeFirst(2 + length)
+            if pending > 0, let frames = Self.split(pending) {
+                out += frames
+                pending = 0
+            } else if pending > 4 * WireLimits.maxFrameLength {
+                unsplittable.append(pending)
             }
-            return frames
+            return out
+        }
+
+        /// The bucket frames whose lengths add up to `total`, if exactly one such set exists.
+        static func split(_ total: Int) -> [Int]? {
+            let sizes = WireLimits.frameBodyBuckets.reversed().map { $0 + WireLimits.frameHeaderLength }
+            var found: [[Int]] = []
+            func search(_ rest: Int, from index: Int, _ taken: [Int]) {
+                guard found.count < 2 else { return }
+                if rest == 0 { return found.append(taken) }
+                for i in index..<sizes.count where sizes[i] <= rest {
+                    search(rest - sizes[i], from: i, taken + [sizes[i] - WireLimits.frameHeaderLength])
+                }
+            }
+            search(total, from: 0, [])
+            return found.count == 1 ? found[0] : nil
         }
     }
 
@@ -154,8 +189,8 @@ final class WireTap: Sendable {
 
         let tap: WireTap
         let id: ObjectIdentifier
-        var inbound = Splitter(skip: 8)
-        var outbound = Splitter(skip: 0)
+        var inbound = Splitter()
+        var outbound = Splitter()
 
         init(tap: WireTap, id: ObjectIdentifier) {
             self.tap = tap
@@ -163,18 +198,19 @@ final class WireTap: Sendable {
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            let buffer = unwrapInboundIn(data)
-            for n in inbound.feed(Array(buffer.readableBytesView)) { tap.record(id, inbound: n) }
+            for n in inbound.feed(unwrapInboundIn(data).readableBytes) { tap.record(id, inbound: n) }
             context.fireChannelRead(data)
         }
 
         func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-            let buffer = unwrapOutboundIn(data)
-            var bytes = Array(buffer.readableBytesView)
-            // The relay's own preamble, answered to the client's, is not a frame.
-            if outbound.skip == 0, outbound.pending.isEmpty, bytes.starts(with: Array("belay".utf8)) { bytes.removeFirst(min(8, bytes.count)) }
-            for n in outbound.feed(bytes) { tap.record(id, outbound: n) }
+            for n in outbound.feed(unwrapOutboundIn(data).readableBytes) { tap.record(id, outbound: n) }
             context.write(data, promise: promise)
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            let left = [inbound.pending, outbound.pending].filter { $0 > 0 } + inbound.unsplittable + outbound.unsplittable
+            if !left.isEmpty { tap.leftovers.withLock { $0 += left } }
+            context.fireChannelInactive()
         }
     }
 }
@@ -217,14 +253,14 @@ final class ReplyDropper: Sendable {
         typealias OutboundOut = ByteBuffer
 
         let dropAfter: Int
-        var frames = WireTap.Splitter(skip: 8)
+        var frames = WireTap.Splitter()
         var seen = 0
         var dropping = false
 
         init(dropAfter: Int) { self.dropAfter = dropAfter }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            seen += frames.feed(Array(unwrapInboundIn(data).readableBytesView)).count
+            seen += frames.feed(unwrapInboundIn(data).readableBytes).count
             if seen >= dropAfter { dropping = true }
             context.fireChannelRead(data)
         }

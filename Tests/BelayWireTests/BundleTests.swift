@@ -44,9 +44,11 @@ import Testing
 
     @Test func malformedBundlesAreRefused() {
         #expect(throws: Bundle.Error.empty) { try Bundle.entries(of: Self.buffer([])) }
-        #expect(throws: Bundle.Error.badEntryLength) { try Bundle.entries(of: Self.buffer([0x00, 0x00])) }
+        #expect(throws: Bundle.Error.empty) { try Bundle.entries(of: Self.buffer([0x00, 0x00])) }  // padding only
         #expect(throws: Bundle.Error.badEntryLength) { try Bundle.entries(of: Self.buffer([0x00, 0x03, 0x01, 0x02])) }
-        #expect(throws: Bundle.Error.badEntryLength) { try Bundle.entries(of: Self.buffer([0x00, 0x01, 0x01, 0x00])) }
+        // One byte left after an entry reads as padding, and padding must be zeros.
+        #expect(throws: Bundle.Error.dirtyPadding) { try Bundle.entries(of: Self.buffer([0x00, 0x01, 0x01, 0x01])) }
+        #expect(throws: Bundle.Error.badEntryLength) { try Bundle.entries(of: Self.buffer([0x00, 0x01, 0x01, 0x00, 0x05])) }
         let full = Self.bundle(Array(repeating: [0x01], count: WireLimits.maxBundleEntries))
         #expect((try? Bundle.entries(of: full))?.count == WireLimits.maxBundleEntries)
         #expect(throws: Bundle.Error.tooManyEntries) {

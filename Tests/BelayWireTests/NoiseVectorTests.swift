@@ -74,23 +74,23 @@ import Testing
 
     @Test func tamperedHandshakeAndTransportFail() throws {
         let relay = try X25519.KeyPair.generate()
-        var client = try HandshakeState(pattern: .NK, initiator: true, prologue: Preamble.prologue, remoteStatic: relay.publicKey)
-        var server = try HandshakeState(pattern: .NK, initiator: false, prologue: Preamble.prologue, localStatic: relay)
+        var client = try HandshakeState(pattern: .NK, initiator: true, prologue: WireHandshake.prologue, remoteStatic: relay.publicKey)
+        var server = try HandshakeState(pattern: .NK, initiator: false, prologue: WireHandshake.prologue, localStatic: relay)
         var m1 = try client.writeMessage()
         m1[40] ^= 1
         #expect(throws: NoiseError.decryptionFailed) { try server.readMessage(m1) }
 
-        // A different prologue (protocol version) cannot complete the handshake.
-        var other = try HandshakeState(pattern: .NK, initiator: false, prologue: Preamble.bytes(version: Preamble.currentVersion + 1), localStatic: relay)
-        var fresh = try HandshakeState(pattern: .NK, initiator: true, prologue: Preamble.prologue, remoteStatic: relay.publicKey)
+        // A different prologue (handshake layout) cannot complete the handshake.
+        var other = try HandshakeState(pattern: .NK, initiator: false, prologue: WireHandshake.prologue + [1], localStatic: relay)
+        var fresh = try HandshakeState(pattern: .NK, initiator: true, prologue: WireHandshake.prologue, remoteStatic: relay.publicKey)
         #expect(throws: NoiseError.decryptionFailed) { try other.readMessage(try fresh.writeMessage()) }
     }
 
     @Test func wrongRelayKeyCannotReadMessageOne() throws {
         let relay = try X25519.KeyPair.generate()
         let impostor = try X25519.KeyPair.generate()
-        var client = try HandshakeState(pattern: .NK, initiator: true, prologue: Preamble.prologue, remoteStatic: relay.publicKey)
-        var server = try HandshakeState(pattern: .NK, initiator: false, prologue: Preamble.prologue, localStatic: impostor)
+        var client = try HandshakeState(pattern: .NK, initiator: true, prologue: WireHandshake.prologue, remoteStatic: relay.publicKey)
+        var server = try HandshakeState(pattern: .NK, initiator: false, prologue: WireHandshake.prologue, localStatic: impostor)
         #expect(throws: NoiseError.decryptionFailed) { try server.readMessage(try client.writeMessage()) }
     }
 }

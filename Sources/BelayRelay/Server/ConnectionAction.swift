@@ -30,13 +30,13 @@ enum ConnectionTimer: Hashable, Sendable {
 
 /// Why the relay closed a connection: logged at debug level, never with the client's address.
 enum CloseReason: Equatable, Sendable, CustomStringConvertible {
-    case notBelay
     case unsupportedVersion(UInt16)
-    case emptyFrame
+    /// Message 1 did not decrypt; closed at the handshake timeout, not at once (§2.1).
     case handshakeFailed
     case handshakeTimeout
     case idleTimeout
     case decryptionFailed
+    case frameNotABucket(Int)
     case malformedBundle(Bundle.Error)
     /// More than `ConnectionStateMachine.maxRefusals` commands refused for the rate without a
     /// full refill in between (docs/PROTOCOL.md §2.4).
@@ -46,13 +46,12 @@ enum CloseReason: Equatable, Sendable, CustomStringConvertible {
 
     var description: String {
         switch self {
-        case .notBelay: "not a Belay client"
         case .unsupportedVersion: "unsupported protocol version"
-        case .emptyFrame: "empty frame"
         case .handshakeFailed: "handshake failed"
         case .handshakeTimeout: "handshake timeout"
         case .idleTimeout: "idle timeout"
         case .decryptionFailed: "transport decryption failed"
+        case let .frameNotABucket(length): "frame body of \(length) bytes, not a bucket"
         case let .malformedBundle(error): "malformed bundle: \(error)"
         case .ignoredRate: "kept sending past the rate limit"
         case let .cannotEncrypt(error): "cannot encrypt: \(error)"

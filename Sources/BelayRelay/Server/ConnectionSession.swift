@@ -38,18 +38,12 @@ extension ConnectionStateMachine {
             scratch = allocator.buffer(capacity: 256)
         }
 
-        /// One transport frame: decrypts it and handles each command of its bundle, stopping
-        /// at the first reason to close.
+        /// One decrypted transport frame: handles each command of its bundle, stopping at the
+        /// first reason to close.
         mutating func receive(
-            frame: ByteBuffer, now: NIODeadline, settings: ConnectionSettings, mayCreate: () -> Bool,
-            allocator: ByteBufferAllocator, actions: inout [ConnectionAction]
+            plaintext: ByteBuffer, now: NIODeadline, settings: ConnectionSettings, mayCreate: () -> Bool,
+            actions: inout [ConnectionAction]
         ) -> CloseReason? {
-            let plaintext: ByteBuffer
-            do {
-                plaintext = try transport.open(frame: frame, allocator: allocator)
-            } catch {
-                return .decryptionFailed
-            }
             let commands: [ByteBuffer]
             do {
                 commands = try Bundle.entries(of: plaintext)

@@ -2,19 +2,21 @@ import BelaySodium
 import BelayWire
 import NIOCore
 
-/// One client connection without a channel: the preamble, Noise NK as responder, then bundles
-/// of commands (docs/PROTOCOL.md §2). Events go in (bytes read, the core's outcomes, a timer, the
+/// One client connection without a channel: Noise NK as responder, then sealed frames of
+/// bundles of commands (docs/PROTOCOL.md §2). Events go in (bytes read, the core's outcomes, a timer, the
 /// pipeline asking for a read), actions come out; `ConnectionHandler` performs them. Time comes
 /// from the caller, so tests drive it by hand.
 struct ConnectionStateMachine {
     enum State {
         /// The channel is not yet active: no timer runs and bytes wait in the decoder.
         case unstarted
-        /// Waiting for the 8 clear bytes (§2.1). `since` is when the connection became active,
-        /// which the idle timeout counts from until the first transport frame.
-        case awaitingPreamble(since: NIODeadline)
-        /// Waiting for Noise NK message 1; the prologue binds the version to the handshake.
+        /// Waiting for Noise NK message 1 (§2.1). `since` is when the connection became
+        /// active, which the idle timeout counts from until the first transport frame.
         case awaitingHandshake(since: NIODeadline)
+        /// Message 1 did not decrypt. Whatever else comes is read and dropped until the
+        /// handshake timeout closes the connection: closing at once, after exactly one
+        /// message's worth of bytes, would tell a prober what it has found.
+        case refused(since: NIODeadline)
         case established(Session)
         /// The machine asked the channel to close and waits for it to go inactive, when the core
         /// must forget the connection.
@@ -82,7 +84,7 @@ struct ConnectionStateMachine {
     /// The channel is active (or the handler joined an active one): the timers start.
     mutating func channelActive(now: NIODeadline) -> [ConnectionAction] {
         guard case .unstarted = state else { return [] }
-        state = .awaitingPreamble(since: now)
+        state = .awaitingHandshake(since: now)
         var actions: [ConnectionAction] = [
             .schedule(.handshakeTimeout, in: settings.handshakeTimeout), .schedule(.idleCheck, in: settings.idleTimeout),
         ]
@@ -146,10 +148,13 @@ struct ConnectionStateMachine {
     }
 
     mutating func handshakeTimerFired() -> [ConnectionAction] {
+        var actions: [ConnectionAction] = []
         switch state {
-        case .awaitingPreamble, .awaitingHandshake:
-            var actions: [ConnectionAction] = []
+        case .awaitingHandshake:
             close(.handshakeTimeout, into: &actions)
+            return actions
+        case .refused:
+            close(.handshakeFailed, into: &actions)
             return actions
         default:
             return []
@@ -160,7 +165,7 @@ struct ConnectionStateMachine {
     mutating func idleCheckFired(now: NIODeadline) -> [ConnectionAction] {
         let last: NIODeadline
         switch state {
-        case let .awaitingPreamble(since), let .awaitingHandshake(since): last = since
+        case let .awaitingHandshake(since), let .refused(since): last = since
         case let .established(session): last = session.lastFrame
         case .unstarted, .closing, .closed, .modifying: return []
         }
@@ -213,47 +218,47 @@ struct ConnectionStateMachine {
                 return
             case .modifying:
                 preconditionFailure("a connection's state was left modifying")
-            case let .awaitingPreamble(since):
-                guard let raw = decoder.nextRaw(count: Preamble.length) else { return }
-                switch Preamble.check(raw.readableBytesView) {
-                case .accepted:
-                    state = .awaitingHandshake(since: since)
-                case .notBelay:
-                    return close(.notBelay, into: &actions)
-                case let .unsupportedVersion(version):
-                    // The relay answers with its own preamble so the client can name both versions.
-                    var reply = allocator.buffer(capacity: Preamble.length)
-                    reply.writeBytes(Preamble.bytes())
-                    actions.append(.write(reply))
-                    return close(.unsupportedVersion(version), into: &actions)
-                }
+            case .refused:
+                decoder.discard()
+                return
             case let .awaitingHandshake(since):
-                guard let frame = nextFrame(into: &actions) else { return }
-                guard let (reply, transport) = RelayHandshake.respond(to: frame, relayStatic: relayStatic, allocator: allocator) else {
-                    return close(.handshakeFailed, into: &actions)
+                guard let message = decoder.nextRaw(count: WireHandshake.messageLength) else { return }
+                switch RelayHandshake.respond(to: message, relayStatic: relayStatic, allocator: allocator) {
+                case nil:
+                    decoder.discard()
+                    state = .refused(since: since)
+                    return
+                case let .unsupported(reply, clientVersion):
+                    // Said inside the encrypted channel, so the client can name both versions.
+                    actions.append(.write(reply))
+                    return close(.unsupportedVersion(clientVersion), into: &actions)
+                case let .established(reply, transport):
+                    actions.append(.write(reply))
+                    actions.append(.cancel(.handshakeTimeout))
+                    actions.append(.established)
+                    state = .established(Session(transport: transport, settings: settings, lastFrame: since, allocator: allocator))
                 }
-                actions.append(.write(reply))
-                actions.append(.cancel(.handshakeTimeout))
-                actions.append(.established)
-                state = .established(Session(transport: transport, settings: settings, lastFrame: since, allocator: allocator))
             case .established(var session):
-                guard session.intake == .open, let frame = nextFrame(into: &actions) else { return }
+                guard session.intake == .open else { return }
                 state = .modifying
+                let plaintext: ByteBuffer
+                do throws(FrameDecoder.Error) {
+                    guard let next = try decoder.nextFrame(opening: &session.transport, allocator: allocator) else {
+                        state = .established(session)
+                        return
+                    }
+                    plaintext = next
+                } catch {
+                    switch error {
+                    case .decryptionFailed: return close(.decryptionFailed, into: &actions)
+                    case let .notABucket(length): return close(.frameNotABucket(length), into: &actions)
+                    }
+                }
                 session.lastFrame = now
-                let failure = session.receive(
-                    frame: frame, now: now, settings: settings, mayCreate: mayCreate, allocator: allocator, actions: &actions)
+                let failure = session.receive(plaintext: plaintext, now: now, settings: settings, mayCreate: mayCreate, actions: &actions)
                 if let failure { return close(failure, into: &actions) }
                 state = .established(session)
             }
-        }
-    }
-
-    private mutating func nextFrame(into actions: inout [ConnectionAction]) -> ByteBuffer? {
-        do {
-            return try decoder.nextFrame()
-        } catch {
-            close(.emptyFrame, into: &actions)
-            return nil
         }
     }
 
@@ -271,7 +276,7 @@ struct ConnectionStateMachine {
     /// starts again only once it has halved, so a busy connection does not flap.
     private func mayRead(writable: Bool, afterHold: Bool) -> Bool {
         switch state {
-        case .unstarted, .awaitingPreamble, .awaitingHandshake:
+        case .unstarted, .awaitingHandshake, .refused:
             return writable
         case let .established(session):
             let backlogAllows = afterHold ? session.backlog.hasDrained : !session.backlog.isFull

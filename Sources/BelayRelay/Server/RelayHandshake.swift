@@ -2,25 +2,37 @@ import BelaySodium
 import BelayWire
 import NIOCore
 
-/// The relay's half of Noise NK (docs/PROTOCOL.md §2.3): message 1 in, message 2 out, both with
-/// empty payloads. The prologue is the preamble, so the version is bound into the handshake.
+/// The relay's half of Noise NK (docs/PROTOCOL.md §2.1): message 1 in, message 2 out, each
+/// `WireHandshake.messageLength` bytes with no length prefix, the version in the payloads.
 enum RelayHandshake {
-    /// NK messages with empty payloads: a 32-byte ephemeral key and a 16-byte tag.
-    static let messageLength = 48
+    enum Outcome {
+        /// The client speaks our version: send `reply`, then transport frames follow.
+        case established(reply: ByteBuffer, transport: NoiseTransport)
+        /// The client speaks another version: send `reply` (which says ours) and close.
+        case unsupported(reply: ByteBuffer, clientVersion: UInt16)
+    }
 
-    /// The reply frame and the session, or nil for anything but a valid message 1 to `relayStatic`.
+    /// What to answer to `message`, or nil for anything but a valid message 1 to `relayStatic`.
     static func respond(
-        to frame: ByteBuffer, relayStatic: X25519.KeyPair, prologue: [UInt8] = Preamble.prologue, allocator: ByteBufferAllocator
-    ) -> (reply: ByteBuffer, transport: NoiseTransport)? {
-        guard frame.readableBytes == messageLength else { return nil }
+        to message: ByteBuffer, relayStatic: X25519.KeyPair, random: RandomSource = SystemRandom(), allocator: ByteBufferAllocator
+    ) -> Outcome? {
+        guard message.readableBytes == WireHandshake.messageLength else { return nil }
         do {
-            var handshake = try HandshakeState(pattern: .NK, initiator: false, prologue: prologue, localStatic: relayStatic)
-            let payload = try handshake.readMessage(Array(frame.readableBytesView))
-            guard payload.isEmpty else { return nil }
-            let message = try handshake.writeMessage()
-            var reply = allocator.buffer(capacity: WireLimits.frameHeaderLength + message.count)
-            FrameDecoder.writeFrame(message, into: &reply)
-            return (reply, try handshake.transport())
+            var handshake = try HandshakeState(pattern: .NK, initiator: false, prologue: WireHandshake.prologue, localStatic: relayStatic)
+            var bytes = Array(message.readableBytesView)
+            WireHandshake.unmaskKey(of: &bytes)
+            let version = try WireHandshake.clientVersion(in: try handshake.readMessage(bytes))
+            let answer: WireHandshake.Answer =
+                version == WireHandshake.currentVersion
+                ? .accepted(version: version) : .unsupported(relayVersion: WireHandshake.currentVersion)
+            var out = try handshake.writeMessage(payload: WireHandshake.relayPayload(answer))
+            WireHandshake.maskKey(of: &out, random: random)
+            var reply = allocator.buffer(capacity: out.count)
+            reply.writeBytes(out)
+            switch answer {
+            case .accepted: return .established(reply: reply, transport: try handshake.transport())
+            case .unsupported: return .unsupported(reply: reply, clientVersion: version)
+            }
         } catch {
             return nil
         }

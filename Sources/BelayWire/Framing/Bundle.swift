@@ -1,9 +1,9 @@
 import NIOCore
 
 /// One transport plaintext carries a bundle: one or more commands (client → relay) or replies
-/// (relay → client), each behind a u16 length (docs/PROTOCOL.md §2.4). Whatever one side has to
-/// send at once leaves in one Noise transport message, so it costs one AEAD call and one length
-/// prefix on the wire instead of one per command.
+/// (relay → client), each behind a u16 length, then zeros up to the frame's bucket
+/// (docs/PROTOCOL.md §2.4). Whatever one side has to send at once leaves in one Noise transport
+/// message, so it costs one frame instead of one per command.
 public enum Bundle {
     public enum Error: Swift.Error, Equatable, Sendable {
         /// A plaintext with no entry at all.
@@ -12,6 +12,8 @@ public enum Bundle {
         case badEntryLength
         /// More than `WireLimits.maxBundleEntries` entries.
         case tooManyEntries
+        /// A non-zero byte after the entry length 0 that ends the entries.
+        case dirtyPadding
     }
 
     /// Bytes of the length in front of each entry.
@@ -32,20 +34,32 @@ public enum Bundle {
         bundle.writeImmutableBuffer(entry)
     }
 
+    /// Pads a bundle with zeros so that, sealed, it fills the smallest frame bucket that holds
+    /// it. The zeros read as an entry length of 0, which ends the entries.
+    public static func pad(_ bundle: inout ByteBuffer) {
+        let sealed = bundle.readableBytes + WireLimits.tagLength
+        guard let bucket = WireLimits.frameBodyBuckets.first(where: { $0 >= sealed }) else {
+            preconditionFailure("a bundle is at most WireLimits.maxPlaintextLength bytes")
+        }
+        bundle.writeRepeatingByte(0, count: bucket - sealed)
+    }
+
     /// Splits a decrypted plaintext into its entries, checking every length before slicing and
-    /// the count before handing any entry out. Any error means the peer does not speak the
-    /// protocol: the relay closes the connection.
+    /// the count before handing any entry out. An entry length of 0 (or a single byte left)
+    /// ends the entries, and all that follows must be zero. Any error means the peer does not
+    /// speak the protocol: the relay closes the connection.
     public static func entries(of plaintext: ByteBuffer) throws(Error) -> [ByteBuffer] {
-        guard plaintext.readableBytes > 0 else { throw .empty }
         var rest = plaintext
         var out: [ByteBuffer] = []
-        while rest.readableBytes > 0 {
+        while rest.readableBytes >= entryHeaderLength {
+            let length = rest.readInteger(as: UInt16.self)!
+            if length == 0 { break }
             guard out.count < WireLimits.maxBundleEntries else { throw .tooManyEntries }
-            guard let length = rest.readInteger(as: UInt16.self), length > 0,
-                let entry = rest.readSlice(length: Int(length))
-            else { throw .badEntryLength }
+            guard let entry = rest.readSlice(length: Int(length)) else { throw .badEntryLength }
             out.append(entry)
         }
+        guard !out.isEmpty else { throw .empty }
+        guard rest.readableBytesView.allSatisfy({ $0 == 0 }) else { throw .dirtyPadding }
         return out
     }
 }
@@ -75,19 +89,15 @@ public struct Outbox: Sendable {
         entries += 1
     }
 
-    /// Encrypts the waiting entries as one transport message.
+    /// Encrypts the waiting entries, padded to their bucket, as one transport message.
     public mutating func seal(with transport: inout NoiseTransport) throws {
         guard entries > 0 else { return }
         defer {
             bundle.clear()
             entries = 0
         }
+        Bundle.pad(&bundle)
         try transport.writeFrame(plaintext: bundle, into: &frames)
-    }
-
-    /// Queues a frame that is not a transport message (a handshake message).
-    public mutating func addFrame(_ payload: [UInt8]) {
-        FrameDecoder.writeFrame(payload, into: &frames)
     }
 
     /// The frames to write, if any, leaving the outbox without them.

@@ -1,21 +1,33 @@
 import NIOCore
 
-/// Splits a byte stream into length-prefixed frames (docs/PROTOCOL.md §2.2). Pure: bytes in,
-/// frames out; a partial frame consumes nothing and waits for more.
+/// Splits a byte stream into the fixed-size handshake message and then sealed frames
+/// (docs/PROTOCOL.md §2.2): a frame's length is itself encrypted, so the decoder needs the
+/// session's receiving cipher to find where a frame ends. Pure: bytes in, plaintexts out; a
+/// partial frame consumes nothing it cannot keep and waits for more.
 public struct FrameDecoder: Sendable {
-    public enum Error: Swift.Error, Equatable {
-        /// A zero length prefix: never produced by a conforming peer.
-        case emptyFrame
+    public enum Error: Swift.Error, Equatable, Sendable {
+        /// A sealed length or body that does not decrypt: not our peer, or a broken stream.
+        case decryptionFailed
+        /// A body length that is not one of `WireLimits.frameBodyBuckets`.
+        case notABucket(Int)
+    }
+
+    /// Where the next bytes belong.
+    private enum Phase: Sendable {
+        case length
+        /// The length has been opened (its nonce is spent); the body has not fully arrived.
+        case body(length: Int)
     }
 
     private var buffer: ByteBuffer
+    private var phase = Phase.length
 
     public init(allocator: ByteBufferAllocator = ByteBufferAllocator()) {
         buffer = allocator.buffer(capacity: 0)
     }
 
-    /// Bytes received but not yet returned as a frame; never more than one maximum frame plus
-    /// what the last read delivered.
+    /// Bytes received but not yet returned; never more than one largest frame plus what the
+    /// last read delivered.
     public var bufferedByteCount: Int { buffer.readableBytes }
 
     public mutating func append(_ bytes: ByteBuffer) {
@@ -31,31 +43,38 @@ public struct FrameDecoder: Sendable {
         buffer.writeBytes(bytes)
     }
 
-    /// Takes exactly `count` raw bytes (the preamble), or nil if fewer are buffered.
+    /// Takes exactly `count` raw bytes (a handshake message), or nil if fewer are buffered.
     public mutating func nextRaw(count: Int) -> ByteBuffer? {
         buffer.readSlice(length: count)
     }
 
-    /// Looks at the next `count` raw bytes without consuming them.
-    public func peekRaw(count: Int) -> [UInt8]? {
-        buffer.getBytes(at: buffer.readerIndex, length: count)
+    /// Drops everything buffered (a connection that will only be closed).
+    public mutating func discard() {
+        buffer.clear()
     }
 
-    /// The next complete frame's payload, nil if it has not fully arrived.
-    public mutating func nextFrame() throws -> ByteBuffer? {
-        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt16.self) else { return nil }
-        guard length > 0 else { throw Error.emptyFrame }
-        guard buffer.readableBytes >= WireLimits.frameHeaderLength + Int(length) else { return nil }
-        buffer.moveReaderIndex(forwardBy: WireLimits.frameHeaderLength)
-        let frame = buffer.readSlice(length: Int(length))!
+    /// The next complete frame's plaintext (a padded bundle), nil if it has not fully arrived.
+    public mutating func nextFrame(
+        opening transport: inout NoiseTransport, allocator: ByteBufferAllocator = ByteBufferAllocator()
+    ) throws(Error) -> ByteBuffer? {
+        if case .length = phase {
+            guard let header = buffer.readSlice(length: WireLimits.frameHeaderLength) else { return nil }
+            let length: Int
+            do {
+                length = try transport.openLength(header: header)
+            } catch {
+                throw .decryptionFailed
+            }
+            guard WireLimits.frameBodyBuckets.contains(length) else { throw .notABucket(length) }
+            phase = .body(length: length)
+        }
+        guard case let .body(length) = phase, let body = buffer.readSlice(length: length) else { return nil }
+        phase = .length
         if buffer.readableBytes == 0 { buffer.clear() } else if buffer.readerIndex > 65536 { buffer.discardReadBytes() }
-        return frame
-    }
-
-    /// Writes one frame: the length prefix and the payload.
-    public static func writeFrame(_ payload: some Collection<UInt8>, into out: inout ByteBuffer) {
-        precondition(payload.count > 0 && payload.count <= WireLimits.maxFrameLength, "frame length out of range")
-        out.writeInteger(UInt16(payload.count))
-        out.writeBytes(payload)
+        do {
+            return try transport.open(frame: body, allocator: allocator)
+        } catch {
+            throw .decryptionFailed
+        }
     }
 }

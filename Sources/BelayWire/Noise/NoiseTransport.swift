@@ -15,32 +15,53 @@ public struct NoiseTransport: Sendable {
         self.handshakeHash = handshakeHash
     }
 
-    /// Encrypts `plaintext` and appends it to `out` as one frame (length prefix included).
+    /// Encrypts `plaintext` (a bundle) and appends it to `out` as one frame: the sealed length,
+    /// then the sealed body (docs/PROTOCOL.md §2.2), which uses two nonces, the length's first.
+    /// A bundle not already padded to its bucket (`Bundle.pad`) is padded in a copy.
     public mutating func writeFrame(plaintext: ByteBuffer, into out: inout ByteBuffer) throws {
-        let length = plaintext.readableBytes + WireLimits.tagLength
-        guard length <= WireLimits.maxFrameLength else { throw NoiseError.messageTooLong(length) }
-        out.writeInteger(UInt16(length))
-        var failure: NoiseError?
-        _ = plaintext.withUnsafeReadableBytes { p in
-            out.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { o in
-                do {
-                    try sendCipher.encrypt(
-                        ad: UnsafeRawBufferPointer(start: nil, count: 0), plaintext: p,
-                        into: UnsafeMutableRawBufferPointer(rebasing: o[0..<length]))
-                    return length
-                } catch {
-                    failure = error as? NoiseError ?? .decryptionFailed
-                    return 0
-                }
-            }
+        var plaintext = plaintext
+        guard plaintext.readableBytes <= WireLimits.maxPlaintextLength else {
+            throw NoiseError.messageTooLong(plaintext.readableBytes + WireLimits.tagLength)
         }
-        if let failure {
-            out.moveWriterIndex(to: out.writerIndex - 2)
-            throw failure
+        if !WireLimits.frameBodyBuckets.contains(plaintext.readableBytes + WireLimits.tagLength) { Bundle.pad(&plaintext) }
+        let length = plaintext.readableBytes + WireLimits.tagLength
+        let start = out.writerIndex
+        let header = UInt16(length).bigEndian
+        do {
+            try withUnsafeBytes(of: header) { try seal($0, into: &out) }
+            try plaintext.withUnsafeReadableBytes { try seal($0, into: &out) }
+        } catch {
+            out.moveWriterIndex(to: start)
+            throw error
         }
     }
 
-    /// Decrypts one frame's payload into a new buffer.
+    private mutating func seal(_ plaintext: UnsafeRawBufferPointer, into out: inout ByteBuffer) throws {
+        let length = plaintext.count + WireLimits.tagLength
+        var failure: NoiseError?
+        out.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { o in
+            do {
+                try sendCipher.encrypt(
+                    ad: UnsafeRawBufferPointer(start: nil, count: 0), plaintext: plaintext,
+                    into: UnsafeMutableRawBufferPointer(rebasing: o[0..<length]))
+                return length
+            } catch {
+                failure = error as? NoiseError ?? .decryptionFailed
+                return 0
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Decrypts a frame's sealed length (`WireLimits.frameHeaderLength` bytes): the length of
+    /// the body that follows.
+    public mutating func openLength(header: ByteBuffer) throws -> Int {
+        guard header.readableBytes == WireLimits.frameHeaderLength else { throw NoiseError.messageTooShort }
+        let plain = try open(frame: header)
+        return Int(plain.getInteger(at: plain.readerIndex, as: UInt16.self)!)
+    }
+
+    /// Decrypts one frame's body (or sealed length) into a new buffer.
     public mutating func open(frame: ByteBuffer, allocator: ByteBufferAllocator = ByteBufferAllocator()) throws -> ByteBuffer {
         let length = frame.readableBytes - WireLimits.tagLength
         guard length >= 0 else { throw NoiseError.messageTooShort }
