@@ -64,6 +64,10 @@ public struct RelayAddress: Equatable, Hashable, Sendable, CustomStringConvertib
         self.init(host: hostPort.host, port: hostPort.port, publicKey: key)
     }
 
+    /// A Tor onion service (`NAME.onion`, docs/PROTOCOL.md §1): reachable only through Tor, and
+    /// never to be looked up in the DNS.
+    public var isOnion: Bool { host.lowercased().hasSuffix(".onion") }
+
     public var description: String {
         let h = host.contains(":") ? "[\(host)]" : host
         return "\(Self.scheme)\(h):\(port)/#\(Base64URL.encode(publicKey))"
