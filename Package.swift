@@ -123,8 +123,16 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
-        // Real servers the tests start themselves (PostgreSQL).
-        .target(name: "BelayTestSupport", dependencies: ["BelayClient", "BelayRelay"], path: "Tests/Support", exclude: ["pg-throwaway.sh"]),
+        // Real servers the tests start themselves (PostgreSQL, a SOCKS5 proxy).
+        .target(
+            name: "BelayTestSupport",
+            dependencies: [
+                "BelayClient", "BelayRelay",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Tests/Support", exclude: ["pg-throwaway.sh"]
+        ),
         .testTarget(name: "BelaySodiumTests", dependencies: ["BelaySodium"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "BelayWireTests",

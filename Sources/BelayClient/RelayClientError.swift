@@ -11,6 +11,10 @@ public enum RelayClientError: Error, Equatable, CustomStringConvertible {
     case connectionClosed
     case timeout
     case protocolViolation(String)
+    /// The SOCKS5 proxy could not be used: down, refusing the credentials, or not a SOCKS5 proxy.
+    case proxyUnreachable(proxy: String, why: String)
+    /// An onion relay, and no proxy to reach it through.
+    case onionNeedsProxy
 
     /// The reason alone, for messages that already say which relay could not be reached.
     public var reason: String {
@@ -32,6 +36,8 @@ public enum RelayClientError: Error, Equatable, CustomStringConvertible {
         case .connectionClosed: "the connection to the relay closed"
         case .timeout: "the relay did not answer in time"
         case let .protocolViolation(what): "the relay broke the protocol: \(what)"
+        case let .proxyUnreachable(proxy, why): "cannot use the proxy \(proxy): \(why)"
+        case .onionNeedsProxy: "an onion relay can be reached only through Tor"
         }
     }
 }

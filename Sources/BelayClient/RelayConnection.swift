@@ -26,19 +26,21 @@ public final class RelayConnection: Sendable {
         self.requestTimeout = requestTimeout
     }
 
-    /// Connects and completes the handshake. `onPush` receives MSG and END
-    /// pushes on the connection's event loop. `localAddress` picks the source address (tests
-    /// use it to stand on another host of 127.0.0.0/8).
+    /// Connects and completes the handshake. `onPush` receives MSG and END pushes on the
+    /// connection's event loop. `route` says whether to go through a SOCKS5 proxy (a fresh
+    /// isolation username and password each time). `localAddress` picks the source address
+    /// (tests use it to stand on another host of 127.0.0.0/8).
     public static func connect(
         to address: RelayAddress,
         group: EventLoopGroup,
+        route: RelayRoute = .direct,
         connectTimeout: TimeAmount = .seconds(10),
         requestTimeout: TimeAmount = .seconds(30),
         localAddress: SocketAddress? = nil,
         onPush: @escaping @Sendable (RelayReply) -> Void = { _ in }
     ) async throws -> RelayConnection {
         try await establish(
-            to: address, group: group, connectTimeout: connectTimeout, requestTimeout: requestTimeout, localAddress: localAddress,
+            to: address, group: group, route: route, connectTimeout: connectTimeout, requestTimeout: requestTimeout, localAddress: localAddress,
             onPushes: { for reply in $0 { onPush(reply) } })
     }
 
@@ -47,8 +49,10 @@ public final class RelayConnection: Sendable {
     static func establish(
         to address: RelayAddress,
         group: EventLoopGroup,
+        route: RelayRoute = .direct,
         connectTimeout: TimeAmount = .seconds(10),
         requestTimeout: TimeAmount = .seconds(30),
+        tunnelTimeout: TimeAmount = RelayRoute.tunnelTimeout,
         localAddress: SocketAddress? = nil,
         onPushes: @escaping @Sendable ([RelayReply]) -> Void
     ) async throws -> RelayConnection {
@@ -57,30 +61,27 @@ public final class RelayConnection: Sendable {
         let handshake = try HandshakeState(pattern: .NK, initiator: true, prologue: WireHandshake.prologue, remoteStatic: address.publicKey)
         // The handler is made on the channel's event loop and stays there; the connection holds
         // it bound to that loop.
-        let added = eventLoop.makePromise(of: NIOLoopBound<ClientHandler>.self)
-        let channel: Channel
-        do {
-            var bootstrap = ClientBootstrap(group: eventLoop)
-            if let localAddress { bootstrap = bootstrap.bind(to: localAddress) }
-            channel =
-                try await bootstrap
-                .connectTimeout(connectTimeout)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let handler = ClientHandler(handshake: handshake, handshakeDone: handshakeDone, onPush: onPushes)
-                        try channel.pipeline.syncOperations.addHandler(handler)
-                        added.succeed(NIOLoopBound(handler, eventLoop: channel.eventLoop))
-                    }
-                }
-                .connect(host: address.host, port: address.port).get()
-        } catch {
-            let why = ConnectFailure.describe(error)
-            handshakeDone.fail(RelayClientError.cannotConnect(why))
-            added.fail(RelayClientError.cannotConnect(why))
-            throw RelayClientError.cannotConnect(why)
+        let makeHandler: @Sendable () -> ClientHandler = {
+            ClientHandler(handshake: handshake, handshakeDone: handshakeDone, onPush: onPushes)
         }
-        let handler = try await added.futureResult.get()
+        let channel: Channel
+        let handler: NIOLoopBound<ClientHandler>
+        do {
+            switch route {
+            case let .socks5(proxy):
+                (channel, handler) = try await connectThroughProxy(
+                    to: address, proxy: proxy, authentication: proxy.authentication(random: SystemRandom()), eventLoop: eventLoop,
+                    connectTimeout: connectTimeout, tunnelTimeout: tunnelTimeout, localAddress: localAddress, makeHandler: makeHandler)
+            case .direct:
+                // A direct connection would look the onion name up in the DNS, and fail.
+                guard !address.isOnion else { throw RelayClientError.onionNeedsProxy }
+                (channel, handler) = try await connectDirectly(
+                    to: address, eventLoop: eventLoop, connectTimeout: connectTimeout, localAddress: localAddress, makeHandler: makeHandler)
+            }
+        } catch {
+            handshakeDone.fail(error)
+            throw error
+        }
         // A relay whose key differs from the address cannot read message 1 and stays silent
         // until its own handshake timeout (docs/PROTOCOL.md §2.1), as an overloaded one may.
         let timeout = eventLoop.scheduleTask(in: connectTimeout) {
@@ -95,6 +96,40 @@ public final class RelayConnection: Sendable {
             timeout.cancel()
             try? await channel.close()
             throw error
+        }
+    }
+
+    private static func connectDirectly(
+        to address: RelayAddress, eventLoop: EventLoop, connectTimeout: TimeAmount, localAddress: SocketAddress?,
+        makeHandler: @escaping @Sendable () -> ClientHandler
+    ) async throws(RelayClientError) -> (Channel, NIOLoopBound<ClientHandler>) {
+        let added = eventLoop.makePromise(of: NIOLoopBound<ClientHandler>.self)
+        let channel: Channel
+        do {
+            var bootstrap = ClientBootstrap(group: eventLoop)
+            if let localAddress { bootstrap = bootstrap.bind(to: localAddress) }
+            channel =
+                try await bootstrap
+                .connectTimeout(connectTimeout)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let handler = makeHandler()
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                        added.succeed(NIOLoopBound(handler, eventLoop: channel.eventLoop))
+                    }
+                }
+                .connect(host: address.host, port: address.port).get()
+        } catch {
+            let why = ConnectFailure.describe(error)
+            added.fail(RelayClientError.cannotConnect(why))
+            throw .cannotConnect(why)
+        }
+        do {
+            return (channel, try await added.futureResult.get())
+        } catch {
+            try? await channel.close()
+            throw .cannotConnect(ConnectFailure.describe(error))
         }
     }
 

@@ -18,6 +18,8 @@ public final class Agent: Sendable {
     let store: ClientStore
     let identity: Identity
     let group: EventLoopGroup
+    /// How relays are reached: directly, or through a SOCKS5 proxy such as Tor.
+    let route: RelayRoute
     /// Unix seconds; injected so tests can move time.
     let now: @Sendable () -> UInt64
     /// What tests and `belay-bench` may change on an open agent (AgentSettings.swift), behind a
@@ -76,10 +78,11 @@ public final class Agent: Sendable {
         return identity.publicIdentity
     }
 
-    /// Opens the state in `home`. `passphrase` is asked only if the state has one.
+    /// Opens the state in `home`. `passphrase` is asked only if the state has one. Every relay
+    /// connection the agent opens takes `route`.
     public init(
         home: String, passphrase: () throws -> [UInt8]?, now: @escaping @Sendable () -> UInt64 = Agent.systemNow,
-        group: EventLoopGroup? = nil
+        group: EventLoopGroup? = nil, route: RelayRoute = .direct
     ) throws {
         guard Self.exists(home: home) else { throw ClientError.noState(home) }
         let locked = try ClientStore(path: Self.databasePath(home), create: false)
@@ -120,6 +123,7 @@ public final class Agent: Sendable {
         self.store = store
         self.now = now
         self.group = group ?? MultiThreadedEventLoopGroup.singleton
+        self.route = route
     }
 
     private static func readMeta(_ store: ClientStore) throws -> ([UInt8], [UInt8]?, [UInt8], [UInt8]) {

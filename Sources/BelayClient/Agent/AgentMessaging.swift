@@ -81,8 +81,8 @@ extension Agent {
         let outlet = try OutletKeys(record.outlet)
         var remaining = pending.count
         let connection: RelayConnection
-        do { connection = try await pool.connection(outlet.relay, lane: outlet.senderId) } catch ClientError.relayUnreachable(let relay, let why, _) {
-            throw ClientError.relayUnreachable(relay: relay, why: why, queued: remaining)
+        do { connection = try await pool.connection(outlet.relay, lane: outlet.senderId) } catch let error as ClientError {
+            throw error.keeping(remaining)
         }
         var proven = true
         do {
@@ -146,7 +146,7 @@ extension Agent {
     /// relay batch at a time, one transaction each, and acknowledged after it commits.
     public func read(from name: String? = nil) async throws -> [ReadEvent] {
         let pushes = PushedReplies()
-        let pool = RelayPool(group: group, onPush: { lane, replies in pushes.add(replies, for: lane) })
+        let pool = RelayPool(group: group, route: route, onPush: { lane, replies in pushes.add(replies, for: lane) })
         var events = await flushAll(pool: pool)
         let (contacts, invitations) = try read { db in (try store.contacts(db), try store.invitations(db)) }
         if let name, !contacts.contains(where: { Names.same($0.record.name, name) }) {

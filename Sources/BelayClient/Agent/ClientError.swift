@@ -14,6 +14,11 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
     case invalidName(String)
     case invalidInput(String)
     case relayUnreachable(relay: String, why: String, queued: Int)
+    /// The SOCKS5 proxy (`--proxy`, `BELAY_PROXY`) could not be used; nothing went around it.
+    case proxyUnreachable(proxy: String, why: String, queued: Int)
+    /// An onion relay without a proxy to reach it through.
+    case onionNeedsProxy(relay: String, queued: Int)
+    case invalidProxy(source: String, why: String)
     case relayRefused(String)
     case notYetPaired(String)
     case identityChanged(name: String, verified: Bool)
@@ -47,6 +52,11 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
         case let .invalidInput(why): why
         case let .relayUnreachable(relay, why, queued):
             queued > 0 ? "cannot reach the relay \(relay) (\(why)); \(queued) message(s) saved and not lost" : "cannot reach the relay \(relay) (\(why))"
+        case let .proxyUnreachable(proxy, why, queued):
+            "cannot use the proxy \(proxy) (\(why))" + (queued > 0 ? "; \(queued) message(s) saved and not lost" : "")
+        case let .onionNeedsProxy(relay, queued):
+            "\(relay) is an onion relay, which can be reached only through Tor" + (queued > 0 ? "; \(queued) message(s) saved and not lost" : "")
+        case let .invalidProxy(source, why): "\(source): \(why)"
         case let .relayRefused(why): "the relay refused: \(why)"
         case let .notYetPaired(name): "\"\(name)\" has not finished pairing yet"
         case let .identityChanged(name, verified):
@@ -111,6 +121,11 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
         case .relayUnreachable(_, _, let queued):
             queued > 0
                 ? "they will be sent by the next `belay send` or `belay read` that reaches the relay" : "check the address and your network, then try again"
+        case .proxyUnreachable:
+            "start Tor (or your SOCKS5 proxy), or correct --proxy or \(RelayRoute.environmentVariable); Belay never goes around a proxy it was given"
+        case .onionNeedsProxy:
+            "set \(RelayRoute.environmentVariable)=socks5h://127.0.0.1:9050 (or pass --proxy) to reach onion relays through Tor"
+        case .invalidProxy: "write the proxy as socks5h://HOST:PORT; for Tor that is usually socks5h://127.0.0.1:9050 (Tor Browser's: 9150)"
         case .notYetPaired: "they complete the pairing when they next run `belay read`; wait for their first message"
         case .identityChanged(_, true):
             "someone may be impersonating them. Check with them in person; if they really reset their device, `belay forget` them and pair again"
@@ -122,11 +137,21 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
     public var exitCode: Int32 {
         switch self {
         case .wrongPassphrase, .passphraseRequired, .checkinCodeRequired, .wrongCheckinCode: 3
-        case .relayUnreachable, .relayRefused, .checkinPartlyArmed, .checkinPartlyRenewed, .checkinNotRemoved: 4
+        case .relayUnreachable, .proxyUnreachable, .onionNeedsProxy, .relayRefused, .checkinPartlyArmed, .checkinPartlyRenewed, .checkinNotRemoved: 4
         case .identityChanged: 5
         case .stateDamaged: 6
         case .claimedByOther: 8
         default: 1
+        }
+    }
+
+    /// The same error, saying that `queued` messages are kept for later; other errors unchanged.
+    func keeping(_ queued: Int) -> ClientError {
+        switch self {
+        case let .relayUnreachable(relay, why, _): .relayUnreachable(relay: relay, why: why, queued: queued)
+        case let .proxyUnreachable(proxy, why, _): .proxyUnreachable(proxy: proxy, why: why, queued: queued)
+        case let .onionNeedsProxy(relay, _): .onionNeedsProxy(relay: relay, queued: queued)
+        default: self
         }
     }
 }

@@ -6,7 +6,9 @@ import Synchronization
 
 /// The relay connections one command uses, opened on first need and closed together. Each
 /// queue gets its own connection (its "lane"), so the relay cannot link a person's contacts by
-/// the connection they arrive on (docs/THREAT-MODEL.md). Proofs are per connection
+/// the connection they arrive on (docs/THREAT-MODEL.md); through a proxy, each connection also
+/// gets its own SOCKS credentials, so Tor gives each lane its own circuit and exit (`RelayRoute`).
+/// Proofs are per connection
 /// (docs/PROTOCOL.md §4), so the pool remembers which it has made. Safe to use from several
 /// tasks at once (a group's fan-out flushes members' outboxes in parallel).
 final class RelayPool: Sendable {
@@ -16,12 +18,14 @@ final class RelayPool: Sendable {
     }
 
     let group: EventLoopGroup
+    let route: RelayRoute
     /// Receives each connection's pushes, those of one read from the socket together.
     let onPush: @Sendable (Lane, [RelayReply]) -> Void
     private let state = Mutex<(connections: [Lane: RelayConnection], proven: Set<[UInt8]>)>(([:], []))
 
-    init(group: EventLoopGroup, onPush: @escaping @Sendable (Lane, [RelayReply]) -> Void = { _, _ in }) {
+    init(group: EventLoopGroup, route: RelayRoute, onPush: @escaping @Sendable (Lane, [RelayReply]) -> Void = { _, _ in }) {
         self.group = group
+        self.route = route
         self.onPush = onPush
     }
 
@@ -35,14 +39,14 @@ final class RelayPool: Sendable {
         if let c = state.withLock({ $0.connections[lane] }), c.channel.isActive { return c }
         do {
             let push = onPush
-            let c = try await RelayConnection.establish(to: address, group: group, onPushes: { replies in push(lane, replies) })
+            let c = try await RelayConnection.establish(to: address, group: group, route: route, onPushes: { replies in push(lane, replies) })
             state.withLock { s in
                 s.connections[lane] = c
                 s.proven = s.proven.filter { !$0.starts(with: ObjectIdentifier(c).hashValue.bytes) }
             }
             return c
         } catch let error as RelayClientError {
-            throw ClientError.relayUnreachable(relay: address.host + ":\(address.port)", why: error.reason, queued: 0)
+            throw Agent.relayError(error, address)
         }
     }
 
@@ -74,7 +78,7 @@ extension Agent {
         onPush: @escaping @Sendable (RelayPool.Lane, [RelayReply]) -> Void = { _, _ in },
         _ body: (RelayPool) async throws -> T
     ) async throws -> T {
-        let pool = RelayPool(group: group, onPush: onPush)
+        let pool = RelayPool(group: group, route: route, onPush: onPush)
         do {
             let result = try await body(pool)
             await pool.closeAll()
