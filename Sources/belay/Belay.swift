@@ -11,7 +11,8 @@ struct Belay: AsyncParsableCommand {
         abstract: "Belay: end-to-end encrypted messaging and check-ins for people who look after each other.",
         discussion: """
             State lives in $BELAY_HOME (default ~/.local/share/belay), encrypted under your passphrase. \
-            Scripts may set BELAY_PASSPHRASE. Exit codes: 0 ok, 1 error, 3 passphrase, 4 relay, 5 security \
+            Scripts may set BELAY_PASSPHRASE. To reach relays only through Tor, set \
+            BELAY_PROXY=socks5h://127.0.0.1:9050 (or pass --proxy). Exit codes: 0 ok, 1 error, 3 passphrase, 4 relay, 5 security \
             stop (an identity changed), 6 damaged local state, 7 a check-in after the alerts went out, 8 a request \
             someone else claimed first, 64 usage.
             """,
@@ -34,6 +35,27 @@ struct StateOptions: ParsableArguments {
 
     func open() throws -> Agent {
         try Agent(home: resolvedHome, passphrase: Terminal.passphrase)
+    }
+
+    /// For commands that reach a relay: the proxy is checked before the passphrase is asked.
+    func open(through network: ProxyOptions) throws -> Agent {
+        let route = try network.route()
+        return try Agent(home: resolvedHome, passphrase: Terminal.passphrase, route: route)
+    }
+}
+
+/// The option every command that reaches a relay shares (docs/CLI.md, "Proxies and Tor").
+struct ProxyOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Reach relays only through this SOCKS5 proxy, socks5h://HOST:PORT (default $BELAY_PROXY); Tor's is socks5h://127.0.0.1:9050. "
+                + "Without USER:PASS@, every queue gets its own Tor circuit.",
+            valueName: "url"))
+    var proxy: String?
+
+    func route() throws -> RelayRoute {
+        try RelayRoute.configured(option: proxy, environment: ProcessInfo.processInfo.environment)
     }
 }
 

@@ -10,11 +10,12 @@ struct AgreeCommand: AsyncParsableCommand {
         discussion: "Examples:\n  belay checkin agree Alex")
 
     @OptionGroup var state: StateOptions
+    @OptionGroup var network: ProxyOptions
     @Argument(help: "Whose check-in.") var name: String
 
     func run() async throws {
         try await guarded {
-            try await state.open().answerCheckin(name, agree: true)
+            try await state.open(through: network).answerCheckin(name, agree: true)
             print("\(name) was told you agree. Keep `belay read --watch` running, or read often, so an alert reaches you.")
         }
     }
@@ -26,11 +27,12 @@ struct DeclineCommand: AsyncParsableCommand {
         discussion: "You are still alerted until they re-arm without you.\n\nExamples:\n  belay checkin decline Alex")
 
     @OptionGroup var state: StateOptions
+    @OptionGroup var network: ProxyOptions
     @Argument(help: "Whose check-in.") var name: String
 
     func run() async throws {
         try await guarded {
-            try await state.open().answerCheckin(name, agree: false)
+            try await state.open(through: network).answerCheckin(name, agree: false)
             print("\(name) was told you decline. Until they re-arm without you, their alerts still reach you.")
         }
     }
@@ -49,12 +51,13 @@ struct AckCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var state: StateOptions
+    @OptionGroup var network: ProxyOptions
     @Argument(help: "Whose alert.") var name: String
     @Option(help: "What you are doing, for the others.") var note: String = ""
 
     func run() async throws {
         try await guarded {
-            let result = try await state.open().acknowledge(name, note: note)
+            let result = try await state.open(through: network).acknowledge(name, note: note)
             print(
                 "Acknowledged." + (result.told.isEmpty ? "" : " Told: \(result.told.joined(separator: ", ")).")
                     + (result.cancelledTiers > 0 ? " Later tiers will not be alerted." : ""))

@@ -41,6 +41,7 @@ struct ArmCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var state: StateOptions
+    @OptionGroup var network: ProxyOptions
     @Option(help: "How often you will check in, e.g. 90m, 6h, 2d.") var every: String
     @Option(help: "How long after a missed check-in the alerts go out, e.g. 30m.") var grace: String
     @Option(help: "The contacts to alert, separated by commas.") var to: String
@@ -58,7 +59,7 @@ struct ArmCommand: AsyncParsableCommand {
             guard then.count == after.count else { throw ClientError.invalidInput("give one --after for each --then") }
             let tiers = try zip(then, after).map { (names: commaList($0), after: try DurationText.seconds($1)) }
             let allow = allowUnverified
-            let agent = try state.open()
+            let agent = try state.open(through: network)
             let current = try agent.checkinStatus()
             // Re-arming a check-in that has codes needs one of them first: its timer keys are
             // sealed under them (not once every alert has gone out: then it may be replaced).
@@ -121,11 +122,12 @@ struct OkCommand: AsyncParsableCommand {
     static let alertsAlreadySent: Int32 = 7
 
     @OptionGroup var state: StateOptions
+    @OptionGroup var network: ProxyOptions
     @Option(help: "Replace the note your contacts will see if you miss a later check-in.") var note: String?
 
     func run() async throws {
         try await guarded {
-            let agent = try state.open()
+            let agent = try state.open(through: network)
             let code = try agent.checkinStatus().codes ? try askCode() : nil
             let status = try await agent.checkIn(note: note, code: code)
             if !status.timersLostBeforeDeadline.isEmpty {
@@ -187,11 +189,12 @@ struct DisarmCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var state: StateOptions
+    @OptionGroup var network: ProxyOptions
     @Flag(help: ArgumentHelp("Accepted for older scripts: contacts are always told.", visibility: .hidden)) var notify = false
 
     func run() async throws {
         try await guarded {
-            let agent = try state.open()
+            let agent = try state.open(through: network)
             let code = try agent.checkinStatus().codes ? try askCode() : nil
             try await agent.disarmCheckin(code: code)
             print("Check-in disarmed.")
@@ -205,13 +208,14 @@ struct AlertCommand: AsyncParsableCommand {
         discussion: "Examples:\n  belay checkin alert\n  belay checkin alert --to Sam --note 'police at the door'")
 
     @OptionGroup var state: StateOptions
+    @OptionGroup var network: ProxyOptions
     @Option(help: "What they should know.") var note: String?
     @Option(help: "Contacts to alert, separated by commas (default: the armed check-in's).") var to: String?
 
     func run() async throws {
         try await guarded {
             let names = to.map(commaList)
-            let sent = try await state.open().sendHelpAlert(note: note, to: names)
+            let sent = try await state.open(through: network).sendHelpAlert(note: note, to: names)
             print("Alert sent to \(sent.joined(separator: ", ")).")
         }
     }

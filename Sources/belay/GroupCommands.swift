@@ -21,12 +21,13 @@ struct GroupCommand: AsyncParsableCommand {
             abstract: "Create a group with some of your contacts; each is asked to join.",
             discussion: "You are its admin.\n\nExamples:\n  belay group create circle --members Sam,Alex,Jo")
         @OptionGroup var state: StateOptions
+        @OptionGroup var network: ProxyOptions
         @Argument(help: "The group's name.") var name: String
         @Option(help: "Contacts to invite, comma-separated.") var members: String
 
         func run() async throws {
             try await guarded {
-                try await state.open().createGroup(name, members: splitNames(members))
+                try await state.open(through: network).createGroup(name, members: splitNames(members))
                 print("Created \(name). Each member is asked; nothing reaches them until they run `belay group join \(name)`.")
             }
         }
@@ -37,12 +38,13 @@ struct GroupCommand: AsyncParsableCommand {
             abstract: "Invite a contact to a group you are an admin of.",
             discussion: "They are asked, and receive nothing until they join.\n\nExamples:\n  belay group add circle Rae")
         @OptionGroup var state: StateOptions
+        @OptionGroup var network: ProxyOptions
         @Argument(help: "The group.") var name: String
         @Argument(help: "The contact to invite.") var member: String
 
         func run() async throws {
             try await guarded {
-                try await state.open().addToGroup(name, member: member)
+                try await state.open(through: network).addToGroup(name, member: member)
                 print("\(member) is invited to \(name); they receive nothing until they run `belay group join \(name)`.")
             }
         }
@@ -59,11 +61,12 @@ struct GroupCommand: AsyncParsableCommand {
                   belay group join circle
                 """)
         @OptionGroup var state: StateOptions
+        @OptionGroup var network: ProxyOptions
         @Argument(help: "The group.") var name: String
 
         func run() async throws {
             try await guarded {
-                try await state.open().joinGroup(name)
+                try await state.open(through: network).joinGroup(name)
                 print("Joined \(name). Its admin confirms it when they next read; members you do not know yet are paired with you as you all read.")
             }
         }
@@ -74,12 +77,13 @@ struct GroupCommand: AsyncParsableCommand {
             abstract: "Remove a member (admins only).",
             discussion: "They receive nothing sent after it, and what they send is refused.\n\nExamples:\n  belay group remove circle Rae")
         @OptionGroup var state: StateOptions
+        @OptionGroup var network: ProxyOptions
         @Argument(help: "The group.") var name: String
         @Argument(help: "The member.") var member: String
 
         func run() async throws {
             try await guarded {
-                try await state.open().removeFromGroup(name, member: member)
+                try await state.open(through: network).removeFromGroup(name, member: member)
                 print("Removed \(member) from \(name).")
             }
         }
@@ -90,11 +94,12 @@ struct GroupCommand: AsyncParsableCommand {
             abstract: "Leave a group; nobody's permission is needed.",
             discussion: "Your history of it stays on this device.\n\nExamples:\n  belay group leave circle")
         @OptionGroup var state: StateOptions
+        @OptionGroup var network: ProxyOptions
         @Argument(help: "The group.") var name: String
 
         func run() async throws {
             try await guarded {
-                try await state.open().leaveGroup(name)
+                try await state.open(through: network).leaveGroup(name)
                 print("You left \(name).")
             }
         }
@@ -112,6 +117,7 @@ struct GroupCommand: AsyncParsableCommand {
                   echo 'long note' | belay group send circle -
                 """)
         @OptionGroup var state: StateOptions
+        @OptionGroup var network: ProxyOptions
         @Argument(help: "The group.") var name: String
         @Argument(help: "The message, or - to read it from standard input.") var message: String
         @Flag(help: "Print a JSON line with who it reached.") var json = false
@@ -119,7 +125,7 @@ struct GroupCommand: AsyncParsableCommand {
         func run() async throws {
             try await guarded {
                 let text = try messageText(message)
-                let outcome = try await state.open().groupSend(name, text: text)
+                let outcome = try await state.open(through: network).groupSend(name, text: text)
                 if json { return JSONLines.print(["sent": outcome.sent, "queued": outcome.queued, "waitingForPairing": outcome.waitingForPairing]) }
                 if !outcome.queued.isEmpty {
                     Terminal.note("saved for \(outcome.queued.joined(separator: ", ")) (relay unreachable); sent by the next command that reaches it")
@@ -192,11 +198,12 @@ struct GroupCommand: AsyncParsableCommand {
             abstract: "Delete what this device keeps of a group you left, were removed from, or only were invited to.",
             discussion: "Its history and its list of members go; an invitation you had not answered is declined.\n\nExamples:\n  belay group forget circle")
         @OptionGroup var state: StateOptions
+        @OptionGroup var network: ProxyOptions
         @Argument(help: "The group.") var name: String
 
         func run() async throws {
             try await guarded {
-                try await state.open().forgetGroup(name)
+                try await state.open(through: network).forgetGroup(name)
                 print("Forgot \(name): its history and its list are deleted from this device.")
             }
         }
@@ -207,11 +214,12 @@ struct GroupCommand: AsyncParsableCommand {
             abstract: "End a group for everyone (admins only); every member's client deletes its history.",
             discussion: "Examples:\n  belay group retire circle")
         @OptionGroup var state: StateOptions
+        @OptionGroup var network: ProxyOptions
         @Argument(help: "The group.") var name: String
 
         func run() async throws {
             try await guarded {
-                try await state.open().retireGroup(name)
+                try await state.open(through: network).retireGroup(name)
                 print("\(name) is ended. Each member's client deletes its history when it next reads.")
             }
         }

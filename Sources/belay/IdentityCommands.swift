@@ -109,11 +109,12 @@ struct ForgetCommand: AsyncParsableCommand {
         discussion: "Example:\n  belay forget Sam")
 
     @OptionGroup var state: StateOptions
+    @OptionGroup var network: ProxyOptions
     @Argument(help: "The contact's name.") var name: String
 
     func run() async throws {
         try await guarded {
-            try await state.open().forget(name)
+            try await state.open(through: network).forget(name)
         }
     }
 }

@@ -14,13 +14,14 @@ struct IntroduceCommand: AsyncParsableCommand {
               belay introduce Sam Dr-Lee --note 'Sam, Dr Lee is the trauma counsellor I mentioned'
             """)
     @OptionGroup var state: StateOptions
+    @OptionGroup var network: ProxyOptions
     @Argument(help: "The first contact.") var first: String
     @Argument(help: "The second contact.") var second: String
     @Option(help: "What you tell both of them.") var note: String = ""
 
     func run() async throws {
         try await guarded {
-            let id = try await state.open().introduce(first, second, note: note)
+            let id = try await state.open(through: network).introduce(first, second, note: note)
             print("Offered \(first) and \(second) to each other (introduction \(id.prefix(8))). They are paired once both accept.")
         }
     }
@@ -53,12 +54,13 @@ struct IntroductionCommand: AsyncParsableCommand {
             abstract: "Accept: once the other person accepts too, you are paired.",
             discussion: "Examples:\n  belay introduction accept 3f9a1c2b\n  belay introduction accept 3f9a1c2b --name Lee")
         @OptionGroup var state: StateOptions
+        @OptionGroup var network: ProxyOptions
         @Argument(help: "The introduction id (at least 6 characters).") var id: String
         @Option(help: "What to call them (default: the introducer's name for them).") var name: String?
 
         func run() async throws {
             try await guarded {
-                try await state.open().answerIntroduction(id, accept: true, name: name)
+                try await state.open(through: network).answerIntroduction(id, accept: true, name: name)
                 print("Accepted. You are paired once the other person accepts too; `belay read` shows it.")
             }
         }
@@ -68,11 +70,12 @@ struct IntroductionCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Decline: nobody learns who you are.", discussion: "Examples:\n  belay introduction decline 3f9a1c2b")
         @OptionGroup var state: StateOptions
+        @OptionGroup var network: ProxyOptions
         @Argument(help: "The introduction id.") var id: String
 
         func run() async throws {
             try await guarded {
-                try await state.open().answerIntroduction(id, accept: false)
+                try await state.open(through: network).answerIntroduction(id, accept: false)
                 print("Declined. The introducer is told; the other person only that it will not go ahead.")
             }
         }

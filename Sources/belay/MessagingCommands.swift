@@ -20,6 +20,7 @@ struct InviteCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var state: StateOptions
+    @OptionGroup var network: ProxyOptions
     @Option(help: "Your relay's address, belay://HOST:PORT/#KEY.") var relay: String
     @Option(help: "What to call this person once they accept.") var name: String?
     @Option(help: "How long the invitation stays valid, e.g. 30m, 6h, 2d (default 7d, at most 30d).") var expires: String?
@@ -28,7 +29,7 @@ struct InviteCommand: AsyncParsableCommand {
         try await guarded {
             let address = try parseRelay(relay)
             let lifetime = try expires.map(DurationText.seconds)
-            let text = try await state.open().invite(relay: address, name: name, lifetime: lifetime)
+            let text = try await state.open(through: network).invite(relay: address, name: name, lifetime: lifetime)
             print(text)
             if Terminal.stdoutIsTerminal, let qr = QRCode.render(text) {
                 let width = qr.prefix(while: { $0 != "\n" }).count
@@ -55,6 +56,7 @@ struct AcceptCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var state: StateOptions
+    @OptionGroup var network: ProxyOptions
     @Argument(help: "The invitation text (belay-invite:…).") var invitation: String
     @Option(help: "What to call this person.") var name: String
     @Option(help: "The relay for your own receiving queue (default: theirs).") var relay: String?
@@ -62,7 +64,7 @@ struct AcceptCommand: AsyncParsableCommand {
     func run() async throws {
         try await guarded {
             let address = try relay.map(parseRelay)
-            let outcome = try await state.open().accept(invitation, name: name, relay: address)
+            let outcome = try await state.open(through: network).accept(invitation, name: name, relay: address)
             if let error = outcome.deliveryError {
                 Terminal.note("paired with \(name), but the reply is not delivered yet: \(error)")
                 if let hint = error.hint { Terminal.hint(hint) }
@@ -86,6 +88,7 @@ struct SendCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var state: StateOptions
+    @OptionGroup var network: ProxyOptions
     @Argument(help: "The contact's name.") var name: String
     @Argument(help: "The message, or - to read it from standard input.") var message: String
     @Flag(help: "Print a JSON line on success.") var json = false
@@ -100,7 +103,7 @@ struct SendCommand: AsyncParsableCommand {
                 if text.hasSuffix("\n") { text.removeLast() }
             }
             guard !text.isEmpty else { throw ClientError.invalidInput("the message is empty") }
-            let agent = try state.open()
+            let agent = try state.open(through: network)
             if !force, try agent.underDuress(name) {
                 // A reply lands on the coerced person's device, in front of whoever coerces them.
                 guard Terminal.isInteractive else { throw ClientError.contactUnderDuress(name) }
@@ -129,6 +132,7 @@ struct ReadCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var state: StateOptions
+    @OptionGroup var network: ProxyOptions
     @Option(help: "Only this contact.") var from: String?
     @Flag(help: "Stay connected and print messages as they arrive, until interrupted.") var watch = false
     @Flag(help: "One JSON object per line.") var json = false
@@ -139,7 +143,7 @@ struct ReadCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded {
-            let agent = try state.open()
+            let agent = try state.open(through: network)
             guard onAlert == nil || watch else { throw ClientError.invalidInput("--on-alert works with --watch") }
             if watch {
                 signal(SIGINT) { _ in Glibc.exit(0) }

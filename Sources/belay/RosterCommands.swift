@@ -23,13 +23,14 @@ struct RosterCommand: AsyncParsableCommand {
                   belay roster create peer-support --members Sam,Alex,Jo --coordinator Jo
                 """)
         @OptionGroup var state: StateOptions
+        @OptionGroup var network: ProxyOptions
         @Argument(help: "The roster's name.") var name: String
         @Option(help: "Contacts to invite, comma-separated.") var members: String
         @Option(help: "Who gets requests last (a member, or 'me').") var coordinator: String?
 
         func run() async throws {
             try await guarded {
-                try await state.open().createGroup(name, members: splitNames(members), roster: true, coordinator: coordinator)
+                try await state.open(through: network).createGroup(name, members: splitNames(members), roster: true, coordinator: coordinator)
                 print("Created the roster \(name). Each member is asked; nothing reaches them until they run `belay group join \(name)`.")
             }
         }
@@ -42,6 +43,7 @@ struct RosterCommand: AsyncParsableCommand {
                 "Examples:\n  belay roster duty peer-support --on --until 8h\n  belay roster duty peer-support --on --until 23:00\n  belay roster duty peer-support --off"
         )
         @OptionGroup var state: StateOptions
+        @OptionGroup var network: ProxyOptions
         @Argument(help: "The roster.") var name: String
         @Flag(name: .customLong("on"), help: "Go on duty.") var on = false
         @Flag(name: .customLong("off"), help: "Go off duty.") var off = false
@@ -52,7 +54,7 @@ struct RosterCommand: AsyncParsableCommand {
                 guard on != off else { throw ClientError.invalidInput("say --on or --off") }
                 guard until == nil || on else { throw ClientError.invalidInput("--until goes with --on") }
                 let end = try until.map { try parseUntil($0) }
-                try await state.open().setDuty(name, on: on, until: end)
+                try await state.open(through: network).setDuty(name, on: on, until: end)
                 print(
                     on
                         ? "You are on duty for \(name)" + (end.map { " until \(timeFormatter.string(from: Date(timeIntervalSince1970: Double($0))))" } ?? "")
@@ -108,6 +110,7 @@ struct RequestCommand: AsyncParsableCommand {
               belay request peer-support 'need to talk tonight' --claim-within 30m
             """)
     @OptionGroup var state: StateOptions
+    @OptionGroup var network: ProxyOptions
     @Argument(help: "The roster.") var roster: String
     @Argument(help: "What you need, or - to read it from standard input.") var message: String
     @Option(help: "How long each step waits for a claim before the next (1m to 7d).") var claimWithin: String = "10m"
@@ -117,7 +120,8 @@ struct RequestCommand: AsyncParsableCommand {
     func run() async throws {
         try await guarded {
             let window = try DurationText.seconds(claimWithin)
-            let outcome = try await state.open().request(roster: roster, text: try messageText(message), claimWithin: window, nameClaimer: nameClaimer)
+            let outcome = try await state.open(through: network).request(
+                roster: roster, text: try messageText(message), claimWithin: window, nameClaimer: nameClaimer)
             if json {
                 return JSONLines.print(RequestLine(id: outcome.id, first: outcome.first, escalatesAt: outcome.escalatesAt, unreachable: outcome.unreachable))
             }
@@ -148,11 +152,12 @@ struct ClaimCommand: AsyncParsableCommand {
               belay claim 3f9a1c2b
             """)
     @OptionGroup var state: StateOptions
+    @OptionGroup var network: ProxyOptions
     @Argument(help: "The request id from `belay read` (at least 6 characters).") var id: String
 
     func run() async throws {
         try await guarded {
-            let outcome = try await state.open().claim(id)
+            let outcome = try await state.open(through: network).claim(id)
             print(
                 "It is yours: \(outcome.requester) asked \"\(outcome.text)\". They have been told you are on it; reach them with `belay send \(outcome.requester) …`."
             )

@@ -55,6 +55,10 @@ import Testing
             (alice, ["checkin", "ok"]),
             (alice, ["checkin", "arm", "--every", "10s", "--grace", "5s", "--to", "bob"]),
             (alice, ["checkin", "arm", "--every", "6h", "--grace", "30m", "--to", "bob"]),
+            (alice, ["invite", "--relay", "belay://pg6mmjiyjmcrsslvykfwnntlaru7p5svn6y2ymmju6nubxndf4pscryd.onion:7707/#\(key)"]),
+            (alice, ["invite", "--relay", "belay://localhost:7707/#\(key)", "--proxy", "socks5h://127.0.0.1:1"]),
+            (alice, ["invite", "--relay", "belay://localhost:7707/#\(key)", "--proxy", "socks5://127.0.0.1:9050"]),
+            (alice, ["invite", "--relay", "belay://localhost:7707/#\(key)", "--proxy", "http://127.0.0.1:8080"]),
         ]
         var transcript = ""
         for (person, args) in cases {

@@ -21,6 +21,7 @@ struct Person {
         var env = ProcessInfo.processInfo.environment
         env["BELAY_HOME"] = home
         env.removeValue(forKey: "BELAY_PASSPHRASE")
+        env.removeValue(forKey: "BELAY_PROXY")
         if let passphrase { env["BELAY_PASSPHRASE"] = passphrase }
         environment = env
     }
