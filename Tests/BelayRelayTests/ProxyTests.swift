@@ -193,11 +193,11 @@ extension ProxyTests {
         await w.finish()
     }
 
-    /// What arrives right behind the proxy's reply reaches the handshake: here a "relay" of
-    /// another protocol version, answering with its preamble.
+    /// What arrives right behind the proxy's reply reaches the handshake: here a "relay" that
+    /// answers message 1 with 64 bytes not sealed under the pinned key.
     @Test func bytesBehindTheProxysReplyReachTheHandshake() async throws {
-        let w = try await World(behaviour: .answeringItself(Preamble.bytes(version: 99)))
-        await #expect(throws: RelayClientError.versionMismatch(relayVersion: 99)) {
+        let w = try await World(behaviour: .answeringItself([UInt8](repeating: 0x5a, count: WireHandshake.messageLength)))
+        await #expect(throws: RelayClientError.keyMismatch) {
             try await RelayConnection.connect(to: w.address(), group: w.relay.group, route: w.route)
         }
         #expect(w.sources.addresses.isEmpty)
