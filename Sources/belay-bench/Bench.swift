@@ -26,6 +26,7 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "Instead: a client's PING latency while the relay is attacked from 127.0.0.3.") var abuse = false
     @Option(help: "Members for the group figure (one message fanned out to each); 0 skips it.") var groupMembers = 50
     @Option(help: "Group messages sent for the group figure.") var groupRounds = 20
+    @Option(help: "The relay's delivery_jitter (e.g. 50ms), to measure what it costs; default off.") var deliveryJitter: String?
 
     func validate() throws {
         if let churn, churn < 1 { throw ValidationError("--churn needs at least one cycle") }
@@ -37,7 +38,8 @@ struct Bench: AsyncParsableCommand {
         let binary = belayd ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("belayd").path
         let stateDir = FileManager.default.temporaryDirectory.appendingPathComponent("belay-bench-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: stateDir) }
-        let environment = churn != nil ? ChurnBench.relayEnvironment : abuse ? AbuseBench.relayEnvironment : [:]
+        var environment = churn != nil ? ChurnBench.relayEnvironment : abuse ? AbuseBench.relayEnvironment : [:]
+        if let deliveryJitter { environment["BELAYD_DELIVERY_JITTER"] = deliveryJitter }
         let relay = try RelayProcess(binary: binary, stateDir: stateDir, environment: environment)
         defer { relay.stop() }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
@@ -67,7 +69,7 @@ struct Bench: AsyncParsableCommand {
         func percentile(_ p: Double) -> Double { Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]) / 1e6 }
         let rate = Double(total) / elapsed
         let rss = relay.peakRSSMiB()
-        print(String(format: "pairs %d, %d messages of %d bytes, window %d", pairs, total, size, window))
+        print(String(format: "pairs %d, %d messages of %d bytes, window %d, delivery jitter %@", pairs, total, size, window, deliveryJitter ?? "off"))
         print(String(format: "delivered %.0f msg/s in %.2f s", rate, elapsed))
         print(
             String(format: "latency send->receive: p50 %.2f ms, p99 %.2f ms, max %.2f ms", percentile(0.5), percentile(0.99), Double(latencies.last ?? 0) / 1e6)
@@ -76,8 +78,9 @@ struct Bench: AsyncParsableCommand {
         print(
             String(
                 format:
-                    #"{"msgs_per_s": %.0f, "p50_ms": %.3f, "p99_ms": %.3f, "max_ms": %.3f, "relay_cpu_percent": %.1f, "relay_peak_rss_mib": %.1f, "pairs": %d, "messages": %d, "size": %d, "window": %d}"#,
-                rate, percentile(0.5), percentile(0.99), Double(latencies.last ?? 0) / 1e6, cpu, rss, pairs, total, size, window))
+                    #"{"msgs_per_s": %.0f, "p50_ms": %.3f, "p99_ms": %.3f, "max_ms": %.3f, "relay_cpu_percent": %.1f, "relay_peak_rss_mib": %.1f, "pairs": %d, "messages": %d, "size": %d, "window": %d, "delivery_jitter": "%@"}"#,
+                rate, percentile(0.5), percentile(0.99), Double(latencies.last ?? 0) / 1e6, cpu, rss, pairs, total, size, window,
+                deliveryJitter ?? "off"))
         for lane in lanes { await lane.close() }
         try await group.shutdownGracefully()
         try clientFigure()

@@ -29,7 +29,9 @@ struct InviteCommand: AsyncParsableCommand {
         try await guarded {
             let address = try parseRelay(relay)
             let lifetime = try expires.map(DurationText.seconds)
-            let text = try await state.open(through: network).invite(relay: address, name: name, lifetime: lifetime)
+            let agent = try state.open(through: network)
+            announceNewRelays(agent)
+            let text = try await agent.invite(relay: address, name: name, lifetime: lifetime)
             print(text)
             if Terminal.stdoutIsTerminal, let qr = QRCode.render(text) {
                 let width = qr.prefix(while: { $0 != "\n" }).count
@@ -64,7 +66,9 @@ struct AcceptCommand: AsyncParsableCommand {
     func run() async throws {
         try await guarded {
             let address = try relay.map(parseRelay)
-            let outcome = try await state.open(through: network).accept(invitation, name: name, relay: address)
+            let agent = try state.open(through: network)
+            announceNewRelays(agent)
+            let outcome = try await agent.accept(invitation, name: name, relay: address)
             if let error = outcome.deliveryError {
                 Terminal.note("paired with \(name), but the reply is not delivered yet: \(error)")
                 if let hint = error.hint { Terminal.hint(hint) }
@@ -82,9 +86,14 @@ struct SendCommand: AsyncParsableCommand {
             Prints nothing on success (or a JSON line with --json). If the relay cannot be reached the \
             message is kept and sent by the next `belay send` or `belay read`.
 
+            With --jitter (or $BELAY_SEND_JITTER), the message is queued at once and sent after a random \
+            wait up to that long, so that when it leaves says less about when it was written; the \
+            command returns once it has been sent.
+
             Examples:
               belay send Sam 'at the courthouse, all fine'
               echo 'long report' | belay send Sam -
+              belay send Sam 'arrived' --jitter 2m
             """)
 
     @OptionGroup var state: StateOptions
@@ -93,9 +102,16 @@ struct SendCommand: AsyncParsableCommand {
     @Argument(help: "The message, or - to read it from standard input.") var message: String
     @Flag(help: "Print a JSON line on success.") var json = false
     @Flag(help: "Send even though the contact recently checked in under duress (scripts need this).") var force = false
+    @Option(help: "Wait a random time up to this before sending, e.g. 30s or 2m, at most 10m (default $BELAY_SEND_JITTER, else none).")
+    var jitter: String?
 
     func run() async throws {
         try await guarded {
+            let jitterText = jitter ?? ProcessInfo.processInfo.environment["BELAY_SEND_JITTER"].flatMap { $0.isEmpty ? nil : $0 }
+            let wait = try jitterText.map(DurationText.seconds) ?? 0
+            guard wait <= UInt64(Agent.maxSendJitter.nanoseconds / 1_000_000_000) else {
+                throw ClientError.invalidInput("--jitter is at most 10m")
+            }
             var text = message
             if message == "-" {
                 let data = FileHandle.standardInput.readData(ofLength: 64 * 1024)
@@ -104,6 +120,7 @@ struct SendCommand: AsyncParsableCommand {
             }
             guard !text.isEmpty else { throw ClientError.invalidInput("the message is empty") }
             let agent = try state.open(through: network)
+            agent.sendJitter = .seconds(Int64(wait))
             if !force, try agent.underDuress(name) {
                 // A reply lands on the coerced person's device, in front of whoever coerces them.
                 guard Terminal.isInteractive else { throw ClientError.contactUnderDuress(name) }

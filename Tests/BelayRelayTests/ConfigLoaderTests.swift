@@ -45,6 +45,15 @@ import Testing
         #expect(fromDefault?.source == defaultPath && fromDefault?.key == "pressure_queue_bytes")
     }
 
+    @Test func deliveryJitterIsOffByDefaultAndBounded() throws {
+        #expect(RelayConfiguration().deliveryJitterSeconds == 0)
+        var config = RelayConfiguration()
+        try ConfigLoader.apply(text: "delivery_jitter: 750ms", source: "t", to: &config)
+        #expect(config.deliveryJitterSeconds == 0.75)
+        let (path, tooLong) = try loadError("delivery_jitter: 2m\n")
+        #expect(tooLong?.description == "\(path):1: delivery_jitter: must be between 0 (off) and 1m")
+    }
+
     /// docs/OPERATIONS.md: an IPv6 listen address needs no quotes, and may have them.
     @Test func anIPv6ListenAddressReadsTheSameQuotedOrNot() throws {
         var bare = RelayConfiguration()

@@ -35,7 +35,7 @@ extension ConnectionStateMachineTests {
                 answered += 1
                 return CoreOutcome.reply(requestId: answered, .error(.noQueue))
             }
-            return Self.seen(f.machine.outcomesReceived(outcomes, writable: true))
+            return Self.seen(f.machine.outcomesReceived(outcomes, now: Self.t0, writable: true))
         }
         #expect(answer(CoreBacklog.maxRequests / 2) == [.write])
         #expect(answer(1) == [.write, .read])
@@ -117,12 +117,12 @@ extension ConnectionStateMachineTests {
         let (forgedAuth, _) = try f.send([(2, .auth(.init(role: .recipient, entity: recipient, signature: forged)))])
         #expect(forgedAuth == [.submit(2, "lookupKey")])
         let proof = Proof(role: .recipient, entity: recipient)
-        var outcome = f.machine.outcomesReceived([.key(requestId: 2, proof, .success(key.publicKey))], writable: true)
+        var outcome = f.machine.outcomesReceived([.key(requestId: 2, proof, .success(key.publicKey))], now: Self.t0, writable: true)
         #expect(try f.client.replies(Self.written(outcome)).map(\.1) == [.error(.auth)])
         // The right signature: OK, and GET now goes to the core with the proven key.
         let (auth, _) = try f.send([(3, .auth(.init(role: .recipient, entity: recipient, signature: signature)))])
         #expect(auth == [.submit(3, "lookupKey")])
-        outcome = f.machine.outcomesReceived([.key(requestId: 3, proof, .success(key.publicKey))], writable: true)
+        outcome = f.machine.outcomesReceived([.key(requestId: 3, proof, .success(key.publicKey))], now: Self.t0, writable: true)
         #expect(try f.client.replies(Self.written(outcome)).map(\.1) == [.ok])
         let read = f.machine.bytesReceived(try f.client.frame([(4, .get(recipient: recipient))]), now: Self.t0)
         guard case let .submit(4, .get(entity, proven)) = try #require(read.first) else { throw Unexpected() }

@@ -75,7 +75,7 @@ extension ConnectionStateMachineTests {
             var configuration = RelayConfiguration()
             configure(&configuration)
             settings = ConnectionSettings(configuration)
-            machine = ConnectionStateMachine(settings: settings, relayStatic: relayKey, mayCreate: mayCreate)
+            machine = ConnectionStateMachine(settings: settings, relayStatic: relayKey, mayCreate: mayCreate, random: SeededRandom(seed: 3))
             client = try Client(relayKey: relayKey.publicKey)
         }
 

@@ -37,7 +37,7 @@ import Testing
         let end = f.machine.readComplete()
         #expect(Self.seen(end) == [.write])
         #expect(try f.client.replies(Self.written(end)).map(\.0) == [1])
-        let outcome = f.machine.outcomesReceived([.reply(requestId: 2, .ok)], writable: true)
+        let outcome = f.machine.outcomesReceived([.reply(requestId: 2, .ok)], now: Self.t0, writable: true)
         #expect(Self.seen(outcome) == [.write])
         let replies = try f.client.replies(Self.written(outcome))
         #expect(replies.count == 1 && replies[0].0 == 2 && replies[0].1 == .ok)
@@ -112,12 +112,13 @@ import Testing
             f.machine.channelActive(now: later),
             f.machine.bytesReceived(ping, now: later),
             f.machine.readComplete(),
-            f.machine.outcomesReceived([.reply(requestId: 3, .ok), .push(.end(recipient: EntityID.random()))], writable: true),
+            f.machine.outcomesReceived([.reply(requestId: 3, .ok), .push(.end(recipient: EntityID.random()))], now: later, writable: true),
             f.machine.readRequested(writable: true),
             f.machine.writabilityChanged(writable: true),
             f.machine.handshakeTimerFired(),
             f.machine.idleCheckFired(now: later),
             f.machine.rateHoldEnded(now: later, writable: true),
+            f.machine.pushReleaseFired(now: later),
             f.machine.errorCaught(),
             f.machine.channelInactive(),
         ]

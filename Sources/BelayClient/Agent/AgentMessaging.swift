@@ -36,6 +36,8 @@ extension Agent {
             try queue(items, for: &row, db)
             return row.id
         }
+        let jitter = sendJitter
+        if jitter > .zero { await pause(Timing.uniform(upTo: jitter, random: random)) }
         try await flush(contact: contactId, pool: pool)
     }
 

@@ -30,10 +30,14 @@ extension Agent {
         let ids: (recipient: EntityID, sender: EntityID)
         let connection = try await pool.connection(relay)
         do {
+            _ = try await checkPolicy(on: connection)
             ids = try await connection.createQueue(recipientKey: recipientKey)
         } catch let error as RelayClientError {
             await pool.closeAll()
             throw Self.relayError(error, relay)
+        } catch {
+            await pool.closeAll()
+            throw error
         }
         await pool.closeAll()
         let oneTime = try X25519.KeyPair.generate()
@@ -85,12 +89,16 @@ extension Agent {
         let ids: (recipient: EntityID, sender: EntityID)
         let connection = try await pool.connection(ownRelay)
         do {
+            _ = try await checkPolicy(on: connection)
             ids = try await connection.createQueue(recipientKey: recipientKey)
             // Secured before anyone learns its sender id: only the inviter will hold this key.
             try await connection.secure(recipient: ids.recipient, senderKey: replySender.publicKey)
         } catch let error as RelayClientError {
             await pool.closeAll()
             throw Self.relayError(error, ownRelay)
+        } catch {
+            await pool.closeAll()
+            throw error
         }
         await pool.closeAll()
 

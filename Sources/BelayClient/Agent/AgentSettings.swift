@@ -1,4 +1,6 @@
 import BelaySodium
+import BelayWire
+import NIOCore
 
 extension Agent {
     struct Settings: Sendable {
@@ -6,6 +8,40 @@ extension Agent {
         var beforeCommittingDeliveries: (@Sendable (Int) throws -> Void)? = nil
         var codeLimits: Argon2id.Limits = .moderate
         var fanOutParallelism = Agent.defaultFanOutParallelism
+        var sendJitter = TimeAmount.zero
+        var onNewRelay: (@Sendable (RelayAddress, RelayPolicy) -> Void)? = nil
+        var random: any RandomSource = SystemRandom()
+        var pause: @Sendable (TimeAmount) async -> Void = { delay in try? await Task.sleep(nanoseconds: UInt64(max(0, delay.nanoseconds))) }
+    }
+
+    /// A random wait, up to this, between queueing a message and sending it (`belay send
+    /// --jitter`), so that the moment a message leaves says less about the moment it was
+    /// written. The message is in the outbox, durable, while it waits. At most
+    /// `Timing.maxSendJitter`.
+    public var sendJitter: TimeAmount {
+        get { settings.withLock { $0.sendJitter } }
+        set { settings.withLock { $0.sendJitter = min(max(newValue, .zero), Timing.maxSendJitter) } }
+    }
+
+    /// Called with a relay's policy the first time this person uses the relay (its policy key
+    /// is then pinned): `belay invite` and `accept` print its summary.
+    public var onNewRelay: (@Sendable (RelayAddress, RelayPolicy) -> Void)? {
+        get { settings.withLock { $0.onNewRelay } }
+        set { settings.withLock { $0.onNewRelay = newValue } }
+    }
+
+    /// The longest `sendJitter`.
+    public static let maxSendJitter = Timing.maxSendJitter
+
+    /// Test seams: where the agent draws its delays, and how it waits them out.
+    var random: any RandomSource {
+        get { settings.withLock { $0.random } }
+        set { settings.withLock { $0.random = newValue } }
+    }
+
+    var pause: @Sendable (TimeAmount) async -> Void {
+        get { settings.withLock { $0.pause } }
+        set { settings.withLock { $0.pause = newValue } }
     }
 
     /// A test seam: awaited in `flush` before each send (window of sends, once the queue is

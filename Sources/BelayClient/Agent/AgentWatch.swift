@@ -6,6 +6,17 @@ import NIOCore
 extension Agent {
     /// How often `watch` pings each relay, well inside the relay's idle timeout.
     public static let watchKeepAlive: TimeAmount = .seconds(60)
+
+    /// PINGs `connection` after `delay`, then again and again at random intervals around
+    /// `watchKeepAlive` (`Timing`), until it closes.
+    func keepAlive(_ connection: RelayConnection, after delay: TimeAmount) {
+        let random = self.random
+        connection.channel.eventLoop.scheduleTask(in: delay) {
+            guard connection.channel.isActive else { return }
+            _ = connection.request(.ping)
+            self.keepAlive(connection, after: Timing.nextKeepAlive(period: Self.watchKeepAlive, random: random))
+        }
+    }
     /// How often `watch` looks in the local store for contacts and invitations added by another
     /// `belay` process (an `invite` or `accept` in a second terminal) and subscribes to them.
     public static let watchRescan: TimeAmount = .seconds(10)
@@ -129,10 +140,7 @@ extension Agent {
                     if connections[lane] == nil {
                         connections[lane] = connection
                         connection.channel.closeFuture.whenComplete { _ in continuation.yield(.replies(lane, nil)) }
-                        _ = connection.channel.eventLoop.scheduleRepeatedTask(initialDelay: Self.watchKeepAlive, delay: Self.watchKeepAlive) { task in
-                            guard connection.channel.isActive else { return task.cancel() }
-                            _ = connection.request(.ping)
-                        }
+                        keepAlive(connection, after: Timing.firstKeepAlive(period: Self.watchKeepAlive, random: random))
                     }
                 }
             }

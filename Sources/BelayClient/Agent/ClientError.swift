@@ -19,6 +19,8 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
     /// An onion relay without a proxy to reach it through.
     case onionNeedsProxy(relay: String, queued: Int)
     case invalidProxy(source: String, why: String)
+    /// The relay's signed policy did not verify against its key or the policy key pinned for it.
+    case relayPolicyInvalid(relay: String, why: String)
     case relayRefused(String)
     case notYetPaired(String)
     case identityChanged(name: String, verified: Bool)
@@ -57,6 +59,7 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
         case let .onionNeedsProxy(relay, queued):
             "\(relay) is an onion relay, which can be reached only through Tor" + (queued > 0 ? "; \(queued) message(s) saved and not lost" : "")
         case let .invalidProxy(source, why): "\(source): \(why)"
+        case let .relayPolicyInvalid(relay, why): "the relay \(relay) cannot be trusted as it is: \(why)"
         case let .relayRefused(why): "the relay refused: \(why)"
         case let .notYetPaired(name): "\"\(name)\" has not finished pairing yet"
         case let .identityChanged(name, verified):
@@ -97,6 +100,8 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
         case .wrongPassphrase: "try again; set BELAY_PASSPHRASE only in scripts"
         case .checkinCodeRequired: "type it at the prompt, or set BELAY_CHECKIN_CODE for scripts"
         case .wrongCheckinCode: "try again before the deadline"
+        case .relayPolicyInvalid:
+            "someone may be impersonating the relay, or its operator changed its policy key: ask the operator, out of band, before using it"
         case let .unverifiedContacts(names):
             "compare safety numbers with `belay verify \(names[0])` first, or pass --allow-unverified to arm anyway"
         case let .checkinPartlyArmed(_, missing, _):
@@ -138,7 +143,7 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .wrongPassphrase, .passphraseRequired, .checkinCodeRequired, .wrongCheckinCode: 3
         case .relayUnreachable, .proxyUnreachable, .onionNeedsProxy, .relayRefused, .checkinPartlyArmed, .checkinPartlyRenewed, .checkinNotRemoved: 4
-        case .identityChanged: 5
+        case .identityChanged, .relayPolicyInvalid: 5
         case .stateDamaged: 6
         case .claimedByOther: 8
         default: 1

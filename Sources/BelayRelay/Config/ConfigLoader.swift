@@ -27,7 +27,8 @@ public enum ConfigLoader {
         "max_timers", "max_connections", "max_connections_per_source", "max_handshaking", "max_handshaking_per_source",
         "handshake_rate_per_source", "handshake_burst_per_source", "creation_rate_per_source", "creation_burst_per_source", "max_queues_per_connection",
         "max_timers_per_connection",
-        "max_timer_bodies_per_queue", "max_store_bytes", "pressure_queue_bytes", "disk_reserve", "handshake_timeout", "idle_timeout", "rate_limit_per_second",
+        "max_timer_bodies_per_queue", "max_store_bytes", "pressure_queue_bytes", "disk_reserve", "handshake_timeout", "idle_timeout", "delivery_jitter",
+        "rate_limit_per_second",
         "rate_burst", "max_subscriptions_per_connection", "max_proofs_per_connection", "sweep_interval",
         "creation_tokens", "log_level", "metrics_listen", "store",
     ]
@@ -133,6 +134,7 @@ public enum ConfigLoader {
         case "disk_reserve": config.diskReserveBytes = try size(value, fail)
         case "handshake_timeout": config.handshakeTimeoutSeconds = try duration(value, fail)
         case "idle_timeout": config.idleTimeoutSeconds = try duration(value, fail)
+        case "delivery_jitter": config.deliveryJitterSeconds = try duration(value, fail)
         case "rate_limit_per_second": config.rateLimitPerSecond = try integer(value, fail)
         case "rate_burst": config.rateBurst = try integer(value, fail)
         case "max_subscriptions_per_connection": config.maxSubscriptionsPerConnection = try integer(value, fail)
@@ -192,6 +194,9 @@ public enum ConfigLoader {
         try check(c.diskReserveBytes >= 0 && c.diskReserveBytes <= 1 << 34, "disk_reserve", "must be between 0 (off) and 16GiB")
         try check(c.handshakeTimeoutSeconds > 0 && c.handshakeTimeoutSeconds <= 300, "handshake_timeout", "must be between 1ms and 5m")
         try check(c.idleTimeoutSeconds > 0 && c.idleTimeoutSeconds <= 86_400, "idle_timeout", "must be between 1ms and 1d")
+        try check(
+            c.deliveryJitterSeconds >= 0 && c.deliveryJitterSeconds <= RelayConfiguration.maxDeliveryJitterSeconds, "delivery_jitter",
+            "must be between 0 (off) and 1m")
         try check((1...10_000_000).contains(c.rateLimitPerSecond), "rate_limit_per_second", "must be between 1 and 10000000")
         try check(
             (WireLimits.maxBundleEntries...10_000_000).contains(c.rateBurst), "rate_burst",

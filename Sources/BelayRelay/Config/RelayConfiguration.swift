@@ -51,6 +51,10 @@ public struct RelayConfiguration: Equatable, Sendable {
     public var diskReserveBytes = 64 << 20
     public var handshakeTimeoutSeconds: Double = 10
     public var idleTimeoutSeconds: Double = 300
+    /// A random delay, up to this, before the relay pushes a message to its subscriber (0: off).
+    public var deliveryJitterSeconds: Double = 0
+    /// The largest `delivery_jitter`: beyond a minute it is a broken relay, not a shaped one.
+    public static let maxDeliveryJitterSeconds: Double = 60
     public var rateLimitPerSecond = 5_000
     /// The most one connection can make the relay do at once: its event loop works through a
     /// burst before it turns to other connections, so a large burst is a stall for everyone on

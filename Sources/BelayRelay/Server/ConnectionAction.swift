@@ -26,6 +26,8 @@ enum ConnectionTimer: Hashable, Sendable {
     case idleCheck
     /// Ends a pause in reading after a rate refusal.
     case rateHold
+    /// Releases the pushes whose delivery jitter is over.
+    case pushRelease
 }
 
 /// Why the relay closed a connection: logged at debug level, never with the client's address.

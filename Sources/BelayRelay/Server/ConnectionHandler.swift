@@ -85,7 +85,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// From the core, through the sink, on this event loop.
     func receive(_ outcomes: [CoreOutcome]) {
         guard let context else { return }
-        perform(machine.outcomesReceived(outcomes, writable: context.channel.isWritable))
+        perform(machine.outcomesReceived(outcomes, now: eventLoop.now, writable: context.channel.isWritable))
     }
 
     private func timerFired(_ timer: ConnectionTimer) {
@@ -95,6 +95,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         case .handshakeTimeout: perform(machine.handshakeTimerFired())
         case .idleCheck: perform(machine.idleCheckFired(now: eventLoop.now))
         case .rateHold: perform(machine.rateHoldEnded(now: eventLoop.now, writable: context.channel.isWritable))
+        case .pushRelease: perform(machine.pushReleaseFired(now: eventLoop.now))
         }
     }
 

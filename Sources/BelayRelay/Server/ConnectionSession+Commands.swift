@@ -42,6 +42,8 @@ extension ConnectionStateMachine.Session {
         switch command {
         case .ping:
             return reply(requestId, .pong)
+        case .info:
+            return reply(requestId, settings.policy)
         case let .new(n):
             guard queuesCreated < settings.maxQueuesPerConnection else { return reply(requestId, .error(.limit)) }
             queuesCreated += 1

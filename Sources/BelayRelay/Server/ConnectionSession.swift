@@ -1,3 +1,4 @@
+import BelaySodium
 import BelayWire
 import NIOCore
 
@@ -28,6 +29,8 @@ extension ConnectionStateMachine {
         var lastFrame: NIODeadline
         /// Replies waiting to leave: one bundle per batch (docs/PROTOCOL.md §2.4), one write.
         var outbox: Outbox
+        /// Pushes waiting out their delivery jitter.
+        var held = HeldPushes()
         private var scratch: ByteBuffer
 
         init(transport: NoiseTransport, settings: ConnectionSettings, lastFrame: NIODeadline, allocator: ByteBufferAllocator) {
@@ -58,8 +61,18 @@ extension ConnectionStateMachine {
             return nil
         }
 
-        /// What the core sent back for this connection, in order.
-        mutating func apply(_ outcomes: [CoreOutcome], maxProofs: Int) -> CloseReason? {
+        /// How pushes are delayed: not at all when `delay` is zero.
+        struct Jitter {
+            var delay: TimeAmount
+            var now: NIODeadline
+            var random: RandomSource
+        }
+
+        /// What the core sent back for this connection, in order; pushes are held for their
+        /// jitter behind any still held, replies leave at once.
+        mutating func apply(_ outcomes: [CoreOutcome], maxProofs: Int, jitter: Jitter) -> CloseReason? {
+            var delayed: [RelayReply] = []
+            defer { held.hold(delayed, now: jitter.now, jitter: jitter.delay, random: jitter.random) }
             for outcome in outcomes {
                 let failure: CloseReason?
                 switch outcome {
@@ -68,6 +81,10 @@ extension ConnectionStateMachine {
                     if let (proof, key) = grant, proofs.count < maxProofs { proofs[proof] = key }
                     failure = reply(requestId, r)
                 case let .push(r):
+                    if jitter.delay > .zero {
+                        delayed.append(r)
+                        continue
+                    }
                     failure = reply(0, r)
                 case let .key(requestId, proof, result):
                     backlog.answered()

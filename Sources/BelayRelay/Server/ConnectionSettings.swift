@@ -1,3 +1,4 @@
+import BelayWire
 import NIOCore
 
 /// The per-connection slice of the configuration, in the units the handler uses.
@@ -9,9 +10,15 @@ struct ConnectionSettings: Sendable {
     var maxProofsPerConnection: Int
     var maxQueuesPerConnection: Int
     var maxTimersPerConnection: Int
+    /// Pushes wait a random time up to this before they are written; zero sends them at once.
+    var deliveryJitter: TimeAmount
+    /// The signed policy INFO answers with (docs/PROTOCOL.md §3.4).
+    var policy: RelayReply
     var configuration: RelayConfiguration
 
-    init(_ c: RelayConfiguration) {
+    /// `policy` is the signed document; without one (tests of other things) INFO is unknown.
+    init(_ c: RelayConfiguration, policy: RelayReply = .error(.unknownCommand)) {
+        self.policy = policy
         handshakeTimeout = .nanoseconds(Int64(c.handshakeTimeoutSeconds * 1e9))
         idleTimeout = .nanoseconds(Int64(c.idleTimeoutSeconds * 1e9))
         rateLimitPerSecond = c.rateLimitPerSecond
@@ -19,6 +26,7 @@ struct ConnectionSettings: Sendable {
         maxProofsPerConnection = c.maxProofsPerConnection
         maxQueuesPerConnection = c.maxQueuesPerConnection
         maxTimersPerConnection = c.maxTimersPerConnection
+        deliveryJitter = .nanoseconds(Int64(c.deliveryJitterSeconds * 1e9))
         configuration = c
     }
 

@@ -57,15 +57,18 @@ struct ConnectionStateMachine {
     /// timer (the per-source creation rate).
     private let mayCreate: () -> Bool
     private let allocator: ByteBufferAllocator
+    /// Masks the handshake key and draws the delivery jitter; tests inject a seeded one.
+    private let random: RandomSource
 
     init(
         settings: ConnectionSettings, relayStatic: X25519.KeyPair, mayCreate: @escaping () -> Bool,
-        allocator: ByteBufferAllocator = ByteBufferAllocator()
+        allocator: ByteBufferAllocator = ByteBufferAllocator(), random: RandomSource = SystemRandom()
     ) {
         self.settings = settings
         self.relayStatic = relayStatic
         self.mayCreate = mayCreate
         self.allocator = allocator
+        self.random = random
         decoder = FrameDecoder(allocator: allocator)
     }
 
@@ -110,19 +113,40 @@ struct ConnectionStateMachine {
         return actions
     }
 
-    /// Replies and pushes from the core, one batch's worth: they leave as one write, and reading
-    /// resumes if the backlog has drained.
-    mutating func outcomesReceived(_ outcomes: [CoreOutcome], writable: Bool) -> [ConnectionAction] {
+    /// Replies and pushes from the core, one batch's worth: they leave as one write (pushes
+    /// after their jitter, if `delivery_jitter` is on), and reading resumes if the backlog has
+    /// drained.
+    mutating func outcomesReceived(_ outcomes: [CoreOutcome], now: NIODeadline, writable: Bool) -> [ConnectionAction] {
         guard case .established(var session) = state else { return [] }
         state = .modifying
         var actions: [ConnectionAction] = []
-        if let reason = session.apply(outcomes, maxProofs: settings.maxProofsPerConnection) {
+        let wasHolding = !session.held.isEmpty
+        let jitter = Session.Jitter(delay: settings.deliveryJitter, now: now, random: random)
+        if let reason = session.apply(outcomes, maxProofs: settings.maxProofsPerConnection, jitter: jitter) {
             close(reason, into: &actions)
             return actions
         }
+        if !wasHolding, let next = session.held.nextRelease { actions.append(.schedule(.pushRelease, in: next - now)) }
         state = .established(session)
         flush(into: &actions)
         resumeReading(writable: writable, into: &actions)
+        return actions
+    }
+
+    /// The held pushes that are due leave now; the timer is set again for the next.
+    mutating func pushReleaseFired(now: NIODeadline) -> [ConnectionAction] {
+        guard case .established(var session) = state else { return [] }
+        state = .modifying
+        var actions: [ConnectionAction] = []
+        for push in session.held.due(now: now) {
+            if let reason = session.reply(0, push) {
+                close(reason, into: &actions)
+                return actions
+            }
+        }
+        if let next = session.held.nextRelease { actions.append(.schedule(.pushRelease, in: max(next - now, .zero))) }
+        state = .established(session)
+        flush(into: &actions)
         return actions
     }
 
@@ -223,7 +247,7 @@ struct ConnectionStateMachine {
                 return
             case let .awaitingHandshake(since):
                 guard let message = decoder.nextRaw(count: WireHandshake.messageLength) else { return }
-                switch RelayHandshake.respond(to: message, relayStatic: relayStatic, allocator: allocator) {
+                switch RelayHandshake.respond(to: message, relayStatic: relayStatic, random: random, allocator: allocator) {
                 case nil:
                     decoder.discard()
                     state = .refused(since: since)

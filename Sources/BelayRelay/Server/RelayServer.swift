@@ -55,6 +55,7 @@ public final class RelayServer: Sendable {
     public static func start(
         configuration: RelayConfiguration,
         relayKey: X25519.KeyPair,
+        policyKey: Ed25519.SigningKey? = nil,
         store: any QueueStore,
         group: EventLoopGroup,
         acceptGroup: EventLoopGroup? = nil,
@@ -70,7 +71,10 @@ public final class RelayServer: Sendable {
             store: store, limits: CoreLimits(configuration), clock: clock, random: random,
             sweepInterval: automaticSweeps ? configuration.sweepIntervalSeconds : nil, logger: logger, metrics: metrics)
         core.start()
-        let settings = ConnectionSettings(configuration)
+        // A relay started without a policy key of its own (tests) signs with a fresh one.
+        let signer = try policyKey ?? Ed25519.SigningKey.generate()
+        let policy = configuration.policy(relayKey: relayKey.publicKey, policyKey: signer.publicKey, issuedAt: clock.now())
+        let settings = ConnectionSettings(configuration, policy: .policy(document: policy.encoded(), signature: try policy.signature(by: signer)))
         let connections = ConnectionRegistry(limits: AdmissionLimits(configuration), now: admissionClock, metrics: metrics)
         let bootstrap = ServerBootstrap(group: acceptGroup ?? group, childGroup: group)
             .serverChannelOption(.backlog, value: 256)

@@ -36,6 +36,7 @@ public struct RelayService: Service {
 
     public func run() async throws {
         let key = try state.loadKey()
+        let policyKey = try state.policyKey()
         let store: any QueueStore =
             switch configuration.store {
             case .sqlite: try RelayStore(path: state.databasePath)
@@ -48,7 +49,7 @@ public struct RelayService: Service {
         let server: RelayServer
         do {
             server = try await RelayServer.start(
-                configuration: configuration, relayKey: key, store: store, group: group,
+                configuration: configuration, relayKey: key, policyKey: policyKey, store: store, group: group,
                 acceptGroup: acceptGroup, clock: clock, metrics: metrics, logger: logger)
         } catch {
             try? await group.shutdownGracefully()

@@ -29,7 +29,7 @@ public enum RelayCodec {
         out.writeInteger(command.opcode)
         out.writeInteger(requestId)
         switch command {
-        case .ping:
+        case .ping, .info:
             break
         case let .new(n):
             out.writeBytes(n.recipientKey)
@@ -124,6 +124,8 @@ public enum RelayCodec {
             command = .timerRenew(timer: try b.readEntity(), delay: try b.read(UInt32.self))
         case 0x0c:
             command = .timerCancel(timer: try b.readEntity())
+        case 0x20:
+            command = .info
         default:
             throw RelayCodec.DecodeError.unknownOpcode(opcode)
         }
@@ -151,6 +153,10 @@ public enum RelayCodec {
             out.writeInteger(deadline)
         case let .end(recipient):
             out.writeEntity(recipient)
+        case let .policy(document, signature):
+            out.writeInteger(UInt16(document.count))
+            out.writeBytes(document)
+            out.writeBytes(signature)
         case let .error(code):
             out.writeInteger(code.rawValue)
         }
@@ -169,6 +175,10 @@ public enum RelayCodec {
         case 0x85: reply = .noMessage
         case 0x86: reply = .timer(id: try b.readEntity(), deadline: try b.read(UInt64.self))
         case 0x87: reply = .end(recipient: try b.readEntity())
+        case 0xa0:
+            let length = Int(try b.read(UInt16.self))
+            guard length == RelayPolicy.encodedLength else { throw RelayCodec.DecodeError.invalidField("policy length \(length)") }
+            reply = .policy(document: try b.readFixed(length), signature: try b.readFixed(signatureLength))
         case 0xff:
             let raw = try b.read(UInt16.self)
             guard let code = RelayErrorCode(rawValue: raw) else { throw RelayCodec.DecodeError.invalidField("error code \(raw)") }

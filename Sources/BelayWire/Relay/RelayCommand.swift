@@ -12,6 +12,8 @@ public enum RelayCommand: Equatable, Sendable {
     case timerSet(TimerSet)
     case timerRenew(timer: EntityID, delay: UInt32)
     case timerCancel(timer: EntityID)
+    /// Asks for the relay's signed policy (docs/PROTOCOL.md §3.4).
+    case info
 
     public struct NewQueue: Equatable, Sendable {
         public var recipientKey: [UInt8]
@@ -69,6 +71,7 @@ public enum RelayCommand: Equatable, Sendable {
         case .timerSet: 0x0a
         case .timerRenew: 0x0b
         case .timerCancel: 0x0c
+        case .info: 0x20
         }
     }
 }
@@ -89,6 +92,8 @@ public enum RelayReply: Equatable, Sendable {
     case noMessage
     case timer(id: EntityID, deadline: UInt64)
     case end(recipient: EntityID)
+    /// The relay's policy document (`RelayPolicy`, exactly its encoded length) and signature.
+    case policy(document: [UInt8], signature: [UInt8])
     case error(RelayErrorCode)
 
     public struct Delivery: Equatable, Sendable {
@@ -111,6 +116,7 @@ public enum RelayReply: Equatable, Sendable {
         case .noMessage: 0x85
         case .timer: 0x86
         case .end: 0x87
+        case .policy: 0xa0
         case .error: 0xff
         }
     }
