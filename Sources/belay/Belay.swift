@@ -21,7 +21,7 @@ struct Belay: AsyncParsableCommand {
             InitCommand.self, InviteCommand.self, AcceptCommand.self, SendCommand.self, ReadCommand.self,
             ContactsCommand.self, VerifyCommand.self, ForgetCommand.self, WipeCommand.self, CheckinCommand.self,
             GroupCommand.self, RosterCommand.self, RequestCommand.self, ClaimCommand.self, IntroduceCommand.self,
-            IntroductionsCommand.self, IntroductionCommand.self, RelayGroupCommand.self,
+            IntroductionsCommand.self, IntroductionCommand.self, RelaySettingsCommand.self,
         ]
     )
 }

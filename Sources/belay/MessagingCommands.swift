@@ -17,6 +17,7 @@ struct InviteCommand: AsyncParsableCommand {
             Examples:
               belay invite --relay 'belay://relay.example.org:7700/#KEY' --name Sam
               belay invite --relay 'belay://relay.example.org:7700/#KEY' --expires 2d
+              belay invite --relay 'belay://relay.example.org:7700/#KEY' --token TOKEN
             """)
 
     @OptionGroup var state: StateOptions
@@ -24,6 +25,7 @@ struct InviteCommand: AsyncParsableCommand {
     @Option(help: "Your relay's address, belay://HOST:PORT/#KEY.") var relay: String
     @Option(help: "What to call this person once they accept.") var name: String?
     @Option(help: "How long the invitation stays valid, e.g. 30m, 6h, 2d (default 7d, at most 30d).") var expires: String?
+    @Option(help: "The organisation token the relay's operator gave you; kept for this relay once accepted.") var token: String?
 
     func run() async throws {
         try await guarded {
@@ -31,7 +33,7 @@ struct InviteCommand: AsyncParsableCommand {
             let lifetime = try expires.map(DurationText.seconds)
             let agent = try state.open(through: network)
             announceNewRelays(agent)
-            let text = try await agent.invite(relay: address, name: name, lifetime: lifetime)
+            let text = try await agent.invite(relay: address, name: name, lifetime: lifetime, token: token)
             print(text)
             if Terminal.stdoutIsTerminal, let qr = QRCode.render(text) {
                 let width = qr.prefix(while: { $0 != "\n" }).count
@@ -62,13 +64,14 @@ struct AcceptCommand: AsyncParsableCommand {
     @Argument(help: "The invitation text (belay-invite:…).") var invitation: String
     @Option(help: "What to call this person.") var name: String
     @Option(help: "The relay for your own receiving queue (default: theirs).") var relay: String?
+    @Option(help: "The organisation token for the relay of your queue; kept for that relay once accepted.") var token: String?
 
     func run() async throws {
         try await guarded {
             let address = try relay.map(parseRelay)
             let agent = try state.open(through: network)
             announceNewRelays(agent)
-            let outcome = try await agent.accept(invitation, name: name, relay: address)
+            let outcome = try await agent.accept(invitation, name: name, relay: address, token: token)
             if let error = outcome.deliveryError {
                 Terminal.note("paired with \(name), but the reply is not delivered yet: \(error)")
                 if let hint = error.hint { Terminal.hint(hint) }

@@ -4,13 +4,6 @@ import BelayWire
 import Foundation
 import NIOPosix
 
-/// `belay relay …`: what a relay says about itself.
-struct RelayGroupCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "relay", abstract: "Ask a relay what it keeps, logs and requires.",
-        subcommands: [RelayInfoCommand.self])
-}
-
 struct RelayInfoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "info", abstract: "Show a relay's signed policy.",

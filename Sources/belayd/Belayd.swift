@@ -19,7 +19,7 @@ struct Belayd: AsyncParsableCommand {
               belay://HOST:PORT/#KEY
             """,
         version: BelayVersion.string,
-        subcommands: [Init.self, Run.self, Address.self, Backup.self, Restore.self]
+        subcommands: [Init.self, Run.self, Address.self, Token.self, Backup.self, Restore.self]
     )
 }
 

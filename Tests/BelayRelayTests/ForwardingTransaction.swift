@@ -37,4 +37,11 @@ class ForwardingTransaction: QueueTransaction {
     func timerEntries(timer: Int64) throws -> [(queue: Int64, body: [UInt8])] { try inner.timerEntries(timer: timer) }
     func claimSubscription(queue: Int64) throws { try inner.claimSubscription(queue: queue) }
     func lockQueues(_ rows: [Int64]) throws { try inner.lockQueues(rows) }
+    func memberToken(hash: [UInt8]) throws -> MemberTokenRow? { try inner.memberToken(hash: hash) }
+    func spendMemberToken(id: Int64) throws -> Bool { try inner.spendMemberToken(id: id) }
+    func insertMemberToken(hash: [UInt8], label: String?, quota: Int) throws -> Int64 {
+        try inner.insertMemberToken(hash: hash, label: label, quota: quota)
+    }
+    func memberTokens() throws -> [MemberTokenRow] { try inner.memberTokens() }
+    func deleteMemberToken(id: Int64) throws -> Bool { try inner.deleteMemberToken(id: id) }
 }

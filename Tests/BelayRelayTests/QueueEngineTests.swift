@@ -149,6 +149,26 @@ import Testing
 
     /// A store that fails in the middle of a batch: everything in the batch is refused, nothing
     /// of it stays, and the counters still match the store afterwards.
+    /// A member token is looked up and spent in the batch's transaction, on every store: up to
+    /// its quota, then TOKEN; an unknown hash is TOKEN; labels are unique; a revoked token is gone.
+    @Test(arguments: stores) func aMemberTokenIsSpentUpToItsQuotaInTheBatch(kind: String) async throws {
+        var h = try await Harness(kind)
+        let admin = MemberTokenAdmin(store: h.engine.store)
+        let (_, token) = try admin.add(label: "m", quota: 2)
+        let hash = try MemberToken.hash(Array(token.utf8))
+        let sink = Sink()
+        for _ in 0..<2 {
+            guard case .ids = h.one(sink, .create(recipientKey: Self.recipientKey, memberToken: hash)) else { throw Failure("NEW") }
+        }
+        #expect(h.one(sink, .create(recipientKey: Self.recipientKey, memberToken: hash)) == .error(.token))
+        #expect(h.one(sink, .create(recipientKey: Self.recipientKey, memberToken: [UInt8](repeating: 7, count: 32))) == .error(.token))
+        #expect(try admin.list().map(\.used) == [2])
+        #expect(throws: MemberTokenError.labelTaken("m")) { try admin.add(label: "m", quota: 1) }
+        #expect(try admin.revoke("m").used == 2)
+        #expect(throws: MemberTokenError.unknown("m")) { try admin.revoke("m") }
+        #expect(try admin.list().isEmpty && h.engine.byRecipient.count == 2)
+    }
+
     @Test func aFailedTransactionLeavesNothingAndTheCountersMatch() throws {
         let store = FailingStore(MemoryQueueStore())
         var config = RelayConfiguration()

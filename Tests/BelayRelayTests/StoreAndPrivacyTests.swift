@@ -16,10 +16,10 @@ import Testing
         try db.read { db in
             #expect(try String.fetchOne(db, sql: "PRAGMA journal_mode") == "wal")
             let tables = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-            #expect(tables == ["grdb_migrations", "message", "queue", "relay_meta", "timer", "timer_entry"])
+            #expect(tables == ["grdb_migrations", "member_token", "message", "queue", "relay_meta", "timer", "timer_entry"])
             #expect(
                 try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY rowid") == [
-                    "v1", "v2 message without expiry index", "v3 timer by key",
+                    "v1", "v2 message without expiry index", "v3 timer by key", "v4 member tokens",
                 ])
             #expect(
                 try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'message' AND sql IS NOT NULL")
@@ -156,6 +156,7 @@ import Testing
             text: "listen: 0.0.0.0:9000 # all interfaces\nmessage_ttl: 2d\nmax_queue_bytes: 1MiB\ncreation_tokens: [\"0123456789abcdef0\"]",
             source: "t", to: &c)
         #expect(c.listen == HostPort(host: "0.0.0.0", port: 9000) && c.messageTTLSeconds == 172_800 && c.maxQueueBytes == 1 << 20)
-        #expect(c.acceptsCreationToken(Array("0123456789abcdef0".utf8)) && !c.acceptsCreationToken(Array("nope".utf8)))
+        #expect(c.isConfiguredToken(Array("0123456789abcdef0".utf8)) && !c.isConfiguredToken(Array("nope".utf8)))
+        #expect(c.requiresCreationToken)
     }
 }

@@ -12,7 +12,8 @@ import Testing
         "checkin", "checkin arm", "checkin ok", "checkin status", "checkin disarm", "checkin alert",
         "group", "group create", "group add", "group join", "group remove", "group leave", "group send", "group members",
         "group list", "group retire", "group forget", "roster", "roster create", "roster duty", "roster status", "request", "claim",
-        "introduce", "introductions", "introduction accept", "introduction decline",
+        "introduce", "introductions", "introduction accept", "introduction decline", "relay token", "relay token set",
+        "relay token clear",
     ]
 
     func check(_ actual: String, against name: String) throws {
@@ -51,6 +52,8 @@ import Testing
             (alice, ["invite", "--relay", "belay://127.0.0.1:1/#\(key)", "--expires", "soon"]),
             (alice, ["invite", "--relay", "belay://127.0.0.1:1/#\(key)", "--expires", "90y"]),
             (alice, ["invite", "--relay", "belay://127.0.0.1:1/#\(key)", "--name", "a,b"]),
+            (alice, ["invite", "--relay", "belay://127.0.0.1:1/#\(key)", "--token", String(repeating: "t", count: 256)]),
+            (alice, ["relay", "token", "clear", "belay://127.0.0.1:1/#\(key)"]),
             (alice, ["wipe"]),
             (alice, ["checkin", "ok"]),
             (alice, ["checkin", "arm", "--every", "10s", "--grace", "5s", "--to", "bob"]),

@@ -13,14 +13,21 @@ extension Agent {
     /// just before the expiry; after that, `read` deletes it.
     static let invitationReplyGrace: UInt64 = 24 * 3600
 
-    /// Creates a receiving queue on `relay` and returns a one-time invitation for it.
-    public func invite(relay: RelayAddress, name: String?, lifetime: UInt64?) async throws -> String {
-        try await invite(relay: relay, name: name, lifetime: lifetime, expecting: nil)
+    /// Creates a receiving queue on `relay` and returns a one-time invitation for it. `token`:
+    /// the organisation token for that relay, kept for later commands once it is accepted (nil:
+    /// the one kept, if any).
+    public func invite(relay: RelayAddress, name: String?, lifetime: UInt64?, token: String? = nil) async throws -> String {
+        try await invite(relay: relay, name: name, lifetime: lifetime, expecting: nil, token: token, command: "invite")
     }
 
     /// `expecting`: the only identity allowed to answer (see `InvitationRecord.expectedIdentity`).
-    func invite(relay: RelayAddress, name: String?, lifetime: UInt64?, expecting: Data?) async throws -> String {
+    /// `command`: what to suggest with `--token` if the relay wants a token (nil when this is
+    /// part of another command).
+    func invite(
+        relay: RelayAddress, name: String?, lifetime: UInt64?, expecting: Data?, token: String? = nil, command: String? = nil
+    ) async throws -> String {
         let name = try name.map(Self.validate(name:))
+        _ = try token.map(Self.validate(token:))
         if let lifetime, lifetime == 0 || lifetime > Self.maxInvitationLifetime {
             throw ClientError.invalidInput("an invitation may last from 1 second to 30 days")
         }
@@ -31,7 +38,7 @@ extension Agent {
         let connection = try await pool.connection(relay)
         do {
             _ = try await checkPolicy(on: connection)
-            ids = try await connection.createQueue(recipientKey: recipientKey)
+            ids = try await createQueue(on: connection, relay: relay, recipientKey: recipientKey, token: token, command: command)
         } catch let error as RelayClientError {
             await pool.closeAll()
             throw Self.relayError(error, relay)
@@ -65,8 +72,14 @@ extension Agent {
 
     /// Pairs with the inviter: a queue of our own (on `relay`, or the inviter's relay), the
     /// confirmation and the hello, then the contact is saved and can be written to at once.
-    public func accept(_ text: String, name rawName: String, relay: RelayAddress?) async throws -> AcceptOutcome {
+    /// `token`: as for `invite`, for the relay of our own queue.
+    public func accept(_ text: String, name: String, relay: RelayAddress?, token: String? = nil) async throws -> AcceptOutcome {
+        try await accept(text, name: name, relay: relay, token: token, command: "accept")
+    }
+
+    func accept(_ text: String, name rawName: String, relay: RelayAddress?, token: String?, command: String?) async throws -> AcceptOutcome {
         let name = try Self.validate(name: rawName)
+        _ = try token.map(Self.validate(token:))
         let invitation: Invitation
         do { invitation = try Invitation(text: text, now: now()) } catch let error as E2EError {
             throw ClientError.invalidInput("this invitation cannot be used: \(error)")
@@ -90,7 +103,7 @@ extension Agent {
         let connection = try await pool.connection(ownRelay)
         do {
             _ = try await checkPolicy(on: connection)
-            ids = try await connection.createQueue(recipientKey: recipientKey)
+            ids = try await createQueue(on: connection, relay: ownRelay, recipientKey: recipientKey, token: token, command: command)
             // Secured before anyone learns its sender id: only the inviter will hold this key.
             try await connection.secure(recipient: ids.recipient, senderKey: replySender.publicKey)
         } catch let error as RelayClientError {

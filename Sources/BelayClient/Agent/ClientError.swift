@@ -40,6 +40,9 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
     case unknownRequest(String)
     case claimedByOther(String)
     case unknownIntroduction(String)
+    /// The relay creates queues only for holders of an organisation token; `presented` says
+    /// whether one was sent (and refused), `retry` the command that gives one.
+    case tokenRequired(relay: String, presented: Bool, retry: String)
 
     public var description: String {
         switch self {
@@ -88,6 +91,10 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
         case let .unknownRequest(id): "no request \(id) is waiting for a claim"
         case let .claimedByOther(id): "request \(id) was already claimed by someone else (or it expired); you are not the one taking it"
         case let .unknownIntroduction(id): "no introduction \(id) is waiting for your answer"
+        case let .tokenRequired(relay, presented, _):
+            presented
+                ? "the relay \(relay) refused the organisation token (unknown, revoked, or its quota of queues is used up)"
+                : "this relay (\(relay)) requires an organisation token to create queues"
         case let .contactUnderDuress(name):
             "not sent: \(name) checked in under duress recently, and a message appears on their device, which someone may be watching"
         }
@@ -118,6 +125,8 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
         case .unknownRequest: "`belay read` shows requests with their ids"
         case .claimedByOther: "nothing to do: someone else is with them; escalation has stopped"
         case .unknownIntroduction: "`belay introductions` lists the offers waiting for you"
+        case let .tokenRequired(_, presented, retry):
+            presented ? "ask the relay's operator for a new token, then run `\(retry)`" : "ask its operator for one, then run `\(retry)`"
         case .contactUnderDuress: "reach them another way; pass --force only if you are sure sending is safe for them"
         case .passphraseRequired: "type it at the prompt, or set BELAY_PASSPHRASE for scripts (or use `belay init --no-passphrase`)"
         case .stateDamaged: "nothing was changed; restore BELAY_HOME from a backup if you have one"
@@ -142,7 +151,9 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
     public var exitCode: Int32 {
         switch self {
         case .wrongPassphrase, .passphraseRequired, .checkinCodeRequired, .wrongCheckinCode: 3
-        case .relayUnreachable, .proxyUnreachable, .onionNeedsProxy, .relayRefused, .checkinPartlyArmed, .checkinPartlyRenewed, .checkinNotRemoved: 4
+        case .relayUnreachable, .proxyUnreachable, .onionNeedsProxy, .relayRefused, .checkinPartlyArmed, .checkinPartlyRenewed, .checkinNotRemoved,
+            .tokenRequired:
+            4
         case .identityChanged, .relayPolicyInvalid: 5
         case .stateDamaged: 6
         case .claimedByOther: 8

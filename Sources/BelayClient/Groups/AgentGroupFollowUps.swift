@@ -85,7 +85,7 @@ extension Agent {
                 do {
                     // Our own queue goes on our own relay (the one our inbox from the admin who
                     // invited us is on), not on a relay another member chose.
-                    let outcome = try await accept(incoming.invitation, name: name, relay: ownRelay(contacts))
+                    let outcome = try await accept(incoming.invitation, name: name, relay: ownRelay(contacts), token: nil, command: nil)
                     events.append(
                         ReadEvent(
                             kind: .paired, contact: name,

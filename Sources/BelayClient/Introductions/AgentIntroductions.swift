@@ -91,7 +91,7 @@ extension Agent {
         if accept, side.first {
             let relay = try RelayAddress(parsing: introducer.record.inbox.relay)
             let placeholder = try read { db in try freeContactName(name ?? "via-\(introducer.record.name)", db) }
-            invitation = try await invite(relay: relay, name: placeholder, lifetime: nil)
+            invitation = try await invite(relay: relay, name: placeholder, lifetime: nil, expecting: nil)
         }
         try write { db in
             var updated = side
@@ -260,7 +260,7 @@ extension Agent {
                 let (name, introducer) = try read { db in (try freeContactName(s.name ?? "introduced", db), try contactsByIdentity(db)[s.introducer]) }
                 // Our queue on our own relay (where our inbox from the introducer is).
                 let relay = introducer.flatMap { try? RelayAddress(parsing: $0.record.inbox.relay) }
-                let outcome = try await accept(invitation, name: name, relay: relay)
+                let outcome = try await accept(invitation, name: name, relay: relay, token: nil, command: nil)
                 // Paired even if the reply is still queued: the contact is saved, and accepting
                 // again would make a second one.
                 if let error = outcome.deliveryError {

@@ -108,6 +108,11 @@ final class ClientStore: Sendable {
                     CREATE TABLE intro (id INTEGER PRIMARY KEY, sealed BLOB NOT NULL);
                     """)
         }
+        // v5: organisation tokens, one per relay, found by a keyed tag of the relay's address;
+        // the address and the token are only inside the sealed record.
+        m.registerMigration("v5 relay tokens") { db in
+            try db.execute(sql: "CREATE TABLE relay_token (tag BLOB PRIMARY KEY NOT NULL, sealed BLOB NOT NULL)")
+        }
         return m
     }
 

@@ -30,7 +30,7 @@ public enum ConfigLoader {
         "max_timer_bodies_per_queue", "max_store_bytes", "pressure_queue_bytes", "disk_reserve", "handshake_timeout", "idle_timeout", "delivery_jitter",
         "rate_limit_per_second",
         "rate_burst", "max_subscriptions_per_connection", "max_proofs_per_connection", "sweep_interval",
-        "creation_tokens", "log_level", "metrics_listen", "store",
+        "creation_tokens", "require_creation_token", "log_level", "metrics_listen", "store",
     ]
 
     public static func load(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> RelayConfiguration {
@@ -147,6 +147,7 @@ public enum ConfigLoader {
                 guard let hash = try? BLAKE2b.hash(Array(token.utf8), outputLength: 32) else { throw fail("cannot hash token") }
                 return hash
             }
+        case "require_creation_token": config.requireCreationToken = try boolean(value, fail)
         case "log_level":
             guard let level = Logger.Level(rawValue: value.lowercased()) else {
                 throw fail("expected one of trace, debug, info, notice, warning, error, critical")
@@ -231,6 +232,14 @@ public enum ConfigLoader {
     static func integer(_ s: String, _ fail: (String) -> Error) throws -> Int {
         guard let v = Int(s.replacingOccurrences(of: "_", with: "")), v >= 0 else { throw fail("expected a whole number, got `\(s)`") }
         return v
+    }
+
+    static func boolean(_ s: String, _ fail: (String) -> Error) throws -> Bool {
+        switch s.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw fail("expected true or false, got `\(s)`")
+        }
     }
 
     /// Longest duration any setting takes: each has its own narrower range (`validate`), and

@@ -65,21 +65,25 @@ public struct RelayConfiguration: Equatable, Sendable {
     public var maxProofsPerConnection = 4_096
     /// How often timers and expiry are checked; bounds how late a timer fires.
     public var sweepIntervalSeconds: Double = 1
-    /// BLAKE2b-256 hashes of the configured queue-creation tokens; empty means open creation.
+    /// BLAKE2b-256 hashes of the configured queue-creation tokens; any makes NEW need a token.
     public var creationTokenHashes: [[UInt8]] = []
+    /// NEW needs a token even with no `creation_tokens`: the members' tokens that `belayd token`
+    /// keeps in the store.
+    public var requireCreationToken = false
     public var logLevel: Logger.Level = .info
 
     public init() {}
 
-    public var requiresCreationToken: Bool { !creationTokenHashes.isEmpty }
+    /// Whether NEW needs a token, configured or a member's: open creation otherwise.
+    public var requiresCreationToken: Bool { requireCreationToken || !creationTokenHashes.isEmpty }
 
     /// The host to print in the address: the public host, else the listen host.
     public var advertisedHost: String { publicHost.isEmpty ? listen.host : publicHost }
 
-    /// Constant-time check of a NEW command's token against the configured ones.
-    public func acceptsCreationToken(_ token: [UInt8]) -> Bool {
-        guard requiresCreationToken else { return true }
-        guard let hash = try? BLAKE2b.hash(token, outputLength: 32) else { return false }
+    /// Whether `token` is one of the configured `creation_tokens`: constant time in the token,
+    /// and every configured hash is compared.
+    public func isConfiguredToken(_ token: [UInt8]) -> Bool {
+        guard !creationTokenHashes.isEmpty, let hash = try? BLAKE2b.hash(token, outputLength: 32) else { return false }
         var ok = false
         for expected in creationTokenHashes where Sodium.constantTimeEquals(expected, hash) { ok = true }
         return ok

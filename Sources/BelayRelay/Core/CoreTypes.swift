@@ -30,7 +30,9 @@ public struct Proof: Hashable, Sendable {
 /// What a connection asks of the core. Authorisation inputs are the keys the connection has
 /// proven; the core compares them with the entity's current key.
 public enum CoreCommand: Sendable {
-    case create(recipientKey: [UInt8])
+    /// `memberToken`: the hash of the member token the NEW presented, to check against the
+    /// store and count against its quota; nil when the connection already let it through.
+    case create(recipientKey: [UInt8], memberToken: [UInt8]? = nil)
     case lookupKey(Proof)
     case secure(recipient: EntityID, proven: [UInt8], senderKey: [UInt8])
     case send(sender: EntityID, proven: [UInt8]?, body: [UInt8])

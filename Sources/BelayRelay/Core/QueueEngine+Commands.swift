@@ -6,8 +6,8 @@ import BelayWire
 extension QueueEngine {
     func process(_ r: CoreRequest, _ tx: any QueueTransaction, _ ctx: inout BatchContext) throws {
         switch r.command {
-        case let .create(recipientKey):
-            try create(r, recipientKey, tx, &ctx)
+        case let .create(recipientKey, memberToken):
+            try create(r, recipientKey, memberToken, tx, &ctx)
         case let .lookupKey(proof):
             ctx.add(.key(requestId: r.requestId, proof, try lookupKey(proof, tx)), for: r.sink)
         case let .secure(recipient, proven, senderKey):
@@ -110,9 +110,19 @@ extension QueueEngine {
         return q
     }
 
-    private func create(_ r: CoreRequest, _ recipientKey: [UInt8], _ tx: any QueueTransaction, _ ctx: inout BatchContext) throws {
+    private func create(
+        _ r: CoreRequest, _ recipientKey: [UInt8], _ memberToken: [UInt8]?, _ tx: any QueueTransaction, _ ctx: inout BatchContext
+    ) throws {
         guard byRecipient.count < limits.maxQueues else { return ctx.reply(r, .error(.limit)) }
         guard canGrow(by: 0) else { return ctx.reply(r, .error(.storeFull)) }
+        // Read at every NEW, in this batch's transaction: a token added or revoked by
+        // `belayd token` counts from the next NEW on, without a restart. The spend rolls back
+        // with the batch if it fails.
+        if let hash = memberToken {
+            guard let token = try tx.memberToken(hash: hash), Sodium.constantTimeEquals(token.hash, hash),
+                try tx.spendMemberToken(id: token.id)
+            else { return ctx.reply(r, .error(.token)) }
+        }
         var recipientId: EntityID
         var senderId: EntityID
         repeat {

@@ -68,8 +68,8 @@ public struct ChangedQueues: Sendable {
 }
 
 /// The row operations of one batch. Every method runs inside the transaction that
-/// `QueueStore.transaction` opened.
-public protocol QueueTransaction {
+/// `QueueStore.transaction` opened. Member tokens' operations are in `MemberTokenTransaction`.
+public protocol QueueTransaction: MemberTokenTransaction {
     func insertQueue(recipientId: EntityID, senderId: EntityID, recipientKey: [UInt8]) throws -> Int64
     func setSenderKey(queue: Int64, key: [UInt8]) throws
     /// Deletes a queue, its messages and the timer bodies aimed at it; returns how many timers

@@ -47,9 +47,15 @@ extension ConnectionStateMachine.Session {
         case let .new(n):
             guard queuesCreated < settings.maxQueuesPerConnection else { return reply(requestId, .error(.limit)) }
             queuesCreated += 1
-            guard settings.acceptsToken(n.token) else { return reply(requestId, .error(.token)) }
-            guard mayCreate() else { return reply(requestId, .error(.rate)) }
-            return submit(.create(recipientKey: n.recipientKey))
+            switch settings.creationPass(token: n.token) {
+            case let .refused(code):
+                return reply(requestId, .error(code))
+            case let .memberToken(hash):
+                return submit(.create(recipientKey: n.recipientKey, memberToken: hash))
+            case .open:
+                guard mayCreate() else { return reply(requestId, .error(.rate)) }
+                return submit(.create(recipientKey: n.recipientKey))
+            }
         case let .auth(a):
             guard proofs.count + pendingAuth.count < settings.maxProofsPerConnection else { return reply(requestId, .error(.limit)) }
             pendingAuth[requestId] = a

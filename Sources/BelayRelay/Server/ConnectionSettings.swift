@@ -29,6 +29,4 @@ struct ConnectionSettings: Sendable {
         deliveryJitter = .nanoseconds(Int64(c.deliveryJitterSeconds * 1e9))
         configuration = c
     }
-
-    func acceptsToken(_ token: [UInt8]) -> Bool { configuration.acceptsCreationToken(token) }
 }

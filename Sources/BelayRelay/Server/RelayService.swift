@@ -37,11 +37,7 @@ public struct RelayService: Service {
     public func run() async throws {
         let key = try state.loadKey()
         let policyKey = try state.policyKey()
-        let store: any QueueStore =
-            switch configuration.store {
-            case .sqlite: try RelayStore(path: state.databasePath)
-            case let .postgres(server): try PostgresQueueStore(server, logger: logger)
-            }
+        let store = try RelayStores.open(configuration, state: state, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: Self.eventLoopThreads(cores: System.coreCount))
         // Accepting (and refusing) connections on a thread of its own: a connection flood then
         // competes with established connections for the CPU, not for their event loop's turn.

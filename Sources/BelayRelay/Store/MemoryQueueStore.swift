@@ -68,6 +68,8 @@ struct MemoryTables {
     var lastQueueRow: Int64 = 0
     var timers: [Int64: Timer] = [:]
     var lastTimerRow: Int64 = 0
+    var memberTokens: [Int64: MemberTokenRow] = [:]
+    var lastTokenRow: Int64 = 0
 
     func row(_ id: Int64) -> QueueRow? {
         guard let q = queues[id] else { return nil }
@@ -176,5 +178,31 @@ final class MemoryTransaction: QueueTransaction {
 
     func timerEntries(timer: Int64) throws -> [(queue: Int64, body: [UInt8])] {
         tables.timers[timer]?.entries ?? []
+    }
+
+    func memberToken(hash: [UInt8]) throws -> MemberTokenRow? {
+        tables.memberTokens.values.first { $0.hash == hash }
+    }
+
+    func spendMemberToken(id: Int64) throws -> Bool {
+        guard let t = tables.memberTokens[id], t.used < t.quota else { return false }
+        tables.memberTokens[id]!.used += 1
+        return true
+    }
+
+    func insertMemberToken(hash: [UInt8], label: String?, quota: Int) throws -> Int64 {
+        if let label, tables.memberTokens.values.contains(where: { $0.label == label }) { throw MemberTokenError.labelTaken(label) }
+        guard !tables.memberTokens.values.contains(where: { $0.hash == hash }) else { throw Conflict(description: "a token hash is taken") }
+        tables.lastTokenRow += 1
+        tables.memberTokens[tables.lastTokenRow] = MemberTokenRow(id: tables.lastTokenRow, hash: hash, label: label, quota: quota, used: 0)
+        return tables.lastTokenRow
+    }
+
+    func memberTokens() throws -> [MemberTokenRow] {
+        tables.memberTokens.values.sorted { $0.id < $1.id }
+    }
+
+    func deleteMemberToken(id: Int64) throws -> Bool {
+        tables.memberTokens.removeValue(forKey: id) != nil
     }
 }

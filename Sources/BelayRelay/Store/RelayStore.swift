@@ -22,6 +22,8 @@ public final class RelayStore: QueueStore, @unchecked Sendable {
         }
     }
 
+    /// How long a transaction waits for another process's write lock (`belayd token`).
+    static let busyTimeoutSeconds: TimeInterval = 5
     /// Pages of WAL between automatic passive checkpoints.
     static let walAutocheckpointPages = 1_000
 
@@ -35,6 +37,9 @@ public final class RelayStore: QueueStore, @unchecked Sendable {
         var configuration = Configuration()
         configuration.foreignKeysEnabled = true
         configuration.label = "belayd.store"
+        // `belayd token` writes to the same database while the relay runs: whichever comes
+        // second waits for the other's short transaction instead of failing.
+        configuration.busyMode = .timeout(Self.busyTimeoutSeconds)
         configuration.prepareDatabase { db in
             // FULL: a commit returns only after the WAL is fsynced, so an acknowledged send
             // survives a power cut. secure_delete: freed cells are overwritten with zeros.

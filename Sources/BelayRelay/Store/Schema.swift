@@ -71,6 +71,21 @@ enum Schema {
         migrator.registerMigration("v3 timer by key") { db in
             try db.execute(sql: "CREATE INDEX timer_by_key ON timer(timer_key)")
         }
+        // v4: organisation members' queue-creation tokens (`belayd token`): the keyed hash, a
+        // label, the quota and a count of queues created. Deliberately no link from a queue to
+        // the token that created it (docs/THREAT-MODEL.md).
+        migrator.registerMigration("v4 member tokens") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE member_token (
+                        id INTEGER PRIMARY KEY,
+                        hash BLOB NOT NULL UNIQUE CHECK (length(hash) = 32),
+                        label TEXT UNIQUE,
+                        quota INTEGER NOT NULL CHECK (quota > 0),
+                        used INTEGER NOT NULL DEFAULT 0 CHECK (used >= 0)
+                    )
+                    """)
+        }
         return migrator
     }
 }

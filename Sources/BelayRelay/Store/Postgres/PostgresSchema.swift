@@ -60,6 +60,22 @@ enum PostgresSchema {
         // it and then fails (the client retries again and finds that timer), instead of making
         // a second timer under the same key.
         (2, ["DROP INDEX timer_by_key", "CREATE UNIQUE INDEX timer_by_key ON timer(timer_key)"]),
+        // Organisation members' queue-creation tokens (`belayd token`), as SQLite's v4: no
+        // link from a queue to the token that created it.
+        (
+            3,
+            [
+                """
+                CREATE TABLE member_token (
+                    id BIGSERIAL PRIMARY KEY,
+                    hash BYTEA NOT NULL UNIQUE CHECK (length(hash) = 32),
+                    label TEXT UNIQUE,
+                    quota BIGINT NOT NULL CHECK (quota > 0),
+                    used BIGINT NOT NULL DEFAULT 0 CHECK (used >= 0)
+                )
+                """
+            ]
+        ),
     ]
 
     static func migrate(_ connection: PostgresConnection, logger: Logger) throws {

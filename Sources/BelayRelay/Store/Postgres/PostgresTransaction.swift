@@ -20,7 +20,7 @@ final class PostgresTransaction: QueueTransaction {
         self.logger = logger
     }
 
-    private func run(_ query: PostgresQuery) throws -> PostgresQueryResult {
+    func run(_ query: PostgresQuery) throws -> PostgresQueryResult {
         try flushDeletes()
         return try connection.query(query, logger: logger).waitBounded()
     }
@@ -46,7 +46,7 @@ final class PostgresTransaction: QueueTransaction {
         ).waitBounded()
     }
 
-    private static func bytes(_ b: [UInt8]) -> ByteBuffer { ByteBuffer(bytes: b) }
+    static func bytes(_ b: [UInt8]) -> ByteBuffer { ByteBuffer(bytes: b) }
 
     func insertQueue(recipientId: EntityID, senderId: EntityID, recipientKey: [UInt8]) throws -> Int64 {
         let rows = try run(
