@@ -190,6 +190,29 @@ import Testing
         guard case let .reply(_, .message(d), _) = run([.get(recipient: r, proven: Self.recipientKey)]).first else { throw Failure("GET") }
         #expect(d.body == [1])
     }
+
+    /// SENDs of a batch that rolled back were not executed: the queue's rate is given back.
+    @Test func aSendThatRolledBackGivesItsRateBack() throws {
+        let store = FailingStore(MemoryQueueStore())
+        var config = RelayConfiguration()
+        config.diskReserveBytes = 0
+        config.sendRatePerQueue = 1
+        config.sendBurstPerQueue = 2
+        let engine = try QueueEngine(store: store, limits: CoreLimits(config), clock: ManualClock(), logger: Logger(label: "t"))
+        let sink = Sink()
+        func run(_ commands: [CoreCommand]) -> [RelayReply] {
+            let requests = commands.enumerated().map { CoreRequest(sink: sink, requestId: UInt32($0.offset + 1), command: $0.element) }
+            return (engine.runBatch(requests, sweep: false).outcomes[ObjectIdentifier(sink)]?.items ?? []).compactMap {
+                if case let .reply(_, reply, _) = $0 { reply } else { nil }
+            }
+        }
+        guard case let .ids(_, s) = run([.create(recipientKey: Self.recipientKey)]).first else { throw Failure("NEW") }
+        store.failInserts.withLock { $0 = true }
+        #expect(run([.send(sender: s, proven: nil, body: [1]), .send(sender: s, proven: nil, body: [2])]) == [.error(.unavailable), .error(.unavailable)])
+        store.failInserts.withLock { $0 = false }
+        let send = CoreCommand.send(sender: s, proven: nil, body: [3])
+        #expect(run([send, send, send]) == [.ok, .ok, .error(.rate)])
+    }
 }
 
 /// Wraps a store and throws from `insertMessage` while told to.

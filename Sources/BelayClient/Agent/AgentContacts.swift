@@ -111,6 +111,7 @@ extension Agent {
 
     static func relayError(_ error: RelayClientError, _ address: RelayAddress, queued: Int = 0) -> ClientError {
         switch error {
+        case .relay(.rate): .relayBusy(relay: address.host + ":\(address.port)", queued: queued)
         case let .relay(code): .relayRefused("\(code)")
         case let .proxyUnreachable(proxy, why): .proxyUnreachable(proxy: proxy, why: why, queued: queued)
         case .onionNeedsProxy: .onionNeedsProxy(relay: address.host + ":\(address.port)", queued: queued)

@@ -43,6 +43,9 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
     /// The relay creates queues only for holders of an organisation token; `presented` says
     /// whether one was sent (and refused), `retry` the command that gives one.
     case tokenRequired(relay: String, presented: Bool, retry: String)
+    /// The relay answered RATE: too many messages to one queue (from anyone, through any
+    /// address), or commands from this connection. `queued` messages stay in the outbox.
+    case relayBusy(relay: String, queued: Int)
 
     public var description: String {
         switch self {
@@ -91,6 +94,9 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
         case let .unknownRequest(id): "no request \(id) is waiting for a claim"
         case let .claimedByOther(id): "request \(id) was already claimed by someone else (or it expired); you are not the one taking it"
         case let .unknownIntroduction(id): "no introduction \(id) is waiting for your answer"
+        case let .relayBusy(relay, queued):
+            "the relay \(relay) asked to slow down (too many messages to one queue, or commands on one connection)"
+                + (queued > 0 ? "; \(queued) message(s) saved and not lost" : "")
         case let .tokenRequired(relay, presented, _):
             presented
                 ? "the relay \(relay) refused the organisation token (unknown, revoked, or its quota of queues is used up)"
@@ -125,6 +131,10 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
         case .unknownRequest: "`belay read` shows requests with their ids"
         case .claimedByOther: "nothing to do: someone else is with them; escalation has stopped"
         case .unknownIntroduction: "`belay introductions` lists the offers waiting for you"
+        case let .relayBusy(_, queued):
+            queued > 0
+                ? "they will be sent by the next `belay send` or `belay read`; if it keeps happening, someone may be flooding that queue"
+                : "try again in a few seconds"
         case let .tokenRequired(_, presented, retry):
             presented ? "ask the relay's operator for a new token, then run `\(retry)`" : "ask its operator for one, then run `\(retry)`"
         case .contactUnderDuress: "reach them another way; pass --force only if you are sure sending is safe for them"
@@ -152,7 +162,7 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .wrongPassphrase, .passphraseRequired, .checkinCodeRequired, .wrongCheckinCode: 3
         case .relayUnreachable, .proxyUnreachable, .onionNeedsProxy, .relayRefused, .checkinPartlyArmed, .checkinPartlyRenewed, .checkinNotRemoved,
-            .tokenRequired:
+            .tokenRequired, .relayBusy:
             4
         case .identityChanged, .relayPolicyInvalid: 5
         case .stateDamaged: 6

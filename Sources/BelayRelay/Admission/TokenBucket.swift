@@ -21,6 +21,11 @@ struct TokenBucket: Sendable {
         return true
     }
 
+    /// Returns a token taken for something that did not happen after all.
+    mutating func giveBack() {
+        tokens = min(burst, tokens + 1)
+    }
+
     /// Whether the bucket has refilled completely by `now`: its state then says nothing an
     /// empty entry would not, so the entry can be forgotten.
     mutating func isFull(now: NIODeadline) -> Bool {

@@ -29,7 +29,7 @@ public enum ConfigLoader {
         "max_timers_per_connection",
         "max_timer_bodies_per_queue", "max_store_bytes", "pressure_queue_bytes", "disk_reserve", "handshake_timeout", "idle_timeout", "delivery_jitter",
         "rate_limit_per_second",
-        "rate_burst", "max_subscriptions_per_connection", "max_proofs_per_connection", "sweep_interval",
+        "rate_burst", "send_rate_per_queue", "send_burst_per_queue", "max_subscriptions_per_connection", "max_proofs_per_connection", "sweep_interval",
         "creation_tokens", "require_creation_token", "log_level", "metrics_listen", "store",
     ]
 
@@ -137,6 +137,8 @@ public enum ConfigLoader {
         case "delivery_jitter": config.deliveryJitterSeconds = try duration(value, fail)
         case "rate_limit_per_second": config.rateLimitPerSecond = try integer(value, fail)
         case "rate_burst": config.rateBurst = try integer(value, fail)
+        case "send_rate_per_queue": config.sendRatePerQueue = try integer(value, fail)
+        case "send_burst_per_queue": config.sendBurstPerQueue = try integer(value, fail)
         case "max_subscriptions_per_connection": config.maxSubscriptionsPerConnection = try integer(value, fail)
         case "max_proofs_per_connection": config.maxProofsPerConnection = try integer(value, fail)
         case "sweep_interval": config.sweepIntervalSeconds = try duration(value, fail)
@@ -202,6 +204,10 @@ public enum ConfigLoader {
         try check(
             (WireLimits.maxBundleEntries...10_000_000).contains(c.rateBurst), "rate_burst",
             "must be between \(WireLimits.maxBundleEntries) (one full bundle) and 10000000")
+        try check((1...1_000_000).contains(c.sendRatePerQueue), "send_rate_per_queue", "must be between 1 and 1000000")
+        try check(
+            (c.sendRatePerQueue...10_000_000).contains(c.sendBurstPerQueue), "send_burst_per_queue",
+            "must be between send_rate_per_queue (\(c.sendRatePerQueue); the bucket refills once a second) and 10000000")
         try check((1...100_000).contains(c.maxSubscriptionsPerConnection), "max_subscriptions_per_connection", "must be between 1 and 100000")
         try check((1...100_000).contains(c.maxProofsPerConnection), "max_proofs_per_connection", "must be between 1 and 100000")
         try check(c.sweepIntervalSeconds >= 0.01 && c.sweepIntervalSeconds <= 60, "sweep_interval", "must be between 10ms and 60s")

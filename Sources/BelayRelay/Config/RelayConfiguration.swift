@@ -61,6 +61,11 @@ public struct RelayConfiguration: Equatable, Sendable {
     /// that loop (5,000 unknown commands took about 4 ms). Clients send a few commands at a
     /// time; the benchmark keeps 10 sends in flight.
     public var rateBurst = 256
+    /// SENDs per second into one queue from all connections together, and the burst: what
+    /// through Tor is still one thing when the addresses are many. A person sends a few a
+    /// second at most; `make bench` sends about 1,600 a second to each of its 50 queues.
+    public var sendRatePerQueue = 4_000
+    public var sendBurstPerQueue = 8_000
     public var maxSubscriptionsPerConnection = 1_024
     public var maxProofsPerConnection = 4_096
     /// How often timers and expiry are checked; bounds how late a timer fires.

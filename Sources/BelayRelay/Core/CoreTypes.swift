@@ -79,6 +79,8 @@ public struct CoreLimits: Sendable {
     public var maxStoreBytes: Int
     public var pressureQueueBytes: Int
     public var diskReserveBytes: Int
+    public var sendRatePerQueue: Int
+    public var sendBurstPerQueue: Int
 
     public init(_ c: RelayConfiguration) {
         messageTTLSeconds = c.messageTTLSeconds
@@ -91,6 +93,8 @@ public struct CoreLimits: Sendable {
         maxStoreBytes = c.maxStoreBytes
         pressureQueueBytes = c.pressureQueueBytes
         diskReserveBytes = c.diskReserveBytes
+        sendRatePerQueue = c.sendRatePerQueue
+        sendBurstPerQueue = c.sendBurstPerQueue
     }
 }
 

@@ -15,6 +15,7 @@ extension QueueEngine {
         if sweep {
             checkStorage()
             refreshSharedCountersIfDue()
+            sendRate.prune(now: clock.now())
         }
         var ctx = BatchContext()
         var more = false
@@ -83,19 +84,26 @@ extension QueueEngine {
         var more = false
         var batch = ctx
         subscriptionUndo = [:]
-        try store.transaction { tx in
-            if store.shared { try tx.lockQueues(queuesTouched(by: requests)) }
-            if !changes.isEmpty { try apply(changes, tx, &batch) }
-            for request in requests {
-                try process(request, tx, &batch)
+        sendCharges.removeAll(keepingCapacity: true)
+        do {
+            try store.transaction { tx in
+                if store.shared { try tx.lockQueues(queuesTouched(by: requests)) }
+                if !changes.isEmpty { try apply(changes, tx, &batch) }
+                for request in requests {
+                    try process(request, tx, &batch)
+                }
+                for row in pendingDelivery { if let q = byRow[row] { batch.dirty[row] = q } }
+                if sweep {
+                    let moreTimers = releaseTimers ? try releaseDueTimers(tx, &batch) : false
+                    let moreExpiry = try expireMessages(tx, &batch)
+                    more = moreTimers || moreExpiry
+                }
+                try deliver(tx, &batch)
             }
-            for row in pendingDelivery { if let q = byRow[row] { batch.dirty[row] = q } }
-            if sweep {
-                let moreTimers = releaseTimers ? try releaseDueTimers(tx, &batch) : false
-                let moreExpiry = try expireMessages(tx, &batch)
-                more = moreTimers || moreExpiry
-            }
-            try deliver(tx, &batch)
+        } catch {
+            // Nothing of it happened: the SENDs it counted may be sent again.
+            sendRate.refund(sendCharges)
+            throw error
         }
         ctx = batch
         pendingDelivery.removeAll()

@@ -26,6 +26,11 @@ extension QueueEngine {
             if let key = q.senderKey, !(proven.map { Sodium.constantTimeEquals($0, key) } ?? false) {
                 return ctx.reply(r, .error(.auth))
             }
+            // Counted only once the sender is authorised: on a secured queue nobody but the
+            // holder of its sender key can use up its rate.
+            let (allowed, charged) = sendRate.take(queue: q.rowId, now: clock.now())
+            if charged { sendCharges.append(q.rowId) }
+            guard allowed else { return ctx.reply(r, .error(.rate)) }
             guard q.count < limits.maxQueueMessages, q.bytes + q.heldBytes + body.count <= queueByteLimit else {
                 return ctx.reply(r, .error(.quota))
             }

@@ -74,6 +74,7 @@ extension QueueEngine {
         byRecipient[q.recipientId] = nil
         bySender[q.senderId] = nil
         byRow[q.rowId] = nil
+        sendRate.forget(queue: q.rowId)
     }
 
     /// The rows of the queues these requests name that this frontend knows, ascending: locked

@@ -46,6 +46,10 @@ final class QueueEngine {
     var reattach: [EntityID: CoreSink] = [:]
     /// With a shared store, when to re-read every counter next.
     var nextSharedRefresh: UInt64 = 0
+    /// SENDs per queue (`send_rate_per_queue`), and the queues charged in the current attempt,
+    /// given back if its transaction rolls back.
+    var sendRate: SendRateTable
+    var sendCharges: [Int64] = []
     /// Queues in the store when the engine started.
     private(set) var queuesAtStart = 0
 
@@ -59,6 +63,7 @@ final class QueueEngine {
         self.random = random
         self.logger = logger
         self.metrics = metrics
+        sendRate = SendRateTable(perSecond: limits.sendRatePerQueue, burst: limits.sendBurstPerQueue)
         reserve = store.localFile.map { DiskReserve(path: $0 + ".reserve", size: limits.diskReserveBytes) }
         do {
             try reserve?.ensure()
