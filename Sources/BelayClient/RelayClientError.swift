@@ -15,6 +15,8 @@ public enum RelayClientError: Error, Equatable, CustomStringConvertible {
     case proxyUnreachable(proxy: String, why: String)
     /// An onion relay, and no proxy to reach it through.
     case onionNeedsProxy
+    /// The relay asked again for proof of work after it was paid.
+    case workRefused(bits: UInt8)
 
     /// The reason alone, for messages that already say which relay could not be reached.
     public var reason: String {
@@ -38,6 +40,7 @@ public enum RelayClientError: Error, Equatable, CustomStringConvertible {
         case let .protocolViolation(what): "the relay broke the protocol: \(what)"
         case let .proxyUnreachable(proxy, why): "cannot use the proxy \(proxy): \(why)"
         case .onionNeedsProxy: "an onion relay can be reached only through Tor"
+        case let .workRefused(bits): "the relay refused the proof of work it asked for (\(bits) bits); try again, and tell its operator if it persists"
         }
     }
 }

@@ -2,6 +2,7 @@ import BelaySodium
 import BelayWire
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// A Noise-protected connection to one relay, pinned to the key in its address.
 ///
@@ -15,6 +16,9 @@ public final class RelayConnection: Sendable {
     /// The channel's handler, which only its event loop may touch.
     private let handler: NIOLoopBound<ClientHandler>
     public let requestTimeout: TimeAmount
+    /// The proof of work this relay asked for on this connection (0: none yet), so that the
+    /// next NEW or TSET is paid before it is sent instead of after a refusal.
+    let workBits = Mutex<UInt8>(0)
 
     private init(
         address: RelayAddress, sessionHash: [UInt8], channel: Channel, handler: NIOLoopBound<ClientHandler>, requestTimeout: TimeAmount
@@ -187,9 +191,10 @@ public final class RelayConnection: Sendable {
         try expectOK(await call(.ping), pong: true)
     }
 
-    /// Creates a queue owned by `recipientKey`; returns its recipient and sender ids.
+    /// Creates a queue owned by `recipientKey`; returns its recipient and sender ids. Pays the
+    /// relay's proof of work if it asks for one (`callPaying`).
     public func createQueue(recipientKey: Ed25519.SigningKey, token: [UInt8] = []) async throws -> (recipient: EntityID, sender: EntityID) {
-        let reply = try await call(.new(.init(recipientKey: recipientKey.publicKey, token: token)))
+        let reply = try await callPaying(.new(.init(recipientKey: recipientKey.publicKey, token: token)))
         guard case let .ids(r, s) = reply else { throw RelayClientError.unexpectedReply("\(reply)") }
         return (r, s)
     }
@@ -229,8 +234,9 @@ public final class RelayConnection: Sendable {
     }
 
     /// Deposits a timed release; returns the timer id and its deadline on the relay's clock.
+    /// Pays the relay's proof of work if it asks for one (`callPaying`).
     public func setTimer(_ set: RelayCommand.TimerSet) async throws -> (id: EntityID, deadline: UInt64) {
-        let reply = try await call(.timerSet(set))
+        let reply = try await callPaying(.timerSet(set))
         guard case let .timer(id, deadline) = reply else { throw RelayClientError.unexpectedReply("\(reply)") }
         return (id, deadline)
     }
@@ -249,6 +255,55 @@ public final class RelayConnection: Sendable {
         switch (reply, pong) {
         case (.ok, false), (.pong, true): return
         default: throw RelayClientError.unexpectedReply("\(reply)")
+        }
+    }
+}
+
+extension RelayConnection {
+    /// Candidates tried between two yields: a few milliseconds of hashing.
+    static let workSlice: UInt64 = 1 << 14
+
+    /// NEW or TSET: sent with work already paid if this connection was asked for it; if the
+    /// relay answers WORK, the work is done for this session and command and the command sent
+    /// once more. A second WORK (the relay asks for more, or refuses the work) is an error.
+    func callPaying(_ command: RelayCommand) async throws -> RelayReply {
+        var command = command
+        let known = workBits.withLock { $0 }
+        if known > 0 { command = try await paying(command, bits: known) }
+        var reply = try await dispatch(command, timeout: requestTimeout).get()
+        if case let .workRequired(bits) = reply, bits != known {
+            workBits.withLock { $0 = bits }
+            command = try await paying(command, bits: bits)
+            reply = try await dispatch(command, timeout: requestTimeout).get()
+        }
+        switch reply {
+        case let .error(code): throw RelayClientError.relay(code)
+        case let .workRequired(bits): throw RelayClientError.workRefused(bits: bits)
+        default: return reply
+        }
+    }
+
+    /// `command` with a work field that solves this session's puzzle with `bits` zero bits. The
+    /// search yields every `workSlice` candidates and stops if the task is cancelled.
+    func paying(_ command: RelayCommand, bits: UInt8) async throws -> RelayCommand {
+        let challenge = try CreationWork.challenge(sessionHash: sessionHash, command: command)
+        var start: UInt64 = 0
+        while true {
+            try Task.checkCancellation()
+            if let work = try CreationWork.search(challenge: challenge, bits: Int(bits), from: start, count: Self.workSlice) {
+                switch command {
+                case var .new(n):
+                    n.work = work
+                    return .new(n)
+                case var .timerSet(t):
+                    t.work = work
+                    return .timerSet(t)
+                default:
+                    return command
+                }
+            }
+            start &+= Self.workSlice
+            await Task.yield()
         }
     }
 }

@@ -30,4 +30,7 @@ public enum WireLimits {
     public static let maxTimerDelaySeconds: UInt32 = 400 * 24 * 3600
     /// Queue-creation tokens are short secrets, not documents.
     public static let maxTokenLength = 255
+    /// The most leading zero bits of work a relay may ask for: about 2^26 hashes, half a minute
+    /// on a slow phone. A client refuses to start on more (a hostile relay could ask for years).
+    public static let maxWorkBits: UInt8 = 26
 }

@@ -27,14 +27,22 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Members for the group figure (one message fanned out to each); 0 skips it.") var groupMembers = 50
     @Option(help: "Group messages sent for the group figure.") var groupRounds = 20
     @Option(help: "The relay's delivery_jitter (e.g. 50ms), to measure what it costs; default off.") var deliveryJitter: String?
+    @Option(help: "Instead: proof-of-work solve times for these bits, e.g. 16,20,22 (no relay).") var work: String?
+    @Option(help: "Solves per figure for --work.") var workSamples = 50
 
     func validate() throws {
         if let churn, churn < 1 { throw ValidationError("--churn needs at least one cycle") }
         if churn != nil, abuse { throw ValidationError("--churn and --abuse are separate runs; pick one") }
+        if let work, workBits(work) == nil { throw ValidationError("--work takes bits from 1 to \(WireLimits.maxWorkBits), e.g. 16,20,22") }
+        if workSamples < 1 { throw ValidationError("--work-samples needs at least one solve") }
     }
 
     func run() async throws {
         if clientOnly { return try clientFigure() }
+        if let work, let bits = workBits(work) {
+            for b in bits { WorkBench.report(try WorkBench.run(bits: b, samples: workSamples)) }
+            return
+        }
         let binary = belayd ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("belayd").path
         let stateDir = FileManager.default.temporaryDirectory.appendingPathComponent("belay-bench-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: stateDir) }
@@ -105,6 +113,12 @@ struct Bench: AsyncParsableCommand {
 }
 
 extension Bench {
+    func workBits(_ text: String) -> [Int]? {
+        let bits = text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !bits.isEmpty, bits.allSatisfy({ (1...Int(WireLimits.maxWorkBits)).contains($0) }) else { return nil }
+        return bits
+    }
+
     /// The ratchet path as the client store runs it (state restored and saved once per batch),
     /// then as it ran before (around every message), in the same run.
     func clientFigure() throws {

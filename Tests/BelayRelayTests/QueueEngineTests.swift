@@ -155,13 +155,15 @@ import Testing
         var h = try await Harness(kind)
         let admin = MemberTokenAdmin(store: h.engine.store)
         let (_, token) = try admin.add(label: "m", quota: 2)
-        let hash = try MemberToken.hash(Array(token.utf8))
+        let check = MemberTokenCheck(hash: try MemberToken.hash(Array(token.utf8)), refusal: .error(.token))
+        let stranger = MemberTokenCheck(hash: [UInt8](repeating: 7, count: 32), refusal: .workRequired(bits: 9))
         let sink = Sink()
         for _ in 0..<2 {
-            guard case .ids = h.one(sink, .create(recipientKey: Self.recipientKey, memberToken: hash)) else { throw Failure("NEW") }
+            guard case .ids = h.one(sink, .create(recipientKey: Self.recipientKey, memberToken: check)) else { throw Failure("NEW") }
         }
-        #expect(h.one(sink, .create(recipientKey: Self.recipientKey, memberToken: hash)) == .error(.token))
-        #expect(h.one(sink, .create(recipientKey: Self.recipientKey, memberToken: [UInt8](repeating: 7, count: 32))) == .error(.token))
+        #expect(h.one(sink, .create(recipientKey: Self.recipientKey, memberToken: check)) == .error(.token))
+        // A refused token gets the answer the connection chose: TOKEN, or the work it would take.
+        #expect(h.one(sink, .create(recipientKey: Self.recipientKey, memberToken: stranger)) == .workRequired(bits: 9))
         #expect(try admin.list().map(\.used) == [2])
         #expect(throws: MemberTokenError.labelTaken("m")) { try admin.add(label: "m", quota: 1) }
         #expect(try admin.revoke("m").used == 2)

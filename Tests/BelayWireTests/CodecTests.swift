@@ -12,7 +12,7 @@ import Testing
 
     static let commands: [String: (UInt32, RelayCommand)] = [
         "ping": (1, .ping),
-        "new": (2, .new(.init(recipientKey: key, token: Array("token".utf8)))),
+        "new": (2, .new(.init(recipientKey: key, token: Array("token".utf8), work: 0x0102_0304_0506_0708))),
         "auth": (3, .auth(.init(role: .sender, entity: s, signature: sig))),
         "key": (4, .key(recipient: r, senderKey: key)),
         "send": (5, .send(sender: s, body: Array("hello".utf8))),
@@ -25,7 +25,7 @@ import Testing
             .timerSet(
                 .init(
                     timerKey: key, delay: 3600, replaces: t,
-                    entries: [.init(sender: s, body: [0x61]), .init(sender: r, body: [0x62, 0x63])]))
+                    entries: [.init(sender: s, body: [0x61]), .init(sender: r, body: [0x62, 0x63])], token: [0x74], work: 9))
         ),
         "trenew": (0xffff_fffe, .timerRenew(timer: t, delay: 60)),
         "tcancel": (12, .timerCancel(timer: t)),
@@ -40,6 +40,7 @@ import Testing
         "timer": (6, .timer(id: t, deadline: 1_800_000_000)),
         "end": (0, .end(recipient: r)),
         "err": (8, .error(.quota)),
+        "work": (9, .workRequired(bits: 20)),
     ]
 
     static func fixtures() throws -> [String: [String: String]] {
@@ -114,6 +115,18 @@ import Testing
         #expect(code([0x05, 0, 0, 0, 1] + s + [0, 0]) == .tooLarge)  // empty body
         let tset: [UInt8] = [0x0a, 0, 0, 0, 1] + Self.key + [0, 0, 0x0e, 0x10, 0, 9]  // nine bodies
         #expect(code(tset) == .malformed)
+    }
+
+    /// ERR WORK carries its bits, within 1...`maxWorkBits`; any other count is malformed, so a
+    /// hostile relay cannot send a client off to search forever.
+    @Test func workRepliesOutsideTheirRangeAreRefused() throws {
+        for bits: UInt8 in [0, WireLimits.maxWorkBits + 1, 255] {
+            #expect(throws: RelayCodec.DecodeError.invalidField("work bits \(bits)")) {
+                try RelayCodec.decodeReply(Self.buffer([0xff, 0, 0, 0, 1, 0, 16, bits]))
+            }
+        }
+        #expect(throws: RelayCodec.DecodeError.truncated) { try RelayCodec.decodeReply(Self.buffer([0xff, 0, 0, 0, 1, 0, 16])) }
+        #expect(try RelayCodec.decodeReply(Self.buffer([0xff, 0, 0, 0, 1, 0, 16, 26])).reply == .workRequired(bits: 26))
     }
 
     @Test func randomBytesNeverCrashTheDecoder() {

@@ -22,6 +22,11 @@ extension Agent {
         try read { db in try store.relaysWithTokens(db) }
     }
 
+    /// The token kept for `relay`, or empty.
+    func keptToken(for relay: RelayAddress) throws -> [UInt8] {
+        try read { db in try store.relayToken(for: relay, db) } ?? []
+    }
+
     static func validate(token: String) throws -> [UInt8] {
         let trimmed = token.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty, trimmed.utf8.count <= maxRelayTokenLength else {
@@ -43,7 +48,7 @@ extension Agent {
         on connection: RelayConnection, relay: RelayAddress, recipientKey: Ed25519.SigningKey, token explicit: String?, command: String?
     ) async throws -> (recipient: EntityID, sender: EntityID) {
         let given = try explicit.map(Self.validate(token:))
-        let token = try given ?? read { db in try store.relayToken(for: relay, db) } ?? []
+        let token = try given ?? keptToken(for: relay)
         let ids: (recipient: EntityID, sender: EntityID)
         do {
             ids = try await connection.createQueue(recipientKey: recipientKey, token: token)

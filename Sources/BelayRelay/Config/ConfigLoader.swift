@@ -30,7 +30,7 @@ public enum ConfigLoader {
         "max_timer_bodies_per_queue", "max_store_bytes", "pressure_queue_bytes", "disk_reserve", "handshake_timeout", "idle_timeout", "delivery_jitter",
         "rate_limit_per_second",
         "rate_burst", "send_rate_per_queue", "send_burst_per_queue", "max_subscriptions_per_connection", "max_proofs_per_connection", "sweep_interval",
-        "creation_tokens", "require_creation_token", "log_level", "metrics_listen", "store",
+        "creation_tokens", "require_creation_token", "creation_pow_bits", "log_level", "metrics_listen", "store",
     ]
 
     public static func load(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> RelayConfiguration {
@@ -150,6 +150,10 @@ public enum ConfigLoader {
                 return hash
             }
         case "require_creation_token": config.requireCreationToken = try boolean(value, fail)
+        case "creation_pow_bits":
+            let bits = try integer(value, fail)
+            guard bits <= Int(WireLimits.maxWorkBits) else { throw fail("must be between 0 (off) and \(WireLimits.maxWorkBits)") }
+            config.creationWorkBits = UInt8(bits)
         case "log_level":
             guard let level = Logger.Level(rawValue: value.lowercased()) else {
                 throw fail("expected one of trace, debug, info, notice, warning, error, critical")

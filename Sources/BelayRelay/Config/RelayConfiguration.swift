@@ -75,6 +75,10 @@ public struct RelayConfiguration: Equatable, Sendable {
     /// NEW needs a token even with no `creation_tokens`: the members' tokens that `belayd token`
     /// keeps in the store.
     public var requireCreationToken = false
+    /// Leading zero bits of proof of work a NEW or new TSET needs without a token (0: none;
+    /// at most `WireLimits.maxWorkBits`). On a relay that requires tokens, NEW needs a token
+    /// regardless and this applies to TSET only.
+    public var creationWorkBits: UInt8 = 0
     public var logLevel: Logger.Level = .info
 
     public init() {}

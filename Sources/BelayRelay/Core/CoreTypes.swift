@@ -30,9 +30,9 @@ public struct Proof: Hashable, Sendable {
 /// What a connection asks of the core. Authorisation inputs are the keys the connection has
 /// proven; the core compares them with the entity's current key.
 public enum CoreCommand: Sendable {
-    /// `memberToken`: the hash of the member token the NEW presented, to check against the
-    /// store and count against its quota; nil when the connection already let it through.
-    case create(recipientKey: [UInt8], memberToken: [UInt8]? = nil)
+    /// `memberToken`: the member token the NEW presented, to check against the store and count
+    /// against its quota; nil when the connection already let it through.
+    case create(recipientKey: [UInt8], memberToken: MemberTokenCheck? = nil)
     case lookupKey(Proof)
     case secure(recipient: EntityID, proven: [UInt8], senderKey: [UInt8])
     case send(sender: EntityID, proven: [UInt8]?, body: [UInt8])
@@ -40,7 +40,9 @@ public enum CoreCommand: Sendable {
     case ack(recipient: EntityID, proven: [UInt8], seq: UInt64)
     case get(recipient: EntityID, proven: [UInt8])
     case delete(recipient: EntityID, proven: [UInt8])
-    case timerSet(RelayCommand.TimerSet, senderProofs: [[UInt8]?], replacesProof: [UInt8]?)
+    /// `memberToken`: for a new timer on a relay that asks for proof of work, the member token
+    /// that spares it (checked, not counted: the quota is of queues).
+    case timerSet(RelayCommand.TimerSet, senderProofs: [[UInt8]?], replacesProof: [UInt8]?, memberToken: MemberTokenCheck? = nil)
     case timerRenew(timer: EntityID, proven: [UInt8], delay: UInt32)
     case timerCancel(timer: EntityID, proven: [UInt8])
     /// The connection closed: forget its subscriptions.

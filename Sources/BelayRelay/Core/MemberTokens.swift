@@ -19,6 +19,13 @@ public struct MemberTokenRow: Sendable, Equatable {
     }
 }
 
+/// A member token for the core to check, and what to answer if it does not pass: TOKEN where a
+/// token is required, else the proof of work that would do instead.
+public struct MemberTokenCheck: Equatable, Sendable {
+    public var hash: [UInt8]
+    public var refusal: RelayReply
+}
+
 /// The row operations on member tokens, inside a batch's transaction (NEW) or one of their own
 /// (`belayd token`). Every store implements them, so that a running relay sees a token added
 /// or revoked by `belayd token` at its next NEW.

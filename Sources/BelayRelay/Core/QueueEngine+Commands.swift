@@ -85,7 +85,8 @@ extension QueueEngine {
             ctx.recent[q.rowId] = nil
             ctx.deletedSomething = true
             ctx.reply(r, .ok)
-        case let .timerSet(set, senderProofs, replacesProof):
+        case let .timerSet(set, senderProofs, replacesProof, memberToken):
+            if let check = memberToken, try storedMemberToken(check, tx) == nil { return ctx.reply(r, check.refusal) }
             try timerSet(r, set, senderProofs, replacesProof, tx, &ctx)
         case let .timerRenew(timer, proven, delay):
             guard let row = try tx.timer(id: timer) else { return ctx.reply(r, .error(.noTimer)) }
@@ -116,17 +117,15 @@ extension QueueEngine {
     }
 
     private func create(
-        _ r: CoreRequest, _ recipientKey: [UInt8], _ memberToken: [UInt8]?, _ tx: any QueueTransaction, _ ctx: inout BatchContext
+        _ r: CoreRequest, _ recipientKey: [UInt8], _ memberToken: MemberTokenCheck?, _ tx: any QueueTransaction, _ ctx: inout BatchContext
     ) throws {
         guard byRecipient.count < limits.maxQueues else { return ctx.reply(r, .error(.limit)) }
         guard canGrow(by: 0) else { return ctx.reply(r, .error(.storeFull)) }
         // Read at every NEW, in this batch's transaction: a token added or revoked by
         // `belayd token` counts from the next NEW on, without a restart. The spend rolls back
         // with the batch if it fails.
-        if let hash = memberToken {
-            guard let token = try tx.memberToken(hash: hash), Sodium.constantTimeEquals(token.hash, hash),
-                try tx.spendMemberToken(id: token.id)
-            else { return ctx.reply(r, .error(.token)) }
+        if let check = memberToken {
+            guard let token = try storedMemberToken(check, tx), try tx.spendMemberToken(id: token.id) else { return ctx.reply(r, check.refusal) }
         }
         var recipientId: EntityID
         var senderId: EntityID
@@ -142,6 +141,12 @@ extension QueueEngine {
         bySender[senderId] = q
         byRow[rowId] = q
         ctx.reply(r, .ids(recipient: recipientId, sender: senderId), grant: (Proof(role: .recipient, entity: recipientId), recipientKey))
+    }
+
+    /// The stored member token `check` names, compared in constant time, or nil.
+    func storedMemberToken(_ check: MemberTokenCheck, _ tx: any QueueTransaction) throws -> MemberTokenRow? {
+        guard let token = try tx.memberToken(hash: check.hash), Sodium.constantTimeEquals(token.hash, check.hash) else { return nil }
+        return token
     }
 
     private func lookupKey(_ proof: Proof, _ tx: any QueueTransaction) throws -> Result<[UInt8], RelayErrorCode> {

@@ -88,7 +88,7 @@ extension QueueEngine {
             case let .secure(recipient, _, _), let .subscribe(recipient, _), let .ack(recipient, _, _), let .get(recipient, _),
                 let .delete(recipient, _):
                 if let q = byRecipient[recipient] { rows.insert(q.rowId) }
-            case let .timerSet(set, _, _): for e in set.entries { if let q = bySender[e.sender] { rows.insert(q.rowId) } }
+            case let .timerSet(set, _, _, _): for e in set.entries { if let q = bySender[e.sender] { rows.insert(q.rowId) } }
             case .create, .lookupKey, .timerRenew, .timerCancel, .disconnect: break
             }
         }

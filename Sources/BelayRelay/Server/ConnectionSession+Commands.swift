@@ -47,11 +47,13 @@ extension ConnectionStateMachine.Session {
         case let .new(n):
             guard queuesCreated < settings.maxQueuesPerConnection else { return reply(requestId, .error(.limit)) }
             queuesCreated += 1
-            switch settings.creationPass(token: n.token) {
-            case let .refused(code):
-                return reply(requestId, .error(code))
-            case let .memberToken(hash):
-                return submit(.create(recipientKey: n.recipientKey, memberToken: hash))
+            switch creationPass(for: command, token: n.token, work: n.work, queue: true, settings: settings) {
+            case let .refused(refusal):
+                return reply(requestId, refusal)
+            case let .memberToken(check):
+                return submit(.create(recipientKey: n.recipientKey, memberToken: check))
+            case .paid:
+                return submit(.create(recipientKey: n.recipientKey))
             case .open:
                 guard mayCreate() else { return reply(requestId, .error(.rate)) }
                 return submit(.create(recipientKey: n.recipientKey))
@@ -85,8 +87,14 @@ extension ConnectionStateMachine.Session {
             // the source's creation rate only once every target's sender key is proven here, so
             // a client sharing an address cannot drain it with TSETs that would be refused anyway.
             guard set.entries.allSatisfy({ proof(.sender, $0.sender) != nil }) else { return reply(requestId, .error(.auth)) }
+            var memberToken: MemberTokenCheck?
             if set.replaces == nil {
-                guard mayCreate() else { return reply(requestId, .error(.rate)) }
+                switch creationPass(for: command, token: set.token, work: set.work, queue: false, settings: settings) {
+                case let .refused(refusal): return reply(requestId, refusal)
+                case let .memberToken(check): memberToken = check
+                case .paid: break
+                case .open: guard mayCreate() else { return reply(requestId, .error(.rate)) }
+                }
             }
             var replacesProof: [UInt8]?
             if let old = set.replaces {
@@ -94,7 +102,7 @@ extension ConnectionStateMachine.Session {
                 replacesProof = p
             }
             let senderProofs = set.entries.map { proof(.sender, $0.sender) }
-            return submit(.timerSet(set, senderProofs: senderProofs, replacesProof: replacesProof))
+            return submit(.timerSet(set, senderProofs: senderProofs, replacesProof: replacesProof, memberToken: memberToken))
         case let .timerRenew(timer, delay):
             guard Self.delayRange.contains(delay) else { return reply(requestId, .error(.delay)) }
             guard let p = proof(.timer, timer) else { return reply(requestId, .error(.auth)) }
@@ -109,7 +117,7 @@ extension ConnectionStateMachine.Session {
     private static func bodyBytes(of command: CoreCommand) -> Int {
         switch command {
         case let .send(_, _, body): body.count
-        case let .timerSet(set, _, _): set.entries.reduce(0) { $0 + $1.body.count }
+        case let .timerSet(set, _, _, _): set.entries.reduce(0) { $0 + $1.body.count }
         default: 0
         }
     }

@@ -20,6 +20,8 @@ extension ConnectionStateMachine {
         /// NEW and TSET commands so far, against the per-connection caps.
         var queuesCreated = 0
         var timersSet = 0
+        /// Proofs of work accepted on this connection: each pays for one command.
+        var workPaid: Set<[UInt8]> = []
         var rate: TokenBucket
         /// Commands refused for the rate since the bucket was last full.
         var refusals = 0

@@ -22,6 +22,9 @@ public enum RelayCodec {
 
     static let keyLength = 32
     static let signatureLength = 64
+    /// ERR `WORK`, the one error code with a field after it (`u8 bits`): a case of its own,
+    /// `RelayReply.workRequired`, rather than a `RelayErrorCode`.
+    public static let workErrorCode: UInt16 = 16
 
     // MARK: Commands
 
@@ -35,6 +38,7 @@ public enum RelayCodec {
             out.writeBytes(n.recipientKey)
             out.writeInteger(UInt8(n.token.count))
             out.writeBytes(n.token)
+            out.writeInteger(n.work)
         case let .auth(a):
             out.writeInteger(a.role.rawValue)
             out.writeEntity(a.entity)
@@ -64,6 +68,9 @@ public enum RelayCodec {
                 out.writeEntity(e.sender)
                 out.writeBody(e.body)
             }
+            out.writeInteger(UInt8(t.token.count))
+            out.writeBytes(t.token)
+            out.writeInteger(t.work)
         case let .timerRenew(timer, delay):
             out.writeEntity(timer)
             out.writeInteger(delay)
@@ -87,7 +94,8 @@ public enum RelayCodec {
         case 0x02:
             let key = try b.readFixed(keyLength)
             let tokenLength = Int(try b.read(UInt8.self))
-            command = .new(.init(recipientKey: key, token: try b.readFixed(tokenLength)))
+            let token = try b.readFixed(tokenLength)
+            command = .new(.init(recipientKey: key, token: token, work: try b.read(UInt64.self)))
         case 0x03:
             guard let role = AuthRole(rawValue: try b.read(UInt8.self)) else { throw RelayCodec.DecodeError.invalidField("role") }
             command = .auth(.init(role: role, entity: try b.readEntity(), signature: try b.readFixed(signatureLength)))
@@ -119,7 +127,10 @@ public enum RelayCodec {
             for _ in 0..<count {
                 entries.append(.init(sender: try b.readEntity(), body: try b.readBody()))
             }
-            command = .timerSet(.init(timerKey: key, delay: delay, replaces: replaces, entries: entries))
+            let tokenLength = Int(try b.read(UInt8.self))
+            let token = try b.readFixed(tokenLength)
+            command = .timerSet(
+                .init(timerKey: key, delay: delay, replaces: replaces, entries: entries, token: token, work: try b.read(UInt64.self)))
         case 0x0b:
             command = .timerRenew(timer: try b.readEntity(), delay: try b.read(UInt32.self))
         case 0x0c:
@@ -159,6 +170,9 @@ public enum RelayCodec {
             out.writeBytes(signature)
         case let .error(code):
             out.writeInteger(code.rawValue)
+        case let .workRequired(bits):
+            out.writeInteger(RelayCodec.workErrorCode)
+            out.writeInteger(bits)
         }
     }
 
@@ -181,8 +195,14 @@ public enum RelayCodec {
             reply = .policy(document: try b.readFixed(length), signature: try b.readFixed(signatureLength))
         case 0xff:
             let raw = try b.read(UInt16.self)
-            guard let code = RelayErrorCode(rawValue: raw) else { throw RelayCodec.DecodeError.invalidField("error code \(raw)") }
-            reply = .error(code)
+            if raw == workErrorCode {
+                let bits = try b.read(UInt8.self)
+                guard (1...WireLimits.maxWorkBits).contains(bits) else { throw RelayCodec.DecodeError.invalidField("work bits \(bits)") }
+                reply = .workRequired(bits: bits)
+            } else {
+                guard let code = RelayErrorCode(rawValue: raw) else { throw RelayCodec.DecodeError.invalidField("error code \(raw)") }
+                reply = .error(code)
+            }
         default: throw RelayCodec.DecodeError.unknownOpcode(opcode)
         }
         guard b.readableBytes == 0 else { throw RelayCodec.DecodeError.trailingBytes }

@@ -18,9 +18,12 @@ public enum RelayCommand: Equatable, Sendable {
     public struct NewQueue: Equatable, Sendable {
         public var recipientKey: [UInt8]
         public var token: [UInt8]
-        public init(recipientKey: [UInt8], token: [UInt8] = []) {
+        /// A proof of work (`CreationWork`), 0 when the relay asks for none.
+        public var work: UInt64
+        public init(recipientKey: [UInt8], token: [UInt8] = [], work: UInt64 = 0) {
             self.recipientKey = recipientKey
             self.token = token
+            self.work = work
         }
     }
 
@@ -49,11 +52,17 @@ public enum RelayCommand: Equatable, Sendable {
         /// A timer this connection has proven, cancelled atomically with storing the new one.
         public var replaces: EntityID?
         public var entries: [Entry]
-        public init(timerKey: [UInt8], delay: UInt32, replaces: EntityID? = nil, entries: [Entry]) {
+        /// An organisation token, which spares a new timer the proof of work (empty: none).
+        public var token: [UInt8]
+        /// A proof of work (`CreationWork`) for a new timer, 0 when the relay asks for none.
+        public var work: UInt64
+        public init(timerKey: [UInt8], delay: UInt32, replaces: EntityID? = nil, entries: [Entry], token: [UInt8] = [], work: UInt64 = 0) {
             self.timerKey = timerKey
             self.delay = delay
             self.replaces = replaces
             self.entries = entries
+            self.token = token
+            self.work = work
         }
     }
 
@@ -95,6 +104,8 @@ public enum RelayReply: Equatable, Sendable {
     /// The relay's policy document (`RelayPolicy`, exactly its encoded length) and signature.
     case policy(document: [UInt8], signature: [UInt8])
     case error(RelayErrorCode)
+    /// ERR `WORK` (code 16): NEW or TSET needs a proof of work of `bits` leading zero bits.
+    case workRequired(bits: UInt8)
 
     public struct Delivery: Equatable, Sendable {
         public var recipient: EntityID
@@ -117,7 +128,7 @@ public enum RelayReply: Equatable, Sendable {
         case .timer: 0x86
         case .end: 0x87
         case .policy: 0xa0
-        case .error: 0xff
+        case .error, .workRequired: 0xff
         }
     }
 }
