@@ -105,8 +105,10 @@ def main():
             assert reply == bytes([0x82]) + struct.pack(">I", 7), reply.hex()
             passed += 1  # ping
 
-            # NEW (0x02): a 32-byte recipient key and an empty token -> IDS (0x83) with two ids.
-            sock.sendall(frame(noise, bundle(bytes([0x02]) + struct.pack(">I", 8) + os.urandom(32) + b"\x00")))
+            # NEW (0x02): a 32-byte recipient key, an empty token and no work (u64 0) -> IDS (0x83)
+            # with two ids.
+            new = bytes([0x02]) + struct.pack(">I", 8) + os.urandom(32) + b"\x00" + struct.pack(">Q", 0)
+            sock.sendall(frame(noise, bundle(new)))
             (reply,) = unbundle(read_frame(sock, noise))
             assert reply[:5] == bytes([0x83]) + struct.pack(">I", 8) and len(reply) == 5 + 32, reply.hex()
             assert reply[5:21] != reply[21:37]
