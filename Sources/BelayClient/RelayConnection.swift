@@ -269,7 +269,9 @@ extension RelayConnection {
     func callPaying(_ command: RelayCommand) async throws -> RelayReply {
         var command = command
         let known = workBits.withLock { $0 }
-        if known > 0 { command = try await paying(command, bits: known) }
+        // A renewal (TSET replacing a timer) creates nothing and is never asked to pay.
+        let creates = if case let .timerSet(t) = command { t.replaces == nil } else { true }
+        if known > 0, creates { command = try await paying(command, bits: known) }
         var reply = try await dispatch(command, timeout: requestTimeout).get()
         if case let .workRequired(bits) = reply, bits != known {
             workBits.withLock { $0 = bits }

@@ -55,8 +55,12 @@ extension Belayd.Token {
                 let (id, token) = try Belayd.Token.withAdmin(options) { try $0.add(label: label, quota: queues) }
                 print(token)
                 Belayd.Token.note("added token \(id)\(label.map { " (\($0))" } ?? "") with a quota of \(queues) queues; it is shown only now")
-                if !(try options.loadConfiguration()).requiresCreationToken {
-                    Belayd.Token.note("note: this relay does not require tokens yet; set `require_creation_token: true` and restart it")
+                let config = try options.loadConfiguration()
+                if !config.requiresCreationToken {
+                    Belayd.Token.note(
+                        config.creationWorkBits > 0
+                            ? "note: this relay does not require tokens; this one spares its holder the proof of work"
+                            : "note: this relay does not require tokens yet; set `require_creation_token: true` and restart it")
                 }
             } catch {
                 fail(Failure(message: "\(error)"))

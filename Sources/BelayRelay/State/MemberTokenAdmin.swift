@@ -1,5 +1,4 @@
 import BelaySodium
-import Logging
 
 /// `belayd token`: adds, lists and revokes members' queue-creation tokens in the relay's store,
 /// each in a transaction of its own, while the relay runs or not. The relay reads the table at
@@ -45,16 +44,5 @@ public struct MemberTokenAdmin {
         }
         guard let revoked else { throw MemberTokenError.unknown(idOrLabel) }
         return revoked
-    }
-}
-
-/// The relay's store as its configuration names it: the SQLite database in the state
-/// directory, or the PostgreSQL server.
-public enum RelayStores {
-    public static func open(_ configuration: RelayConfiguration, state: RelayStateDirectory, logger: Logger) throws -> any QueueStore {
-        switch configuration.store {
-        case .sqlite: try RelayStore(path: state.databasePath)
-        case let .postgres(server): try PostgresQueueStore(server, logger: logger)
-        }
     }
 }

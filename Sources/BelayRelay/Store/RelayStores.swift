@@ -1,0 +1,12 @@
+import Logging
+
+/// The relay's store as its configuration names it: the SQLite database in the state
+/// directory, or the PostgreSQL server.
+public enum RelayStores {
+    public static func open(_ configuration: RelayConfiguration, state: RelayStateDirectory, logger: Logger) throws -> any QueueStore {
+        switch configuration.store {
+        case .sqlite: try RelayStore(path: state.databasePath)
+        case let .postgres(server): try PostgresQueueStore(server, logger: logger)
+        }
+    }
+}
