@@ -31,7 +31,7 @@ extension Belayd.Token {
         if case .sqlite = config.store { _ = try state.initialise() }
         var logger = Logger(label: "belayd-token")
         logger.logLevel = .error
-        let store = try RelayStores.open(config, state: state, logger: logger)
+        let store = try RelayStores.open(config, state: state, logger: logger, serving: false)
         defer { try? store.close() }
         return try body(MemberTokenAdmin(store: store))
     }

@@ -15,7 +15,7 @@ extension RelayHarness {
         let other: (any QueueStore)? =
             switch queueStore {
             case let s as RelayStore: try RelayStore(path: s.path)
-            case let p as PostgresQueueStore: try PostgresQueueStore(p.server, logger: Logger(label: "token-admin"))
+            case let p as PostgresQueueStore: try PostgresQueueStore(p.server, logger: Logger(label: "token-admin"), listening: false)
             default: nil
             }
         defer { try? other?.close() }

@@ -78,11 +78,14 @@ public actor PostgresCluster {
         }
         try await run(bin + "/initdb", ["-D", dir + "/data", "-U", "belay", "-A", "trust", "--locale=C", "-E", "UTF8", "--no-sync"])
         let port = try freePort()
+        // Every relay a test starts holds two connections (its writer and its listener), and the
+        // relay suite runs its tests at once: with 208 tests it reached 200 connections, and the
+        // next store was refused.
         try await Self.run(
             bin + "/pg_ctl",
             [
                 "-D", dir + "/data", "-l", dir + "/server.log", "-w", "-t", "60", "-o",
-                "-p \(port) -k \(dir) -c listen_addresses=127.0.0.1 -c max_connections=200", "start",
+                "-p \(port) -k \(dir) -c listen_addresses=127.0.0.1 -c max_connections=400", "start",
             ])
         return Running(port: port, directory: dir, bin: bin)
     }

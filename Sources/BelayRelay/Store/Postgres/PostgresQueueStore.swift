@@ -50,7 +50,9 @@ public final class PostgresQueueStore: QueueStore {
     let relistenDelay: UInt32
     public static let defaultRelistenDelay: UInt32 = 1_000_000
 
-    public init(_ server: PostgresLocation, logger: Logger, relistenDelay: UInt32 = defaultRelistenDelay) throws {
+    /// `listening` false: no notification connection, for a tool that only runs transactions of
+    /// its own (`belayd token`) and never serves queues.
+    public init(_ server: PostgresLocation, logger: Logger, relistenDelay: UInt32 = defaultRelistenDelay, listening: Bool = true) throws {
         self.relistenDelay = relistenDelay
         self.server = server
         self.logger = logger
@@ -59,7 +61,7 @@ public final class PostgresQueueStore: QueueStore {
             let writer = try connect()
             connections.withLock { $0.writer = writer }
             try PostgresSchema.migrate(writer, logger: logger)
-            try startListening()
+            if listening { try startListening() }
         } catch {
             try? close()
             throw PostgresStoreError.unreachable(server.description, "\(error)")
