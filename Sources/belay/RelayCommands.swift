@@ -44,8 +44,7 @@ struct RelayInfoCommand: AsyncParsableCommand {
             print(
                 "  limits: \(policy.rateLimitPerSecond) commands/s (burst \(policy.rateBurst)); a queue holds \(policy.maxQueueMessages) messages, "
                     + "\(policy.maxQueueBytes) bytes"
-                    + (policy.sendRatePerSender > 0 ? "; \(policy.sendRatePerSender) sends/min per sender" : "")
-                    + (policy.sendRatePerQueue > 0 ? "; \(policy.sendRatePerQueue) sends/min per queue" : ""))
+                    + (policy.sendRatePerQueue > 0 ? "; \(policy.sendRatePerQueue) sends/s per queue (burst \(policy.sendBurstPerQueue))" : ""))
         }
     }
 }
@@ -65,8 +64,8 @@ struct PolicyJSON: Encodable {
     var rate_burst: UInt32
     var max_queue_messages: UInt32
     var max_queue_bytes: UInt64
-    var send_rate_per_sender_per_minute: UInt32
-    var send_rate_per_queue_per_minute: UInt32
+    var send_rate_per_queue: UInt32
+    var send_burst_per_queue: UInt32
 
     init(relay: String, policy p: RelayPolicy) {
         self.relay = relay
@@ -82,8 +81,8 @@ struct PolicyJSON: Encodable {
         rate_burst = p.rateBurst
         max_queue_messages = p.maxQueueMessages
         max_queue_bytes = p.maxQueueBytes
-        send_rate_per_sender_per_minute = p.sendRatePerSender
-        send_rate_per_queue_per_minute = p.sendRatePerQueue
+        send_rate_per_queue = p.sendRatePerQueue
+        send_burst_per_queue = p.sendBurstPerQueue
     }
 }
 

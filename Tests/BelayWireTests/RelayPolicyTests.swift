@@ -9,8 +9,8 @@ import Testing
         RelayPolicy(
             relayKey: relayKey, policyKey: policyKey, issuedAt: 1_800_000_000, messageTTLSeconds: 14 * 86_400,
             deliveryJitterMilliseconds: 250, logLevel: .info, logsClientAddresses: false, tokensRequired: true, creationPowBits: 0,
-            rateLimitPerSecond: 5_000, rateBurst: 256, maxQueueMessages: 1_000, maxQueueBytes: 8 << 20, sendRatePerSender: 0,
-            sendRatePerQueue: 0)
+            rateLimitPerSecond: 5_000, rateBurst: 256, maxQueueMessages: 1_000, maxQueueBytes: 8 << 20, sendRatePerQueue: 4_000,
+            sendBurstPerQueue: 8_000)
     }
 
     @Test func aSignedPolicyVerifiesAndDecodesToWhatWasSigned() throws {

@@ -58,8 +58,9 @@ extension RelayConfiguration {
         return RelayPolicy(
             relayKey: relayKey, policyKey: policyKey, issuedAt: issuedAt, messageTTLSeconds: clamp32(messageTTLSeconds),
             deliveryJitterMilliseconds: UInt32((deliveryJitterSeconds * 1000).rounded()), logLevel: level,
-            logsClientAddresses: false, tokensRequired: requiresCreationToken, creationPowBits: 0,
+            logsClientAddresses: false, tokensRequired: requiresCreationToken, creationPowBits: creationWorkBits,
             rateLimitPerSecond: clamp32(rateLimitPerSecond), rateBurst: clamp32(rateBurst), maxQueueMessages: clamp32(maxQueueMessages),
-            maxQueueBytes: UInt64(clamping: maxQueueBytes), sendRatePerSender: 0, sendRatePerQueue: 0)
+            maxQueueBytes: UInt64(clamping: maxQueueBytes), sendRatePerQueue: clamp32(sendRatePerQueue),
+            sendBurstPerQueue: clamp32(sendBurstPerQueue))
     }
 }

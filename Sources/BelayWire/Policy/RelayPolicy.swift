@@ -32,9 +32,10 @@ public struct RelayPolicy: Equatable, Sendable {
     public var rateBurst: UInt32
     public var maxQueueMessages: UInt32
     public var maxQueueBytes: UInt64
-    /// SENDs a minute allowed per sender id and per recipient queue; 0 is no such limit.
-    public var sendRatePerSender: UInt32
+    /// SENDs a second one recipient queue takes (whoever sends them), and its burst; 0 is no
+    /// such limit. A sender id names exactly one queue, so this is also the rate per sender id.
     public var sendRatePerQueue: UInt32
+    public var sendBurstPerQueue: UInt32
 
     public enum LogLevel: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case trace, debug, info, notice, warning, error, critical
@@ -74,7 +75,7 @@ public struct RelayPolicy: Equatable, Sendable {
     public init(
         relayKey: [UInt8], policyKey: [UInt8], issuedAt: UInt64, messageTTLSeconds: UInt32, deliveryJitterMilliseconds: UInt32,
         logLevel: LogLevel, logsClientAddresses: Bool, tokensRequired: Bool, creationPowBits: UInt8, rateLimitPerSecond: UInt32,
-        rateBurst: UInt32, maxQueueMessages: UInt32, maxQueueBytes: UInt64, sendRatePerSender: UInt32, sendRatePerQueue: UInt32
+        rateBurst: UInt32, maxQueueMessages: UInt32, maxQueueBytes: UInt64, sendRatePerQueue: UInt32, sendBurstPerQueue: UInt32
     ) {
         self.relayKey = relayKey
         self.policyKey = policyKey
@@ -89,8 +90,8 @@ public struct RelayPolicy: Equatable, Sendable {
         self.rateBurst = rateBurst
         self.maxQueueMessages = maxQueueMessages
         self.maxQueueBytes = maxQueueBytes
-        self.sendRatePerSender = sendRatePerSender
         self.sendRatePerQueue = sendRatePerQueue
+        self.sendBurstPerQueue = sendBurstPerQueue
     }
 
     public func encoded() -> [UInt8] {
@@ -109,8 +110,8 @@ public struct RelayPolicy: Equatable, Sendable {
         out.writeInteger(rateBurst)
         out.writeInteger(maxQueueMessages)
         out.writeInteger(maxQueueBytes)
-        out.writeInteger(sendRatePerSender)
         out.writeInteger(sendRatePerQueue)
+        out.writeInteger(sendBurstPerQueue)
         return Array(out.readableBytesView)
     }
 
@@ -141,8 +142,8 @@ public struct RelayPolicy: Equatable, Sendable {
         rateBurst = b.readInteger()!
         maxQueueMessages = b.readInteger()!
         maxQueueBytes = b.readInteger()!
-        sendRatePerSender = b.readInteger()!
         sendRatePerQueue = b.readInteger()!
+        sendBurstPerQueue = b.readInteger()!
     }
 
     /// The signature over the label and the document.
