@@ -44,6 +44,12 @@ public enum Bundle {
         bundle.writeRepeatingByte(0, count: bucket - sealed)
     }
 
+    static func isZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var acc: UInt8 = 0
+        for byte in bytes { acc |= byte }
+        return acc == 0
+    }
+
     /// Splits a decrypted plaintext into its entries, checking every length before slicing and
     /// the count before handing any entry out. An entry length of 0 (or a single byte left)
     /// ends the entries, and all that follows must be zero. Any error means the peer does not
@@ -59,7 +65,8 @@ public enum Bundle {
             out.append(entry)
         }
         guard !out.isEmpty else { throw .empty }
-        guard rest.readableBytesView.allSatisfy({ $0 == 0 }) else { throw .dirtyPadding }
+        // Over raw memory: a frame's padding can be most of 64 KiB, checked on every frame.
+        guard rest.withUnsafeReadableBytes({ Self.isZero($0) }) else { throw .dirtyPadding }
         return out
     }
 }
