@@ -20,23 +20,8 @@ extension RelayStateDirectory {
             defer { Sodium.wipe(&seed) }
             try SecureFile.writeNew(path: policyKeyPath, contents: seed)
         }
-        let attributes: [FileAttributeKey: Any]
-        let data: Data
-        do {
-            attributes = try FileManager.default.attributesOfItem(atPath: policyKeyPath)
-            guard (attributes[.size] as? Int) == Ed25519.seedLength else { throw Error.corruptKey(policyKeyPath) }
-            data = try Data(contentsOf: URL(fileURLWithPath: policyKeyPath))
-        } catch let error as Error {
-            throw error
-        } catch {
-            throw Error.unreadableKey(policyKeyPath, error.localizedDescription)
-        }
-        if let mode = attributes[.posixPermissions] as? Int, mode & 0o077 != 0 {
-            throw Error.keyTooOpen(policyKeyPath, String(mode, radix: 8))
-        }
-        var bytes = [UInt8](data)
+        var bytes = try readSecret(policyKeyPath, length: Ed25519.seedLength)
         defer { Sodium.wipe(&bytes) }
-        guard bytes.count == Ed25519.seedLength else { throw Error.corruptKey(policyKeyPath) }
         return try Ed25519.SigningKey(seed: SecureBytes(copying: bytes, storage: .guarded), storage: .guarded)
     }
 }

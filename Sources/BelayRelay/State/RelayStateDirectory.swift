@@ -81,25 +81,30 @@ public struct RelayStateDirectory: Sendable {
 
     public func loadKey() throws -> X25519.KeyPair {
         guard isInitialised else { throw Error.notInitialised(path) }
+        var bytes = try readSecret(keyPath, length: X25519.keyLength)
+        defer { Sodium.wipe(&bytes) }
+        return try X25519.KeyPair(secretKey: SecureBytes(copying: bytes, storage: .guarded))
+    }
+
+    /// A key file's bytes: exactly `length` of them (checked before reading, so nothing larger
+    /// is ever read), from a file no other user can read.
+    func readSecret(_ file: String, length: Int) throws -> [UInt8] {
         let attributes: [FileAttributeKey: Any]
         let data: Data
         do {
-            attributes = try FileManager.default.attributesOfItem(atPath: keyPath)
-            // Checked before reading: the key file is exactly 32 bytes, never read anything larger.
-            guard (attributes[.size] as? Int) == X25519.keyLength else { throw Error.corruptKey(keyPath) }
-            data = try Data(contentsOf: URL(fileURLWithPath: keyPath))
+            attributes = try FileManager.default.attributesOfItem(atPath: file)
+            guard (attributes[.size] as? Int) == length else { throw Error.corruptKey(file) }
+            data = try Data(contentsOf: URL(fileURLWithPath: file))
         } catch let error as Error {
             throw error
         } catch {
-            throw Error.unreadableKey(keyPath, error.localizedDescription)
+            throw Error.unreadableKey(file, error.localizedDescription)
         }
         if let mode = attributes[.posixPermissions] as? Int, mode & 0o077 != 0 {
-            throw Error.keyTooOpen(keyPath, String(mode, radix: 8))
+            throw Error.keyTooOpen(file, String(mode, radix: 8))
         }
-        guard data.count == X25519.keyLength else { throw Error.corruptKey(keyPath) }
-        var bytes = [UInt8](data)
-        defer { Sodium.wipe(&bytes) }
-        return try X25519.KeyPair(secretKey: SecureBytes(copying: bytes, storage: .guarded))
+        guard data.count == length else { throw Error.corruptKey(file) }
+        return [UInt8](data)
     }
 
     public func address(host: String, port: Int) throws -> RelayAddress {
