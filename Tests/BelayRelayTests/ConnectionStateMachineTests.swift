@@ -75,6 +75,20 @@ import Testing
         #expect(Self.seen(f.machine.handshakeTimerFired()) == [.close(.handshakeFailed)])
     }
 
+    /// A recorded message 1 replayed on another connection of the same relay is dropped like
+    /// noise, so a censor cannot confirm a relay by replaying a client's opening.
+    @Test func aReplayedMessageOneIsDroppedLikeNoise() throws {
+        var f = try Fixture()
+        let hello = try f.client.helloBuffer()
+        _ = f.machine.channelActive(now: Self.t0)
+        #expect(Self.seen(f.machine.bytesReceived(hello, now: Self.t0)) == [.write, .cancel(.handshakeTimeout), .established])
+        var second = ConnectionStateMachine(settings: f.settings, relayStatic: f.relayKey, mayCreate: { true })
+        _ = second.channelActive(now: Self.t0)
+        #expect(second.bytesReceived(hello, now: Self.t0).isEmpty)
+        guard case .refused = second.state else { throw Unexpected() }
+        #expect(Self.seen(second.handshakeTimerFired()) == [.close(.handshakeFailed)])
+    }
+
     @Test func aFrameBodyOutsideTheBucketsCloses() throws {
         var f = try Fixture.established()
         let header = try f.client.transport!.encrypt([0x01, 0x00])  // a sealed length of 256

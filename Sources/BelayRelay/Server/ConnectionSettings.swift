@@ -12,13 +12,16 @@ struct ConnectionSettings: Sendable {
     var maxTimersPerConnection: Int
     /// Pushes wait a random time up to this before they are written; zero sends them at once.
     var deliveryJitter: TimeAmount
+    /// Message 1s already answered, shared by every connection of the relay.
+    var replays: HandshakeReplayCache
     /// The signed policy INFO answers with (docs/PROTOCOL.md §3.4).
     var policy: RelayReply
     var configuration: RelayConfiguration
 
     /// `policy` is the signed document; without one (tests of other things) INFO is unknown.
-    init(_ c: RelayConfiguration, policy: RelayReply = .error(.unknownCommand)) {
+    init(_ c: RelayConfiguration, policy: RelayReply = .error(.unknownCommand), replays: HandshakeReplayCache = HandshakeReplayCache()) {
         self.policy = policy
+        self.replays = replays
         handshakeTimeout = .nanoseconds(Int64(c.handshakeTimeoutSeconds * 1e9))
         idleTimeout = .nanoseconds(Int64(c.idleTimeoutSeconds * 1e9))
         rateLimitPerSecond = c.rateLimitPerSecond

@@ -247,7 +247,9 @@ struct ConnectionStateMachine {
                 return
             case let .awaitingHandshake(since):
                 guard let message = decoder.nextRaw(count: WireHandshake.messageLength) else { return }
-                switch RelayHandshake.respond(to: message, relayStatic: relayStatic, random: random, allocator: allocator) {
+                switch RelayHandshake.respond(
+                    to: message, relayStatic: relayStatic, replays: settings.replays, random: random, allocator: allocator)
+                {
                 case nil:
                     decoder.discard()
                     state = .refused(since: since)

@@ -12,9 +12,11 @@ enum RelayHandshake {
         case unsupported(reply: ByteBuffer, clientVersion: UInt16)
     }
 
-    /// What to answer to `message`, or nil for anything but a valid message 1 to `relayStatic`.
+    /// What to answer to `message`, or nil for anything but a valid message 1 to `relayStatic`
+    /// that this relay has not answered before (`replays`).
     static func respond(
-        to message: ByteBuffer, relayStatic: X25519.KeyPair, random: RandomSource = SystemRandom(), allocator: ByteBufferAllocator
+        to message: ByteBuffer, relayStatic: X25519.KeyPair, replays: HandshakeReplayCache, random: RandomSource = SystemRandom(),
+        allocator: ByteBufferAllocator
     ) -> Outcome? {
         guard message.readableBytes == WireHandshake.messageLength else { return nil }
         do {
@@ -22,6 +24,7 @@ enum RelayHandshake {
             var bytes = Array(message.readableBytesView)
             WireHandshake.unmaskKey(of: &bytes)
             let version = try WireHandshake.clientVersion(in: try handshake.readMessage(bytes))
+            guard replays.firstSight(of: Array(bytes.prefix(X25519.keyLength))) else { return nil }
             let answer: WireHandshake.Answer =
                 version == WireHandshake.currentVersion
                 ? .accepted(version: version) : .unsupported(relayVersion: WireHandshake.currentVersion)
