@@ -98,15 +98,23 @@ final class ClientHandler: ChannelInboundHandler {
                 guard let message = decoder.nextRaw(count: WireHandshake.messageLength) else { return }
                 var bytes = Array(message.readableBytesView)
                 WireHandshake.unmaskKey(of: &bytes)
-                let answer: WireHandshake.Answer
+                let payload: [UInt8]
                 do {
-                    answer = try WireHandshake.answer(in: try handshake.readMessage(bytes))
+                    payload = try handshake.readMessage(bytes)
                 } catch {
                     return fail(.keyMismatch, context)
                 }
-                guard case .accepted = answer else {
-                    if case let .unsupported(v) = answer { fail(.versionMismatch(relayVersion: v), context) }
-                    return
+                // Sealed under the pinned key: a bad answer here is the relay's, not an intruder's.
+                let answer: WireHandshake.Answer
+                do {
+                    answer = try WireHandshake.answer(in: payload)
+                } catch {
+                    return fail(.protocolViolation("an unreadable handshake answer: \(error)"), context)
+                }
+                switch answer {
+                case let .unsupported(v): return fail(.versionMismatch(relayVersion: v), context)
+                case let .accepted(v) where v != WireHandshake.currentVersion: return fail(.versionMismatch(relayVersion: v), context)
+                case .accepted: break
                 }
                 do {
                     let transport = try handshake.transport()

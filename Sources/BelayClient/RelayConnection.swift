@@ -234,9 +234,12 @@ public final class RelayConnection: Sendable {
     }
 
     /// Deposits a timed release; returns the timer id and its deadline on the relay's clock.
-    /// Pays the relay's proof of work if it asks for one (`callPaying`).
-    public func setTimer(_ set: RelayCommand.TimerSet) async throws -> (id: EntityID, deadline: UInt64) {
-        let reply = try await callPaying(.timerSet(set))
+    /// Pays the relay's proof of work if it asks for one (`callPaying`). `tokenIfAsked` is a
+    /// member token to show instead, but only to a relay that asked for work for a new timer:
+    /// a token on every TSET would let a relay that logs link the member to their contacts'
+    /// queues (docs/THREAT-MODEL.md).
+    public func setTimer(_ set: RelayCommand.TimerSet, tokenIfAsked: [UInt8] = []) async throws -> (id: EntityID, deadline: UInt64) {
+        let reply = try await callPaying(.timerSet(set), tokenIfAsked: tokenIfAsked)
         guard case let .timer(id, deadline) = reply else { throw RelayClientError.unexpectedReply("\(reply)") }
         return (id, deadline)
     }
@@ -266,14 +269,20 @@ extension RelayConnection {
     /// NEW or TSET: sent with work already paid if this connection was asked for it; if the
     /// relay answers WORK, the work is done for this session and command and the command sent
     /// once more. A second WORK (the relay asks for more, or refuses the work) is an error.
-    func callPaying(_ command: RelayCommand) async throws -> RelayReply {
+    func callPaying(_ command: RelayCommand, tokenIfAsked: [UInt8] = []) async throws -> RelayReply {
         var command = command
         let known = workBits.withLock { $0 }
         // A renewal (TSET replacing a timer) creates nothing and is never asked to pay.
         let creates = if case let .timerSet(t) = command { t.replaces == nil } else { true }
-        if known > 0, creates { command = try await paying(command, bits: known) }
+        if known > 0, creates, tokenIfAsked.isEmpty { command = try await paying(command, bits: known) }
         var reply = try await dispatch(command, timeout: requestTimeout).get()
-        if case let .workRequired(bits) = reply, bits != known {
+        // Asked for work for a new timer: a member token spares it, shown only now.
+        if case .workRequired = reply, creates, !tokenIfAsked.isEmpty, case var .timerSet(t) = command {
+            t.token = tokenIfAsked
+            command = .timerSet(t)
+            reply = try await dispatch(command, timeout: requestTimeout).get()
+        }
+        if case let .workRequired(bits) = reply, bits != known || !tokenIfAsked.isEmpty {
             workBits.withLock { $0 = bits }
             command = try await paying(command, bits: bits)
             reply = try await dispatch(command, timeout: requestTimeout).get()

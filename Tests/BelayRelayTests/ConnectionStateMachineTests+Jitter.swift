@@ -9,7 +9,7 @@ import Testing
 /// messages keep their order. Time and randomness are the test's.
 extension ConnectionStateMachineTests {
     static func message(_ seq: UInt64) -> RelayReply {
-        .message(RelayReply.Delivery(recipient: EntityID(bytes: [UInt8](repeating: 1, count: 16))!, seq: seq, body: [UInt8(seq)]))
+        .message(RelayReply.Delivery(recipient: EntityID(bytes: [UInt8](repeating: 1, count: 16))!, seq: seq, body: [UInt8(truncatingIfNeeded: seq)]))
     }
 
     @Test func withoutJitterPushesLeaveWithTheBatch() throws {
@@ -65,5 +65,24 @@ extension ConnectionStateMachineTests {
         _ = f.machine.outcomesReceived([.push(Self.message(1))], now: Self.t0, writable: true)
         #expect(Self.seen(f.machine.errorCaught()) == [.close(.ioError)])
         #expect(f.machine.pushReleaseFired(now: Self.t0 + .seconds(2)).isEmpty)
+    }
+}
+
+extension ConnectionStateMachineTests {
+    /// Held pushes are bounded: past `HeldPushes.maxHeld`, everything held leaves at once, in
+    /// order, instead of waiting in memory.
+    @Test func heldPushesAreBoundedAndLeaveInOrderPastTheCap() throws {
+        var f = try Fixture.established { $0.deliveryJitterSeconds = 30 }
+        var seq: UInt64 = 0
+        var written: [RelayReply] = []
+        for _ in 0..<(HeldPushes.maxHeld / 16 + 1) {
+            let batch = (0..<16).map { _ -> CoreOutcome in
+                seq += 1
+                return .push(Self.message(seq))
+            }
+            written += try f.client.replies(Self.written(f.machine.outcomesReceived(batch, now: Self.t0, writable: true))).map(\.reply)
+        }
+        #expect(written.count == HeldPushes.maxHeld + 16)
+        #expect(written == (1...seq).map(Self.message))
     }
 }

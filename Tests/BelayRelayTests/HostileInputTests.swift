@@ -84,7 +84,7 @@ import Testing
     }
 
     /// A handshake timeout short enough for tests of connections the relay drops.
-    static let shortHandshake = 0.5
+    static let shortHandshake = 0.9
 
     @Test func garbageAfterAValidHandshakeClosesTheConnection() async throws {
         let relay = try await RelayHarness.start()

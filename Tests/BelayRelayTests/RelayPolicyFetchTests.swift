@@ -21,7 +21,15 @@ import Testing
         defer { relay.remove() }
         let c = try await relay.connect()
         guard case let .policy(document, signature) = try await c.call(RelayCommand.info) else { throw Unexpected() }
-        let policy = try RelayPolicy.verify(document: document, signature: signature, relayKey: relay.key.publicKey, pinnedPolicyKey: nil)
+        let policy = try RelayPolicy.verify(
+            document: document, signature: signature, relayKey: relay.key.publicKey, sessionHash: c.sessionHash, pinnedPolicyKey: nil)
+        // Signed for this session only: the same reply on another session does not verify.
+        let other = try await relay.connect()
+        #expect(throws: RelayPolicy.Error.badSignature) {
+            try RelayPolicy.verify(
+                document: document, signature: signature, relayKey: relay.key.publicKey, sessionHash: other.sessionHash, pinnedPolicyKey: nil)
+        }
+        await other.close()
         #expect(policy.deliveryJitterMilliseconds == 50 && policy.messageTTLSeconds == 3 * 86_400)
         #expect(policy.tokensRequired && !policy.logsClientAddresses && policy.logLevel == RelayPolicy.LogLevel.info)
         #expect(policy.relayKey == relay.key.publicKey && policy.policyKey != relay.key.publicKey)

@@ -13,6 +13,8 @@ import Testing
             sendBurstPerQueue: 8_000)
     }
 
+    static let session = [UInt8](repeating: 0x33, count: 32)
+
     @Test func aSignedPolicyVerifiesAndDecodesToWhatWasSigned() throws {
         let relay = try X25519.KeyPair.generate()
         let signer = try Ed25519.SigningKey.generate()
@@ -20,10 +22,13 @@ import Testing
         let document = policy.encoded()
         #expect(document.count == RelayPolicy.encodedLength)
         #expect(document[0] == 1)
-        let signature = try policy.signature(by: signer)
-        #expect(try RelayPolicy.verify(document: document, signature: signature, relayKey: relay.publicKey, pinnedPolicyKey: nil) == policy)
+        let signature = try policy.signature(by: signer, sessionHash: Self.session)
         #expect(
-            try RelayPolicy.verify(document: document, signature: signature, relayKey: relay.publicKey, pinnedPolicyKey: signer.publicKey)
+            try RelayPolicy.verify(document: document, signature: signature, relayKey: relay.publicKey, sessionHash: Self.session, pinnedPolicyKey: nil)
+                == policy)
+        #expect(
+            try RelayPolicy.verify(
+                document: document, signature: signature, relayKey: relay.publicKey, sessionHash: Self.session, pinnedPolicyKey: signer.publicKey)
                 == policy)
         #expect(policy.summary.contains("keeps undelivered messages 14d; never logs client addresses; log level info"))
         #expect(policy.summary.contains("delivery jitter up to 250 ms; queues need an organisation token"))
@@ -35,30 +40,33 @@ import Testing
         let other = try Ed25519.SigningKey.generate()
         let policy = Self.sample(relayKey: relay.publicKey, policyKey: signer.publicKey)
         let document = policy.encoded()
-        let signature = try policy.signature(by: signer)
+        let signature = try policy.signature(by: signer, sessionHash: Self.session)
         // Any byte changed: the signature no longer covers it.
         for index in [0, 40, 70, 80, 90, 112] {
             var tampered = document
             tampered[index] ^= 1
             #expect(throws: RelayPolicy.Error.self) {
-                try RelayPolicy.verify(document: tampered, signature: signature, relayKey: relay.publicKey, pinnedPolicyKey: nil)
+                try RelayPolicy.verify(document: tampered, signature: signature, relayKey: relay.publicKey, sessionHash: Self.session, pinnedPolicyKey: nil)
             }
         }
         // A policy for another relay, properly signed, is not this relay's.
         #expect(throws: RelayPolicy.Error.otherRelay) {
-            try RelayPolicy.verify(document: document, signature: signature, relayKey: try X25519.KeyPair.generate().publicKey, pinnedPolicyKey: nil)
+            try RelayPolicy.verify(
+                document: document, signature: signature, relayKey: try X25519.KeyPair.generate().publicKey, sessionHash: Self.session,
+                pinnedPolicyKey: nil)
         }
         // A relay (or impostor) that re-signs with another key is caught once a key is pinned.
         var resigned = policy
         resigned.policyKey = other.publicKey
         #expect(throws: RelayPolicy.Error.policyKeyChanged) {
             try RelayPolicy.verify(
-                document: resigned.encoded(), signature: try resigned.signature(by: other), relayKey: relay.publicKey,
-                pinnedPolicyKey: signer.publicKey)
+                document: resigned.encoded(), signature: try resigned.signature(by: other, sessionHash: Self.session),
+                relayKey: relay.publicKey, sessionHash: Self.session, pinnedPolicyKey: signer.publicKey)
         }
         // A signature without the label (over the bare document) does not pass.
         #expect(throws: RelayPolicy.Error.badSignature) {
-            try RelayPolicy.verify(document: document, signature: try signer.sign(document), relayKey: relay.publicKey, pinnedPolicyKey: nil)
+            try RelayPolicy.verify(
+                document: document, signature: try signer.sign(document), relayKey: relay.publicKey, sessionHash: Self.session, pinnedPolicyKey: nil)
         }
         #expect(throws: RelayPolicy.Error.wrongLength(112)) { try RelayPolicy(decoding: Array(document.dropLast())) }
         var flag = document

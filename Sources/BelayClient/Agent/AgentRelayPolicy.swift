@@ -68,7 +68,9 @@ extension Agent {
             throw ClientError.relayPolicyInvalid(relay: connection.address.description, why: "the relay answered INFO with \(reply)")
         }
         do {
-            return try RelayPolicy.verify(document: document, signature: signature, relayKey: connection.address.publicKey, pinnedPolicyKey: pinned)
+            return try RelayPolicy.verify(
+                document: document, signature: signature, relayKey: connection.address.publicKey, sessionHash: connection.sessionHash,
+                pinnedPolicyKey: pinned)
         } catch {
             throw ClientError.relayPolicyInvalid(relay: connection.address.description, why: error.description)
         }

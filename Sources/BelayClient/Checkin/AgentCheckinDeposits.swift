@@ -249,11 +249,11 @@ extension Agent {
                     }
                 }
                 sent = true
-                // A token kept for the contact's relay spares a new timer the proof of work.
+                // A token kept for the contact's relay spares a new timer the proof of work; it
+                // is shown only if the relay asks for work.
                 let (id, deadline) = try await connection.setTimer(
-                    .init(
-                        timerKey: timerKey.publicKey, delay: delay, replaces: replaces,
-                        entries: [.init(sender: outlet.senderId, body: body)], token: try keptToken(for: outlet.relay)))
+                    .init(timerKey: timerKey.publicKey, delay: delay, replaces: replaces, entries: [.init(sender: outlet.senderId, body: body)]),
+                    tokenIfAsked: replaces == nil ? try keptToken(for: outlet.relay) : [])
                 return (
                     CheckinRecord.Target(
                         contact: contact.name, identity: contact.identity, timerId: Data(id.bytes),

@@ -2,6 +2,19 @@ import BelayWire
 import NIOCore
 
 extension ConnectionStateMachine.Session {
+    /// The policy signed for this session, made at the first INFO and kept: one signature per
+    /// connection, whatever a client asks, cheaper than the handshake that preceded it.
+    mutating func signedPolicy(_ settings: ConnectionSettings) -> RelayReply {
+        if let policyReply { return policyReply }
+        guard let (document, signer) = settings.policy,
+            let policy = try? RelayPolicy(decoding: document),
+            let signature = try? policy.signature(by: signer, sessionHash: transport.handshakeHash)
+        else { return .error(.unknownCommand) }
+        let signed = RelayReply.policy(document: document, signature: signature)
+        policyReply = signed
+        return signed
+    }
+
     /// Timer delays a TSET or TRENEW may ask for (docs/PROTOCOL.md §3).
     static let delayRange = WireLimits.minTimerDelaySeconds...WireLimits.maxTimerDelaySeconds
 
@@ -43,7 +56,7 @@ extension ConnectionStateMachine.Session {
         case .ping:
             return reply(requestId, .pong)
         case .info:
-            return reply(requestId, settings.policy)
+            return reply(requestId, signedPolicy(settings))
         case let .new(n):
             guard queuesCreated < settings.maxQueuesPerConnection else { return reply(requestId, .error(.limit)) }
             queuesCreated += 1

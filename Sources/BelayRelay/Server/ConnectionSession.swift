@@ -33,6 +33,8 @@ extension ConnectionStateMachine {
         var outbox: Outbox
         /// Pushes waiting out their delivery jitter.
         var held = HeldPushes()
+        /// The policy as signed for this session, once asked for.
+        var policyReply: RelayReply?
         private var scratch: ByteBuffer
 
         init(transport: NoiseTransport, settings: ConnectionSettings, lastFrame: NIODeadline, allocator: ByteBufferAllocator) {
@@ -74,7 +76,14 @@ extension ConnectionStateMachine {
         /// jitter behind any still held, replies leave at once.
         mutating func apply(_ outcomes: [CoreOutcome], maxProofs: Int, jitter: Jitter) -> CloseReason? {
             var delayed: [RelayReply] = []
-            defer { held.hold(delayed, now: jitter.now, jitter: jitter.delay, random: jitter.random) }
+            defer {
+                if held.hasRoom(for: delayed.count) {
+                    held.hold(delayed, now: jitter.now, jitter: jitter.delay, random: jitter.random)
+                } else {
+                    // Over the cap: everything held leaves now, then these, in order.
+                    for push in held.due(now: .distantFuture) + delayed { _ = reply(0, push) }
+                }
+            }
             for outcome in outcomes {
                 let failure: CloseReason?
                 switch outcome {

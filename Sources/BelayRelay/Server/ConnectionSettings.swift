@@ -1,3 +1,4 @@
+import BelaySodium
 import BelayWire
 import NIOCore
 
@@ -14,12 +15,16 @@ struct ConnectionSettings: Sendable {
     var deliveryJitter: TimeAmount
     /// Message 1s already answered, shared by every connection of the relay.
     var replays: HandshakeReplayCache
-    /// The signed policy INFO answers with (docs/PROTOCOL.md §3.4).
-    var policy: RelayReply
+    /// The policy INFO answers with, and the key that signs it for each session (docs/
+    /// PROTOCOL.md §3.4); nil answers UNKNOWN_COMMAND.
+    var policy: (document: [UInt8], signer: Ed25519.SigningKey)?
     var configuration: RelayConfiguration
 
     /// `policy` is the signed document; without one (tests of other things) INFO is unknown.
-    init(_ c: RelayConfiguration, policy: RelayReply = .error(.unknownCommand), replays: HandshakeReplayCache = HandshakeReplayCache()) {
+    init(
+        _ c: RelayConfiguration, policy: (document: [UInt8], signer: Ed25519.SigningKey)? = nil,
+        replays: HandshakeReplayCache = HandshakeReplayCache()
+    ) {
         self.policy = policy
         self.replays = replays
         handshakeTimeout = .nanoseconds(Int64(c.handshakeTimeoutSeconds * 1e9))

@@ -10,11 +10,19 @@ import NIOCore
 /// order. What a connection holds is bounded by what the core pushed to it, which its
 /// subscription windows bound.
 struct HeldPushes {
+    /// Pushes one connection may hold at once. The core's subscription windows bound what it
+    /// pushes, but with a thousand subscriptions that is 16,000 bodies; past this many, pushes
+    /// leave without jitter rather than wait in memory.
+    static let maxHeld = 1_024
+
     private var held: [(release: NIODeadline, reply: RelayReply)] = []
     /// The first entry not yet released (entries before it are spent).
     private var head = 0
 
     var isEmpty: Bool { head == held.count }
+
+    /// Whether `count` more pushes may be held.
+    func hasRoom(for count: Int) -> Bool { held.count - head + count <= Self.maxHeld }
 
     /// When the next push is due, if any is held.
     var nextRelease: NIODeadline? { isEmpty ? nil : held[head].release }

@@ -74,7 +74,7 @@ public final class RelayServer: Sendable {
         // A relay started without a policy key of its own (tests) signs with a fresh one.
         let signer = try policyKey ?? Ed25519.SigningKey.generate()
         let policy = configuration.policy(relayKey: relayKey.publicKey, policyKey: signer.publicKey, issuedAt: clock.now())
-        let settings = ConnectionSettings(configuration, policy: .policy(document: policy.encoded(), signature: try policy.signature(by: signer)))
+        let settings = ConnectionSettings(configuration, policy: (policy.encoded(), signer))
         let connections = ConnectionRegistry(limits: AdmissionLimits(configuration), now: admissionClock, metrics: metrics)
         let bootstrap = ServerBootstrap(group: acceptGroup ?? group, childGroup: group)
             .serverChannelOption(.backlog, value: 256)

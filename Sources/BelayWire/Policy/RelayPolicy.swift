@@ -5,7 +5,9 @@ import NIOCore
 /// long it keeps messages, whether it delays deliveries, what it logs, whether it asks for
 /// tokens or proof of work, and its limits. A client fetches it over the Noise channel with
 /// INFO and checks it against the relay key it pinned (`verify`). Pure: a fixed layout of 113
-/// bytes, then a 64-byte Ed25519 signature.
+/// bytes, then a 64-byte Ed25519 signature over the label, the session hash and the document:
+/// bound to the session, so whoever holds the relay's Noise key but not its policy key cannot
+/// pass off a signed policy fetched from the real relay as its own.
 public struct RelayPolicy: Equatable, Sendable {
     /// The layout below. A client refuses a document of another format.
     public static let format: UInt8 = 1
@@ -32,8 +34,8 @@ public struct RelayPolicy: Equatable, Sendable {
     public var rateBurst: UInt32
     public var maxQueueMessages: UInt32
     public var maxQueueBytes: UInt64
-    /// SENDs a second one recipient queue takes (whoever sends them), and its burst; 0 is no
-    /// such limit. A sender id names exactly one queue, so this is also the rate per sender id.
+    /// SENDs a second one recipient queue takes (whoever sends them), and its burst. A sender
+    /// id names exactly one queue, so this is also the rate per sender id.
     public var sendRatePerQueue: UInt32
     public var sendBurstPerQueue: UInt32
 
@@ -137,7 +139,7 @@ public struct RelayPolicy: Equatable, Sendable {
         logsClientAddresses = try flag("address logging")
         tokensRequired = try flag("token requirement")
         creationPowBits = b.readInteger()!
-        guard creationPowBits <= 64 else { throw .invalidField("proof-of-work bits") }
+        guard creationPowBits <= WireLimits.maxWorkBits else { throw .invalidField("proof-of-work bits") }
         rateLimitPerSecond = b.readInteger()!
         rateBurst = b.readInteger()!
         maxQueueMessages = b.readInteger()!
@@ -146,17 +148,21 @@ public struct RelayPolicy: Equatable, Sendable {
         sendBurstPerQueue = b.readInteger()!
     }
 
-    /// The signature over the label and the document.
-    public func signature(by key: Ed25519.SigningKey) throws -> [UInt8] {
-        try key.sign(Self.signatureLabel + encoded())
+    /// The signature over the label, the session's handshake hash and the document.
+    public func signature(by key: Ed25519.SigningKey, sessionHash: [UInt8]) throws -> [UInt8] {
+        try key.sign(Self.signatureLabel + sessionHash + encoded())
     }
 
-    /// Decodes a document fetched from the relay at `relayKey` and checks it: the signature by
-    /// the key it names, that it speaks for this relay, and, once a client has pinned a policy
-    /// key for the relay, that it is that key.
-    public static func verify(document: [UInt8], signature: [UInt8], relayKey: [UInt8], pinnedPolicyKey: [UInt8]?) throws(Error) -> RelayPolicy {
+    /// Decodes a document fetched from the relay at `relayKey` over the session `sessionHash`
+    /// and checks it: the signature by the key it names over this session, that it speaks for
+    /// this relay, and, once a client has pinned a policy key for the relay, that it is that key.
+    public static func verify(
+        document: [UInt8], signature: [UInt8], relayKey: [UInt8], sessionHash: [UInt8], pinnedPolicyKey: [UInt8]?
+    ) throws(Error) -> RelayPolicy {
         let policy = try RelayPolicy(decoding: document)
-        guard Ed25519.verify(signature: signature, message: signatureLabel + document, publicKey: policy.policyKey) else { throw .badSignature }
+        guard Ed25519.verify(signature: signature, message: signatureLabel + sessionHash + document, publicKey: policy.policyKey) else {
+            throw .badSignature
+        }
         guard Sodium.constantTimeEquals(policy.relayKey, relayKey) else { throw .otherRelay }
         if let pinnedPolicyKey, !Sodium.constantTimeEquals(pinnedPolicyKey, policy.policyKey) { throw .policyKeyChanged }
         return policy
