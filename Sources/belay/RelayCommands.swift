@@ -12,7 +12,8 @@ struct RelayInfoCommand: AsyncParsableCommand {
             client addresses are logged, whether tokens or proof of work are required, limits) over an \
             encrypted connection to the key in its address, and checks the signature. With a Belay \
             identity, the relay's policy key is remembered the first time; a later policy signed by \
-            another key is refused (exit 5).
+            another key is refused (exit 5). If the relay's operator tells you, out of band, that the \
+            relay has a new policy key, compare it with the one shown and run this with --trust-new-key.
 
             Examples:
               belay relay info 'belay://relay.example.org:7707/#KEY'
@@ -23,6 +24,8 @@ struct RelayInfoCommand: AsyncParsableCommand {
     @OptionGroup var network: ProxyOptions
     @Argument(help: "The relay's address, belay://HOST:PORT/#KEY.") var address: String
     @Flag(help: "Print one JSON object.") var json = false
+    @Flag(help: "Replace the remembered policy key with the one the relay signs with now (after checking with its operator).")
+    var trustNewKey = false
 
     func run() async throws {
         try await guarded {
@@ -30,7 +33,7 @@ struct RelayInfoCommand: AsyncParsableCommand {
             let route = try network.route()
             let policy: RelayPolicy
             if Agent.exists(home: state.resolvedHome) {
-                policy = try await state.open(through: network).relayPolicy(relay).policy
+                policy = try await state.open(through: network).relayPolicy(relay, trustingNewKey: trustNewKey).policy
             } else {
                 policy = try await Agent.fetchPolicy(relay, group: MultiThreadedEventLoopGroup.singleton, route: route)
             }

@@ -53,6 +53,11 @@ import Testing
         #expect(refused.err.contains("ask the operator, out of band"))
         let invite = try await alice.run("invite", "--relay", address, "--name", "dave")
         #expect(invite.status == 5 && invite.out.isEmpty)
+        // Once the operator has confirmed the new key out of band, the person trusts it.
+        let trusted = try await alice.run("relay", "info", address, "--trust-new-key")
+        #expect(trusted.status == 0, "\(trusted.err)")
+        #expect(!trusted.out.contains("policy signed by \(policyKey)"))
+        #expect(try await alice.run("invite", "--relay", address, "--name", "dave").status == 0)
         #expect(await relay.terminate() == 0)
     }
 }

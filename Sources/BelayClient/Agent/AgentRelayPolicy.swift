@@ -7,7 +7,9 @@ extension Agent {
     /// (docs/PROTOCOL.md §3.4): signed by the policy key it names, speaking for this relay, and
     /// signed by the same policy key as before if this person has used the relay. The first time,
     /// the policy key is pinned. Returns the policy and whether this was the first time.
-    public func relayPolicy(_ address: RelayAddress) async throws -> (policy: RelayPolicy, firstUse: Bool) {
+    /// `trustingNewKey`: the person has confirmed with the operator, out of band, that the relay
+    /// has a new policy key; the one it signs with now replaces the pinned one.
+    public func relayPolicy(_ address: RelayAddress, trustingNewKey: Bool = false) async throws -> (policy: RelayPolicy, firstUse: Bool) {
         let connection: RelayConnection
         do {
             connection = try await RelayConnection.connect(to: address, group: group, route: route)
@@ -15,7 +17,7 @@ extension Agent {
             throw Self.relayError(error, address)
         }
         do {
-            let result = try await checkPolicy(on: connection)
+            let result = try await checkPolicy(on: connection, trustingNewKey: trustingNewKey)
             await connection.close()
             return result
         } catch {
@@ -25,11 +27,15 @@ extension Agent {
     }
 
     /// The policy check on a connection already open (invite and accept use theirs).
-    func checkPolicy(on connection: RelayConnection) async throws -> (policy: RelayPolicy, firstUse: Bool) {
+    func checkPolicy(on connection: RelayConnection, trustingNewKey: Bool = false) async throws -> (policy: RelayPolicy, firstUse: Bool) {
         let address = connection.address
         let name = try policyPinName(address)
         let pinned = try read { db in try store.meta(name, db) }.map { try store.requireVault().open($0, context: "relay-policy") }
-        let policy = try await Self.fetchPolicy(on: connection, pinned: pinned)
+        let policy = try await Self.fetchPolicy(on: connection, pinned: trustingNewKey ? nil : pinned)
+        if trustingNewKey, let pinned, pinned != policy.policyKey {
+            try write { db in try store.setMeta(name, try store.requireVault().seal(policy.policyKey, context: "relay-policy"), db) }
+            return (policy, false)
+        }
         guard pinned == nil else { return (policy, false) }
         try write { db in try store.setMeta(name, try store.requireVault().seal(policy.policyKey, context: "relay-policy"), db) }
         onNewRelay?(address, policy)

@@ -114,7 +114,7 @@ public enum ClientError: Error, Equatable, CustomStringConvertible {
         case .checkinCodeRequired: "type it at the prompt, or set BELAY_CHECKIN_CODE for scripts"
         case .wrongCheckinCode: "try again before the deadline"
         case .relayPolicyInvalid:
-            "someone may be impersonating the relay, or its operator changed its policy key: ask the operator, out of band, before using it"
+            "someone may be impersonating the relay, or its operator changed its policy key: ask the operator, out of band, before using it; if they confirm a new key, run `belay relay info ADDRESS --trust-new-key`"
         case let .unverifiedContacts(names):
             "compare safety numbers with `belay verify \(names[0])` first, or pass --allow-unverified to arm anyway"
         case let .checkinPartlyArmed(_, missing, _):
