@@ -10,20 +10,7 @@ extension Agent {
     /// `trustingNewKey`: the person has confirmed with the operator, out of band, that the relay
     /// has a new policy key; the one it signs with now replaces the pinned one.
     public func relayPolicy(_ address: RelayAddress, trustingNewKey: Bool = false) async throws -> (policy: RelayPolicy, firstUse: Bool) {
-        let connection: RelayConnection
-        do {
-            connection = try await RelayConnection.connect(to: address, group: group, route: route)
-        } catch let error as RelayClientError {
-            throw Self.relayError(error, address)
-        }
-        do {
-            let result = try await checkPolicy(on: connection, trustingNewKey: trustingNewKey)
-            await connection.close()
-            return result
-        } catch {
-            await connection.close()
-            throw error
-        }
+        try await Self.withConnection(to: address, group: group, route: route) { try await checkPolicy(on: $0, trustingNewKey: trustingNewKey) }
     }
 
     /// The policy check on a connection already open (invite and accept use theirs).
@@ -32,12 +19,9 @@ extension Agent {
         let name = try policyPinName(address)
         let pinned = try read { db in try store.meta(name, db) }.map { try store.requireVault().open($0, context: "relay-policy") }
         let policy = try await Self.fetchPolicy(on: connection, pinned: trustingNewKey ? nil : pinned)
-        if trustingNewKey, let pinned, pinned != policy.policyKey {
-            try write { db in try store.setMeta(name, try store.requireVault().seal(policy.policyKey, context: "relay-policy"), db) }
-            return (policy, false)
-        }
-        guard pinned == nil else { return (policy, false) }
+        if let pinned, !trustingNewKey || pinned == policy.policyKey { return (policy, false) }
         try write { db in try store.setMeta(name, try store.requireVault().seal(policy.policyKey, context: "relay-policy"), db) }
+        guard pinned == nil else { return (policy, false) }  // a new key, trusted knowingly
         onNewRelay?(address, policy)
         return (policy, true)
     }
@@ -45,6 +29,13 @@ extension Agent {
     /// Without local state (`belay relay info` before `belay init`): fetches and checks the
     /// policy, pinning nothing.
     public static func fetchPolicy(_ address: RelayAddress, group: EventLoopGroup, route: RelayRoute) async throws -> RelayPolicy {
+        try await withConnection(to: address, group: group, route: route) { try await fetchPolicy(on: $0, pinned: nil) }
+    }
+
+    /// One connection for `body`, closed exactly once whatever `body` does.
+    private static func withConnection<T>(
+        to address: RelayAddress, group: EventLoopGroup, route: RelayRoute, _ body: (RelayConnection) async throws -> T
+    ) async throws -> T {
         let connection: RelayConnection
         do {
             connection = try await RelayConnection.connect(to: address, group: group, route: route)
@@ -52,9 +43,9 @@ extension Agent {
             throw relayError(error, address)
         }
         do {
-            let policy = try await fetchPolicy(on: connection, pinned: nil)
+            let result = try await body(connection)
             await connection.close()
-            return policy
+            return result
         } catch {
             await connection.close()
             throw error
