@@ -35,6 +35,8 @@ final class RelayHarness: Sendable {
     let directory: String
     let group: MultiThreadedEventLoopGroup
     let logs: LogCapture
+    /// The message 1s this relay has answered; a second relay given it acts as the same relay.
+    let replays: HandshakeReplayCache
 
     var address: RelayAddress { RelayAddress(host: "127.0.0.1", port: server.port, publicKey: key.publicKey) }
 
@@ -42,7 +44,7 @@ final class RelayHarness: Sendable {
     static func start(
         store kind: TestStore? = nil, in parent: String? = nil, directory existing: String? = nil, port: Int = 0, clock existingClock: ManualClock? = nil,
         _ configure: (inout RelayConfiguration) -> Void = { _ in },
-        observe: (@Sendable (Channel) throws -> Void)? = nil
+        observe: (@Sendable (Channel) throws -> Void)? = nil, replays: HandshakeReplayCache = HandshakeReplayCache()
     ) async throws -> RelayHarness {
         var config = RelayConfiguration()
         config.listen = HostPort(host: "127.0.0.1", port: port)
@@ -69,14 +71,16 @@ final class RelayHarness: Sendable {
             configuration: config, relayKey: key, store: store, group: group,
             clock: clock, automaticSweeps: false,
             admissionClock: { .uptimeNanoseconds(clock.now() * 1_000_000_000) },
-            observeConnection: observe, logger: logger)
-        return RelayHarness(server: server, queueStore: store, clock: clock, key: key, directory: directory, group: group, logs: logs)
+            observeConnection: observe, replays: replays, logger: logger)
+        return RelayHarness(
+            server: server, queueStore: store, clock: clock, key: key, directory: directory, group: group, logs: logs, replays: replays)
     }
 
     private init(
         server: RelayServer, queueStore: any QueueStore, clock: ManualClock, key: X25519.KeyPair, directory: String,
-        group: MultiThreadedEventLoopGroup, logs: LogCapture
+        group: MultiThreadedEventLoopGroup, logs: LogCapture, replays: HandshakeReplayCache
     ) {
+        self.replays = replays
         self.server = server
         self.queueStore = queueStore
         self.clock = clock

@@ -64,6 +64,7 @@ public final class RelayServer: Sendable {
         automaticSweeps: Bool = true,
         admissionClock: @escaping @Sendable () -> NIODeadline = { .now() },
         observeConnection: (@Sendable (Channel) throws -> Void)? = nil,
+        replays: HandshakeReplayCache = HandshakeReplayCache(),
         metrics: RelayMetrics = .disabled,
         logger: Logger
     ) async throws -> RelayServer {
@@ -74,7 +75,7 @@ public final class RelayServer: Sendable {
         // A relay started without a policy key of its own (tests) signs with a fresh one.
         let signer = try policyKey ?? Ed25519.SigningKey.generate()
         let policy = configuration.policy(relayKey: relayKey.publicKey, policyKey: signer.publicKey, issuedAt: clock.now())
-        let settings = ConnectionSettings(configuration, policy: (policy.encoded(), signer))
+        let settings = ConnectionSettings(configuration, policy: (policy.encoded(), signer), replays: replays)
         let connections = ConnectionRegistry(limits: AdmissionLimits(configuration), now: admissionClock, metrics: metrics)
         let bootstrap = ServerBootstrap(group: acceptGroup ?? group, childGroup: group)
             .serverChannelOption(.backlog, value: 256)
