@@ -103,6 +103,13 @@ public final class RelayConnection: Sendable {
         }
     }
 
+    /// The TCP side of every relay connection, direct or to a proxy.
+    static func bootstrap(eventLoop: EventLoop, connectTimeout: TimeAmount, localAddress: SocketAddress?) -> ClientBootstrap {
+        var bootstrap = ClientBootstrap(group: eventLoop).connectTimeout(connectTimeout).channelOption(.socketOption(.tcp_nodelay), value: 1)
+        if let localAddress { bootstrap = bootstrap.bind(to: localAddress) }
+        return bootstrap
+    }
+
     private static func connectDirectly(
         to address: RelayAddress, eventLoop: EventLoop, connectTimeout: TimeAmount, localAddress: SocketAddress?,
         makeHandler: @escaping @Sendable () -> ClientHandler
@@ -110,12 +117,8 @@ public final class RelayConnection: Sendable {
         let added = eventLoop.makePromise(of: NIOLoopBound<ClientHandler>.self)
         let channel: Channel
         do {
-            var bootstrap = ClientBootstrap(group: eventLoop)
-            if let localAddress { bootstrap = bootstrap.bind(to: localAddress) }
             channel =
-                try await bootstrap
-                .connectTimeout(connectTimeout)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                try await bootstrap(eventLoop: eventLoop, connectTimeout: connectTimeout, localAddress: localAddress)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let handler = makeHandler()

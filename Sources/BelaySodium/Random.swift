@@ -17,6 +17,16 @@ extension RandomSource {
     public func secret(_ count: Int, storage: SecureBytes.Storage = .wiped) throws -> SecureBytes {
         try SecureBytes(count: count, storage: storage) { fill($0) }
     }
+
+    /// A draw from `0 ... bound`, for random delays (delivery and send jitter, keep-alives).
+    /// The modulo bias of a 64-bit draw over a bound below 2^40 (18 minutes of nanoseconds) is
+    /// under 2^-24: far below what timing could show, and nothing here is a key.
+    public func uniform(upTo bound: UInt64) -> UInt64 {
+        guard bound > 0 else { return 0 }
+        var draw: UInt64 = 0
+        withUnsafeMutableBytes(of: &draw) { fill($0) }
+        return bound == .max ? draw : draw % (bound + 1)
+    }
 }
 
 /// The operating system's CSPRNG through libsodium.

@@ -11,9 +11,7 @@ enum Timing {
 
     /// A uniform draw from `0 ... bound`.
     static func uniform(upTo bound: TimeAmount, random: RandomSource) -> TimeAmount {
-        guard bound > .zero else { return .zero }
-        let draw = random.bytes(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        return .nanoseconds(Int64(draw % (UInt64(bound.nanoseconds) + 1)))
+        .nanoseconds(Int64(random.uniform(upTo: UInt64(max(0, bound.nanoseconds)))))
     }
 
     /// The first keep-alive of a connection: anywhere in its first period.

@@ -22,12 +22,8 @@ extension RelayConnection {
         let tunnel = eventLoop.makePromise(of: Void.self)
         let channel: Channel
         do {
-            var bootstrap = ClientBootstrap(group: eventLoop)
-            if let localAddress { bootstrap = bootstrap.bind(to: localAddress) }
             channel =
-                try await bootstrap
-                .connectTimeout(connectTimeout)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                try await bootstrap(eventLoop: eventLoop, connectTimeout: connectTimeout, localAddress: localAddress)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(SOCKSHandler(request: request, tunnel: tunnel, timeLimit: tunnelTimeout))

@@ -31,8 +31,7 @@ struct HeldPushes {
     /// before them are held longer.
     mutating func hold(_ replies: [RelayReply], now: NIODeadline, jitter: TimeAmount, random: RandomSource) {
         guard !replies.isEmpty else { return }
-        let delay = Self.uniform(upTo: jitter.nanoseconds, random: random)
-        var release = now + .nanoseconds(delay)
+        var release = now + .nanoseconds(Int64(random.uniform(upTo: UInt64(max(0, jitter.nanoseconds)))))
         if let last = held.last, head < held.count, last.release > release { release = last.release }
         for reply in replies { held.append((release, reply)) }
     }
@@ -49,13 +48,5 @@ struct HeldPushes {
             head = 0
         }
         return out
-    }
-
-    /// A uniform draw from `0 ... bound` nanoseconds (the modulo bias of a 64-bit draw over a
-    /// bound below a minute is under 2^-27, far below what timing could show).
-    static func uniform(upTo bound: Int64, random: RandomSource) -> Int64 {
-        guard bound > 0 else { return 0 }
-        let draw = random.bytes(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        return Int64(draw % (UInt64(bound) + 1))
     }
 }

@@ -57,8 +57,14 @@ public struct NoiseTransport: Sendable {
     /// the body that follows.
     public mutating func openLength(header: ByteBuffer) throws -> Int {
         guard header.readableBytes == WireLimits.frameHeaderLength else { throw NoiseError.messageTooShort }
-        let plain = try open(frame: header)
-        return Int(plain.getInteger(at: plain.readerIndex, as: UInt16.self)!)
+        // Into two bytes on the stack: every frame has one, so no buffer is allocated for it.
+        var length: UInt16 = 0
+        try header.withUnsafeReadableBytes { sealed in
+            try withUnsafeMutableBytes(of: &length) { plain in
+                try receiveCipher.decrypt(ad: UnsafeRawBufferPointer(start: nil, count: 0), ciphertext: sealed, into: plain)
+            }
+        }
+        return Int(UInt16(bigEndian: length))
     }
 
     /// Decrypts one frame's body (or sealed length) into a new buffer.
