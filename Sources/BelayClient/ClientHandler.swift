@@ -23,7 +23,6 @@ final class ClientHandler: ChannelInboundHandler {
     private var nextRequestId: UInt32 = 1
     private var context: ChannelHandlerContext?
     private var inRead = false
-    private var scratch = ByteBufferAllocator().buffer(capacity: 256)
     /// Commands not yet handed to the channel: those sent while handling a read (the replies
     /// and pushes that trigger them arrive in bursts) leave in one bundle and one write.
     private var outbox = Outbox()
@@ -165,7 +164,7 @@ final class ClientHandler: ChannelInboundHandler {
         flushOut(context)
     }
 
-    /// Encrypts the waiting commands as one transport message.
+    /// Encrypts the waiting commands into the fewest bytes of frames.
     private func seal(_ context: ChannelHandlerContext) {
         guard outbox.hasEntries, case .established(var transport) = state else { return }
         do {
@@ -234,14 +233,11 @@ final class ClientHandler: ChannelInboundHandler {
         }
         let requestId = nextRequestId
         nextRequestId = nextRequestId == UInt32.max ? 1 : nextRequestId + 1
-        scratch.clear()
-        RelayCodec.encode(command, requestId: requestId, into: &scratch)
-        guard scratch.readableBytes <= Bundle.maxEntryLength else {
-            promise.fail(RelayClientError.protocolViolation("command too large: \(scratch.readableBytes) bytes"))
-            return
-        }
         do {
-            try outbox.add(scratch, sealingWith: &transport)
+            try outbox.add(sealingWith: &transport) { RelayCodec.encode(command, requestId: requestId, into: &$0) }
+        } catch let Outbox.Error.entryTooLong(length) {
+            promise.fail(RelayClientError.protocolViolation("command too large: \(length) bytes"))
+            return
         } catch {
             promise.fail(RelayClientError.protocolViolation("cannot encrypt: \(error)"))
             return fail(.protocolViolation("cannot encrypt: \(error)"), context)
@@ -255,7 +251,7 @@ final class ClientHandler: ChannelInboundHandler {
             }
             promise.futureResult.whenComplete { _ in timer.cancel() }
         }
-        // Inside a read, commands triggered by replies share one transport message and one
+        // Inside a read, commands triggered by replies share frames and one
         // write at the read's end.
         if !inRead {
             seal(context)

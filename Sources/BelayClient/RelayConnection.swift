@@ -155,7 +155,7 @@ public final class RelayConnection: Sendable {
         return reply
     }
 
-    /// Sends `commands` together (in one transport message as far as they fit) and waits for
+    /// Sends `commands` together (sealed together, in one write) and waits for
     /// every reply, each within `requestTimeout`. Replies come back in order, ERR included; only
     /// a connection that fails or times out throws.
     public func pipeline(_ commands: [RelayCommand]) async throws -> [RelayReply] {

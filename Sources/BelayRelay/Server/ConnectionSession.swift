@@ -29,20 +29,18 @@ extension ConnectionStateMachine {
         var backlog = CoreBacklog()
         /// When the last complete frame arrived, for the idle timeout.
         var lastFrame: NIODeadline
-        /// Replies waiting to leave: one bundle per batch (docs/PROTOCOL.md §2.4), one write.
+        /// Replies waiting to leave: sealed at the end of each batch (docs/PROTOCOL.md §2.4), one write.
         var outbox: Outbox
         /// Pushes waiting out their delivery jitter.
         var held = HeldPushes()
         /// The policy as signed for this session, once asked for.
         var policyReply: RelayReply?
-        private var scratch: ByteBuffer
 
         init(transport: NoiseTransport, settings: ConnectionSettings, lastFrame: NIODeadline, allocator: ByteBufferAllocator) {
             self.transport = transport
             self.lastFrame = lastFrame
             rate = TokenBucket(perSecond: Double(settings.rateLimitPerSecond), burst: Double(settings.rateBurst))
             outbox = Outbox(allocator: allocator)
-            scratch = allocator.buffer(capacity: 256)
         }
 
         /// One decrypted transport frame: handles each command of its bundle, stopping at the
@@ -126,17 +124,15 @@ extension ConnectionStateMachine {
         /// Adds a reply to the outbox; it is encrypted when the bundle is full or the read or
         /// batch ends.
         mutating func reply(_ requestId: UInt32, _ reply: RelayReply) -> CloseReason? {
-            scratch.clear()
-            RelayCodec.encode(reply, requestId: requestId, into: &scratch)
             do {
-                try outbox.add(scratch, sealingWith: &transport)
+                try outbox.add(sealingWith: &transport) { RelayCodec.encode(reply, requestId: requestId, into: &$0) }
                 return nil
             } catch {
                 return .cannotEncrypt("\(error)")
             }
         }
 
-        /// Encrypts the waiting replies as one transport message.
+        /// Encrypts the waiting replies into the fewest bytes of frames.
         mutating func seal() -> CloseReason? {
             do {
                 try outbox.seal(with: &transport)

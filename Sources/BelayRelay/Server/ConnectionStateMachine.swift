@@ -288,7 +288,7 @@ struct ConnectionStateMachine {
         }
     }
 
-    /// Seals the replies gathered so far into one transport message and hands out the frames.
+    /// Seals the replies gathered so far and hands out the frames.
     private mutating func flush(into actions: inout [ConnectionAction]) {
         guard case .established(var session) = state else { return }
         state = .modifying

@@ -2,8 +2,8 @@ import NIOCore
 
 /// One transport plaintext carries a bundle: one or more commands (client → relay) or replies
 /// (relay → client), each behind a u16 length, then zeros up to the frame's bucket
-/// (docs/PROTOCOL.md §2.4). Whatever one side has to send at once leaves in one Noise transport
-/// message, so it costs one frame instead of one per command.
+/// (docs/PROTOCOL.md §2.4). What one side has to send at once shares a few frames (`Outbox`),
+/// instead of costing a frame per command.
 public enum Bundle {
     public enum Error: Swift.Error, Equatable, Sendable {
         /// A plaintext with no entry at all.
@@ -68,49 +68,5 @@ public enum Bundle {
         // Over raw memory: a frame's padding can be most of 64 KiB, checked on every frame.
         guard rest.withUnsafeReadableBytes({ Self.isZero($0) }) else { throw .dirtyPadding }
         return out
-    }
-}
-
-/// What one side of a connection has to send: encoded commands or replies gathered into a
-/// bundle, bundles sealed into Noise transport frames, and frames waiting for one socket write.
-public struct Outbox: Sendable {
-    private var bundle: ByteBuffer
-    private var entries = 0
-    private var frames: ByteBuffer
-    private let allocator: ByteBufferAllocator
-
-    public init(allocator: ByteBufferAllocator = ByteBufferAllocator()) {
-        self.allocator = allocator
-        bundle = allocator.buffer(capacity: 0)
-        frames = allocator.buffer(capacity: 0)
-    }
-
-    /// Whether entries are waiting to be sealed.
-    public var hasEntries: Bool { entries > 0 }
-
-    /// Adds one encoded command or reply (at most `Bundle.maxEntryLength` bytes), sealing the
-    /// waiting bundle first if this one would not fit in it.
-    public mutating func add(_ entry: ByteBuffer, sealingWith transport: inout NoiseTransport) throws {
-        if !Bundle.fits(entry.readableBytes, in: bundle, entries: entries) { try seal(with: &transport) }
-        Bundle.append(entry, to: &bundle)
-        entries += 1
-    }
-
-    /// Encrypts the waiting entries, padded to their bucket, as one transport message.
-    public mutating func seal(with transport: inout NoiseTransport) throws {
-        guard entries > 0 else { return }
-        defer {
-            bundle.clear()
-            entries = 0
-        }
-        Bundle.pad(&bundle)
-        try transport.writeFrame(plaintext: bundle, into: &frames)
-    }
-
-    /// The frames to write, if any, leaving the outbox without them.
-    public mutating func takeFrames() -> ByteBuffer? {
-        guard frames.readableBytes > 0 else { return nil }
-        defer { frames = allocator.buffer(capacity: 0) }
-        return frames
     }
 }
