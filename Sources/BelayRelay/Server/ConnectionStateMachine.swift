@@ -117,8 +117,7 @@ struct ConnectionStateMachine {
     /// after their jitter, if `delivery_jitter` is on), and reading resumes if the backlog has
     /// drained.
     mutating func outcomesReceived(_ outcomes: [CoreOutcome], now: NIODeadline, writable: Bool) -> [ConnectionAction] {
-        guard case .established(var session) = state else { return [] }
-        state = .modifying
+        guard var session = takeSession() else { return [] }
         var actions: [ConnectionAction] = []
         let wasHolding = !session.held.isEmpty
         let jitter = Session.Jitter(delay: settings.deliveryJitter, now: now, random: random)
@@ -127,7 +126,7 @@ struct ConnectionStateMachine {
             return actions
         }
         if !wasHolding, let next = session.held.nextRelease { actions.append(.schedule(.pushRelease, in: next - now)) }
-        state = .established(session)
+        state = .established(consume session)
         flush(into: &actions)
         resumeReading(writable: writable, into: &actions)
         return actions
@@ -135,8 +134,7 @@ struct ConnectionStateMachine {
 
     /// The held pushes that are due leave now; the timer is set again for the next.
     mutating func pushReleaseFired(now: NIODeadline) -> [ConnectionAction] {
-        guard case .established(var session) = state else { return [] }
-        state = .modifying
+        guard var session = takeSession() else { return [] }
         var actions: [ConnectionAction] = []
         for push in session.held.due(now: now) {
             if let reason = session.reply(0, push) {
@@ -145,7 +143,7 @@ struct ConnectionStateMachine {
             }
         }
         if let next = session.held.nextRelease { actions.append(.schedule(.pushRelease, in: max(next - now, .zero))) }
-        state = .established(session)
+        state = .established(consume session)
         flush(into: &actions)
         return actions
     }
@@ -204,7 +202,7 @@ struct ConnectionStateMachine {
         guard case .established(var session) = state, session.intake == .pausedForRate else { return [] }
         state = .modifying
         session.intake = .open
-        state = .established(session)
+        state = .established(consume session)
         var actions: [ConnectionAction] = []
         processInput(now: now, into: &actions)
         flush(into: &actions)
@@ -264,13 +262,16 @@ struct ConnectionStateMachine {
                     actions.append(.established)
                     state = .established(Session(transport: transport, settings: settings, lastFrame: since, allocator: allocator))
                 }
-            case .established(var session):
-                guard session.intake == .open else { return }
-                state = .modifying
+            case .established:
+                var session = takeSession()!
+                guard session.intake == .open else {
+                    state = .established(consume session)
+                    return
+                }
                 let plaintext: ByteBuffer
                 do throws(FrameDecoder.Error) {
                     guard let next = try decoder.nextFrame(opening: &session.transport, allocator: allocator) else {
-                        state = .established(session)
+                        state = .established(consume session)
                         return
                     }
                     plaintext = next
@@ -283,18 +284,17 @@ struct ConnectionStateMachine {
                 session.lastFrame = now
                 let failure = session.receive(plaintext: plaintext, now: now, settings: settings, mayCreate: mayCreate, actions: &actions)
                 if let failure { return close(failure, into: &actions) }
-                state = .established(session)
+                state = .established(consume session)
             }
         }
     }
 
     /// Seals the replies gathered so far and hands out the frames.
     private mutating func flush(into actions: inout [ConnectionAction]) {
-        guard case .established(var session) = state else { return }
-        state = .modifying
+        guard var session = takeSession() else { return }
         if let reason = session.seal() { return close(reason, into: &actions) }
         let frames = session.outbox.takeFrames()
-        state = .established(session)
+        state = .established(consume session)
         if let frames { actions.append(.write(frames)) }
     }
 
@@ -310,6 +310,17 @@ struct ConnectionStateMachine {
         case .closing, .closed, .modifying:
             return false
         }
+    }
+
+    /// Moves an established session out, leaving `.modifying` in its place; nil, and the state
+    /// untouched, in any other state. A move and not a copy: copying a session retains each of
+    /// its buffers and tables, and its owner would then copy them again on the first write.
+    private mutating func takeSession() -> Session? {
+        guard case .established = state else { return nil }
+        var taken = State.modifying
+        swap(&taken, &state)
+        guard case .established(let session) = consume taken else { preconditionFailure("the state changed under a swap") }
+        return session
     }
 
     private mutating func resumeReading(writable: Bool, into actions: inout [ConnectionAction]) {

@@ -14,7 +14,7 @@ public enum FramePacking {
     /// never costs more to send. So each suffix has at most one candidate per bucket.
     public static func frameEnds(sizes: [Int]) -> [Int] {
         let n = sizes.count
-        guard n > 0 else { return [] }
+        guard n > 1 else { return n == 1 ? [1] : [] }  // most sends: nothing to choose
         var prefix = [Int](repeating: 0, count: n + 1)
         for i in 0..<n { prefix[i + 1] = prefix[i] + sizes[i] }
         // cost[i]: the least bytes for entries i..<n; next[i]: where the first frame of that ends.
