@@ -14,7 +14,9 @@ import Synchronization
 public final class RelayCore: Sendable {
     /// What submitters and the core thread share.
     private struct Inbox {
-        var jobs: [Job] = []
+        /// Requests apart from the other jobs: a batch takes the requests' array whole instead
+        /// of copying each request out of a mixed list.
+        var queue = BatchQueue<CoreRequest, Job>()
         var phase = Phase.running
         /// Whether the core thread is about to wait (a submitter then signals `wake`).
         var waiting = false
@@ -28,8 +30,9 @@ public final class RelayCore: Sendable {
         case stopped
     }
 
+    /// What else the core thread does between batches. A batch takes these only with every
+    /// request that came before them.
     enum Job {
-        case request(CoreRequest)
         case sweep(@Sendable () -> Void)
         case barrier(@Sendable () -> Void)
         /// Runs on the core thread between batches (tests compare memory with the store).
@@ -66,11 +69,18 @@ public final class RelayCore: Sendable {
 
     /// Hands a request to the core. After shutdown has begun, answers UNAVAILABLE at once.
     public func submit(_ request: CoreRequest) {
-        guard enqueue(.request(request)) else {
+        let signal: Bool? = inbox.withLock { s in
+            guard case .running = s.phase else { return nil }
+            s.queue.append(request: request)
+            defer { s.waiting = false }
+            return s.waiting
+        }
+        guard let signal else {
             if case .disconnect = request.command { return }
             request.sink.hopAndReceive([.reply(requestId: request.requestId, .error(.unavailable))])
             return
         }
+        if signal { wake.signal() }
     }
 
     /// Fires due timers and expires old messages now, returning once the results are handed out.
@@ -99,7 +109,7 @@ public final class RelayCore: Sendable {
     private func enqueue(_ job: Job) -> Bool {
         let signal: Bool? = inbox.withLock { s in
             guard case .running = s.phase else { return nil }
-            s.jobs.append(job)
+            s.queue.append(job: job)
             defer { s.waiting = false }
             return s.waiting
         }
@@ -130,14 +140,15 @@ public final class RelayCore: Sendable {
 
     private func run(_ engine: QueueEngine) {
         var nextSweep = sweepInterval.map { _ in DispatchTime.now() }  // sweep at once: timers due while we were down
+        var batch = BatchQueue<CoreRequest, Job>.Batch()
         while true {
-            let (jobs, finishing) = take(until: nextSweep)
-            var requests: [CoreRequest] = []
+            batch.empty()
+            let finishing = take(until: nextSweep, into: &batch)
+            let requests = batch.requests
             var completions: [() -> Void] = []
             var sweepNow = nextSweep.map { DispatchTime.now() >= $0 } ?? false
-            for job in jobs {
+            for job in batch.jobs {
                 switch job {
-                case let .request(r): requests.append(r)
                 case let .sweep(done):
                     sweepNow = true
                     completions.append(done)
@@ -155,19 +166,19 @@ public final class RelayCore: Sendable {
             if finishing { break }
         }
         engine.checkpointIfNeeded()
-        let (late, waiting): ([Job], [CheckedContinuation<Void, Never>]) = inbox.withLock { s in
-            let late = s.jobs
-            s.jobs = []
+        let (late, waiting): (BatchQueue<CoreRequest, Job>.Batch, [CheckedContinuation<Void, Never>]) = inbox.withLock { s in
+            let late = s.queue.drain()
             guard case let .stopping(done) = s.phase else { return (late, []) }
             s.phase = .stopped
             return (late, done)
         }
         // Nothing can race in after `.stopping`; this is for completeness.
-        for job in late {
+        for r in late.requests {
+            if case .disconnect = r.command { continue }
+            r.sink.hopAndReceive([.reply(requestId: r.requestId, .error(.unavailable))])
+        }
+        for job in late.jobs {
             switch job {
-            case let .request(r):
-                if case .disconnect = r.command { continue }
-                r.sink.hopAndReceive([.reply(requestId: r.requestId, .error(.unavailable))])
             case let .sweep(done), let .barrier(done): done()
             case .inspect: break
             }
@@ -177,25 +188,23 @@ public final class RelayCore: Sendable {
 
     /// Waits until there is work, shutdown is asked, or the next sweep is due; takes at most
     /// one batch. `finishing` when shutdown was asked and nothing is left after this batch.
-    private func take(until deadline: DispatchTime?) -> (jobs: [Job], finishing: Bool) {
+    private func take(until deadline: DispatchTime?, into batch: inout BatchQueue<CoreRequest, Job>.Batch) -> Bool {
         while true {
-            let taken: (jobs: [Job], finishing: Bool)? = inbox.withLock { s in
+            let finishing: Bool? = inbox.withLock { s in
                 let stopping: Bool
                 if case .running = s.phase { stopping = false } else { stopping = true }
-                if s.jobs.isEmpty && !stopping {
+                if s.queue.isEmpty && !stopping {
                     s.waiting = true
                     return nil
                 }
-                let count = min(s.jobs.count, CoreTuning.maxBatch)
-                let jobs = Array(s.jobs.prefix(count))
-                s.jobs.removeFirst(count)
-                return (jobs, stopping && s.jobs.isEmpty)
+                s.queue.take(max: CoreTuning.maxBatch, into: &batch)
+                return stopping && s.queue.isEmpty
             }
-            if let taken { return taken }
+            if let finishing { return finishing }
             if let deadline {
                 if wake.wait(timeout: deadline) == .timedOut {
                     inbox.withLock { $0.waiting = false }
-                    return ([], false)
+                    return false
                 }
             } else {
                 wake.wait()
