@@ -49,6 +49,14 @@ final class ConnectionRegistry: Sendable {
         return result
     }
 
+    /// `admit`, and whatever becomes of an admitted channel from here (set up, or failed
+    /// before), its slot comes back when it closes. False: refused, for the caller to close.
+    func admitUntilClosed(_ channel: Channel) -> Bool {
+        guard case let .success(id) = admit(channel) else { return false }
+        channel.closeFuture.whenComplete { [self] _ in remove(id, channel: channel) }
+        return true
+    }
+
     func takeCreation(_ source: SourceKey) -> Bool {
         let time = now()
         return state.withLock { $0.table.takeCreation(source, now: time) }

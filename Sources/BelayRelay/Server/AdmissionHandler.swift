@@ -16,14 +16,11 @@ final class AdmissionHandler: ChannelInboundHandler, Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let child = unwrapInboundIn(data)
-        guard case let .success(id) = registry.admit(child) else {
+        guard registry.admitUntilClosed(child) else {
             // Over a connection limit: close without a word (docs/PROTOCOL.md §3.3).
             child.close(promise: nil)
             return
         }
-        // Whatever becomes of it from here (set up, or failed before), its slot comes back.
-        let registry = self.registry
-        child.closeFuture.whenComplete { _ in registry.remove(id, channel: child) }
         context.fireChannelRead(data)
     }
 }

@@ -10,15 +10,19 @@ public final class RelayServer: Sendable {
     public let core: RelayCore
     public let localAddress: SocketAddress
     private let serverChannel: Channel
-    private let connections: ConnectionRegistry
+    /// Builds every connection's pipeline; holds the registry of live connections.
+    private let initializer: ConnectionInitializer
     private let logger: Logger
     private let report: RepeatedTask
 
-    private init(core: RelayCore, serverChannel: Channel, connections: ConnectionRegistry, logger: Logger) throws {
+    private var connections: ConnectionRegistry { initializer.connections }
+
+    private init(core: RelayCore, serverChannel: Channel, initializer: ConnectionInitializer, logger: Logger) throws {
         self.core = core
         self.serverChannel = serverChannel
-        self.connections = connections
+        self.initializer = initializer
         self.logger = logger
+        let connections = initializer.connections
         // Once a minute, and only when something was turned away: counts, never addresses.
         report = serverChannel.eventLoop.scheduleRepeatedTask(
             initialDelay: Self.admissionReportInterval,
@@ -77,6 +81,8 @@ public final class RelayServer: Sendable {
         let policy = configuration.policy(relayKey: relayKey.publicKey, policyKey: signer.publicKey, issuedAt: clock.now())
         let settings = ConnectionSettings(configuration, policy: (policy.encoded(), signer), replays: replays)
         let connections = ConnectionRegistry(limits: AdmissionLimits(configuration), now: admissionClock, metrics: metrics)
+        let initializer = ConnectionInitializer(
+            core: core, settings: settings, relayKey: relayKey, connections: connections, observe: observeConnection, logger: logger)
         let bootstrap = ServerBootstrap(group: acceptGroup ?? group, childGroup: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -88,19 +94,8 @@ public final class RelayServer: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelOption(.autoRead, value: true)
-            .childChannelInitializer { channel in
-                // Admitted by the AdmissionHandler on the listening socket.
-                guard let id = connections.claim(channel) else { return channel.close() }
-                return channel.eventLoop.makeCompletedFuture {
-                    // A test seam: a harness may add a handler that watches the raw bytes.
-                    try observeConnection?(channel)
-                    try channel.pipeline.syncOperations.addHandler(
-                        ConnectionHandler(
-                            core: core, settings: settings, relayStatic: relayKey, eventLoop: channel.eventLoop,
-                            logger: logger, onEstablished: { connections.established(id) },
-                            mayCreate: { [source = SourceKey(channel.remoteAddress)] in connections.takeCreation(source) }))
-                }
-            }
+            // Admitted by the AdmissionHandler on the listening socket.
+            .childChannelInitializer { channel in initializer.initialize(channel) }
         let channel: Channel
         do {
             channel = try await bootstrap.bind(host: configuration.listen.host, port: configuration.listen.port).get()
@@ -108,7 +103,25 @@ public final class RelayServer: Sendable {
             await core.shutdown()
             throw ServerError.bind(configuration.listen.description, error)
         }
-        return try RelayServer(core: core, serverChannel: channel, connections: connections, logger: logger)
+        return try RelayServer(core: core, serverChannel: channel, initializer: initializer, logger: logger)
+    }
+
+    /// Serves a connection on `channel`, which did not come from the listening socket: tests
+    /// join a client to the relay in memory this way. It is admitted and built exactly as an
+    /// accepted socket is (the same limits, settings, core and observer), and counted among the
+    /// connections `shutdown` closes. Refused, or if its pipeline cannot be built, it is closed.
+    /// `channel` is registered and not yet active, as an accepted socket is at that point.
+    package func serve(_ channel: Channel) async {
+        guard connections.admitUntilClosed(channel) else {
+            try? await channel.close()
+            return
+        }
+        let initializer = self.initializer
+        do {
+            try await channel.eventLoop.flatSubmit { initializer.initialize(channel) }.get()
+        } catch {
+            try? await channel.close()
+        }
     }
 
     public var connectionCount: Int { connections.count }
