@@ -183,7 +183,7 @@ import Testing
             try bob.store.updateGroup(g, db)
             return g.record.requests[i].lock
         }
-        let pool = RelayPool(group: w.relay.group, route: .direct)
+        let pool = RelayPool(connector: bob.relayConnector)
         #expect(try await bob.cancelTimer(lock, pool: pool))
         await pool.closeAll()
         _ = try await bob.claim(asked.id)

@@ -148,7 +148,7 @@ extension Agent {
     /// relay batch at a time, one transaction each, and acknowledged after it commits.
     public func read(from name: String? = nil) async throws -> [ReadEvent] {
         let pushes = PushedReplies()
-        let pool = RelayPool(group: group, route: route, onPush: { lane, replies in pushes.add(replies, for: lane) })
+        let pool = RelayPool(connector: relayConnector, onPush: { lane, replies in pushes.add(replies, for: lane) })
         var events = await flushAll(pool: pool)
         let (contacts, invitations) = try read { db in (try store.contacts(db), try store.invitations(db)) }
         if let name, !contacts.contains(where: { Names.same($0.record.name, name) }) {

@@ -32,7 +32,7 @@ extension Agent {
             throw ClientError.invalidInput("an invitation may last from 1 second to 30 days")
         }
         let lifetime = lifetime ?? Self.defaultInvitationLifetime
-        let pool = RelayPool(group: group, route: route)
+        let pool = RelayPool(connector: relayConnector)
         let recipientKey = try Ed25519.SigningKey.generate()
         let ids: (recipient: EntityID, sender: EntityID)
         let connection = try await pool.connection(relay)
@@ -96,7 +96,7 @@ extension Agent {
         }
 
         let ownRelay = relay ?? invitation.queue.relay
-        let pool = RelayPool(group: group, route: route)
+        let pool = RelayPool(connector: relayConnector)
         let recipientKey = try Ed25519.SigningKey.generate()
         let replySender = try Ed25519.SigningKey.generate()
         let ids: (recipient: EntityID, sender: EntityID)

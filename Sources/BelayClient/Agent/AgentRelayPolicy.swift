@@ -10,7 +10,7 @@ extension Agent {
     /// `trustingNewKey`: the person has confirmed with the operator, out of band, that the relay
     /// has a new policy key; the one it signs with now replaces the pinned one.
     public func relayPolicy(_ address: RelayAddress, trustingNewKey: Bool = false) async throws -> (policy: RelayPolicy, firstUse: Bool) {
-        try await Self.withConnection(to: address, group: group, route: route) { try await checkPolicy(on: $0, trustingNewKey: trustingNewKey) }
+        try await Self.withConnection(to: address, connector: relayConnector) { try await checkPolicy(on: $0, trustingNewKey: trustingNewKey) }
     }
 
     /// The policy check on a connection already open (invite and accept use theirs).
@@ -29,16 +29,16 @@ extension Agent {
     /// Without local state (`belay relay info` before `belay init`): fetches and checks the
     /// policy, pinning nothing.
     public static func fetchPolicy(_ address: RelayAddress, group: EventLoopGroup, route: RelayRoute) async throws -> RelayPolicy {
-        try await withConnection(to: address, group: group, route: route) { try await fetchPolicy(on: $0, pinned: nil) }
+        try await withConnection(to: address, connector: .tcp(group: group, route: route)) { try await fetchPolicy(on: $0, pinned: nil) }
     }
 
     /// One connection for `body`, closed exactly once whatever `body` does.
     private static func withConnection<T>(
-        to address: RelayAddress, group: EventLoopGroup, route: RelayRoute, _ body: (RelayConnection) async throws -> T
+        to address: RelayAddress, connector: RelayConnector, _ body: (RelayConnection) async throws -> T
     ) async throws -> T {
         let connection: RelayConnection
         do {
-            connection = try await RelayConnection.connect(to: address, group: group, route: route)
+            connection = try await connector.open(address) { _ in }
         } catch let error as RelayClientError {
             throw relayError(error, address)
         }

@@ -12,6 +12,14 @@ extension Agent {
         var onNewRelay: (@Sendable (RelayAddress, RelayPolicy) -> Void)? = nil
         var random: any RandomSource = SystemRandom()
         var pause: @Sendable (TimeAmount) async -> Void = { delay in try? await Task.sleep(nanoseconds: UInt64(max(0, delay.nanoseconds))) }
+        var connector: RelayConnector? = nil
+    }
+
+    /// How this agent opens relay connections: over TCP by `route` unless a test has given a
+    /// connector of its own (a test seam, like those below; nil in the product).
+    package var relayConnector: RelayConnector {
+        get { settings.withLock { $0.connector } ?? .tcp(group: group, route: route) }
+        set { settings.withLock { $0.connector = newValue } }
     }
 
     /// A random wait, up to this, between queueing a message and sending it (`belay send

@@ -17,15 +17,13 @@ final class RelayPool: Sendable {
         var queue: [UInt8]
     }
 
-    let group: EventLoopGroup
-    let route: RelayRoute
+    let connector: RelayConnector
     /// Receives each connection's pushes, those of one read from the socket together.
     let onPush: @Sendable (Lane, [RelayReply]) -> Void
     private let state = Mutex<(connections: [Lane: RelayConnection], proven: Set<[UInt8]>)>(([:], []))
 
-    init(group: EventLoopGroup, route: RelayRoute, onPush: @escaping @Sendable (Lane, [RelayReply]) -> Void = { _, _ in }) {
-        self.group = group
-        self.route = route
+    init(connector: RelayConnector, onPush: @escaping @Sendable (Lane, [RelayReply]) -> Void = { _, _ in }) {
+        self.connector = connector
         self.onPush = onPush
     }
 
@@ -39,7 +37,7 @@ final class RelayPool: Sendable {
         if let c = state.withLock({ $0.connections[lane] }), c.channel.isActive { return c }
         do {
             let push = onPush
-            let c = try await RelayConnection.establish(to: address, group: group, route: route, onPushes: { replies in push(lane, replies) })
+            let c = try await connector.open(address) { replies in push(lane, replies) }
             state.withLock { s in
                 s.connections[lane] = c
                 s.proven = s.proven.filter { !$0.starts(with: ObjectIdentifier(c).hashValue.bytes) }
@@ -78,7 +76,7 @@ extension Agent {
         onPush: @escaping @Sendable (RelayPool.Lane, [RelayReply]) -> Void = { _, _ in },
         _ body: (RelayPool) async throws -> T
     ) async throws -> T {
-        let pool = RelayPool(group: group, route: route, onPush: onPush)
+        let pool = RelayPool(connector: relayConnector, onPush: onPush)
         do {
             let result = try await body(pool)
             await pool.closeAll()
