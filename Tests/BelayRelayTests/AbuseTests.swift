@@ -24,7 +24,7 @@ import Testing
     }
 
     @Test func oneSourceCannotTakeMoreThanItsShareOfConnections() async throws {
-        let relay = try await RelayHarness.start {
+        let relay = try await RelayHarness.start(transport: .tcp) {
             $0.maxConnections = 40
             $0.maxConnectionsPerSource = 10
         }
@@ -40,7 +40,7 @@ import Testing
     /// Slowloris at the connection limit: one source holds every slot with live sessions. A
     /// newcomer is let in and one of the attacker's connections is closed instead.
     @Test func aFullRelayEvictsFromTheHeaviestSourceNotTheNewcomer() async throws {
-        let relay = try await RelayHarness.start {
+        let relay = try await RelayHarness.start(transport: .tcp) {
             $0.maxConnections = 12
             $0.maxConnectionsPerSource = 12
         }
@@ -57,7 +57,7 @@ import Testing
 
     /// Connections that never finish the handshake have a smaller limit of their own.
     @Test func stalledHandshakesCannotCrowdOutOthers() async throws {
-        let relay = try await RelayHarness.start {
+        let relay = try await RelayHarness.start(transport: .tcp) {
             $0.maxHandshaking = 8
             $0.maxHandshakingPerSource = 8
         }
@@ -81,7 +81,7 @@ import Testing
     /// A flood of handshakes (each costs the relay a key generation and two DH) is held to the
     /// per-source rate; other sources are not slowed.
     @Test func handshakesPerSourceAreRateLimited() async throws {
-        let relay = try await RelayHarness.start {
+        let relay = try await RelayHarness.start(transport: .tcp) {
             $0.handshakeRatePerSource = 5
             $0.handshakeBurstPerSource = 10
         }
@@ -99,7 +99,7 @@ import Testing
     /// then RATE (the pause and the close are in ConnectionLifetimeTests, on virtual time), while
     /// a person on another address is served.
     @Test func anErrorFloodIsMetered() async throws {
-        let relay = try await RelayHarness.start {
+        let relay = try await RelayHarness.start(transport: .tcp) {
             $0.rateLimitPerSecond = 1
             $0.rateBurst = 10
         }
@@ -139,7 +139,7 @@ import Testing
     /// Queues and timers created per source are rate limited across connections, so
     /// reconnecting does not reset the count; a person elsewhere still creates theirs.
     @Test func creationsPerSourceAreRateLimitedAcrossConnections() async throws {
-        let relay = try await RelayHarness.start {
+        let relay = try await RelayHarness.start(transport: .tcp) {
             $0.creationRatePerSource = 60
             $0.creationBurstPerSource = 5
             $0.maxQueuesPerConnection = 3

@@ -191,7 +191,7 @@ import Testing
         let (people, relayA, relayB, alice, bob, carol) = try await CheckinLateTests.carolOnASecondRelay()
         _ = try await alice.armCheckin(every: 600, grace: 60, to: ["bob"], then: [(["carol"], 600)], note: "", codes: nil)
         _ = (try await bob.read(), try await carol.read())
-        await relayB.server.shutdown()
+        await relayB.stopServing()
         do {
             _ = try await alice.armCheckin(every: 600, grace: 60, to: ["bob"], note: "", codes: nil)
             Issue.record("re-armed without reaching carol's relay")
@@ -201,8 +201,7 @@ import Testing
         await #expect(throws: ClientError.self) { _ = try await alice.checkIn(note: nil, code: nil) }  // carol's relay is still down
         #expect(try alice.checkinStatus().contacts.sorted() == ["bob", "carol"])
         await relayA.stop()
-        try? relayB.store.close()
-        try? await relayB.group.shutdownGracefully()
+        await relayB.stop()
         relayA.remove()
         relayB.remove()
         await people.finish()

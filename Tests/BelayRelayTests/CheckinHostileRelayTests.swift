@@ -77,13 +77,12 @@ import Testing
     @Test func aRelayThatIsDownIsNoticedAsOverdue() async throws {
         let (w, _, _) = try await Self.armed()
         // The relay stops listening (its event loops stay: the people's clients share them).
-        await w.relay.server.shutdown()
+        await w.relay.stopServing()
         w.relay.clock.advance(by: Self.every + Self.grace + Agent.overdueSlack)
         let events = try await w.person("bob").read()
         #expect(events.first?.kind == .overdue)
         #expect(events.contains { $0.kind == .warning })  // and that the relay could not be reached
-        try? w.relay.store.close()
-        try? await w.relay.group.shutdownGracefully()
+        await w.relay.stop()
         w.relay.remove()
         for h in w.homes.values { try? FileManager.default.removeItem(atPath: h) }
     }

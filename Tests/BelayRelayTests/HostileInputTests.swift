@@ -7,8 +7,10 @@ import NIOCore
 import NIOPosix
 import Testing
 
-/// Raw TCP peers that misbehave. Each gets its documented outcome, and a well-behaved client
-/// on the same relay keeps working throughout.
+/// Raw peers that misbehave, over the relay's in-memory link (or TCP, for a source address or
+/// the listening socket's limit). Each gets its documented outcome, and a well-behaved client
+/// on the same relay keeps working throughout. The link's time moves only when a test moves it,
+/// so a timeout is observed exactly, neither early nor late.
 @Suite struct HostileInputTests {
     /// A raw socket that records what the relay sends and when it closes.
     final class RawPeer: ChannelInboundHandler, @unchecked Sendable {
@@ -42,7 +44,19 @@ import Testing
         }
     }
 
+    /// A raw client connection to `relay` by its transport, and what it has received once it closes.
     static func raw(_ relay: RelayHarness, from source: String? = nil) async throws -> (Channel, EventLoopFuture<[UInt8]>) {
+        if relay.transport == .link {
+            guard source == nil else { throw RelayHarness.HarnessError.sourceNeedsTCP }
+            let closed = relay.clientLoop.makePromise(of: [UInt8].self)
+            let peer = RawPeer(closed)
+            do {
+                return (try await relay.openLink { try $0.pipeline.syncOperations.addHandler(peer) }, closed.futureResult)
+            } catch {
+                closed.fail(error)
+                throw error
+            }
+        }
         let loop = relay.group.next()
         let closed = loop.makePromise(of: [UInt8].self)
         let peer = RawPeer(closed)
@@ -68,28 +82,30 @@ import Testing
     }
 
     /// Bytes that are not a handshake for this relay get no reply at all: they are read and
-    /// dropped until the handshake timeout (short here) closes the connection.
+    /// dropped until the handshake timeout closes the connection, and not a moment before
+    /// (a relay that hung up after 64 bytes would tell a prober what it had found).
     @Test func randomBytesAreClosedWithoutAReply() async throws {
-        let relay = try await RelayHarness.start { $0.handshakeTimeoutSeconds = Self.shortHandshake }
+        let relay = try await RelayHarness.start()
         defer { relay.remove() }
         var rng = SystemRandomNumberGenerator()
-        // Side by side, so the whole test waits one short handshake timeout: shorter than a
-        // message 1, exactly one, and several messages' worth.
-        var closings: [EventLoopFuture<[UInt8]>] = []
-        for size in [10, WireHandshake.messageLength, 200, 3000] {
+        // Shorter than a message 1, exactly one, several messages' worth, and a well-formed
+        // message 1 sealed to another relay's key.
+        var wrongKey = try RawSession(relayKey: try X25519.KeyPair.generate().publicKey)
+        let inputs = [10, WireHandshake.messageLength, 200, 3000].map { size in (0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) } }
+        var peers: [(Channel, EventLoopFuture<[UInt8]>)] = []
+        for bytes in inputs + [try wrongKey.hello()] {
             let (ch, closed) = try await Self.raw(relay)
-            // On a loaded machine the timeout may pass before the bytes go out; the relay has
-            // then said nothing either, which is what this test asks.
-            try? await Self.send(ch, (0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) })
-            closings.append(closed)
+            try await Self.send(ch, bytes)
+            peers.append((ch, closed))
         }
-        for closed in closings { #expect(try await closed.get().isEmpty) }
+        let timeout = TimeAmount.seconds(Int64(RelayConfiguration().handshakeTimeoutSeconds))
+        await relay.advanceLinks(by: timeout - .milliseconds(1))
+        #expect(peers.allSatisfy { $0.0.isActive })
+        await relay.advanceLinks(by: .milliseconds(1))
+        for (_, closed) in peers { #expect(try await closed.get().isEmpty) }
         try await Self.healthy(relay)
         await relay.stop()
     }
-
-    /// A handshake timeout short enough for tests of connections the relay drops.
-    static let shortHandshake = 0.9
 
     @Test func garbageAfterAValidHandshakeClosesTheConnection() async throws {
         let relay = try await RelayHarness.start()
@@ -116,12 +132,16 @@ import Testing
     }
 
     @Test func aWrongRelayKeyIsRefusedByTheClient() async throws {
-        let relay = try await RelayHarness.start { $0.handshakeTimeoutSeconds = Self.shortHandshake }
+        let relay = try await RelayHarness.start()
         defer { relay.remove() }
         let wrong = RelayAddress(host: "127.0.0.1", port: relay.server.port, publicKey: try X25519.KeyPair.generate().publicKey)
         // The relay cannot read message 1 sealed to another key and hangs up at its handshake
-        // timeout, as it would on noise.
-        await #expect(throws: RelayClientError.handshakeRejected) { try await RelayConnection.connect(to: wrong, group: relay.group) }
+        // timeout, as it would on noise (`randomBytesAreClosedWithoutAReply`): the client, whose
+        // own connect timeout is as long, reports a refused handshake.
+        let link = try await relay.openLink()
+        let attempt = Task { try await RelayConnection.establish(over: link, to: wrong, onPushes: { _ in }) }
+        await relay.advanceLinks(by: .seconds(Int64(RelayConfiguration().handshakeTimeoutSeconds)))
+        await #expect(throws: RelayClientError.handshakeRejected) { _ = try await attempt.value }
         try await Self.healthy(relay)
         await relay.stop()
     }
@@ -235,10 +255,8 @@ import Testing
     }
 
     @Test func replayedHandshakeAndFramesGetNowhere() async throws {
-        // The genuine session on a relay with the usual handshake timeout (a loaded machine may
-        // take a while to send message 1); the replays to a second process of the same relay
-        // (its key, its memory of handshakes) with a short one, so that its silent close comes
-        // within a second.
+        // The genuine session on one relay; the replays to a second process of the same relay
+        // (its key, its memory of handshakes).
         let relay = try await RelayHarness.start(store: .memory)
         defer { relay.remove() }
         // A genuine session, recorded byte for byte: message 1, then one PING frame.
@@ -262,18 +280,16 @@ import Testing
         // Replaying the recording on a new connection, as a censor confirming a relay would:
         // the relay has answered that message 1 before, so it says nothing at all and closes at
         // the handshake timeout, as for noise; the recorded frame is never even read.
-        let twin = try await RelayHarness.start(
-            store: .memory, directory: relay.directory, { $0.handshakeTimeoutSeconds = Self.shortHandshake }, replays: relay.replays)
-        // (On a loaded machine the short timeout may pass before the bytes go out; the relay has
-        // then said nothing either. ConnectionStateMachineTests shows the same without a clock.)
+        let twin = try await RelayHarness.start(store: .memory, directory: relay.directory, replays: relay.replays)
         let (replay, replayClosed) = try await Self.raw(twin)
-        try? await Self.send(replay, recorded + Array(pingFrame.readableBytesView))
-        #expect(try await replayClosed.get().isEmpty)
+        try await Self.send(replay, recorded + Array(pingFrame.readableBytesView))
         // The same with the key's masked top bit flipped: the same key to the relay.
         var flipped = recorded
         flipped[31] ^= 0x80
         let (again, againClosed) = try await Self.raw(twin)
-        try? await Self.send(again, flipped)
+        try await Self.send(again, flipped)
+        await twin.advanceLinks(by: .seconds(Int64(RelayConfiguration().handshakeTimeoutSeconds)))
+        #expect(try await replayClosed.get().isEmpty)
         #expect(try await againClosed.get().isEmpty)
         _ = message2
         try await Self.healthy(relay)
@@ -282,7 +298,8 @@ import Testing
     }
 
     @Test func connectionsBeyondTheLimitAreClosedAndOthersKeepWorking() async throws {
-        let relay = try await RelayHarness.start { $0.maxConnections = 2 }
+        // The limit is enforced on the listening socket.
+        let relay = try await RelayHarness.start(transport: .tcp) { $0.maxConnections = 2 }
         defer { relay.remove() }
         let a = try await relay.connect()
         let b = try await relay.connect()

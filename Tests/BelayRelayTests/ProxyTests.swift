@@ -36,7 +36,7 @@ import Testing
         var homes: [String] = []
 
         init(proxyHosts: [String: String] = ["localhost": "127.0.0.1"], behaviour: SOCKSTestProxy.Behaviour = .normal) async throws {
-            relay = try await RelayHarness.start(observe: sources.observer)
+            relay = try await RelayHarness.start(transport: .tcp, observe: sources.observer)
             proxy = try await SOCKSTestProxy.start(hosts: proxyHosts, behaviour: behaviour)
         }
 

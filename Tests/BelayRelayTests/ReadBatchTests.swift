@@ -71,7 +71,7 @@ import Testing
 
         let keys = try InboxKeys(try alice.read { db in try alice.store.contact(named: "bob", db)!.record.inbox })
         let (pushed, sink) = AsyncStream<RelayReply>.makeStream()
-        let connection = try await RelayConnection.connect(to: w.relay.address, group: w.relay.group, onPush: { sink.yield($0) })
+        let connection = try await w.relay.connect(onPush: { sink.yield($0) })
         try await connection.authorise(.recipient, keys.recipientId, key: keys.key)
         try await connection.subscribe(keys.recipientId)
         var window: [RelayReply.Delivery] = []

@@ -57,6 +57,7 @@ import Testing
         await w.relay.stop()
         let again = try await RelayHarness.start(directory: directory, port: port, clock: clock)
         let reopened = try Agent(home: home, passphrase: { nil }, now: { clock.now() }, group: again.group)
+        reopened.reachRelays(by: again.transport)
         await #expect(throws: ClientError.self) { try await reopened.relayPolicy(again.address) }
         do {
             _ = try await reopened.invite(relay: again.address, name: "dave", lifetime: nil)

@@ -22,7 +22,9 @@ import Testing
             homes.append(home)
             _ = try Agent.initialise(home: home, passphrase: nil)
             let clock = self.clock
-            return try Agent(home: home, passphrase: { nil }, now: { clock.now() }, group: group)
+            let agent = try Agent(home: home, passphrase: { nil }, now: { clock.now() }, group: group)
+            agent.reachRelays(by: .link)
+            return agent
         }
 
         func finish() async {

@@ -18,7 +18,7 @@ import Testing
     }
 
     @Test func timersAreOnlyForSecuredQueuesWhoseSenderKeyIsProven() async throws {
-        let relay = try await RelayHarness.start()
+        let relay = try await RelayHarness.start(transport: .tcp)
         defer { relay.remove() }
         let attacker = try await relay.connect(from: Self.attacker)
         // Its own unsecured queue: the cheap target of the timer-exhaustion attack.
@@ -79,7 +79,7 @@ import Testing
     }
 
     @Test func eachConnectionMayCreateOnlySoManyQueuesAndTimers() async throws {
-        let relay = try await RelayHarness.start {
+        let relay = try await RelayHarness.start(transport: .tcp) {
             $0.maxQueuesPerConnection = 3
             $0.maxTimersPerConnection = 2
         }
@@ -102,7 +102,7 @@ import Testing
     @Test func totalStorageIsBoundedAndAcknowledgementsFreeIt() async throws {
         let body = [UInt8](repeating: 9, count: 10_000)
         let limit = 200_000
-        let relay = try await RelayHarness.start {
+        let relay = try await RelayHarness.start(transport: .tcp) {
             $0.maxStoreBytes = limit
             $0.maxQueueBytes = 8 * WireLimits.maxBodyLength
         }
@@ -163,7 +163,7 @@ import Testing
     /// whoever filled it with their own queues cannot stop a person's small queue.
     @Test func underStoragePressureLargeQueuesAreCappedAndSmallOnesGoOn() async throws {
         let body = [UInt8](repeating: 3, count: 16_000)
-        let relay = try await RelayHarness.start {
+        let relay = try await RelayHarness.start(transport: .tcp) {
             $0.maxStoreBytes = 400_000
             $0.maxQueueBytes = 16 * WireLimits.maxBodyLength
             $0.pressureQueueBytes = 2 * WireLimits.maxBodyLength
