@@ -200,4 +200,37 @@ import Testing
         try await ch.close()
         await relay.stop()
     }
+
+    /// A frame sent during a rate pause is not read until the pause ends: a second past the
+    /// refusal here (one token a second, a full bundle's worth capped at a second), on the
+    /// link's time, to the millisecond.
+    @Test func aFrameSentDuringARatePauseIsAnsweredWhenThePauseEnds() async throws {
+        let relay = try await RelayHarness.start {
+            $0.rateLimitPerSecond = 1
+            $0.rateBurst = 1
+        }
+        defer { relay.remove() }
+        let (ch, peer, raw, _) = try await HostileInputTests.rawSession(relay)
+        var session = raw
+        let refused = try await ch.eventLoop.submit {
+            peer.bytes(WireHandshake.messageLength + HostileInputTests.frameBytes(entries: 2, size: 7), on: ch.eventLoop)
+        }.get()
+        try await HostileInputTests.send(ch, Array(try session.frame([(1, .ping), (2, .ping)]).readableBytesView))
+        let first = try session.replies(ByteBuffer(bytes: try await refused.get().dropFirst(WireHandshake.messageLength))).map(\.1)
+        #expect(first == [.pong, .error(.rate)])
+        let answered = try await ch.eventLoop.submit {
+            peer.bytes(WireHandshake.messageLength + 2 * HostileInputTests.frameBytes(entries: 2, size: 7), on: ch.eventLoop)
+        }.get()
+        try await HostileInputTests.send(ch, Array(try session.frame([(3, .ping)]).readableBytesView))
+        await relay.advanceLinks(by: .milliseconds(999))
+        // Whatever the relay had read by now, the core has answered and the answer has crossed.
+        await relay.server.core.barrier()
+        await relay.advanceLinks(by: .zero)
+        #expect(try await ch.eventLoop.submit { peer.received.count }.get() == WireHandshake.messageLength + HostileInputTests.frameBytes(entries: 2, size: 7))
+        await relay.advanceLinks(by: .milliseconds(1))
+        let second = try await answered.get().dropFirst(WireHandshake.messageLength + HostileInputTests.frameBytes(entries: 2, size: 7))
+        #expect(try session.replies(ByteBuffer(bytes: second)).map(\.1) == [.pong])
+        try await ch.close()
+        await relay.stop()
+    }
 }
