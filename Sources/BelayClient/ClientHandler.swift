@@ -164,7 +164,7 @@ final class ClientHandler: ChannelInboundHandler {
         flushOut(context)
     }
 
-    /// Encrypts the waiting commands into the fewest bytes of frames.
+    /// Encrypts the waiting commands, in as few frames as hold them.
     private func seal(_ context: ChannelHandlerContext) {
         guard outbox.hasEntries, case .established(var transport) = state else { return }
         do {
@@ -236,6 +236,9 @@ final class ClientHandler: ChannelInboundHandler {
         do {
             try outbox.add(sealingWith: &transport) { RelayCodec.encode(command, requestId: requestId, into: &$0) }
         } catch let Outbox.Error.entryTooLong(length) {
+            // Nothing was sealed, but the transport goes back all the same: a copy of it must
+            // never outlive a seal, or the next frame would reuse its nonces.
+            state = .established(transport)
             promise.fail(RelayClientError.protocolViolation("command too large: \(length) bytes"))
             return
         } catch {

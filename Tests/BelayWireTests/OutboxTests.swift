@@ -2,7 +2,7 @@ import BelayWire
 import NIOCore
 import Testing
 
-/// The outbox: entries in, the cheapest bucket frames out, every entry back in order.
+/// The outbox: entries in, bucket frames out, every entry back in order.
 @Suite struct OutboxTests {
     /// Seals `entries` as one send and reads every frame back: the frames' body lengths and the
     /// entries they carried.
@@ -27,12 +27,12 @@ import Testing
         return (bodies, out, wire.count)
     }
 
-    @Test func fourMessagesLeaveInTheCheapestFrames() throws {
+    @Test func fourMessagesLeaveInOneFrame() throws {
         let entries = (0..<4).map { [UInt8](repeating: UInt8($0 + 1), count: 1152) }
         let r = try Self.roundTrip(entries)
-        #expect(r.bodies == [4608, 1536])
+        #expect(r.bodies == [17408])
         #expect(r.entries == entries)
-        #expect(r.wire == FramePacking.wireBytes(sizes: Array(repeating: 1154, count: 4), ends: [3, 4]))
+        #expect(r.wire == WireLimits.frameHeaderLength + 17408)
     }
 
     @Test func mixedEntriesComeBackInOrderInBuckets() throws {
@@ -83,5 +83,31 @@ import Testing
         var count = 0
         while let p = try d.nextFrame(opening: &pair.relay) { count += try Bundle.entries(of: p).count }
         #expect(count == 40)
+    }
+
+    /// A command refused for its length when the outbox is at its bound seals nothing: the
+    /// next frames still decrypt in order, so no nonce was spent twice.
+    @Test func aRefusalAtTheBoundSpendsNoNonce() throws {
+        var pair = try SessionPair()
+        var outbox = Outbox()
+        let entry = [UInt8](repeating: 5, count: 16_000)
+        while true {
+            try outbox.add(sealingWith: &pair.client) { $0.writeBytes(entry) }
+            if outbox.hasFrames { break }
+        }
+        var wire = outbox.takeFrames()!
+        #expect(throws: Outbox.Error.entryTooLong(Bundle.maxEntryLength + 1)) {
+            try outbox.add(sealingWith: &pair.client) { $0.writeRepeatingByte(9, count: Bundle.maxEntryLength + 1) }
+        }
+        #expect(outbox.takeFrames() == nil)
+        try outbox.add(sealingWith: &pair.client) { $0.writeBytes([1, 2, 3]) }
+        try outbox.seal(with: &pair.client)
+        var rest = outbox.takeFrames()!
+        wire.writeBuffer(&rest)
+        var d = FrameDecoder()
+        d.append(wire)
+        var last: [UInt8] = []
+        while let p = try d.nextFrame(opening: &pair.relay) { last = try Bundle.entries(of: p).last.map { Array($0.readableBytesView) } ?? [] }
+        #expect(last == [1, 2, 3])
     }
 }

@@ -132,7 +132,7 @@ extension ConnectionStateMachine {
             }
         }
 
-        /// Encrypts the waiting replies into the fewest bytes of frames.
+        /// Encrypts the waiting replies, in as few frames as hold them.
         mutating func seal() -> CloseReason? {
             do {
                 try outbox.seal(with: &transport)

@@ -1,8 +1,8 @@
 import NIOCore
 
 /// What one side of a connection has to send: encoded commands or replies gathered with their
-/// length prefixes, cut into bundles that take the fewest bytes on the wire (`FramePacking`),
-/// sealed into Noise transport frames, and waiting for one socket write.
+/// length prefixes, cut into as few bundles as hold them (`FramePacking`), sealed into Noise
+/// transport frames, and waiting for one socket write.
 public struct Outbox: Sendable {
     public enum Error: Swift.Error, Equatable, Sendable {
         /// An entry longer than `Bundle.maxEntryLength`: nothing of it was kept.
@@ -33,6 +33,9 @@ public struct Outbox: Sendable {
     /// Whether entries are waiting to be sealed.
     public var hasEntries: Bool { !sizes.isEmpty }
 
+    /// Whether sealed frames are waiting to be taken.
+    public var hasFrames: Bool { frames.readableBytes > 0 }
+
     /// Adds one encoded command or reply (at most `Bundle.maxEntryLength` bytes).
     public mutating func add(_ entry: ByteBuffer, sealingWith transport: inout NoiseTransport) throws {
         try add(sealingWith: &transport) { $0.writeImmutableBuffer(entry) }
@@ -40,11 +43,10 @@ public struct Outbox: Sendable {
 
     /// Adds one command or reply that `encode` writes straight into the outbox, so its bytes
     /// are copied once on their way to the cipher. An entry that comes out empty or longer than
-    /// `Bundle.maxEntryLength` is taken back and refused.
+    /// `Bundle.maxEntryLength` is taken back and refused before anything is sealed, so a refusal
+    /// leaves the transport's nonces where they were.
     public mutating func add(sealingWith transport: inout NoiseTransport, encoding encode: (inout ByteBuffer) -> Void) throws {
-        if pending.readableBytes > Self.maxPendingBytes - WireLimits.maxPlaintextLength || sizes.count >= Self.maxPendingEntries {
-            try seal(with: &transport)
-        }
+        let full = pending.readableBytes > Self.maxPendingBytes - WireLimits.maxPlaintextLength || sizes.count >= Self.maxPendingEntries
         let start = pending.writerIndex
         pending.writeInteger(UInt16(0))
         encode(&pending)
@@ -54,10 +56,22 @@ public struct Outbox: Sendable {
             throw Error.entryTooLong(length)
         }
         pending.setInteger(UInt16(length), at: start)
+        guard full else {
+            sizes.append(length + Bundle.entryHeaderLength)
+            return
+        }
+        // Over the bound: what came before is sealed first (rare, so the new entry is copied aside).
+        var entry = allocator.buffer(capacity: length + Bundle.entryHeaderLength)
+        entry.writeImmutableBuffer(pending.getSlice(at: start, length: length + Bundle.entryHeaderLength)!)
+        pending.moveWriterIndex(to: start)
+        try seal(with: &transport)
+        pending.writeBuffer(&entry)
         sizes.append(length + Bundle.entryHeaderLength)
     }
 
-    /// Encrypts the waiting entries, each frame padded to its bucket.
+    /// Encrypts the waiting entries, each frame padded to its bucket. If the cipher fails
+    /// part-way (only at nonce exhaustion, when the connection must close anyway), the entries
+    /// not yet sealed are dropped with the rest.
     public mutating func seal(with transport: inout NoiseTransport) throws {
         guard !sizes.isEmpty else { return }
         defer {
