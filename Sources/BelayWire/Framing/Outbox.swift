@@ -1,37 +1,33 @@
 import NIOCore
 
-/// What one side of a connection has to send: encoded commands or replies gathered with their
-/// length prefixes, cut into as few bundles as hold them (`FramePacking`), sealed into Noise
-/// transport frames, and waiting for one socket write.
+/// What one side of a connection has to send: encoded commands or replies gathered into a
+/// bundle, bundles sealed into Noise transport frames, and frames waiting for one socket write.
+///
+/// A bundle is filled as far as its count and size allow before the next one starts, so a burst
+/// leaves in as few frames as hold it (docs/PROTOCOL.md §2.4). Cutting a burst where padding
+/// costs least would save bytes, but a burst's total on the wire is what a network observer sees,
+/// and that cutting spells out how many messages the burst holds (tried and reverted in session
+/// 9: docs/PERFORMANCE.md, docs/THREAT-MODEL.md).
 public struct Outbox: Sendable {
     public enum Error: Swift.Error, Equatable, Sendable {
-        /// An entry longer than `Bundle.maxEntryLength`: nothing of it was kept.
+        /// An entry empty or longer than `Bundle.maxEntryLength`: nothing of it was kept.
         case entryTooLong(Int)
     }
 
-    /// Entries gathered before they are sealed, whatever the caller does between seals: the
-    /// outbox seals on its own before it would hold more (a bound on memory and on the packing).
-    public static let maxPendingBytes = 4 * WireLimits.maxPlaintextLength
-    public static let maxPendingEntries = 16 * WireLimits.maxBundleEntries
-
-    /// The entries, each behind its u16 length, back to back.
-    private var pending: ByteBuffer
-    /// Each pending entry's bytes, prefix included.
-    private var sizes: [Int] = []
-    /// A frame's plaintext when it cannot be padded where it lies (another frame follows it).
-    private var plain: ByteBuffer
+    /// The bundle being filled: entries, each behind its u16 length.
+    private var bundle: ByteBuffer
+    private var entries = 0
     private var frames: ByteBuffer
     private let allocator: ByteBufferAllocator
 
     public init(allocator: ByteBufferAllocator = ByteBufferAllocator()) {
         self.allocator = allocator
-        pending = allocator.buffer(capacity: 0)
-        plain = allocator.buffer(capacity: 0)
+        bundle = allocator.buffer(capacity: 0)
         frames = allocator.buffer(capacity: 0)
     }
 
     /// Whether entries are waiting to be sealed.
-    public var hasEntries: Bool { !sizes.isEmpty }
+    public var hasEntries: Bool { entries > 0 }
 
     /// Whether sealed frames are waiting to be taken.
     public var hasFrames: Bool { frames.readableBytes > 0 }
@@ -41,60 +37,44 @@ public struct Outbox: Sendable {
         try add(sealingWith: &transport) { $0.writeImmutableBuffer(entry) }
     }
 
-    /// Adds one command or reply that `encode` writes straight into the outbox, so its bytes
-    /// are copied once on their way to the cipher. An entry that comes out empty or longer than
+    /// Adds one command or reply that `encode` writes straight into the bundle, so its bytes are
+    /// copied once on their way to the cipher. An entry that comes out empty or longer than
     /// `Bundle.maxEntryLength` is taken back and refused before anything is sealed, so a refusal
     /// leaves the transport's nonces where they were.
     public mutating func add(sealingWith transport: inout NoiseTransport, encoding encode: (inout ByteBuffer) -> Void) throws {
-        let full = pending.readableBytes > Self.maxPendingBytes - WireLimits.maxPlaintextLength || sizes.count >= Self.maxPendingEntries
-        let start = pending.writerIndex
-        pending.writeInteger(UInt16(0))
-        encode(&pending)
-        let length = pending.writerIndex - start - Bundle.entryHeaderLength
+        let start = bundle.writerIndex
+        bundle.writeInteger(UInt16(0))
+        encode(&bundle)
+        let length = bundle.writerIndex - start - Bundle.entryHeaderLength
         guard length > 0, length <= Bundle.maxEntryLength else {
-            pending.moveWriterIndex(to: start)
+            bundle.moveWriterIndex(to: start)
             throw Error.entryTooLong(length)
         }
-        pending.setInteger(UInt16(length), at: start)
-        guard full else {
-            sizes.append(length + Bundle.entryHeaderLength)
+        bundle.setInteger(UInt16(length), at: start)
+        guard entries == WireLimits.maxBundleEntries || bundle.readableBytes > WireLimits.maxPlaintextLength else {
+            entries += 1
             return
         }
-        // Over the bound: what came before is sealed first (rare, so the new entry is copied aside).
+        // It does not fit: the bundle before it is sealed and it starts the next (rare, so it is
+        // copied aside). A lone entry always fits, so the sealed bundle is never empty.
         var entry = allocator.buffer(capacity: length + Bundle.entryHeaderLength)
-        entry.writeImmutableBuffer(pending.getSlice(at: start, length: length + Bundle.entryHeaderLength)!)
-        pending.moveWriterIndex(to: start)
+        entry.writeImmutableBuffer(bundle.getSlice(at: start, length: length + Bundle.entryHeaderLength)!)
+        bundle.moveWriterIndex(to: start)
         try seal(with: &transport)
-        pending.writeBuffer(&entry)
-        sizes.append(length + Bundle.entryHeaderLength)
+        bundle.writeBuffer(&entry)
+        entries = 1
     }
 
-    /// Encrypts the waiting entries, each frame padded to its bucket. If the cipher fails
-    /// part-way (only at nonce exhaustion, when the connection must close anyway), the entries
-    /// not yet sealed are dropped with the rest.
+    /// Encrypts the waiting entries, padded to their bucket, as one frame.
     public mutating func seal(with transport: inout NoiseTransport) throws {
-        guard !sizes.isEmpty else { return }
+        guard entries > 0 else { return }
         defer {
-            pending.clear()
-            sizes.removeAll(keepingCapacity: true)
+            bundle.clear()
+            entries = 0
         }
-        let ends = FramePacking.frameEnds(sizes: sizes)
-        frames.reserveCapacity(frames.writerIndex + FramePacking.wireBytes(sizes: sizes, ends: ends))
-        var first = 0
-        for end in ends {
-            let length = sizes[first..<end].reduce(0, +)
-            if end == sizes.count {
-                // The last frame is padded where it lies: nothing follows it.
-                Bundle.pad(&pending)
-                try transport.writeFrame(plaintext: pending, into: &frames)
-            } else {
-                plain.clear()
-                plain.writeImmutableBuffer(pending.readSlice(length: length)!)
-                Bundle.pad(&plain)
-                try transport.writeFrame(plaintext: plain, into: &frames)
-            }
-            first = end
-        }
+        Bundle.pad(&bundle)
+        frames.reserveCapacity(frames.writerIndex + WireLimits.frameHeaderLength + bundle.readableBytes + WireLimits.tagLength)
+        try transport.writeFrame(plaintext: bundle, into: &frames)
     }
 
     /// The frames to write, if any, leaving the outbox without them.

@@ -37,16 +37,22 @@ public struct NoiseTransport: Sendable {
     }
 
     private mutating func seal(_ plaintext: UnsafeRawBufferPointer, into out: inout ByteBuffer) throws {
-        let length = plaintext.count + WireLimits.tagLength
-        var failure: NoiseError?
+        try Self.write(plaintext.count + WireLimits.tagLength, into: &out) { o in
+            try sendCipher.encrypt(ad: UnsafeRawBufferPointer(start: nil, count: 0), plaintext: plaintext, into: o)
+        }
+    }
+
+    /// Appends `length` bytes that `fill` writes to `out`, or nothing if it throws.
+    private static func write(
+        _ length: Int, into out: inout ByteBuffer, _ fill: (UnsafeMutableRawBufferPointer) throws -> Void
+    ) throws {
+        var failure: (any Error)?
         out.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { o in
             do {
-                try sendCipher.encrypt(
-                    ad: UnsafeRawBufferPointer(start: nil, count: 0), plaintext: plaintext,
-                    into: UnsafeMutableRawBufferPointer(rebasing: o[0..<length]))
+                try fill(UnsafeMutableRawBufferPointer(rebasing: o[0..<length]))
                 return length
             } catch {
-                failure = error as? NoiseError ?? .decryptionFailed
+                failure = error
                 return 0
             }
         }
@@ -72,21 +78,11 @@ public struct NoiseTransport: Sendable {
         let length = frame.readableBytes - WireLimits.tagLength
         guard length >= 0 else { throw NoiseError.messageTooShort }
         var out = allocator.buffer(capacity: length)
-        var failure: NoiseError?
-        _ = frame.withUnsafeReadableBytes { c in
-            out.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { o in
-                do {
-                    try receiveCipher.decrypt(
-                        ad: UnsafeRawBufferPointer(start: nil, count: 0), ciphertext: c,
-                        into: UnsafeMutableRawBufferPointer(rebasing: o[0..<length]))
-                    return length
-                } catch {
-                    failure = error as? NoiseError ?? .decryptionFailed
-                    return 0
-                }
+        try frame.withUnsafeReadableBytes { c in
+            try Self.write(length, into: &out) { o in
+                try receiveCipher.decrypt(ad: UnsafeRawBufferPointer(start: nil, count: 0), ciphertext: c, into: o)
             }
         }
-        if let failure { throw failure }
         return out
     }
 
