@@ -4,7 +4,7 @@ import BelayWire
 import Foundation
 import Logging
 import NIOCore
-import NIOEmbedded
+import NIOPosix
 import Synchronization
 import Testing
 
@@ -14,8 +14,10 @@ import Testing
 /// file: commands in, outcomes out. Each test runs on every store the relay supports here.
 @Suite struct QueueEngineTests {
     /// A connection as the engine sees it: outcomes are returned by `runBatch`, not delivered.
+    /// Its loop is a real one (the shared singleton), which any thread may touch: an
+    /// `EmbeddedEventLoop` here was touched from the test's other threads.
     final class Sink: CoreSink {
-        let eventLoop: any EventLoop = EmbeddedEventLoop()
+        let eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
         func receive(_ outcomes: [CoreOutcome]) {}
     }
 
