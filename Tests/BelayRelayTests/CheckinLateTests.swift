@@ -29,7 +29,7 @@ import Testing
         let alice = try w.person("alice")
         _ = try await alice.armCheckin(every: 120, grace: 60, to: ["bob"], note: "out", codes: nil)
         // The operator deletes the row behind the relay's back.
-        let db = try DatabaseQueue(path: w.relay.store.path)
+        let db = try HostileRelay.openBehindTheRelay(w.relay.store.path)
         try await db.write { try $0.execute(sql: "DELETE FROM timer") }
         try db.close()
         await w.advance(60)

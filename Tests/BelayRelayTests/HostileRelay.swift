@@ -10,7 +10,16 @@ import Synchronization
 struct HostileRelay {
     let relay: RelayHarness
 
-    private func writer() throws -> DatabaseQueue { try DatabaseQueue(path: relay.store.path) }
+    private func writer() throws -> DatabaseQueue { try Self.openBehindTheRelay(relay.store.path) }
+
+    /// A second connection to a running relay's database. It waits for the relay's own commit
+    /// (a sweep, an agent's message) to finish, as the relay waits for it: without a busy
+    /// timeout its first write fails at once with "database is locked" whenever the two meet.
+    static func openBehindTheRelay(_ path: String) throws -> DatabaseQueue {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(RelayStore.busyTimeoutSeconds)
+        return try DatabaseQueue(path: path, configuration: configuration)
+    }
 
     func execute(_ sql: String, _ arguments: StatementArguments = []) throws {
         let db = try writer()

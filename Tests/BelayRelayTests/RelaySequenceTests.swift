@@ -63,7 +63,7 @@ import Testing
         #expect(Self.texts(try await alice.read()) == ["before"])
 
         let row = try Self.inboxRow(of: alice, in: relay)
-        let writer = try DatabaseQueue(path: relay.store.path)
+        let writer = try HostileRelay.openBehindTheRelay(relay.store.path)
         try await writer.write { db in
             try db.execute(
                 sql: "INSERT INTO message(queue_id, seq, expires_at, body) VALUES (?, ?, ?, ?)",

@@ -58,7 +58,10 @@ final class ClientStore: Sendable {
             throw ClientError.stateDamaged("\(path) is not a Belay database (empty or overwritten)")
         }
         do {
-            let probe = try DatabaseQueue(path: path)
+            // A watcher in another process may be checkpointing: wait for it as the store does.
+            var probeConfig = Configuration()
+            probeConfig.busyMode = .timeout(Self.busyTimeout)
+            let probe = try DatabaseQueue(path: path, configuration: probeConfig)
             defer { try? probe.close() }
             let ok = try probe.read { db in
                 try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'") == 1

@@ -23,7 +23,7 @@ public final class RelayStore: QueueStore, @unchecked Sendable {
     }
 
     /// How long a transaction waits for another process's write lock (`belayd token`).
-    static let busyTimeoutSeconds: TimeInterval = 5
+    package static let busyTimeoutSeconds: TimeInterval = 5
     /// Pages of WAL between automatic passive checkpoints.
     static let walAutocheckpointPages = 1_000
 
