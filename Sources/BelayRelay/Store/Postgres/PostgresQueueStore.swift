@@ -195,6 +195,9 @@ public final class PostgresQueueStore: QueueStore {
         return UInt32(next)
     }
 
+    /// Also called inside a transaction, by the engine's re-reading of every queue, on the same
+    /// connection but not through the transaction: it sees only what the transaction has sent,
+    /// which is everything, since the engine re-reads before the batch's first command.
     public func durableState() throws -> DurableState {
         let c = try writer()
         let queues = try PostgresTransaction.queueRows(c, logger: logger, where: nil)
@@ -213,7 +216,7 @@ public final class PostgresQueueStore: QueueStore {
         do {
             let tx = PostgresTransaction(connection: c, logger: logger)
             try body(tx)
-            try tx.flushDeletes()
+            try tx.flushPending()
             if !tx.notes.isEmpty {
                 let payloads = tx.notes.map { "\(frontend):\($0)" }
                 _ = try c.query("SELECT pg_notify('belay_changes', n) FROM unnest(\(payloads)::text[]) AS n", logger: logger).waitBounded()

@@ -4,8 +4,10 @@ import NIOCore
 import PostgresNIO
 
 /// `QueueTransaction` on PostgreSQL: one statement per operation, on the writer connection,
-/// inside the BEGIN that `PostgresQueueStore.transaction` sent. It notes which queues it
-/// touched, for the other frontends.
+/// inside the BEGIN that `PostgresQueueStore.transaction` sent, except for the two that a
+/// relay batch repeats most: messages stored into the queues the batch locked, and deletions of
+/// acknowledged messages, each held and sent in one statement for the batch. It notes which
+/// queues it touched, for the other frontends.
 final class PostgresTransaction: QueueTransaction {
     let connection: PostgresConnection
     let logger: Logger
@@ -14,6 +16,11 @@ final class PostgresTransaction: QueueTransaction {
     /// Acknowledged messages not deleted yet: one statement deletes them all before anything
     /// reads messages and before the commit, instead of one round trip each.
     private var pendingDeletes: (queues: [Int64], seqs: [Int64]) = ([], [])
+    /// The last seq of each queue this batch has locked, read under the lock: no other frontend
+    /// can store into them before this commit, so a SEND into one gets its seq here and its row
+    /// in one INSERT of the whole batch's messages instead of a round trip each.
+    private var lockedLastSeq: [Int64: Int64] = [:]
+    private var pendingInserts = PendingInserts()
 
     init(connection: PostgresConnection, logger: Logger) {
         self.connection = connection
@@ -21,7 +28,7 @@ final class PostgresTransaction: QueueTransaction {
     }
 
     func run(_ query: PostgresQuery) throws -> PostgresQueryResult {
-        try flushDeletes()
+        try flushPending()
         return try connection.query(query, logger: logger).waitBounded()
     }
 
@@ -35,7 +42,33 @@ final class PostgresTransaction: QueueTransaction {
         Int(try run(PostgresQuery(unsafeSQL: sql)).first?.decode(Int64.self) ?? 0)
     }
 
-    func flushDeletes() throws {
+    /// Runs the batched inserts, then the batched deletes: before any other statement (which
+    /// may read messages) and before the commit.
+    func flushPending() throws {
+        try flushInserts()
+        try flushDeletes()
+    }
+
+    private func flushInserts() throws {
+        guard !pendingInserts.isEmpty else { return }
+        let p = pendingInserts
+        pendingInserts = PendingInserts()
+        _ = try connection.query(
+            """
+            INSERT INTO message(queue_id, seq, expires_at, body)
+            SELECT * FROM unnest(\(p.queues)::BIGINT[], \(p.seqs)::BIGINT[], \(p.expiries)::BIGINT[], \(p.bodies)::BYTEA[])
+            """, logger: logger
+        ).waitBounded()
+        let (queues, lastSeqs) = p.lastSeqs
+        _ = try connection.query(
+            """
+            UPDATE queue q SET last_seq = GREATEST(q.last_seq, u.s) FROM unnest(\(queues)::BIGINT[], \(lastSeqs)::BIGINT[]) AS u(id, s)
+            WHERE q.id = u.id
+            """, logger: logger
+        ).waitBounded()
+    }
+
+    private func flushDeletes() throws {
         guard !pendingDeletes.queues.isEmpty else { return }
         let (queues, seqs) = pendingDeletes
         pendingDeletes = ([], [])
@@ -70,6 +103,7 @@ final class PostgresTransaction: QueueTransaction {
             timers.append(try row.decode(Int64.self))
         }
         _ = try run("DELETE FROM queue WHERE id = \(queue)")
+        lockedLastSeq[queue] = nil  // a SEND into it later in the batch finds it gone
         notes.insert("q:\(queue)")
         guard !timers.isEmpty else { return 0 }
         let emptied = try run(
@@ -110,8 +144,14 @@ final class PostgresTransaction: QueueTransaction {
     }
 
     func queueRow(id: Int64) throws -> QueueRow? {
-        try Self.queueRows(connection, logger: logger, where: id).first
+        // Its counts read the queue's messages: what this batch holds for it goes first (and
+        // only then, or every SEND of a shared store that looks a queue up would cost a flush).
+        if pendingInserts.touches(queue: id) || pendingDeletes.queues.contains(id) { try flushPending() }
+        return try Self.queueRows(connection, logger: logger, where: id).first
     }
+
+    /// Messages stored in this transaction and not yet sent to the server (tests).
+    var heldMessages: Int { pendingInserts.count }
 
     func queueRow(recipient: EntityID) throws -> QueueRow? {
         guard let id = try run("SELECT id FROM queue WHERE recipient_id = \(Self.bytes(recipient.bytes))").first?.decode(Int64.self)
@@ -128,7 +168,18 @@ final class PostgresTransaction: QueueTransaction {
     /// The queue's row lock, taken by the UPDATE and held to the commit, orders messages of one
     /// queue across frontends: each gets a seq after every one committed before it.
     func insertMessage(queue: Int64, seq: UInt64, expiresAt: UInt64, body: [UInt8]) throws -> UInt64 {
-        // No read of messages: pending deletes may wait.
+        if let last = lockedLastSeq[queue] {
+            // What the statement below would store, worked out under the same lock.
+            guard last < Int64.max else { throw PostgresStoreError.unexpected("queue \(queue) has run out of seqs") }
+            let stored = max(last + 1, Int64(bitPattern: seq))
+            lockedLastSeq[queue] = stored
+            pendingInserts.append(queue: queue, seq: stored, expiresAt: Int64(clamping: expiresAt), body: Self.bytes(body))
+            notes.insert("m:\(queue)")
+            if pendingInserts.isFull { try flushInserts() }
+            return UInt64(bitPattern: stored)
+        }
+        // A queue this batch did not lock (one adopted from another frontend, or a timer's):
+        // its own round trip. No read of messages: pending deletes and inserts may wait.
         let rows = try connection.query(
             """
             WITH s AS (UPDATE queue SET last_seq = GREATEST(last_seq + 1, \(Int64(bitPattern: seq))) WHERE id = \(queue) RETURNING last_seq)
@@ -239,9 +290,14 @@ final class PostgresTransaction: QueueTransaction {
         }
     }
 
+    /// A queue missing from the answer was deleted by another frontend: a SEND into it takes
+    /// the single-statement path, which finds it gone.
     func lockQueues(_ rows: [Int64]) throws {
         guard !rows.isEmpty else { return }
-        _ = try run("SELECT id FROM queue WHERE id = ANY(\(rows)) ORDER BY id FOR NO KEY UPDATE")
+        for row in try run("SELECT id, last_seq FROM queue WHERE id = ANY(\(rows)) ORDER BY id FOR NO KEY UPDATE") {
+            let (id, last) = try row.decode((Int64, Int64).self)
+            lockedLastSeq[id] = last
+        }
     }
 
     func claimSubscription(queue: Int64) throws {
