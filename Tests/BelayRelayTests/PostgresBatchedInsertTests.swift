@@ -22,6 +22,16 @@ import Testing
         return q
     }
 
+    /// Two frontends on a fresh database, and a queue made through the first; both closed after.
+    static func withFrontends(_ body: (PostgresQueueStore, PostgresQueueStore, Int64) async throws -> Void) async throws {
+        let (a, b) = try await PostgresStoreTests.twoStores()
+        defer {
+            try? a.close()
+            try? b.close()
+        }
+        try await body(a, b, try newQueue(a))
+    }
+
     static func stored(_ store: PostgresQueueStore, _ q: Int64) throws -> [(UInt64, [UInt8])] {
         var all: [(UInt64, [UInt8])] = []
         try store.transaction { tx in all = try tx.messages(queue: q, after: 0, limit: 100) }
@@ -31,120 +41,100 @@ import Testing
     /// Frontend b stores three messages in one batch and reads them back before its commit;
     /// frontend a, whose proposed seq is stale, then gets the seqs after them, locked or not.
     @Test func seqsFollowEveryCommittedMessageAcrossFrontends() async throws {
-        let (a, b) = try await PostgresStoreTests.twoStores()
-        defer {
-            try? a.close()
-            try? b.close()
+        try await Self.withFrontends { a, b, q in
+            var seen: [UInt64] = []
+            try b.transaction { tx in
+                try tx.lockQueues([q])
+                let seqs = try (1...3).map { try tx.insertMessage(queue: q, seq: 1, expiresAt: 100, body: [UInt8($0)]) }
+                #expect(seqs == [1, 2, 3])
+                seen = try tx.messages(queue: q, after: 0, limit: 10).map(\.0)  // flushed before the read
+            }
+            #expect(seen == [1, 2, 3])
+            try a.transaction { tx in
+                try tx.lockQueues([q])
+                #expect(try tx.insertMessage(queue: q, seq: 2, expiresAt: 100, body: [4]) == 4)
+                #expect(try tx.insertMessage(queue: q, seq: 10, expiresAt: 100, body: [5]) == 10)  // a later proposal stands
+            }
+            try a.transaction { tx in  // not locked: the statement of its own
+                let seq = try tx.insertMessage(queue: q, seq: 1, expiresAt: 100, body: [6])
+                #expect(seq == 11)
+            }
+            let all = try Self.stored(a, q)
+            #expect(all.map(\.0) == [1, 2, 3, 4, 10, 11])
+            #expect(all.map(\.1) == [[1], [2], [3], [4], [5], [6]])
         }
-        let q = try Self.newQueue(a)
-        var seen: [UInt64] = []
-        try b.transaction { tx in
-            try tx.lockQueues([q])
-            let seqs = try (1...3).map { try tx.insertMessage(queue: q, seq: 1, expiresAt: 100, body: [UInt8($0)]) }
-            #expect(seqs == [1, 2, 3])
-            seen = try tx.messages(queue: q, after: 0, limit: 10).map(\.0)  // flushed before the read
-        }
-        #expect(seen == [1, 2, 3])
-        try a.transaction { tx in
-            try tx.lockQueues([q])
-            #expect(try tx.insertMessage(queue: q, seq: 2, expiresAt: 100, body: [4]) == 4)
-            #expect(try tx.insertMessage(queue: q, seq: 10, expiresAt: 100, body: [5]) == 10)  // a later proposal stands
-        }
-        try a.transaction { tx in  // not locked: the statement of its own
-            let seq = try tx.insertMessage(queue: q, seq: 1, expiresAt: 100, body: [6])
-            #expect(seq == 11)
-        }
-        let all = try Self.stored(a, q)
-        #expect(all.map(\.0) == [1, 2, 3, 4, 10, 11])
-        #expect(all.map(\.1) == [[1], [2], [3], [4], [5], [6]])
     }
 
     /// A queue another frontend deleted before this batch locked it: the SEND finds it gone,
     /// and the rest of the batch is stored.
     @Test func aQueueDeletedElsewhereIsFoundGone() async throws {
-        let (a, b) = try await PostgresStoreTests.twoStores()
-        defer {
-            try? a.close()
-            try? b.close()
-        }
-        let gone = try Self.newQueue(a)
-        let kept = try Self.newQueue(a)
-        try a.transaction { tx in _ = try tx.deleteQueue(queue: gone) }
-        var refused = false
-        try b.transaction { tx in
-            try tx.lockQueues([gone, kept])
-            do {
-                _ = try tx.insertMessage(queue: gone, seq: 1, expiresAt: 100, body: [1])
-            } catch is QueueGone {
-                refused = true
+        try await Self.withFrontends { a, b, gone in
+            let kept = try Self.newQueue(a)
+            try a.transaction { tx in _ = try tx.deleteQueue(queue: gone) }
+            var refused = false
+            try b.transaction { tx in
+                try tx.lockQueues([gone, kept])
+                do {
+                    _ = try tx.insertMessage(queue: gone, seq: 1, expiresAt: 100, body: [1])
+                } catch is QueueGone {
+                    refused = true
+                }
+                _ = try tx.insertMessage(queue: kept, seq: 1, expiresAt: 100, body: [2])
             }
-            _ = try tx.insertMessage(queue: kept, seq: 1, expiresAt: 100, body: [2])
+            #expect(refused)
+            #expect(try Self.stored(a, kept).map(\.1) == [[2]])
         }
-        #expect(refused)
-        #expect(try Self.stored(a, kept).map(\.1) == [[2]])
     }
 
     /// More body bytes than one statement may carry are sent in several, in order.
     @Test func aBatchLargerThanTheBoundIsSentInParts() async throws {
-        let (a, b) = try await PostgresStoreTests.twoStores()
-        defer {
-            try? a.close()
-            try? b.close()
+        try await Self.withFrontends { a, b, q in
+            let size = 64 * 1024
+            let count = PendingInserts.maxBytes / size + 3
+            var held = 0
+            try b.transaction { tx in
+                try tx.lockQueues([q])
+                for i in 0..<count { _ = try tx.insertMessage(queue: q, seq: 1, expiresAt: 100, body: [UInt8](repeating: UInt8(i % 256), count: size)) }
+                held = (tx as? PostgresTransaction)?.heldMessages ?? -1
+            }
+            #expect(held >= 0 && held < count && held <= PendingInserts.maxBytes / size)
+            var rows: [(UInt64, [UInt8])] = []
+            try a.transaction { tx in rows = try tx.messages(queue: q, after: 0, limit: count + 1) }
+            #expect(rows.map(\.0) == (1...UInt64(count)).map { $0 })
+            #expect(rows.allSatisfy { $0.1.count == size && $0.1.first == UInt8((Int($0.0) - 1) % 256) })
         }
-        let q = try Self.newQueue(a)
-        let size = 64 * 1024
-        let count = PendingInserts.maxBytes / size + 3
-        var held = 0
-        try b.transaction { tx in
-            try tx.lockQueues([q])
-            for i in 0..<count { _ = try tx.insertMessage(queue: q, seq: 1, expiresAt: 100, body: [UInt8](repeating: UInt8(i % 256), count: size)) }
-            held = (tx as? PostgresTransaction)?.heldMessages ?? -1
-        }
-        #expect(held >= 0 && held < count && held <= PendingInserts.maxBytes / size)
-        var rows: [(UInt64, [UInt8])] = []
-        try a.transaction { tx in rows = try tx.messages(queue: q, after: 0, limit: count + 1) }
-        #expect(rows.map(\.0) == (1...UInt64(count)).map { $0 })
-        #expect(rows.allSatisfy { $0.1.count == size && $0.1.first == UInt8((Int($0.0) - 1) % 256) })
     }
 
     /// A queue deleted earlier in the same batch: a SEND into it is refused, not held for an
     /// INSERT that would fail the whole batch at its commit.
     @Test func aQueueDeletedEarlierInTheBatchIsFoundGone() async throws {
-        let (a, b) = try await PostgresStoreTests.twoStores()
-        defer {
-            try? a.close()
-            try? b.close()
-        }
-        let q = try Self.newQueue(a)
-        var refused = false
-        try a.transaction { tx in
-            try tx.lockQueues([q])
-            _ = try tx.insertMessage(queue: q, seq: 1, expiresAt: 100, body: [1])
-            _ = try tx.deleteQueue(queue: q)
-            do {
-                _ = try tx.insertMessage(queue: q, seq: 2, expiresAt: 100, body: [2])
-            } catch is QueueGone {
-                refused = true
+        try await Self.withFrontends { a, b, q in
+            var refused = false
+            try a.transaction { tx in
+                try tx.lockQueues([q])
+                _ = try tx.insertMessage(queue: q, seq: 1, expiresAt: 100, body: [1])
+                _ = try tx.deleteQueue(queue: q)
+                do {
+                    _ = try tx.insertMessage(queue: q, seq: 2, expiresAt: 100, body: [2])
+                } catch is QueueGone {
+                    refused = true
+                }
             }
+            #expect(refused)
         }
-        #expect(refused)
     }
 
     /// A queue re-read in the batch (a shared store's lookup) counts the messages the batch holds.
     @Test func aQueueReReadInTheBatchCountsWhatItHolds() async throws {
-        let (a, b) = try await PostgresStoreTests.twoStores()
-        defer {
-            try? a.close()
-            try? b.close()
+        try await Self.withFrontends { a, b, q in
+            var row: QueueRow?
+            try a.transaction { tx in
+                try tx.lockQueues([q])
+                for i in 0..<3 { _ = try tx.insertMessage(queue: q, seq: 1, expiresAt: 100, body: [UInt8](repeating: 1, count: 10 + i)) }
+                row = try tx.queueRow(id: q)
+            }
+            #expect(row?.count == 3 && row?.bytes == 33)
         }
-        let q = try Self.newQueue(a)
-        var row: QueueRow?
-        try a.transaction { tx in
-            try tx.lockQueues([q])
-            for i in 0..<3 { _ = try tx.insertMessage(queue: q, seq: 1, expiresAt: 100, body: [UInt8](repeating: 1, count: 10 + i)) }
-            row = try tx.queueRow(id: q)
-        }
-        #expect(row?.count == 3 && row?.bytes == 33)
     }
 
     /// While frontend b's batch holds the queue, a's batch waits for it at its lock, then stores
@@ -193,18 +183,14 @@ import Testing
 
     /// A message held for the batch's INSERT is announced to the other frontend like any other.
     @Test(.timeLimit(.minutes(1))) func aHeldMessageIsAnnouncedAtTheCommit() async throws {
-        let (a, b) = try await PostgresStoreTests.twoStores()
-        defer {
-            try? a.close()
-            try? b.close()
+        try await Self.withFrontends { a, b, q in
+            let woken = AsyncStream<Void>.makeStream()
+            b.onChange { woken.continuation.yield() }
+            try a.transaction { tx in
+                try tx.lockQueues([q])
+                _ = try tx.insertMessage(queue: q, seq: 1, expiresAt: 100, body: [1])
+            }
+            for await _ in woken.stream where b.takeChangedQueues().messages.contains(q) { break }
         }
-        let q = try Self.newQueue(a)
-        let woken = AsyncStream<Void>.makeStream()
-        b.onChange { woken.continuation.yield() }
-        try a.transaction { tx in
-            try tx.lockQueues([q])
-            _ = try tx.insertMessage(queue: q, seq: 1, expiresAt: 100, body: [1])
-        }
-        for await _ in woken.stream where b.takeChangedQueues().messages.contains(q) { break }
     }
 }
