@@ -199,8 +199,11 @@ struct ConnectionStateMachine {
 
     /// The pause after a rate refusal is over: frames already read are handled, then the socket.
     mutating func rateHoldEnded(now: NIODeadline, writable: Bool) -> [ConnectionAction] {
-        guard case .established(var session) = state, session.intake == .pausedForRate else { return [] }
-        state = .modifying
+        guard var session = takeSession() else { return [] }
+        guard session.intake == .pausedForRate else {
+            state = .established(consume session)
+            return []
+        }
         session.intake = .open
         state = .established(consume session)
         var actions: [ConnectionAction] = []

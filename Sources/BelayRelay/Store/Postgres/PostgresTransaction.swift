@@ -49,19 +49,17 @@ final class PostgresTransaction: QueueTransaction {
         try flushDeletes()
     }
 
+    /// One statement, one round trip: the INSERT runs as a data-modifying CTE of the UPDATE.
     private func flushInserts() throws {
         guard !pendingInserts.isEmpty else { return }
         let p = pendingInserts
         pendingInserts = PendingInserts()
-        _ = try connection.query(
-            """
-            INSERT INTO message(queue_id, seq, expires_at, body)
-            SELECT * FROM unnest(\(p.queues)::BIGINT[], \(p.seqs)::BIGINT[], \(p.expiries)::BIGINT[], \(p.bodies)::BYTEA[])
-            """, logger: logger
-        ).waitBounded()
         let (queues, lastSeqs) = p.lastSeqs
         _ = try connection.query(
             """
+            WITH stored AS (
+                INSERT INTO message(queue_id, seq, expires_at, body)
+                SELECT * FROM unnest(\(p.queues)::BIGINT[], \(p.seqs)::BIGINT[], \(p.expiries)::BIGINT[], \(p.bodies)::BYTEA[]))
             UPDATE queue q SET last_seq = GREATEST(q.last_seq, u.s) FROM unnest(\(queues)::BIGINT[], \(lastSeqs)::BIGINT[]) AS u(id, s)
             WHERE q.id = u.id
             """, logger: logger
